@@ -1,0 +1,14 @@
+namespace Tandem.Mm;
+
+/// <summary>Outcome of a fault or a resolve. Expected failures are statuses, never exceptions.</summary>
+public enum FaultStatus
+{
+    /// <summary>The page is mapped with the requested access.</summary>
+    Ok,
+    /// <summary>No region covers the address.</summary>
+    NoRegion,
+    /// <summary>The region forbids the requested access.</summary>
+    AccessDenied,
+    /// <summary>No free frame.</summary>
+    OutOfMemory,
+}

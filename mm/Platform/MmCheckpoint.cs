@@ -1,0 +1,24 @@
+namespace Tandem.Mm;
+
+/// <summary>Named points between shared-memory steps, reported through <see cref="IMmPlatform.Checkpoint"/>.</summary>
+public enum MmCheckpoint
+{
+    /// <summary>A primary entry was cleared (not yet flushed).</summary>
+    PrimaryEntryCleared,
+    /// <summary>The primary TLB flush for an operation finished.</summary>
+    PrimaryTlbFlushed,
+    /// <summary>All notifiers saw <c>InvalidateRangeStart</c>.</summary>
+    NotifierStartDone,
+    /// <summary>All notifiers saw <c>InvalidateRangeEnd</c>.</summary>
+    NotifierEndDone,
+    /// <summary>The reference of a torn-down mapping was dropped.</summary>
+    ReferenceDropped,
+    /// <summary>A secondary fault took its sequence snapshot.</summary>
+    SequenceRead,
+    /// <summary>A secondary fault resolved its page through the primary MMU.</summary>
+    SecondaryResolved,
+    /// <summary>A secondary fault finished its locked check-and-install step.</summary>
+    SecondaryInstallDone,
+    /// <summary>A demand fault installed a primary entry.</summary>
+    PrimaryEntryInstalled,
+}

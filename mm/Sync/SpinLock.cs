@@ -1,0 +1,61 @@
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Tandem.Mm;
+
+/// <summary>
+/// A test-and-test-and-set spin lock for the portable core (no <c>lock</c>, no Monitor).
+/// Keep it in a field of a class and call it on the field (it is a mutable struct).
+/// </summary>
+/// <remarks>
+/// Rules for using this: hold it for short, bounded work; never block or call a notifier while
+/// holding it unless docs/locking.md lists that nesting; never take it recursively.
+/// </remarks>
+public struct SpinLock
+{
+    private int _state;
+
+    /// <summary>Acquires the lock, spinning with the platform's pause hint.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Enter<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    {
+        // Acquire: the CAS is a full barrier; pairs with the Volatile.Write in Exit, so the
+        // previous holder's writes are visible to us.
+        if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+            EnterContended(platform);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private void EnterContended<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    {
+        do
+        {
+            // Read-only spin so the cache line stays shared until the holder's Exit.
+            while (Volatile.Read(ref _state) != 0)
+                platform.SpinPause();
+        }
+        while (Interlocked.CompareExchange(ref _state, 1, 0) != 0);
+    }
+
+    /// <summary>Acquires the lock if it is free; never spins.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryEnter()
+    {
+        // Same pairing as Enter.
+        return Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+    }
+
+    /// <summary>Releases the lock.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Exit()
+    {
+        // Release: pairs with the CAS in Enter/TryEnter of the next holder.
+        Volatile.Write(ref _state, 0);
+    }
+
+    /// <summary>True while some context holds the lock (for assertions only).</summary>
+    public bool IsHeld
+    {
+        get { return Volatile.Read(ref _state) != 0; }
+    }
+}
