@@ -11,4 +11,6 @@ public enum FaultStatus
     AccessDenied,
     /// <summary>No free frame.</summary>
     OutOfMemory,
+    /// <summary>A userfault fill found the page already mapped (compare EEXIST).</summary>
+    Exists,
 }

@@ -1,0 +1,74 @@
+using System;
+
+namespace Tandem.Mm;
+
+public sealed partial class MemoryManager<TPlatform>
+{
+    /// <summary>
+    /// Removes every primary mapping of <paramref name="frame"/> (compare Linux's try_to_unmap).
+    /// For each mapping, in this order (invariant 1): clear the primary entry, flush the primary
+    /// TLB, call the notifiers, and only then drop the mapping's reference. Returns true when no
+    /// mapping is left.
+    /// </summary>
+    /// <remarks>
+    /// Rules for using this: the frame must be tracked (not a fixed mapping). The caller need not
+    /// hold a reference: one is taken for the duration, so the record cannot be recycled under us.
+    /// </remarks>
+    public bool TryToUnmap(Pfn frame)
+    {
+        if (!Frames.TryGetRef(frame))
+            return true;
+        int guard = 0;
+        while (true)
+        {
+            if (!Rmap.TryGet(frame, 0, out AddressSpace<TPlatform>? space, out VirtAddr address))
+                break;
+            if (!space!.UnmapOneForReclaim(frame, address))
+            {
+                // The entry changed under us (a concurrent unmap removed it; its rmap removal is
+                // done under the same page-table lock, so this is transient).
+                if (++guard > 1000000)
+                    throw new InvalidOperationException("TryToUnmap: reverse map does not match the page tables");
+                Platform.SpinPause();
+            }
+        }
+        bool unmapped = Frames.MapCountOf(frame) == 0;
+        Frames.PutRef(frame);
+        return unmapped;
+    }
+
+    /// <summary>
+    /// Aging of one frame: OR of the primary accessed bits of all its mappings (tested and cleared)
+    /// and the secondary MMUs' answers. <paramref name="exact"/> false: the fast-only notifier call
+    /// (aging walk, look-around: never waits on a lock). True: the exact ClearFlushYoung (eviction).
+    /// A young frame moves to the current generation.
+    /// </summary>
+    public bool AgeFrame(Pfn frame, bool exact)
+    {
+        if (!Frames.TryGetRef(frame))
+            return false;
+        bool young = false;
+        for (int i = 0; ; i++)
+        {
+            if (!Rmap.TryGet(frame, i, out AddressSpace<TPlatform>? space, out VirtAddr address))
+                break;
+            young |= space!.TestClearYoung(frame, address, exact);
+        }
+        if (young)
+            System.Threading.Volatile.Write(ref Frames.Record(frame).LruGeneration, Generation);
+        Frames.PutRef(frame);
+        return young;
+    }
+
+    /// <summary>
+    /// Eviction: the exact check first (every MMU, slow notifiers allowed); a frame that any MMU saw
+    /// young is kept. Otherwise every mapping is removed with <see cref="TryToUnmap"/>. Returns true
+    /// when the frame was unmapped everywhere (its memory is freed when the last reference goes).
+    /// </summary>
+    public bool TryReclaim(Pfn frame)
+    {
+        if (AgeFrame(frame, true))
+            return false;
+        return TryToUnmap(frame);
+    }
+}

@@ -1,0 +1,125 @@
+namespace Tandem.Mm;
+
+/// <summary>
+/// The reverse map: for each tracked frame, the list of (address space, virtual address) pairs
+/// whose primary 4 KiB entry maps it. Entries live in fixed, index-linked pools allocated once (no
+/// allocation per mapping); a frame's list starts at <see cref="FrameRecord.RmapHead"/>.
+/// </summary>
+/// <remarks>
+/// Everything here, and <see cref="FrameRecord.MapCount"/>/<see cref="FrameRecord.RmapHead"/>, is
+/// protected by one lock, taken inside the page-table lock of the address space whose entry changes
+/// (lock order: page-table lock, then rmap lock). Readers that must then take a page-table lock
+/// copy one entry out and drop the rmap lock first.
+/// </remarks>
+public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
+{
+    private readonly TPlatform _platform;
+    private readonly FrameDatabase<TPlatform> _frames;
+    private readonly AddressSpace<TPlatform>?[] _space;
+    private readonly ulong[] _address;
+    private readonly int[] _next;
+    private int _freeHead;
+    private int _used;
+    private SpinLock _lock;
+
+    /// <summary>Creates a pool of <paramref name="capacity"/> entries.</summary>
+    public ReverseMap(TPlatform platform, FrameDatabase<TPlatform> frames, int capacity)
+    {
+        _platform = platform;
+        _frames = frames;
+        _space = new AddressSpace<TPlatform>?[capacity];
+        _address = new ulong[capacity];
+        _next = new int[capacity];
+        for (int i = 0; i < capacity; i++)
+            _next[i] = i + 1 < capacity ? i + 1 : -1;
+        _freeHead = capacity > 0 ? 0 : -1;
+    }
+
+    /// <summary>Entries in use (for tests).</summary>
+    public int Used { get { return System.Threading.Volatile.Read(ref _used); } }
+
+    /// <summary>Records that <paramref name="space"/> maps <paramref name="frame"/> at <paramref name="address"/>.
+    /// Caller holds the page-table lock of <paramref name="space"/>. False if the pool is exhausted.</summary>
+    public bool Add(Pfn frame, AddressSpace<TPlatform> space, VirtAddr address)
+    {
+        _lock.Enter(_platform);
+        int e = _freeHead;
+        if (e < 0)
+        {
+            _lock.Exit();
+            return false;
+        }
+        _freeHead = _next[e];
+        ref FrameRecord r = ref _frames.Record(frame);
+        _space[e] = space;
+        _address[e] = address.Value;
+        _next[e] = r.RmapHead;
+        r.RmapHead = e;
+        r.MapCount++;
+        _used++;
+        _lock.Exit();
+        return true;
+    }
+
+    /// <summary>Removes the entry (space, address) of <paramref name="frame"/>. Caller holds the
+    /// page-table lock of <paramref name="space"/>. False if there was none.</summary>
+    public bool Remove(Pfn frame, AddressSpace<TPlatform> space, VirtAddr address)
+    {
+        _lock.Enter(_platform);
+        ref FrameRecord r = ref _frames.Record(frame);
+        int prev = -1;
+        int e = r.RmapHead;
+        while (e >= 0 && !(_space[e] == space && _address[e] == address.Value))
+        {
+            prev = e;
+            e = _next[e];
+        }
+        if (e < 0)
+        {
+            _lock.Exit();
+            return false;
+        }
+        if (prev < 0)
+            r.RmapHead = _next[e];
+        else
+            _next[prev] = _next[e];
+        r.MapCount--;
+        _space[e] = null;
+        _next[e] = _freeHead;
+        _freeHead = e;
+        _used--;
+        _lock.Exit();
+        return true;
+    }
+
+    /// <summary>Copies out the <paramref name="index"/>-th mapping of <paramref name="frame"/>; false past the end.</summary>
+    public bool TryGet(Pfn frame, int index, out AddressSpace<TPlatform>? space, out VirtAddr address)
+    {
+        _lock.Enter(_platform);
+        int e = _frames.Record(frame).RmapHead;
+        for (int i = 0; i < index && e >= 0; i++)
+            e = _next[e];
+        if (e < 0)
+        {
+            _lock.Exit();
+            space = null;
+            address = default;
+            return false;
+        }
+        space = _space[e];
+        address = new VirtAddr(_address[e]);
+        _lock.Exit();
+        return true;
+    }
+
+    /// <summary>True when (space, address) is listed for <paramref name="frame"/>.</summary>
+    public bool Contains(Pfn frame, AddressSpace<TPlatform> space, VirtAddr address)
+    {
+        _lock.Enter(_platform);
+        int e = _frames.Record(frame).RmapHead;
+        while (e >= 0 && !(_space[e] == space && _address[e] == address.Value))
+            e = _next[e];
+        _lock.Exit();
+        return e >= 0;
+    }
+}

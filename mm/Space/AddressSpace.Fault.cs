@@ -1,0 +1,120 @@
+namespace Tandem.Mm;
+
+public sealed unsafe partial class AddressSpace<TPlatform>
+{
+    /// <summary>
+    /// The primary page-fault handler: makes <paramref name="address"/> mapped with at least the
+    /// requested access, according to its region (demand-zero, fixed, or userfault wait).
+    /// </summary>
+    public FaultStatus HandleFault(VirtAddr address, bool write)
+    {
+        while (true)
+        {
+            Region? region = Regions.Find(address);
+            if (region == null)
+                return FaultStatus.NoRegion;
+            if (write && (region.Prot & PageProt.Write) == 0)
+                return FaultStatus.AccessDenied;
+            VirtAddr page = address.AlignDown(PageSizes.Size4K);
+            FaultStatus present = TryUpgradePresent(page, write);
+            if (present != FaultStatus.NoRegion)
+                return present;
+            if (region.Kind == RegionKind.Fixed)
+                return FaultFixed(region, page);
+            if (region.Userfault != null)
+            {
+                WaitForUserfault(region, page, write);
+                continue;
+            }
+            FaultStatus status = FaultAnonymous(region, page);
+            if (status != FaultStatus.Exists)
+                return status;
+        }
+    }
+
+    /// <summary>
+    /// If the page is mapped: Ok (upgrading a read-only entry of a writable region on a write,
+    /// like a write-protect fault). NoRegion when it is not mapped.
+    /// </summary>
+    private FaultStatus TryUpgradePresent(VirtAddr page, bool write)
+    {
+        _ptLock.Enter(_platform);
+        PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, page, page + 1);
+        w.MoveNext();
+        PteSlot s = w.Current;
+        if (!s.Value.IsPresent)
+        {
+            _ptLock.Exit();
+            return FaultStatus.NoRegion;
+        }
+        if (write && !s.Value.IsWritable)
+        {
+            // Upgrade in place; atomic because the CPU may set A/D concurrently. Raising rights
+            // needs no flush (a stale read-only TLB entry only causes a spurious fault).
+            PteOps.SetBits(s.Pointer, PageTableEntry.Writable);
+        }
+        _ptLock.Exit();
+        return FaultStatus.Ok;
+    }
+
+    private FaultStatus FaultFixed(Region region, VirtAddr page)
+    {
+        // Map with the largest page that fits the region and the alignment of both sides.
+        for (int level = 3; level >= 1; level--)
+        {
+            ulong size = PageSizes.ForLevel(level);
+            VirtAddr va = page.AlignDown(size);
+            PhysAddr pa = new PhysAddr(region.FixedBase.Value + (va - region.Start));
+            if (va < region.Start || (va + size) > region.End || !pa.IsAligned(size))
+                continue;
+            _ptLock.Enter(_platform);
+            MapStatus status = MapLocked(va, pa, level, region.Prot);
+            _ptLock.Exit();
+            if (status == MapStatus.Ok || status == MapStatus.AlreadyMapped)
+                return FaultStatus.Ok;
+            if (status == MapStatus.OutOfMemory)
+                return FaultStatus.OutOfMemory;
+            // Conflict: a smaller mapping is already there; try a smaller size.
+        }
+        return FaultStatus.OutOfMemory;
+    }
+
+    /// <summary>Demand-zero: allocate, zero outside the lock, install unless someone else did. Exists = lost a race.</summary>
+    private FaultStatus FaultAnonymous(Region region, VirtAddr page)
+    {
+        if (!_mm.Frames.AllocateFrame(out Pfn frame))
+            return FaultStatus.OutOfMemory;
+        ZeroFrame(frame);
+        return InstallAnonymous(page, frame, region.Prot);
+    }
+
+    /// <summary>Installs a fresh frame (count 1, becomes the mapping's reference). Exists if the
+    /// page was mapped meanwhile (the frame is then freed).</summary>
+    private FaultStatus InstallAnonymous(VirtAddr page, Pfn frame, PageProt prot)
+    {
+        _ptLock.Enter(_platform);
+        ulong* slot = WalkLocked(page, 1, true, out MapStatus status);
+        FaultStatus result = FaultStatus.Ok;
+        if (slot == null)
+            result = FaultStatus.OutOfMemory;
+        else if (PteOps.Read(slot).IsPresent)
+            result = FaultStatus.Exists;
+        else if (!_mm.Rmap.Add(frame, this, page))
+            result = FaultStatus.OutOfMemory;
+        else
+        {
+            _mm.Frames.SetFlags(frame, FrameFlags.Anonymous);
+            // Release store: the zeroed (or copied) contents and the frame record are visible
+            // before the entry; pairs with PteOps.Read in walkers and the CPU's page walk.
+            PteOps.Write(slot, PageTableEntry.ForLeaf(frame.Address, 1, prot));
+        }
+        _ptLock.Exit();
+        if (result != FaultStatus.Ok)
+        {
+            _mm.Frames.PutRef(frame);
+            return result;
+        }
+        _platform.Checkpoint(MmCheckpoint.PrimaryEntryInstalled);
+        return FaultStatus.Ok;
+    }
+}

@@ -1,0 +1,175 @@
+using System.Threading;
+
+namespace Tandem.Mm;
+
+public sealed unsafe partial class AddressSpace<TPlatform>
+{
+    /// <summary>
+    /// Finds the entry for <paramref name="address"/> at <paramref name="level"/>, creating missing
+    /// tables when <paramref name="allocate"/>. Null with a status when a huge leaf is in the way,
+    /// a table is missing (not allocating) or no frame is left. Caller holds <c>_ptLock</c>.
+    /// </summary>
+    private ulong* WalkLocked(VirtAddr address, int level, bool allocate, out MapStatus status)
+    {
+        PhysAddr table = Root;
+        for (int l = 4; ; l--)
+        {
+            ulong* slot = (ulong*)_platform.PhysToVirt(table) + address.TableIndex(l);
+            if (l == level)
+            {
+                status = MapStatus.Ok;
+                return slot;
+            }
+            PageTableEntry e = PteOps.Read(slot);
+            if (!e.IsPresent)
+            {
+                if (!allocate)
+                {
+                    status = MapStatus.NotMapped;
+                    return null;
+                }
+                if (!_mm.Frames.AllocateFrame(out Pfn frame))
+                {
+                    status = MapStatus.OutOfMemory;
+                    return null;
+                }
+                _mm.Frames.SetFlags(frame, FrameFlags.PageTable);
+                ZeroFrame(frame);
+                e = PageTableEntry.ForTable(frame.Address);
+                // Release store of a zeroed table; pairs with PteOps.Read in walkers (lockless ones
+                // included), which then see the zeroes.
+                PteOps.Write(slot, e);
+            }
+            else if (e.IsLeaf(l))
+            {
+                status = MapStatus.Conflict;
+                return null;
+            }
+            table = e.TableAddress;
+        }
+    }
+
+    /// <summary>
+    /// Maps <c>[address, address + size)</c> to <paramref name="physical"/> with one entry of size
+    /// 4 KiB, 2 MiB or 1 GiB. The mapping is untracked (the "special" bit: no reference count, no
+    /// reverse map), as for fixed regions and device memory.
+    /// </summary>
+    public MapStatus Map(VirtAddr address, PhysAddr physical, ulong size, PageProt prot)
+    {
+        int level = size == PageSizes.Size4K ? 1 : size == PageSizes.Size2M ? 2 : size == PageSizes.Size1G ? 3 : 0;
+        if (level == 0 || !address.IsAligned(size) || !physical.IsAligned(size) || (address + size).Value > UserTop)
+            return MapStatus.Misaligned;
+        _ptLock.Enter(_platform);
+        MapStatus status = MapLocked(address, physical, level, prot);
+        _ptLock.Exit();
+        return status;
+    }
+
+    private MapStatus MapLocked(VirtAddr address, PhysAddr physical, int level, PageProt prot)
+    {
+        ulong* slot = WalkLocked(address, level, true, out MapStatus status);
+        if (slot == null)
+            return status;
+        PageTableEntry old = PteOps.Read(slot);
+        if (old.IsPresent)
+            return old.IsLeaf(level) ? MapStatus.AlreadyMapped : MapStatus.Conflict;
+        // Non-present before: the CPU cannot be setting A/D in it, and x86 caches no non-present
+        // entries, so a release store and no flush suffice.
+        PteOps.Write(slot, PageTableEntry.ForLeaf(physical, level, prot).WithSpecial(true));
+        return MapStatus.Ok;
+    }
+
+    /// <summary>
+    /// Maps the tracked frame <paramref name="frame"/> at <paramref name="address"/> (4 KiB): takes a
+    /// reference for the mapping and records it in the reverse map.
+    /// </summary>
+    public MapStatus MapFrame(VirtAddr address, Pfn frame, PageProt prot)
+    {
+        if (!address.IsAligned(PageSizes.Size4K) || address.Value >= UserTop)
+            return MapStatus.Misaligned;
+        _ptLock.Enter(_platform);
+        ulong* slot = WalkLocked(address, 1, true, out MapStatus status);
+        if (slot == null)
+        {
+            _ptLock.Exit();
+            return status;
+        }
+        if (PteOps.Read(slot).IsPresent)
+        {
+            _ptLock.Exit();
+            return MapStatus.AlreadyMapped;
+        }
+        _mm.Frames.GetRef(frame);
+        if (!_mm.Rmap.Add(frame, this, address))
+        {
+            _ptLock.Exit();
+            _mm.Frames.PutRef(frame);
+            return MapStatus.OutOfMemory;
+        }
+        // Release store after the rmap entry: a reclaimer that finds the entry through the rmap
+        // then takes _ptLock and sees this store.
+        PteOps.Write(slot, PageTableEntry.ForLeaf(frame.Address, 1, prot));
+        _ptLock.Exit();
+        return MapStatus.Ok;
+    }
+
+    /// <summary>
+    /// Splits the huge leaf (2 MiB or 1 GiB) that maps <paramref name="address"/> into a table of
+    /// 512 smaller leaves with the same translation and rights, then flushes the huge range
+    /// (SDM Vol. 3A, 4.10.2.3: a page-size change needs an invalidation). The translation does not
+    /// change, so no notifier is called.
+    /// </summary>
+    public MapStatus SplitHuge(VirtAddr address)
+    {
+        _ptLock.Enter(_platform);
+        MapStatus status = SplitLocked(address, out VirtAddr start, out ulong size);
+        _ptLock.Exit();
+        if (status == MapStatus.Ok)
+            FlushRange(start, start + size);
+        return status;
+    }
+
+    private MapStatus SplitLocked(VirtAddr address, out VirtAddr start, out ulong size)
+    {
+        PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, address, address + 1);
+        w.MoveNext();
+        PteSlot s = w.Current;
+        start = s.Address;
+        size = s.Size;
+        if (!s.Value.IsPresent)
+            return MapStatus.NotMapped;
+        if (s.Level == 1)
+            return MapStatus.Conflict;
+        if (!_mm.Frames.AllocateFrame(out Pfn tableFrame))
+            return MapStatus.OutOfMemory;
+        _mm.Frames.SetFlags(tableFrame, FrameFlags.PageTable);
+        ulong* child = (ulong*)_platform.PhysToVirt(tableFrame.Address);
+        int childLevel = s.Level - 1;
+        ulong childSize = PageSizes.ForLevel(childLevel);
+        PageTableEntry old = s.Value;
+        while (true)
+        {
+            ulong baseAddr = old.LeafAddress(s.Level).Value;
+            // Keep every flag but the address; for 4 KiB children, PS becomes PAT's position (bit 7)
+            // and the large-page PAT (bit 12) is dropped into it (Tables 4-18 vs 4-20).
+            ulong flags = old.Raw & ~PageTableEntry.AddressMask4K;
+            if (childLevel == 1)
+            {
+                flags &= ~PageTableEntry.PageSize;
+                if ((old.Raw & PageTableEntry.PatLarge) != 0)
+                    flags |= PageTableEntry.Pat4K;
+            }
+            else
+            {
+                flags |= old.Raw & PageTableEntry.PatLarge;
+            }
+            for (int i = 0; i < 512; i++)
+                child[i] = flags | (baseAddr + (ulong)i * childSize);
+            // CAS: the CPU may set A/D in the huge leaf while we build the table; then rebuild
+            // from the new value. Full barrier: the table contents are visible before the entry.
+            if (PteOps.CompareExchange(s.Pointer, old, PageTableEntry.ForTable(tableFrame.Address)))
+                return MapStatus.Ok;
+            old = PteOps.Read(s.Pointer);
+        }
+    }
+}

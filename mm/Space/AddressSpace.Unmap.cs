@@ -1,0 +1,111 @@
+using System;
+
+namespace Tandem.Mm;
+
+public sealed unsafe partial class AddressSpace<TPlatform>
+{
+    /// <summary>Frames gathered before a flush + notify + release round (compare mmu_gather).</summary>
+    private const int GatherBatch = 64;
+
+    /// <summary>
+    /// Unmaps <c>[start, end)</c>. In rounds of up to <see cref="GatherBatch"/> tracked frames:
+    /// clear the entries (under the page-table lock), flush the primary TLB once for the round,
+    /// call the notifiers once for the round, and only then drop the frames' references
+    /// (invariant 1). Huge leaves that the range covers partly are split first.
+    /// </summary>
+    public void Unmap(VirtAddr start, VirtAddr end)
+    {
+        Pfn* gathered = stackalloc Pfn[GatherBatch];
+        VirtAddr cursor = start;
+        while (cursor < end)
+        {
+            int count = 0;
+            bool cleared = false;
+            VirtAddr stop = end;
+            _ptLock.Enter(_platform);
+            PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, cursor, end);
+            while (w.MoveNext())
+            {
+                PteSlot s = w.Current;
+                if (!s.Value.IsPresent)
+                    continue;
+                if (s.Level > 1 && (s.Address < start || s.End > end))
+                {
+                    if (SplitLocked(s.Address < start ? start : s.Address, out VirtAddr _, out ulong _) != MapStatus.Ok)
+                        throw new InvalidOperationException("Unmap: cannot split a huge page (no memory)");
+                    cleared = true; // the split itself needs the flush below
+                    w.Restart(s.Address < start ? start : s.Address);
+                    continue;
+                }
+                // Atomic: the CPU may set D in a present leaf until the entry is gone. Full barrier
+                // (see PteOps.Exchange) before the flush and the notifier-list read below.
+                PageTableEntry old = PteOps.Exchange(s.Pointer, PageTableEntry.Empty);
+                cleared = true;
+                if (old.IsSpecial || !old.IsPresent)
+                    continue;
+                Pfn frame = old.LeafAddress(1).Pfn;
+                if (old.IsDirty)
+                    _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
+                if (!_mm.Rmap.Remove(frame, this, s.Address))
+                    throw new InvalidOperationException("Unmap: mapping missing from the reverse map");
+                gathered[count++] = frame;
+                if (count == GatherBatch)
+                {
+                    stop = s.End;
+                    break;
+                }
+            }
+            _ptLock.Exit();
+            if (cleared)
+                FinishTeardown(cursor, stop, MmuNotifierEvent.Unmap);
+            for (int i = 0; i < count; i++)
+                _mm.Frames.PutRef(gathered[i]);
+            if (count > 0)
+                _platform.Checkpoint(MmCheckpoint.ReferenceDropped);
+            cursor = stop;
+        }
+    }
+
+    /// <summary>Flush, then notify: the middle of every teardown (entries already cleared, references not yet dropped).</summary>
+    private void FinishTeardown(VirtAddr start, VirtAddr end, MmuNotifierEvent reason)
+    {
+        _platform.Checkpoint(MmCheckpoint.PrimaryEntryCleared);
+        FlushRange(start, end);
+        _platform.Checkpoint(MmCheckpoint.PrimaryTlbFlushed);
+        // Inline check; ordered after the entry clear by its Interlocked (full barrier), which
+        // pairs with MmuNotifierList.Drain for a concurrent registration.
+        if (Notifiers.HasNotifiers)
+            Notifiers.Invalidate(new MmuNotifierRange(this, start, end, reason, true));
+    }
+
+    /// <summary>
+    /// Reclaim side of <see cref="MemoryManager{TPlatform}.TryToUnmap"/>: removes the one mapping
+    /// (this, <paramref name="address"/>) of <paramref name="frame"/>: clear, flush, notify, release.
+    /// False if the entry no longer maps the frame.
+    /// </summary>
+    internal bool UnmapOneForReclaim(Pfn frame, VirtAddr address)
+    {
+        _ptLock.Enter(_platform);
+        PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, address, address + 1);
+        w.MoveNext();
+        PteSlot s = w.Current;
+        if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial || s.Value.LeafAddress(1).Pfn != frame)
+        {
+            _ptLock.Exit();
+            return false;
+        }
+        // 1. Clear the primary entry (atomic: the CPU may set D until it is gone).
+        PageTableEntry old = PteOps.Exchange(s.Pointer, PageTableEntry.Empty);
+        if (old.IsDirty)
+            _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
+        if (!_mm.Rmap.Remove(frame, this, address))
+            throw new InvalidOperationException("TryToUnmap: mapping missing from the reverse map");
+        _ptLock.Exit();
+        // 2. Flush the primary TLB, 3. call the notifiers.
+        FinishTeardown(address, address + PageSizes.Size4K, MmuNotifierEvent.Clear);
+        // 4. Only then drop the mapping's reference.
+        _mm.Frames.PutRef(frame);
+        _platform.Checkpoint(MmCheckpoint.ReferenceDropped);
+        return true;
+    }
+}

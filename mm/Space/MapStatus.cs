@@ -1,0 +1,18 @@
+namespace Tandem.Mm;
+
+/// <summary>Outcome of a map or split. Expected failures are statuses, never exceptions.</summary>
+public enum MapStatus
+{
+    /// <summary>Done.</summary>
+    Ok,
+    /// <summary>Something is already mapped there.</summary>
+    AlreadyMapped,
+    /// <summary>A huge mapping or a lower-level table is in the way.</summary>
+    Conflict,
+    /// <summary>No frame for a page table (or no reverse-map entry).</summary>
+    OutOfMemory,
+    /// <summary>Address or size not aligned, or size not 4 KiB / 2 MiB / 1 GiB.</summary>
+    Misaligned,
+    /// <summary>Nothing mapped there (split).</summary>
+    NotMapped,
+}
