@@ -1,0 +1,87 @@
+using System.Runtime.InteropServices;
+
+namespace Tandem.Arch.X86
+{
+    /// <summary>
+    /// Every x86 instruction C# cannot express, as a call into a stub generated at build time
+    /// (tools/StubGen). This file is the whole unsafe instruction surface of the kernel.
+    /// </summary>
+    public static unsafe class Native
+    {
+        [DllImport("*", EntryPoint = "tandem_inb"), SuppressGCTransition] public static extern byte InB(ushort port);
+        [DllImport("*", EntryPoint = "tandem_inw"), SuppressGCTransition] public static extern ushort InW(ushort port);
+        [DllImport("*", EntryPoint = "tandem_inl"), SuppressGCTransition] public static extern uint InL(ushort port);
+        [DllImport("*", EntryPoint = "tandem_outb"), SuppressGCTransition] public static extern void OutB(ushort port, byte value);
+        [DllImport("*", EntryPoint = "tandem_outw"), SuppressGCTransition] public static extern void OutW(ushort port, ushort value);
+        [DllImport("*", EntryPoint = "tandem_outl"), SuppressGCTransition] public static extern void OutL(ushort port, uint value);
+
+        [DllImport("*", EntryPoint = "tandem_rdmsr"), SuppressGCTransition] public static extern ulong ReadMsr(uint msr);
+        [DllImport("*", EntryPoint = "tandem_wrmsr"), SuppressGCTransition] public static extern void WriteMsr(uint msr, ulong value);
+        [DllImport("*", EntryPoint = "tandem_cpuid"), SuppressGCTransition] private static extern void CpuIdRaw(uint leaf, uint subleaf, uint* output);
+
+        [DllImport("*", EntryPoint = "tandem_read_cr0"), SuppressGCTransition] public static extern ulong ReadCr0();
+        [DllImport("*", EntryPoint = "tandem_read_cr2"), SuppressGCTransition] public static extern ulong ReadCr2();
+        [DllImport("*", EntryPoint = "tandem_read_cr3"), SuppressGCTransition] public static extern ulong ReadCr3();
+        [DllImport("*", EntryPoint = "tandem_read_cr4"), SuppressGCTransition] public static extern ulong ReadCr4();
+        [DllImport("*", EntryPoint = "tandem_write_cr0"), SuppressGCTransition] public static extern void WriteCr0(ulong value);
+        [DllImport("*", EntryPoint = "tandem_write_cr3"), SuppressGCTransition] public static extern void WriteCr3(ulong value);
+        [DllImport("*", EntryPoint = "tandem_write_cr4"), SuppressGCTransition] public static extern void WriteCr4(ulong value);
+        [DllImport("*", EntryPoint = "tandem_xgetbv"), SuppressGCTransition] public static extern ulong XGetBv(uint index);
+        [DllImport("*", EntryPoint = "tandem_xsetbv"), SuppressGCTransition] public static extern void XSetBv(uint index, ulong value);
+
+        [DllImport("*", EntryPoint = "tandem_invlpg"), SuppressGCTransition] public static extern void InvLpg(ulong address);
+        [DllImport("*", EntryPoint = "tandem_lgdt"), SuppressGCTransition] public static extern void Lgdt(void* pointer);
+        [DllImport("*", EntryPoint = "tandem_lidt"), SuppressGCTransition] public static extern void Lidt(void* pointer);
+        [DllImport("*", EntryPoint = "tandem_ltr"), SuppressGCTransition] public static extern void Ltr(ushort selector);
+        [DllImport("*", EntryPoint = "tandem_reload_segments"), SuppressGCTransition] public static extern void ReloadSegments(ushort codeSelector, ushort dataSelector);
+
+        [DllImport("*", EntryPoint = "tandem_cli"), SuppressGCTransition] public static extern void Cli();
+        [DllImport("*", EntryPoint = "tandem_sti"), SuppressGCTransition] public static extern void Sti();
+        [DllImport("*", EntryPoint = "tandem_hlt"), SuppressGCTransition] public static extern void Hlt();
+        [DllImport("*", EntryPoint = "tandem_sti_hlt"), SuppressGCTransition] public static extern void StiHlt();
+        [DllImport("*", EntryPoint = "tandem_pause"), SuppressGCTransition] public static extern void Pause();
+        [DllImport("*", EntryPoint = "tandem_rdtsc"), SuppressGCTransition] public static extern ulong Rdtsc();
+        [DllImport("*", EntryPoint = "tandem_read_rflags"), SuppressGCTransition] public static extern ulong ReadRflags();
+        [DllImport("*", EntryPoint = "tandem_read_rbp"), SuppressGCTransition] public static extern ulong ReadRbp();
+        [DllImport("*", EntryPoint = "tandem_read_rsp"), SuppressGCTransition] public static extern ulong ReadRsp();
+        [DllImport("*", EntryPoint = "tandem_int3"), SuppressGCTransition] public static extern void Int3();
+        [DllImport("*", EntryPoint = "tandem_ud2"), SuppressGCTransition] public static extern void Ud2();
+        [DllImport("*", EntryPoint = "tandem_wbinvd"), SuppressGCTransition] public static extern void Wbinvd();
+        [DllImport("*", EntryPoint = "tandem_magic_break"), SuppressGCTransition] public static extern void MagicBreak();
+        [DllImport("*", EntryPoint = "tandem_halt_forever"), SuppressGCTransition] public static extern void HaltForever();
+        [DllImport("*", EntryPoint = "tandem_memset"), SuppressGCTransition] public static extern void MemSet(void* destination, byte value, ulong count);
+        [DllImport("*", EntryPoint = "tandem_memcpy"), SuppressGCTransition] public static extern void MemCopy(void* destination, void* source, ulong count);
+
+        /// <summary>Reads a quadword that may fault; returns false (and no value) if it did.</summary>
+        [DllImport("*", EntryPoint = "tandem_probe_read64"), SuppressGCTransition] public static extern int ProbeRead64(ulong address, ulong* value);
+        [DllImport("*", EntryPoint = "tandem_probe_write64"), SuppressGCTransition] public static extern int ProbeWrite64(ulong address, ulong value);
+
+        // VMX (Intel SDM Vol. 3C, chapter 31). Status: 0 success, 1 VMfailInvalid, 2 VMfailValid.
+        [DllImport("*", EntryPoint = "tandem_vmxon"), SuppressGCTransition] public static extern int VmxOn(ulong physicalAddress);
+        [DllImport("*", EntryPoint = "tandem_vmxoff"), SuppressGCTransition] public static extern int VmxOff();
+        [DllImport("*", EntryPoint = "tandem_vmclear"), SuppressGCTransition] public static extern int VmClear(ulong physicalAddress);
+        [DllImport("*", EntryPoint = "tandem_vmptrld"), SuppressGCTransition] public static extern int VmPtrLd(ulong physicalAddress);
+        [DllImport("*", EntryPoint = "tandem_vmread"), SuppressGCTransition] public static extern int VmRead(ulong field, ulong* value);
+        [DllImport("*", EntryPoint = "tandem_vmwrite"), SuppressGCTransition] public static extern int VmWrite(ulong field, ulong value);
+        [DllImport("*", EntryPoint = "tandem_invept"), SuppressGCTransition] public static extern int InvEpt(ulong type, void* descriptor);
+        [DllImport("*", EntryPoint = "tandem_invvpid"), SuppressGCTransition] public static extern int InvVpid(ulong type, void* descriptor);
+        [DllImport("*", EntryPoint = "tandem_vm_run"), SuppressGCTransition] public static extern int VmRun(void* guestRegisters, int launched);
+
+        /// <summary>CPUID leaf/subleaf.</summary>
+        public static CpuIdResult CpuId(uint leaf, uint subleaf = 0)
+        {
+            CpuIdResult result;
+            CpuIdRaw(leaf, subleaf, (uint*)&result);
+            return result;
+        }
+    }
+
+    /// <summary>The four registers CPUID returns.</summary>
+    public struct CpuIdResult
+    {
+        public uint Eax;
+        public uint Ebx;
+        public uint Ecx;
+        public uint Edx;
+    }
+}

@@ -1,0 +1,107 @@
+using Tandem.Kernel.Sync;
+
+namespace Tandem.Kernel.Console
+{
+    /// <summary>
+    /// The kernel log: text to the serial console, with decimal and hex formatting that never
+    /// allocates. Whole lines from different CPUs do not interleave: callers take <see cref="Lock"/>
+    /// through <see cref="Begin"/>/<see cref="End"/> around a line.
+    /// </summary>
+    public static class Log
+    {
+        private static SpinLock s_lock;
+
+        /// <summary>While a panic prints, other CPUs are stopped and locks are ignored.</summary>
+        internal static bool s_panicking;
+
+        public static ulong Begin() => s_panicking ? 0 : s_lock.Acquire();
+
+        public static void End(ulong flags)
+        {
+            if (!s_panicking)
+                s_lock.Release(flags);
+        }
+
+        public static void Write(string text)
+        {
+            for (int i = 0; i < text.Length; i++)
+                WriteChar(text[i]);
+        }
+
+        public static unsafe void WriteAscii(byte* text, int maxLength = 4096)
+        {
+            for (int i = 0; i < maxLength && text[i] != 0; i++)
+                WriteChar((char)text[i]);
+        }
+
+        public static void WriteChar(char c)
+        {
+            if (c == '\n')
+                Serial.Write((byte)'\r');
+            Serial.Write(c < 128 ? (byte)c : (byte)'?');
+        }
+
+        public static void Write(ulong value)
+        {
+            System.Span<byte> digits = stackalloc byte[20];
+            int n = 0;
+            do
+            {
+                digits[n++] = (byte)('0' + value % 10);
+                value /= 10;
+            }
+            while (value != 0);
+            while (n > 0)
+                Serial.Write(digits[--n]);
+        }
+
+        public static void Write(long value)
+        {
+            if (value < 0)
+            {
+                WriteChar('-');
+                Write((ulong)(-value));
+            }
+            else
+            {
+                Write((ulong)value);
+            }
+        }
+
+        public static void Write(int value) => Write((long)value);
+
+        public static void Write(uint value) => Write((ulong)value);
+
+        /// <summary>Hex with a 0x prefix; <paramref name="digits"/> pads with zeros.</summary>
+        public static void Hex(ulong value, int digits = 1)
+        {
+            Write("0x");
+            int shown = 16;
+            while (shown > digits && ((value >> ((shown - 1) * 4)) & 0xF) == 0)
+                shown--;
+            for (int i = shown - 1; i >= 0; i--)
+            {
+                int nibble = (int)((value >> (i * 4)) & 0xF);
+                Serial.Write((byte)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10));
+            }
+        }
+
+        /// <summary>One whole line, atomically with respect to other CPUs.</summary>
+        public static void Line(string text)
+        {
+            ulong flags = Begin();
+            Write(text);
+            WriteChar('\n');
+            End(flags);
+        }
+
+        public static void Line(string text, ulong value)
+        {
+            ulong flags = Begin();
+            Write(text);
+            Write(value);
+            WriteChar('\n');
+            End(flags);
+        }
+    }
+}

@@ -1,0 +1,76 @@
+using System.Threading;
+using Tandem.Arch.X86;
+
+namespace Tandem.Kernel
+{
+    /// <summary>Per-CPU state, in kernel-heap memory that never moves.</summary>
+    public unsafe struct PerCpu
+    {
+        public int Index;
+        public uint ApicId;
+        public int Online;
+        public ulong TimerTicks;
+        public ulong StackTop;
+        public Gdt Gdt;
+        public Tss Tss;
+
+        // The call-function mailbox (see Smp.RunOn). Pending is written last by the sender and
+        // cleared last by the receiver.
+        public delegate*<ulong, void> CallFunction;
+        public ulong CallArgument;
+        public int CallPending;
+        public int CallLock;
+        public int CallsCompleted;
+    }
+
+    /// <summary>Finds the current CPU's <see cref="PerCpu"/> from its LAPIC id.</summary>
+    public static unsafe class Cpu
+    {
+        public const int MaxCpus = 64;
+
+        private static PerCpu** s_cpus;
+        private static byte* s_apicToIndex;
+        private static int s_count;
+
+        public static int Count => Volatile.Read(ref s_count);
+
+        public static void Initialize()
+        {
+            s_cpus = (PerCpu**)Memory.KernelHeap.Alloc((ulong)(sizeof(PerCpu*) * MaxCpus));
+            s_apicToIndex = (byte*)Memory.KernelHeap.Alloc(256);
+            for (int i = 0; i < 256; i++)
+                s_apicToIndex[i] = 0xFF;
+        }
+
+        /// <summary>Registers a CPU by APIC id; returns its per-CPU block (the BSP is index 0).</summary>
+        public static PerCpu* Add(uint apicId)
+        {
+            int index = s_count;
+            if (index >= MaxCpus || apicId > 255)
+                return null;
+            PerCpu* cpu = (PerCpu*)Memory.KernelHeap.Alloc((ulong)sizeof(PerCpu));
+            cpu->Index = index;
+            cpu->ApicId = apicId;
+            s_cpus[index] = cpu;
+            s_apicToIndex[apicId] = (byte)index;
+            Volatile.Write(ref s_count, index + 1);
+            return cpu;
+        }
+
+        public static PerCpu* Get(int index) => s_cpus[index];
+
+        /// <summary>The current CPU's index (0 before the APIC is known).</summary>
+        public static int CurrentIndex
+        {
+            get
+            {
+                if (s_apicToIndex == null || !Smp.ApicReady)
+                    return 0;
+                byte index = s_apicToIndex[Lapic.CurrentId];
+                return index == 0xFF ? 0 : index;
+            }
+        }
+
+        public static PerCpu* Current => s_cpus == null ? null : s_cpus[CurrentIndex];
+    }
+}

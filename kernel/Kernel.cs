@@ -1,0 +1,115 @@
+using System.Runtime.InteropServices;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Boot;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Memory;
+
+namespace Tandem.Kernel
+{
+    /// <summary>The entry point the boot stub calls in 64-bit mode, on the BSP, interrupts off.</summary>
+    public static unsafe class KernelMain
+    {
+        public const string Version = "0.1.0";
+
+        public static VmxFeatures Features;
+        public static int OnlineCpus;
+
+        [DllImport("*", EntryPoint = "tandem_runtime_init")]
+        private static extern void InitializeRuntime(void* modulesStart, void* modulesEnd);
+
+        [UnmanagedCallersOnly(EntryPoint = "tandem_main")]
+        private static void Main(uint magic, ulong info)
+        {
+            KernelLayout* layout = KernelLayout.Get;
+            Serial.Initialize();
+            KernelHeap.AddChunk((byte*)layout->EarlyHeapStart, layout->EarlyHeapEnd - layout->EarlyHeapStart);
+            InitializeRuntime((void*)layout->ModulesStart, (void*)layout->ModulesEnd);
+            Log.Write("\ntandem: booting\n");
+
+            string? problem = Multiboot2.Parse(magic, info);
+            if (problem != null)
+            {
+                Log.Write("boot: ");
+                Log.Write(problem);
+                Log.WriteChar('\n');
+                Machine.Exit(Machine.StatusBadBoot);
+            }
+            CommandLine.Parse(Multiboot2.CommandLine);
+
+            ulong reservedEnd = layout->ImageEnd;
+            if (Multiboot2.InfoEnd > reservedEnd)
+                reservedEnd = Multiboot2.InfoEnd;
+            for (int i = 0; i < Multiboot2.ModuleCount; i++)
+            {
+                if (Multiboot2.Module(i).End > reservedEnd)
+                    reservedEnd = Multiboot2.Module(i).End;
+            }
+            problem = FrameAllocator.Initialize(reservedEnd);
+            if (problem != null)
+            {
+                Log.Write("boot: ");
+                Log.Write(problem);
+                Log.WriteChar('\n');
+                Machine.Exit(Machine.StatusBadBoot);
+            }
+            Log.Line("boot: frames free ", FrameAllocator.FreeFrames);
+            Symbols.Initialize();
+            BootPaging.MakeUncached(Lapic.DefaultBase);
+
+            Smp.InitializeBootProcessor();
+            Log.Line("boot: descriptors and local APIC up");
+            Acpi.Initialize();
+            if (Acpi.Problem != null)
+            {
+                Log.Write("acpi: ");
+                Log.Write(Acpi.Problem);
+                Log.Write("; running on the boot CPU only\n");
+            }
+            Timer.Calibrate();
+            Log.Line("boot: timer calibrated");
+            Log.Line("boot: cpus listed in the MADT: ", (ulong)Acpi.ApicCount);
+            OnlineCpus = Smp.StartApplicationProcessors();
+            Log.Line("boot: cpus online: ", (ulong)OnlineCpus);
+            Timer.StartPeriodic();
+            Native.Sti();
+
+            Features = VmxFeatures.Detect();
+            PrintBanner();
+
+            int status = Machine.StatusSuccess;
+            if (CommandLine.RunTests)
+                status = Tests.TestRunner.RunAll() == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
+            else if (CommandLine.VmCount == 0)
+                Log.Line("tandem: nothing to run (add 'test' or 'vm=MODULE' to the command line)");
+            Machine.Exit(status);
+        }
+
+        private static void PrintBanner()
+        {
+            ulong flags = Log.Begin();
+            Log.Write("Tandem ");
+            Log.Write(Version);
+            Log.Write(" | cpus ");
+            Log.Write((ulong)OnlineCpus);
+            Log.Write(" | memory ");
+            Log.Write(FrameAllocator.UsableBytes >> 20);
+            Log.Write(" MiB | VT-x ");
+            Log.Write(Features.Vmx ? "present" : "absent");
+            Log.Write(" | EPT ");
+            Log.Write(Features.Ept ? "present" : "absent");
+            Log.Write(" | unrestricted guest ");
+            Log.Write(Features.UnrestrictedGuest ? "present" : "absent");
+            Log.Write(" | EPT A/D ");
+            Log.Write(Features.EptAccessedDirty ? "present" : "absent");
+            Log.WriteChar('\n');
+            if (Features.Vmx && (Features.FeatureControl & 1) != 0 && (Features.FeatureControl & 4) == 0)
+                Log.Write("vmx: IA32_FEATURE_CONTROL is locked with VMX off: enable \"Intel Virtualization Technology\" (VT-x) in the firmware setup\n");
+            Log.Write("timer: lapic ");
+            Log.Write(Timer.LapicTicksPerSecond);
+            Log.Write(" Hz, tsc ");
+            Log.Write(Timer.TscPerSecond);
+            Log.Write(" Hz\n");
+            Log.End(flags);
+        }
+    }
+}

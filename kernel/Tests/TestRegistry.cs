@@ -1,0 +1,21 @@
+namespace Tandem.Kernel.Tests
+{
+    /// <summary>Every in-kernel test, in the order they run. The one place tests are registered.</summary>
+    public static unsafe class TestRegistry
+    {
+        public static readonly TestCase[] All =
+        [
+            new TestCase("cpu.breakpoint_recovered", &CpuTests.Breakpoint),
+            new TestCase("cpu.page_fault_recovered", &CpuTests.PageFaultProbe),
+            new TestCase("cpu.vmx_features_reported", &CpuTests.VmxFeaturesReported),
+            new TestCase("mem.frame_allocator_invariants", &MemoryTests.FrameAllocator),
+            new TestCase("mem.heap_invariants", &MemoryTests.Heap),
+            new TestCase("timer.ticks", &CpuTests.TimerTicks),
+            new TestCase("smp.all_cpus_checked_in", &SmpTests.AllCpusCheckedIn),
+            new TestCase("smp.interlocked_exact_totals", &SmpTests.InterlockedTotals),
+            // Run only by exact name: they end the run with a panic dump on purpose.
+            new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
+            new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),
+        ];
+    }
+}

@@ -1,0 +1,86 @@
+using Tandem.Kernel.Console;
+
+namespace Tandem.Kernel.Tests
+{
+    /// <summary>
+    /// Runs the registered in-kernel tests (<see cref="TestRegistry"/>): each prints
+    /// "PASS name", "FAIL name: reason" or "SKIP name: reason", and the run ends with
+    /// "N passed, N failed, N skipped".
+    /// </summary>
+    public static unsafe class TestRunner
+    {
+        /// <summary>Returns the number of failures.</summary>
+        public static int RunAll()
+        {
+            TestContext context = new TestContext();
+            int passed = 0, failed = 0, skipped = 0;
+            TestCase[] tests = TestRegistry.All;
+            for (int i = 0; i < tests.Length; i++)
+            {
+                TestCase test = tests[i];
+                bool selected = test.ManualOnly
+                    ? CommandLine.TestPattern != null && CommandLine.Matches(CommandLine.TestPattern, CommandLine.TestPatternLength, test.Name)
+                    : CommandLine.TestSelected(test.Name);
+                if (!selected)
+                    continue;
+                context.Reset();
+                test.Run(context);
+                ulong flags = Log.Begin();
+                if (context.FailReason != null)
+                {
+                    failed++;
+                    Log.Write("FAIL ");
+                    Log.Write(test.Name);
+                    Log.Write(": ");
+                    Log.Write(context.FailReason);
+                    if (context.HasFailValue)
+                    {
+                        Log.Write(" (");
+                        Log.Write(context.FailValue);
+                        Log.Write(")");
+                    }
+                }
+                else if (context.SkipReason != null)
+                {
+                    skipped++;
+                    Log.Write("SKIP ");
+                    Log.Write(test.Name);
+                    Log.Write(": ");
+                    Log.Write(context.SkipReason);
+                }
+                else
+                {
+                    passed++;
+                    Log.Write("PASS ");
+                    Log.Write(test.Name);
+                }
+                Log.WriteChar('\n');
+                Log.End(flags);
+            }
+            ulong f = Log.Begin();
+            Log.Write((ulong)passed);
+            Log.Write(" passed, ");
+            Log.Write((ulong)failed);
+            Log.Write(" failed, ");
+            Log.Write((ulong)skipped);
+            Log.Write(" skipped\n");
+            Log.End(f);
+            return failed;
+        }
+    }
+
+    /// <summary>One test: a name and a static method.</summary>
+    public readonly unsafe struct TestCase
+    {
+        public readonly string Name;
+        public readonly delegate*<TestContext, void> Run;
+        public readonly bool ManualOnly;
+
+        public TestCase(string name, delegate*<TestContext, void> run, bool manualOnly = false)
+        {
+            Name = name;
+            Run = run;
+            ManualOnly = manualOnly;
+        }
+    }
+}
