@@ -1,0 +1,63 @@
+using System.Diagnostics;
+
+namespace Tandem.Build;
+
+/// <summary>Runs external programs, echoing what it runs.</summary>
+internal static class Shell
+{
+    public static bool Verbose;
+
+    public static int Run(string file, IEnumerable<string> args, string? workDir = null, bool quiet = false,
+        Dictionary<string, string>? env = null, Action<string>? onLine = null)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in args)
+            psi.ArgumentList.Add(a);
+        if (workDir != null)
+            psi.WorkingDirectory = workDir;
+        if (env != null)
+            foreach (var (k, v) in env)
+                psi.Environment[k] = v;
+        if (Verbose)
+            Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
+        using var p = Process.Start(psi) ?? throw new BuildException($"could not start {file}");
+        var output = new List<string>();
+        void Handle(string? line)
+        {
+            if (line == null)
+                return;
+            lock (output)
+                output.Add(line);
+            onLine?.Invoke(line);
+        }
+        p.OutputDataReceived += (_, e) => Handle(e.Data);
+        p.ErrorDataReceived += (_, e) => Handle(e.Data);
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        p.WaitForExit();
+        if (p.ExitCode != 0 && !quiet && onLine == null)
+        {
+            foreach (string l in output.TakeLast(60))
+                Console.Error.WriteLine(l);
+        }
+        return p.ExitCode;
+    }
+
+    public static void Check(string file, IEnumerable<string> args, string what, string? workDir = null, Dictionary<string, string>? env = null)
+    {
+        int code = Run(file, args, workDir, env: env);
+        if (code != 0)
+            throw new BuildException($"{what} failed (exit code {code})");
+    }
+
+    public static string? Which(string name)
+    {
+        foreach (string dir in (Environment.GetEnvironmentVariable("PATH") ?? "").Split(':'))
+        {
+            string candidate = Path.Combine(dir, name);
+            if (File.Exists(candidate))
+                return candidate;
+        }
+        return null;
+    }
+}
