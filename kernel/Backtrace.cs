@@ -13,7 +13,8 @@ namespace Tandem.Kernel
         public static void Print(ulong rip, ulong rbp)
         {
             Log.Write("backtrace:\n");
-            PrintFrame(rip);
+            if (rip != 0)
+                PrintFrame(rip);
             ulong stackLow = rbp & ~0xFFFFUL;            // stacks are 64 KiB, aligned
             for (int depth = 0; depth < 32; depth++)
             {
@@ -30,7 +31,7 @@ namespace Tandem.Kernel
             }
         }
 
-        public static void PrintHere() => Print(Native.ReadRsp(), Native.ReadRbp());
+        public static void PrintHere() => Print(0, Native.ReadRbp());
 
         public static void PrintFrame(ulong address)
         {

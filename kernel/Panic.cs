@@ -41,7 +41,7 @@ namespace Tandem.Kernel
             Log.Write(": ");
             Log.Write(reason);
             Log.WriteChar('\n');
-            Backtrace.Print(Native.ReadRsp(), Native.ReadRbp());
+            Backtrace.Print(0, Native.ReadRbp());
             Machine.Exit(Machine.StatusPanic);
         }
 
@@ -68,7 +68,7 @@ namespace Tandem.Kernel
             Log.Write(": ");
             Log.WriteAscii(reason, 200);
             Log.WriteChar('\n');
-            Backtrace.Print(Native.ReadRsp(), Native.ReadRbp());
+            Backtrace.Print(0, Native.ReadRbp());
             Machine.Exit(Machine.StatusPanic);
         }
 
@@ -84,13 +84,13 @@ namespace Tandem.Kernel
             ulong typeAddress = **(ulong**)&exceptionPointer;
             byte* typeName = Symbols.Lookup(typeAddress, out ulong offset);
             if (typeName != null && offset == 0)
-                Log.WriteAscii(typeName, 200);
+                Log.WriteAscii(Symbols.TypeName(typeName), 200);
             else
                 Log.Hex(typeAddress);
             Log.Write(": ");
             Log.Write(exception.Message);
             Log.WriteChar('\n');
-            Backtrace.Print(Native.ReadRsp(), Native.ReadRbp());
+            Backtrace.Print(0, Native.ReadRbp());
             Machine.Exit(Machine.StatusPanic);
         }
     }

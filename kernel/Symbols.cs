@@ -32,6 +32,17 @@ namespace Tandem.Kernel
             }
         }
 
+        /// <summary>ILC names a type's MethodTable "_ZTV" + length + mangled name; returns the mangled name.</summary>
+        public static byte* TypeName(byte* symbol)
+        {
+            if (symbol[0] != '_' || symbol[1] != 'Z' || symbol[2] != 'T' || symbol[3] != 'V')
+                return symbol;
+            byte* p = symbol + 4;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            return p;
+        }
+
         /// <summary>Finds the function containing <paramref name="address"/>; returns its name and the offset into it.</summary>
         public static byte* Lookup(ulong address, out ulong offset)
         {

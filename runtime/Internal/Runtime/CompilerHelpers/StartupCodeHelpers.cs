@@ -85,7 +85,7 @@ namespace Internal.Runtime.CompilerHelpers
         private static void RhpThrowEx(object exception)
         {
             // There is no unwinder: every throw is fatal and reported with the exception itself.
-            Panic.UnhandledException(Unsafe.AsPointer(ref exception), 0);
+            Panic.UnhandledException(*(void**)Unsafe.AsPointer(ref exception), 0);
         }
 
         [RuntimeExport("RhpRethrow")]
