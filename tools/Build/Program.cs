@@ -122,7 +122,10 @@ namespace Tandem.Build
                         string e = Value();
                         emulator = e switch
                         {
-                            "auto" => EmulatorKind.Auto, "qemu" => EmulatorKind.Qemu, "bochs" => EmulatorKind.Bochs, "kvm" => EmulatorKind.Kvm,
+                            "auto" => EmulatorKind.Auto,
+                            "qemu" => EmulatorKind.Qemu,
+                            "bochs" => EmulatorKind.Bochs,
+                            "kvm" => EmulatorKind.Kvm,
                             _ => throw new BuildException($"--emulator must be auto, qemu, bochs or kvm (got '{e}')"),
                         };
                         break;
