@@ -67,7 +67,7 @@ namespace Tandem.Build
             if (File.Exists(Repo.Elf) && File.Exists(Repo.Symbols))
             {
                 DateTime built = File.GetLastWriteTimeUtc(Repo.Elf);
-                bool stale = new[] { "runtime", "arch", "mm", "kvm", "kernel", "tools/StubGen", "tools/Build" }
+                bool stale = new[] { "runtime", "arch", "mm", "kvm", "kernel", "boot", "tools/StubGen", "tools/Build" }
                     .Select(d => Path.Combine(Repo.Root, d)).Where(Directory.Exists)
                     .SelectMany(d => Directory.EnumerateFiles(d, "*.cs", SearchOption.AllDirectories))
                     .Where(f => !f.Contains("/obj/") && !f.Contains("/bin/"))
