@@ -10,6 +10,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("cpu.vmx_features_reported", &CpuTests.VmxFeaturesReported),
             new TestCase("mem.frame_allocator_invariants", &MemoryTests.FrameAllocator),
             new TestCase("mem.heap_invariants", &MemoryTests.Heap),
+            new TestCase("runtime.interface_dispatch", &RuntimeTests.InterfaceDispatch),
             new TestCase("timer.ticks", &CpuTests.TimerTicks),
             new TestCase("smp.all_cpus_checked_in", &SmpTests.AllCpusCheckedIn),
             new TestCase("smp.interlocked_exact_totals", &SmpTests.InterlockedTotals),

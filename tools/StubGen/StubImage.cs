@@ -29,6 +29,10 @@ public static class StubImage
         var extable = new List<(string Fault, string Fixup)> { Probe.Read64(o), Probe.Write64(o) };
         Probe.Table(o, extable);
 
+        InterfaceDispatch.Initial(o);
+        InterfaceDispatch.Cached(o);
+        InterfaceDispatch.CachedAddress(o);
+
         Instructions.Inb(o);
         Instructions.Inw(o);
         Instructions.Inl(o);
