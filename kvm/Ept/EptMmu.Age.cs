@@ -1,0 +1,80 @@
+using Tandem.Mm;
+
+namespace Tandem.Kvm.Ept;
+
+public sealed unsafe partial class EptMmu<TPlatform>
+{
+    /// <summary>Exact aging: test and clear the EPT accessed bits backed by <c>[start, end)</c>; INVEPT if any was cleared, so the next guest access walks (and sets A) again.</summary>
+    public bool ClearFlushYoung(IAddressSpace space, VirtAddr start, VirtAddr end)
+    {
+        bool cleared = false;
+        bool young = AgeHostRange(start, end, true, ref cleared);
+        if (cleared)
+            FlushTlbs();
+        return young;
+    }
+
+    /// <summary>Test and clear the EPT accessed bits backed by <c>[start, end)</c>, without a flush. Lockless.</summary>
+    public bool ClearYoung(IAddressSpace space, VirtAddr start, VirtAddr end)
+    {
+        bool cleared = false;
+        return AgeHostRange(start, end, true, ref cleared);
+    }
+
+    /// <summary>Test the EPT accessed bits backed by <c>[start, end)</c>. Lockless.</summary>
+    public bool TestYoung(IAddressSpace space, VirtAddr start, VirtAddr end)
+    {
+        bool cleared = false;
+        return AgeHostRange(start, end, false, ref cleared);
+    }
+
+    /// <summary>
+    /// The fast-only call (aging walk, look-around): never takes, tries or waits on a lock, so it is
+    /// fast by construction, not by luck (seed 001).
+    /// </summary>
+    public bool TestClearYoungFastOnly(IAddressSpace space, VirtAddr start, VirtAddr end, bool clear)
+    {
+        bool cleared = false;
+        return AgeHostRange(start, end, clear, ref cleared);
+    }
+
+    private bool AgeHostRange(VirtAddr start, VirtAddr end, bool clear, ref bool cleared)
+    {
+        MemslotMap slots = Memslots;
+        bool young = false;
+        for (int i = 0; i < slots.Count; i++)
+        {
+            Memslot s = slots[i];
+            if (!(start < s.HostEnd && s.HostBase < end))
+                continue;
+            VirtAddr from = start > s.HostBase ? start : s.HostBase;
+            VirtAddr to = end < s.HostEnd ? end : s.HostEnd;
+            young |= AgeGuestRange(s.GuestAddressOf(from), s.GuestAddressOf(to), clear, ref cleared);
+        }
+        return young;
+    }
+
+    /// <summary>
+    /// Lockless aging of the leaves in <c>[start, end)</c>. One compare-exchange per young leaf and
+    /// no retry: if it fails, the CPU (A/D) or a zapper changed the entry meanwhile, and the leaf
+    /// counts as young (deterministic, bounded).
+    /// </summary>
+    public bool AgeGuestRange(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
+    {
+        bool young = false;
+        foreach (EptSlot s in new EptWalker<TPlatform>(_platform, _root, start, end))
+        {
+            EptEntry e = s.Value;
+            if (!e.IsAccessed)
+                continue;
+            young = true;
+            if (!clear)
+                continue;
+            // Pairs with the CPU's locked A/D update and with the zap Exchange: a failed CAS means
+            // one of them won, and we leave the entry as they left it.
+            if (EptOps.CompareExchange(s.Pointer, e.WithoutAccessed(), e).Value == e.Value)
+                cleared = true;
+        }
+        return young;
+    }
+}

@@ -1,0 +1,181 @@
+using System.Threading;
+using Tandem.Mm;
+
+namespace Tandem.Kvm.Ept;
+
+/// <summary>
+/// The EPT shadow of one VM: a secondary MMU over the VM's host address space (compare KVM's TDP
+/// MMU). It registers as an <see cref="IMmuNotifier"/> on that address space and keeps the EPT a
+/// subset of the primary page tables, as a TLB is: a guest frame is mapped in EPT only while the
+/// host virtual page behind it is mapped by the primary MMU, to the same frame (invariant 1).
+/// </summary>
+/// <remarks>
+/// <para>Concurrency (docs/ept.md, docs/locking.md "EPT shadow"):</para>
+/// <list type="bullet">
+/// <item>The MMU lock (<c>_mmuLock</c>) protects the invalidation sequence, the structure of the
+/// tables (empty → table pointer) and leaf installs by faults. Faults hold it for the check and the
+/// install only, never across the primary-MMU resolve.</item>
+/// <item>Zapping (invalidation) and aging take no lock: leaves are read with
+/// <see cref="EptOps.Read"/> and changed with <see cref="EptOps.Exchange"/> /
+/// <see cref="EptOps.CompareExchange"/>, because the CPU sets A/D bits concurrently.</item>
+/// <item>Table pages are never freed while the EPT lives: a lockless walker can therefore never
+/// see a freed table. <see cref="Release"/> zaps every leaf, flushes, and then hands every table
+/// page to <see cref="IEptPlatform.FreeTableDeferred"/>, which frees it after a grace period.</item>
+/// </list>
+/// </remarks>
+public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatform : struct, IEptPlatform
+{
+    /// <summary>Guest-physical space covered by a 4-level EPT (SDM Vol. 3C, 29.3.2: 48-bit GPA).</summary>
+    public const ulong GuestPhysLimit = 1UL << 48;
+
+    private readonly TPlatform _platform;
+    private readonly IAddressSpace _space;
+    private readonly InvalidationSequence _seq = new InvalidationSequence();
+    private readonly PhysAddr _root;
+    private readonly ulong _eptPointer;
+    private Tandem.Mm.SpinLock _mmuLock;
+    private MemslotMap _slots = MemslotMap.Empty;
+    private ulong _cpuMask;
+    private int _dead;
+    private long _faultRetries;
+
+    private EptMmu(TPlatform platform, IAddressSpace space, PhysAddr root)
+    {
+        _platform = platform;
+        _space = space;
+        _root = root;
+        // EPTP (SDM Vol. 3C, 25.6.11): bits 2:0 memory type of the paging structures (6 = WB),
+        // bits 5:3 page-walk length minus one (3 = 4 levels), bit 6 enables the accessed and
+        // dirty flags (SDM 29.3.5), bits 51:12 the PML4 table.
+        _eptPointer = root.Value | (ulong)EptMemoryType.WriteBack | (3UL << 3) | (1UL << 6);
+    }
+
+    /// <summary>
+    /// Creates the EPT of a VM whose guest RAM lives in <paramref name="space"/>. Null when no table
+    /// page is left for the root. The caller then registers it (<see cref="RegisterWith{TMm}"/>).
+    /// </summary>
+    public static EptMmu<TPlatform>? Create(TPlatform platform, IAddressSpace space)
+    {
+        if (!platform.AllocateTable(out PhysAddr root, out ulong* _))
+            return null;
+        return new EptMmu<TPlatform>(platform, space, root);
+    }
+
+    /// <summary>
+    /// Registers this EPT on the address space's notifier list, declaring lockless (fast-only)
+    /// aging: <see cref="TestClearYoungFastOnly"/> never takes or tries a lock (seed 001).
+    /// </summary>
+    public void RegisterWith<TMm>(MmuNotifierList<TMm> notifiers) where TMm : struct, IMmPlatform
+    {
+        notifiers.Register(this, MmuNotifierFlags.LocklessAging);
+    }
+
+    /// <summary>The EPT pointer to load into the VMCS of every vCPU of this VM.</summary>
+    public ulong EptPointer { get { return _eptPointer; } }
+
+    /// <summary>Physical address of the EPT PML4.</summary>
+    public PhysAddr Root { get { return _root; } }
+
+    /// <summary>The address space this EPT mirrors.</summary>
+    public IAddressSpace Space { get { return _space; } }
+
+    /// <summary>The platform.</summary>
+    public TPlatform Platform { get { return _platform; } }
+
+    /// <summary>The invalidation sequence (read-only use: statistics and tests).</summary>
+    public InvalidationSequence Sequence { get { return _seq; } }
+
+    /// <summary>Number of times a fault dropped what it resolved and started again.</summary>
+    public long FaultRetries { get { return Volatile.Read(ref _faultRetries); } }
+
+    /// <summary>The current memslot map (a snapshot).</summary>
+    public MemslotMap Memslots
+    {
+        // Acquire; pairs with the Volatile.Write in AddMemslot/RemoveMemslot/Release.
+        get { return Volatile.Read(ref _slots); }
+    }
+
+    /// <summary>CPUs that may hold cached translations of this EPT.</summary>
+    public ulong CpuMask { get { return Volatile.Read(ref _cpuMask); } }
+
+    /// <summary>
+    /// Marks <paramref name="cpu"/> as able to cache translations of this EPT. Call before every
+    /// VM entry of a vCPU of this VM on that CPU (cheap when already set).
+    /// </summary>
+    public void Activate(int cpu)
+    {
+        ulong bit = 1UL << cpu;
+        if ((Volatile.Read(ref _cpuMask) & bit) != 0)
+            return;
+        // Full barrier before the VM entry; pairs with the Volatile.Read of _cpuMask in FlushTlbs,
+        // which follows the zapping Exchange: either the flusher sees this CPU, or this CPU's first
+        // walk sees the zapped entry.
+        Interlocked.Or(ref _cpuMask, bit);
+    }
+
+    /// <summary>Adds a memslot (replacing the map as a whole). False if it overlaps in guest space or the EPT is released.</summary>
+    public bool AddMemslot(Memslot slot)
+    {
+        LockMmu();
+        MemslotMap? next = _dead != 0 ? null : _slots.WithAdded(slot);
+        if (next != null)
+        {
+            // Release: the map is complete before it is published; pairs with the Volatile.Read in Memslots.
+            Volatile.Write(ref _slots, next);
+        }
+        UnlockMmu();
+        return next != null;
+    }
+
+    /// <summary>
+    /// Removes a memslot and zaps its EPT leaves. Bracketed like an invalidation of the slot's host
+    /// range, so a fault that read the old map retries and finds no slot.
+    /// </summary>
+    public bool RemoveMemslot(Memslot slot)
+    {
+        MmuNotifierRange range = new MmuNotifierRange(_space, slot.HostBase, slot.HostEnd, MmuNotifierEvent.Unmap, true);
+        LockMmu();
+        MemslotMap? next = _slots.WithRemoved(slot);
+        if (next == null)
+        {
+            UnlockMmu();
+            return false;
+        }
+        _seq.BeginUnderLock(range);
+        // Release; pairs with the Volatile.Read in Memslots.
+        Volatile.Write(ref _slots, next);
+        UnlockMmu();
+        ZapGuestRange(slot.BaseGfn.Address, slot.GuestAddressOf(slot.HostEnd));
+        FlushTlbs();
+        LockMmu();
+        _seq.EndUnderLock();
+        UnlockMmu();
+        return true;
+    }
+
+    private void LockMmu()
+    {
+        // Acquire (CAS); pairs with the release store in UnlockMmu.
+        while (!_mmuLock.TryEnter())
+            _platform.SpinPause();
+    }
+
+    private void UnlockMmu()
+    {
+        // Release; pairs with the CAS in LockMmu.
+        _mmuLock.Exit();
+    }
+
+    /// <summary>
+    /// One INVEPT (single context) here and a remote-flush request to the other CPUs that may cache
+    /// this EPT. Called after the leaves were changed.
+    /// </summary>
+    private void FlushTlbs()
+    {
+        _platform.InvEptSingleContext(_eptPointer);
+        // Read after the Interlocked zap (full barrier); pairs with Interlocked.Or in Activate.
+        ulong others = Volatile.Read(ref _cpuMask) & ~(1UL << _platform.CurrentCpu);
+        if (others != 0)
+            _platform.FlushRemote(_eptPointer, others);
+    }
+}

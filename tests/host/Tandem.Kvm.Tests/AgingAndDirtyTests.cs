@@ -1,0 +1,93 @@
+using Tandem.Kvm.Ept;
+using Tandem.Mm;
+using Xunit;
+
+namespace Tandem.Kvm.Tests;
+
+public class AgingAndDirtyTests
+{
+    private static bool EptYoung(EptBed b, int page)
+    {
+        bool cleared = false;
+        return b.Ept.AgeGuestRange(b.Gpa(page), b.Gpa(page + 1), false, ref cleared);
+    }
+
+    [Fact]
+    public void HotSetYoungColdSetOldFromAccessedBitsSetByVcpus()
+    {
+        using EptBed b = new EptBed(pages: 64);
+        for (int i = 0; i < 64; i++)
+            b.Touch(i, i % 2 == 0, cpu: 1);
+        // Clear young everywhere (exact path: clears and flushes, so the next access walks again).
+        KvmMachine.ThreadCpu = 0;
+        Assert.True(b.Ept.ClearFlushYoung(b.Space, b.Hva(0), b.Hva(64)));
+        Assert.False(b.Ept.TestYoung(b.Space, b.Hva(0), b.Hva(64)));
+        // Primary A bits are not set by guest accesses, so mm's answer is the EPT's answer.
+        for (int i = 0; i < 64; i++)
+            b.Mm.AgeFrame(Frame(b, i), exact: true);
+        for (int i = 0; i < 8; i++)
+            b.Touch(i, false, cpu: 1); // the hot set
+        for (int i = 0; i < 64; i++)
+            Assert.Equal(i < 8, b.Ept.TestYoung(b.Space, b.Hva(i), b.Hva(i + 1)));
+        // Through mm's fast-only aging (lockless call): hot pages young, cold old.
+        for (int i = 0; i < 64; i++)
+            Assert.Equal(i < 8, b.Mm.AgeFrame(Frame(b, i), exact: false));
+        // Fast clear left the vCPU's cached translations alone; the exact clear flushes them.
+        for (int i = 0; i < 8; i++)
+            b.Touch(i, false, cpu: 1);
+        Assert.False(EptYoung(b, 0), "a cached translation sets no accessed bit (like hardware)");
+    }
+
+    [Fact]
+    public void ClearYoungThenTouchAgainIsYoungAgain()
+    {
+        using EptBed b = new EptBed();
+        Pfn f = b.Touch(4, false, cpu: 0);
+        Assert.True(b.Mm.AgeFrame(f, exact: true));   // young; cleared and flushed
+        Assert.False(b.Mm.AgeFrame(f, exact: true));  // nobody touched it: old
+        b.Touch(4, false, cpu: 0);
+        Assert.True(b.Mm.AgeFrame(f, exact: true));   // young again
+        b.Touch(4, false, cpu: 0);
+        Assert.False(b.Mm.TryReclaim(f));             // young: eviction keeps it
+        Assert.True(b.Mm.TryReclaim(f));              // untouched since: evicted
+        Assert.False(b.Leaf(4).IsPresent);
+    }
+
+    [Fact]
+    public void FailedCompareExchangeCountsAsYoungAndLeavesTheEntry()
+    {
+        using EptBed b = new EptBed();
+        b.Touch(2, false, cpu: 0);
+        Assert.True(b.Leaf(2).IsAccessed);
+        Assert.True(b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(2), b.Hva(3), true));
+        Assert.False(b.Leaf(2).IsAccessed);
+        Assert.False(b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(2), b.Hva(3), true));
+    }
+
+    [Fact]
+    public void DirtyBitIsCarriedToTheFrameOnZap()
+    {
+        using EptBed b = new EptBed();
+        Pfn written = b.Touch(1, true, cpu: 0);
+        Pfn read = b.Touch(2, false, cpu: 0);
+        Assert.True(b.Leaf(1).IsDirty);
+        Assert.False(b.Leaf(2).IsDirty);
+        // Keep the records alive past the unmap so their flags can be read.
+        Assert.True(b.Mm.Frames.TryGetRef(written));
+        Assert.True(b.Mm.Frames.TryGetRef(read));
+        b.Mm.Frames.ClearFlags(written, FrameFlags.Dirty);
+        b.Mm.Frames.ClearFlags(read, FrameFlags.Dirty);
+        Assert.True(b.Mm.TryToUnmap(written));
+        Assert.True(b.Mm.TryToUnmap(read));
+        Assert.True((b.Mm.Frames.FlagsOf(written) & FrameFlags.Dirty) != 0, "EPT dirty bit lost on zap");
+        Assert.True((b.Mm.Frames.FlagsOf(read) & FrameFlags.Dirty) == 0, "clean page marked dirty");
+        b.Mm.Frames.PutRef(written);
+        b.Mm.Frames.PutRef(read);
+    }
+
+    private static Pfn Frame(EptBed b, int page)
+    {
+        Assert.True(b.PrimaryFrame(page, out Pfn f));
+        return f;
+    }
+}

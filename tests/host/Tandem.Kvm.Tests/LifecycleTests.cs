@@ -1,0 +1,57 @@
+using Tandem.Kvm.Ept;
+using Tandem.Mm;
+using Xunit;
+
+namespace Tandem.Kvm.Tests;
+
+public class LifecycleTests
+{
+    [Fact]
+    public void RecordingChecksHoldThroughEveryPrimaryOperation()
+    {
+        using EptBed b = new EptBed(pages: 64, strict: true);
+        for (int i = 0; i < 64; i++)
+            b.Touch(i, i % 3 == 0, cpu: i % 4);
+        KvmMachine.ThreadCpu = 0;
+        b.Space.Unmap(b.Hva(10), b.Hva(20));
+        b.Space.Protect(b.Hva(20), b.Hva(30), PageProt.User);
+        for (int i = 0; i < 40; i++)
+            b.Touch(i, false, cpu: 3);
+        Assert.True(b.PrimaryFrame(35, out Pfn f));
+        b.Mm.TryToUnmap(f);
+        for (int i = 0; i < 64; i++)
+            b.Touch(i, i >= 30, cpu: 2);
+        b.Space.Unmap(b.Hva(0), b.Hva(64));
+        Assert.True(b.Auditor!.Checks >= 8, "checks: " + b.Auditor.Checks);
+        Assert.Empty(b.Problems(strict: true));
+        Assert.True(b.Auditor.Violations == 0, string.Join("; ", b.Auditor.Messages));
+        Assert.Equal(0L, b.Machine.Tlb.Violations);
+    }
+
+    [Fact]
+    public void RemovingAMemslotZapsItAndFaultsThenFail()
+    {
+        using EptBed b = new EptBed();
+        b.Touch(1, true);
+        Assert.True(b.Ept.RemoveMemslot(b.Slot));
+        Assert.False(b.Leaf(1).IsPresent);
+        Assert.Equal(EptTlbModel.Outcome.EptViolation, b.TryAccess(1, false, 0, out Pfn _));
+        Assert.Equal(FaultStatus.NoRegion, b.Ept.HandleViolation(b.Gpa(1), false));
+        Assert.Equal(0, b.Ept.Sequence.InProgress);
+    }
+
+    [Fact]
+    public void AddressSpaceDeathReleasesEverythingAndFreesEveryTable()
+    {
+        using EptBed b = new EptBed(pages: 64);
+        for (int i = 0; i < 64; i++)
+            b.Touch(i, true, cpu: 1);
+        int tables = b.Machine.TablesAllocated;
+        Assert.Equal(4, tables); // PML4, PDPT, PD, PT
+        KvmMachine.ThreadCpu = 0;
+        b.Space.Destroy();
+        Assert.Equal((long)tables, b.Machine.TablesFreed);
+        Assert.Equal(0, b.Machine.Tlb.CachedCount(1));
+        Assert.Equal(FaultStatus.NoRegion, b.Ept.HandleViolation(b.Gpa(1), false));
+    }
+}
