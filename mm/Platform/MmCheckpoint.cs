@@ -19,6 +19,9 @@ public enum MmCheckpoint
     SecondaryResolved,
     /// <summary>A secondary fault finished its locked check-and-install step.</summary>
     SecondaryInstallDone,
+    /// <summary>A secondary fault failed its check and is about to start again (a spin: a fair
+    /// scheduler lets someone else run next).</summary>
+    SecondaryRetry,
     /// <summary>A demand fault installed a primary entry.</summary>
     PrimaryEntryInstalled,
 }

@@ -78,6 +78,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
             if (installed)
                 return FaultStatus.Ok;
             Interlocked.Increment(ref Retries);
+            HostMachine.ThreadCheckpoint?.Invoke(MmCheckpoint.SecondaryRetry);
         }
     }
 
