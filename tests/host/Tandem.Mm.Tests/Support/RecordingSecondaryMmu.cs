@@ -114,8 +114,10 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
                 if ((old & D) != 0)
                     _space.MarkFrameDirty(new Pfn((ulong)old >> 12));
             });
+            // Under the MMU lock: no zap (and so no reference drop that follows a zap) can run
+            // between reading an entry and reading its frame's count.
+            CheckAll(range.Start, range.End, "InvalidateRangeStart");
         }
-        CheckAll(range.Start, range.End, "InvalidateRangeStart");
     }
 
     public void InvalidateRangeEnd(in MmuNotifierRange range)
@@ -124,8 +126,8 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
         lock (_mmuLock)
         {
             Seq.EndUnderLock();
+            CheckAll(range.Start, range.End, "InvalidateRangeEnd");
         }
-        CheckAll(range.Start, range.End, "InvalidateRangeEnd");
     }
 
     public bool ClearFlushYoung(IAddressSpace space, VirtAddr start, VirtAddr end) => ClearYoung(space, start, end);
