@@ -74,12 +74,15 @@ namespace Tandem.Kernel
             Native.Sti();
 
             Features = VmxFeatures.Detect();
+            Virt.KvmGlue.Initialize();
             PrintBanner();
 
             int status = Machine.StatusSuccess;
             if (CommandLine.RunTests)
                 status = Tests.TestRunner.RunAll() == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
-            else if (CommandLine.VmCount == 0)
+            if (CommandLine.VmCount > 0 && status == Machine.StatusSuccess)
+                status = Virt.GuestRunner.RunFromCommandLine();
+            else if (!CommandLine.RunTests && CommandLine.VmCount == 0)
                 Log.Line("tandem: nothing to run (add 'test' or 'vm=MODULE' to the command line)");
             Machine.Exit(status);
         }

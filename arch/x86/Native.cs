@@ -32,6 +32,8 @@ namespace Tandem.Arch.X86
         [DllImport("*", EntryPoint = "tandem_invlpg"), SuppressGCTransition] public static extern void InvLpg(ulong address);
         [DllImport("*", EntryPoint = "tandem_lgdt"), SuppressGCTransition] public static extern void Lgdt(void* pointer);
         [DllImport("*", EntryPoint = "tandem_lidt"), SuppressGCTransition] public static extern void Lidt(void* pointer);
+        [DllImport("*", EntryPoint = "tandem_sgdt"), SuppressGCTransition] public static extern void Sgdt(void* pointer);
+        [DllImport("*", EntryPoint = "tandem_sidt"), SuppressGCTransition] public static extern void Sidt(void* pointer);
         [DllImport("*", EntryPoint = "tandem_ltr"), SuppressGCTransition] public static extern void Ltr(ushort selector);
         [DllImport("*", EntryPoint = "tandem_reload_segments"), SuppressGCTransition] public static extern void ReloadSegments(ushort codeSelector, ushort dataSelector);
 
@@ -66,6 +68,9 @@ namespace Tandem.Arch.X86
         [DllImport("*", EntryPoint = "tandem_invept"), SuppressGCTransition] public static extern int InvEpt(ulong type, void* descriptor);
         [DllImport("*", EntryPoint = "tandem_invvpid"), SuppressGCTransition] public static extern int InvVpid(ulong type, void* descriptor);
         [DllImport("*", EntryPoint = "tandem_vm_run"), SuppressGCTransition] public static extern int VmRun(void* guestRegisters, int launched);
+
+        /// <summary>Like VmRun, and also swaps x87/SSE state with <paramref name="guestFxArea"/> (512 bytes, 16-aligned).</summary>
+        [DllImport("*", EntryPoint = "tandem_vm_run_fx"), SuppressGCTransition] public static extern int VmRunFx(void* guestRegisters, int launched, void* guestFxArea);
 
         /// <summary>CPUID leaf/subleaf.</summary>
         public static CpuIdResult CpuId(uint leaf, uint subleaf = 0)

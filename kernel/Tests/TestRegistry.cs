@@ -14,6 +14,12 @@ namespace Tandem.Kernel.Tests
             new TestCase("timer.ticks", &CpuTests.TimerTicks),
             new TestCase("smp.all_cpus_checked_in", &SmpTests.AllCpusCheckedIn),
             new TestCase("smp.interlocked_exact_totals", &SmpTests.InterlockedTotals),
+            new TestCase("vmx.guest_runs_to_exit_status", &VmxTests.GuestRunsToExitStatus),
+            new TestCase("vmx.cpuid_io_hlt_exits_seen", &VmxTests.CpuidIoHltExitsSeen),
+            new TestCase("vmx.ept_demand_faults", &VmxTests.EptDemandFaults),
+            new TestCase("vmx.invalidate_while_running_checksums_verify", &VmxTests.InvalidateWhileRunning),
+            new TestCase("vmx.aging_hot_young_cold_old", &VmxTests.AgingHotYoungColdOld),
+            new TestCase("vmx.two_vms_isolated", &VmxTests.TwoVmsIsolated),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

@@ -43,7 +43,11 @@ internal static class ImageBuilder
         string stubs = Path.Combine(Repo.Obj, "stubs.o");
         File.WriteAllBytes(stubs, Tandem.StubGen.StubImage.BuildObject());
         string guests = Path.Combine(Repo.Obj, "guests");
+        if (Directory.Exists(guests))
+            Directory.Delete(guests, recursive: true);
         Directory.CreateDirectory(guests);
+        foreach (var (name, image) in Tandem.StubGen.Guests.TestGuests.All())
+            File.WriteAllBytes(Path.Combine(guests, name), image);
 
         Shell.Check("ld.lld",
         [

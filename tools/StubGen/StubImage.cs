@@ -54,6 +54,8 @@ public static class StubImage
         Instructions.Invlpg(o);
         Instructions.Lgdt(o);
         Instructions.Lidt(o);
+        Instructions.Sgdt(o);
+        Instructions.Sidt(o);
         Instructions.Ltr(o);
         Instructions.ReloadSegments(o);
         Instructions.Cli(o);

@@ -170,6 +170,12 @@ internal static class Instructions
     /// <summary><c>void tandem_lidt(void* descriptorPointer)</c>: 10-byte pseudo-descriptor (u16 limit, u64 base).</summary>
     public static void Lidt(ObjectBuilder o) => Function(o, "tandem_lidt", a => { a.lidt(__[rdi]); a.ret(); });
 
+    /// <summary><c>void tandem_sgdt(void* descriptorPointer)</c>: stores GDTR (u16 limit, u64 base).</summary>
+    public static void Sgdt(ObjectBuilder o) => Function(o, "tandem_sgdt", a => { a.sgdt(__[rdi]); a.ret(); });
+
+    /// <summary><c>void tandem_sidt(void* descriptorPointer)</c>: stores IDTR (u16 limit, u64 base).</summary>
+    public static void Sidt(ObjectBuilder o) => Function(o, "tandem_sidt", a => { a.sidt(__[rdi]); a.ret(); });
+
     /// <summary><c>void tandem_ltr(ushort selector)</c></summary>
     public static void Ltr(ObjectBuilder o) => Function(o, "tandem_ltr", a => { a.ltr(di); a.ret(); });
 

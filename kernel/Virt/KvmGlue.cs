@@ -1,0 +1,82 @@
+using Tandem.Arch.X86;
+using Tandem.Kernel.Boot;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Memory;
+using Tandem.Kvm;
+
+namespace Tandem.Kernel.Virt
+{
+    /// <summary>Gives kvm the kernel services it needs (see <see cref="KvmHost"/>).</summary>
+    public static unsafe class KvmGlue
+    {
+        public static void Initialize()
+        {
+            KvmHost.AllocatePages = &AllocatePages;
+            KvmHost.FreePages = &FrameAllocator.FreeContiguous;
+            KvmHost.CurrentCpu = &CurrentCpu;
+            KvmHost.LogBegin = &Log.Begin;
+            KvmHost.LogEnd = &Log.End;
+            KvmHost.Write = &Log.Write;
+            KvmHost.WriteDecimal = &Log.Write;
+            KvmHost.WriteHex = &WriteHex;
+            KvmHost.WriteChar = &Log.WriteChar;
+            KvmHost.PollInterrupts = &PollInterrupts;
+            KvmHost.HandleNmi = &HandleNmi;
+        }
+
+        private static ulong AllocatePages(ulong count)
+        {
+            ulong physical = FrameAllocator.AllocateContiguous(count);
+            if (physical != 0)
+                Native.MemSet((void*)physical, 0, count * FrameAllocator.PageSize);
+            return physical;
+        }
+
+        private static int CurrentCpu() => Cpu.CurrentIndex;
+
+        private static void WriteHex(ulong value) => Log.Hex(value);
+
+        private static void PollInterrupts()
+        {
+            Native.Sti();
+            Native.Pause();
+            Native.Cli();
+        }
+
+        private static void HandleNmi()
+        {
+            if (Panic.InProgress)
+                Native.HaltForever();
+        }
+
+        /// <summary>The boot module whose GRUB command line is <paramref name="name"/>.</summary>
+        public static bool FindModule(byte* name, int nameLength, out byte* start, out ulong length)
+        {
+            for (int i = 0; i < Multiboot2.ModuleCount; i++)
+            {
+                ref BootModule m = ref Multiboot2.Module(i);
+                int k = 0;
+                while (k < nameLength && m.CommandLine[k] == name[k])
+                    k++;
+                if (k == nameLength && m.CommandLine[k] == 0)
+                {
+                    start = (byte*)m.Start;
+                    length = m.End - m.Start;
+                    return true;
+                }
+            }
+            start = null;
+            length = 0;
+            return false;
+        }
+
+        public static bool FindModule(string name, out byte* start, out ulong length)
+        {
+            byte* ascii = stackalloc byte[64];
+            int n = 0;
+            for (; n < name.Length && n < 63; n++)
+                ascii[n] = (byte)name[n];
+            return FindModule(ascii, n, out start, out length);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+using Tandem.Arch.X86;
+
+namespace Tandem.Kvm.Vmx.Exits
+{
+    /// <summary>EPT violation (exit reason 48): fault the guest page in through the VM's guest memory.</summary>
+    internal static class EptViolationExit
+    {
+        public static ExitAction Handle(Vcpu v, in ExitInfo e)
+        {
+            ulong gpa = Vmcs.Read(VmcsField.GuestPhysicalAddress);
+            string? problem = v.Vm.Memory.HandleViolation(gpa, e.Qualification);
+            if (problem == null)
+                return ExitAction.Resume;               // retry the access; no RIP change
+            v.Vm.Stop(255, problem);
+            return ExitAction.Stop;
+        }
+    }
+}

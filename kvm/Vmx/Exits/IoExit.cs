@@ -1,0 +1,59 @@
+namespace Tandem.Kvm.Vmx.Exits
+{
+    /// <summary>
+    /// Port I/O (exit reason 30; qualification per SDM Vol. 3C table 28-5): the guest's COM1
+    /// (data port relayed to the host console, line status always "ready"), the exit port 0xF4
+    /// (ends the VM with the byte written), the phase port 0x502 (test synchronisation). Reads of
+    /// other ports return all ones; writes are ignored.
+    /// </summary>
+    internal static unsafe class IoExit
+    {
+        public const ushort SerialData = 0x3F8, SerialLineStatus = 0x3FD, ExitPort = 0xF4, PhasePort = 0x502;
+
+        public static ExitAction Handle(Vcpu v, in ExitInfo e)
+        {
+            int size = (int)(e.Qualification & 7) + 1;
+            bool input = (e.Qualification & 8) != 0;
+            bool stringOp = (e.Qualification & 16) != 0;
+            ushort port = (ushort)(e.Qualification >> 16);
+            if (stringOp)
+            {
+                v.Vm.Stop(255, "string port I/O (INS/OUTS) is not supported");
+                return ExitAction.Stop;
+            }
+            GuestRegisters* r = v.Registers;
+            ulong mask = size == 1 ? 0xFFUL : size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
+            if (input)
+            {
+                ulong value = port == SerialLineStatus ? 0x60UL : port == SerialData ? 0 : ulong.MaxValue;
+                r->Rax = (r->Rax & ~mask) | (value & mask);
+            }
+            else
+            {
+                ulong value = r->Rax & mask;
+                switch (port)
+                {
+                    case SerialData:
+                        v.Vm.SerialOut((byte)value);
+                        break;
+                    case ExitPort:
+                        e.Skip();
+                        v.Vm.FlushSerial();
+                        v.Vm.Stop((int)(value & 0xFF), null);
+                        return ExitAction.Stop;
+                    case PhasePort:
+                        v.Vm.LastPhase = value;
+                        if (v.Vm.PhaseHandler != null)
+                        {
+                            e.Skip();
+                            v.Vm.PhaseHandler(v.Vm, value);
+                            return v.Vm.Stopped ? ExitAction.Stop : ExitAction.Resume;
+                        }
+                        break;
+                }
+            }
+            e.Skip();
+            return ExitAction.Resume;
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using System.Runtime.InteropServices;
+
+namespace Tandem.Kvm.Vmx
+{
+    /// <summary>The guest registers the VM-entry stub loads and the exit stub saves (tools/StubGen/Stubs/VmRun.cs).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct GuestRegisters
+    {
+        public ulong Rax, Rbx, Rcx, Rdx, Rsi, Rdi, Rbp, R8, R9, R10, R11, R12, R13, R14, R15, Cr2;
+
+        /// <summary>General register by the SDM's encoding (0 = rax ... 15 = r15); rsp (4) lives in the VMCS.</summary>
+        [System.Diagnostics.CodeAnalysis.UnscopedRef]
+        public ref ulong ByIndex(int index)
+        {
+            switch (index)
+            {
+                case 0: return ref Rax;
+                case 1: return ref Rcx;
+                case 2: return ref Rdx;
+                case 3: return ref Rbx;
+                case 5: return ref Rbp;
+                case 6: return ref Rsi;
+                case 7: return ref Rdi;
+                case 8: return ref R8;
+                case 9: return ref R9;
+                case 10: return ref R10;
+                case 11: return ref R11;
+                case 12: return ref R12;
+                case 13: return ref R13;
+                case 14: return ref R14;
+                default: return ref R15;
+            }
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using Tandem.Arch.X86;
+
+namespace Tandem.Kvm.Vmx
+{
+    /// <summary>A virtual CPU: its VMCS, guest registers, FPU/SSE area, VPID and exit statistics.</summary>
+    public sealed unsafe class Vcpu
+    {
+        public readonly Vm Vm;
+        public readonly ulong VmcsPhysical;
+        public readonly GuestRegisters* Registers;
+        public readonly byte* FxArea;
+        public readonly ushort Vpid;
+        public readonly ulong* ExitCounts;
+        public bool Launched;
+        public int LoadedOnCpu = -1;
+        public ulong Exits;
+
+        private static int s_nextVpid;
+
+        public Vcpu(Vm vm, ulong vmcs, ulong registersPage)
+        {
+            Vm = vm;
+            VmcsPhysical = vmcs;
+            Registers = (GuestRegisters*)registersPage;
+            FxArea = (byte*)registersPage + 1024;               // 16-byte aligned, 512 bytes
+            ExitCounts = (ulong*)((byte*)registersPage + 2048); // ExitReason.Count counters
+            *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
+            *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
+            Vpid = (ushort)System.Threading.Interlocked.Increment(ref s_nextVpid);
+        }
+
+        public ulong ExitCount(int reason) => reason < ExitReason.Count ? ExitCounts[reason] : 0;
+
+        /// <summary>Makes this vCPU's VMCS current on this CPU (VMCLEAR first if it was used elsewhere).</summary>
+        public void MakeCurrent()
+        {
+            int cpu = KvmHost.CurrentCpu();
+            if (LoadedOnCpu != cpu)
+            {
+                Native.VmClear(VmcsPhysical);
+                Launched = false;
+                LoadedOnCpu = cpu;
+            }
+            if (Native.VmPtrLd(VmcsPhysical) != 0)
+                throw new System.InvalidOperationException("VMPTRLD failed");
+        }
+    }
+}

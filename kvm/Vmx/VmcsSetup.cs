@@ -1,0 +1,185 @@
+using Tandem.Arch.X86;
+
+namespace Tandem.Kvm.Vmx
+{
+    /// <summary>The mode a guest starts in.</summary>
+    public enum GuestMode
+    {
+        Protected32 = 32,
+        Long64 = 64,
+    }
+
+    /// <summary>
+    /// Fills a VMCS: execution controls from the TRUE capability MSRs (refusing, with a clear
+    /// message, when a required one is missing), host state for the current CPU, and guest state
+    /// for a flat 32-bit protected-mode or 64-bit long-mode guest (SDM Vol. 3C, chapter 25; the
+    /// checks of chapter 27.3).
+    /// </summary>
+    public static unsafe class VmcsSetup
+    {
+        // Pin-based (SDM 25.6.1)
+        private const uint PinExternalInterruptExiting = 1 << 0, PinNmiExiting = 1 << 3, PinPreemptionTimer = 1 << 6;
+        // Primary processor-based (25.6.2)
+        private const uint ProcHltExiting = 1u << 7, ProcUseIoBitmaps = 1u << 25, ProcUseMsrBitmaps = 1u << 28, ProcSecondary = 1u << 31;
+        // Secondary processor-based
+        private const uint Proc2Ept = 1 << 1, Proc2Vpid = 1 << 5, Proc2WbinvdExiting = 1 << 6, Proc2UnrestrictedGuest = 1 << 7;
+        // Exit (25.7.1) and entry (25.8.1) controls
+        private const uint ExitHostAddressSpace = 1 << 9, ExitSaveEfer = 1 << 20, ExitLoadEfer = 1 << 21;
+        private const uint EntryIa32eGuest = 1 << 9, EntryLoadEfer = 1 << 15;
+
+        private const uint MsrTruePin = 0x48D, MsrTrueProc = 0x48E, MsrTrueExit = 0x48F, MsrTrueEntry = 0x490, MsrProc2 = 0x48B;
+
+        /// <summary>Every I/O port and MSR access exits: shared all-ones bitmaps (4 KiB each).</summary>
+        private static ulong s_ioBitmapA, s_ioBitmapB, s_msrBitmap;
+
+        /// <summary>Sets up the current VMCS. Returns null or why the VM cannot run here.</summary>
+        public static string? Initialize(Vcpu vcpu, GuestMode mode, ulong entry, ulong stackTop, ulong guestCr3)
+        {
+            if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer, out uint pin, out uint missing))
+                return Missing("pin-based", missing);
+            if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, 0, out uint proc, out missing))
+                return Missing("processor-based", missing);
+            if (!Vmcs.AdjustControls(MsrProc2, Proc2Ept | Proc2UnrestrictedGuest | Proc2Vpid, Proc2WbinvdExiting, out uint proc2, out missing))
+                return Missing("secondary processor-based (EPT, unrestricted guest, VPID)", missing);
+            if (!Vmcs.AdjustControls(MsrTrueExit, ExitHostAddressSpace | ExitSaveEfer | ExitLoadEfer, 0, out uint exit, out missing))
+                return Missing("VM-exit", missing);
+            uint entryWanted = EntryLoadEfer | (mode == GuestMode.Long64 ? EntryIa32eGuest : 0);
+            if (!Vmcs.AdjustControls(MsrTrueEntry, entryWanted, 0, out uint entryControls, out missing))
+                return Missing("VM-entry", missing);
+            // CR3-load/store exiting may be forced by the non-TRUE MSR but is clearable via TRUE; keep whatever is left.
+
+            if (s_msrBitmap == 0)
+            {
+                s_ioBitmapA = KvmHost.AllocatePage();
+                s_ioBitmapB = KvmHost.AllocatePage();
+                s_msrBitmap = KvmHost.AllocatePage();
+                Native.MemSet((void*)s_ioBitmapA, 0xFF, 4096);
+                Native.MemSet((void*)s_ioBitmapB, 0xFF, 4096);
+                Native.MemSet((void*)s_msrBitmap, 0xFF, 4096);
+            }
+
+            Vmcs.Write(VmcsField.PinBasedControls, pin);
+            Vmcs.Write(VmcsField.ProcBasedControls, proc);
+            Vmcs.Write(VmcsField.SecondaryControls, proc2);
+            Vmcs.Write(VmcsField.ExitControls, exit);
+            Vmcs.Write(VmcsField.EntryControls, entryControls);
+            Vmcs.Write(VmcsField.ExceptionBitmap, 0);
+            Vmcs.Write(VmcsField.Cr3TargetCount, 0);
+            Vmcs.Write(VmcsField.ExitMsrStoreCount, 0);
+            Vmcs.Write(VmcsField.ExitMsrLoadCount, 0);
+            Vmcs.Write(VmcsField.EntryMsrLoadCount, 0);
+            Vmcs.Write(VmcsField.EntryInterruptionInfo, 0);
+            Vmcs.Write(VmcsField.IoBitmapA, s_ioBitmapA);
+            Vmcs.Write(VmcsField.IoBitmapB, s_ioBitmapB);
+            Vmcs.Write(VmcsField.MsrBitmap, s_msrBitmap);
+            Vmcs.Write(VmcsField.EptPointer, vcpu.Vm.Memory.EptPointer);
+            Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
+            Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
+            if ((pin & PinPreemptionTimer) != 0)
+                Vmcs.Write(VmcsField.PreemptionTimerValue, PreemptionQuantum);
+
+            // The guest owns CR0/CR4 except the bits VMX forces: those read back as the guest wrote them.
+            ulong cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
+            ulong cr4Fixed0 = Native.ReadMsr(0x488);
+            Vmcs.Write(VmcsField.Cr0GuestHostMask, cr0Fixed0);
+            Vmcs.Write(VmcsField.Cr4GuestHostMask, cr4Fixed0);
+
+            WriteHostState();
+            WriteGuestState(mode, entry, stackTop, guestCr3, cr0Fixed0, cr4Fixed0);
+            return null;
+        }
+
+        /// <summary>Preemption-timer reload: bounds how long a guest runs between host checks.</summary>
+        public const uint PreemptionQuantum = 2_000_000;
+
+        private static string Missing(string kind, uint bits)
+        {
+            ulong f = KvmHost.LogBegin();
+            KvmHost.Write("vmx: required ");
+            KvmHost.Write(kind);
+            KvmHost.Write(" controls missing: bits ");
+            KvmHost.WriteHex(bits);
+            KvmHost.WriteChar('\n');
+            KvmHost.LogEnd(f);
+            return "a required VMX control is not supported by this CPU";
+        }
+
+        /// <summary>Host state for the current CPU (SDM 25.5): where a VM exit lands.</summary>
+        public static void WriteHostState()
+        {
+            Vmcs.Write(VmcsField.HostCr0, Native.ReadCr0());
+            Vmcs.Write(VmcsField.HostCr3, Native.ReadCr3());
+            Vmcs.Write(VmcsField.HostCr4, Native.ReadCr4());
+            Vmcs.Write(VmcsField.HostCsSelector, Gdt.KernelCode);
+            Vmcs.Write(VmcsField.HostSsSelector, Gdt.KernelData);
+            Vmcs.Write(VmcsField.HostDsSelector, Gdt.KernelData);
+            Vmcs.Write(VmcsField.HostEsSelector, Gdt.KernelData);
+            Vmcs.Write(VmcsField.HostFsSelector, Gdt.KernelData);
+            Vmcs.Write(VmcsField.HostGsSelector, Gdt.KernelData);
+            Vmcs.Write(VmcsField.HostTrSelector, Gdt.TssSelector);
+            Vmcs.Write(VmcsField.HostFsBase, Native.ReadMsr(0xC0000100));
+            Vmcs.Write(VmcsField.HostGsBase, Native.ReadMsr(0xC0000101));
+            DescriptorPointer gdtr, idtr;
+            Native.Sgdt(&gdtr);
+            Native.Sidt(&idtr);
+            Vmcs.Write(VmcsField.HostGdtrBase, gdtr.Base);
+            Vmcs.Write(VmcsField.HostIdtrBase, idtr.Base);
+            // The TSS base is in the GDT's TSS descriptor (16 bytes at selector 0x18).
+            ulong* tssDescriptor = (ulong*)(gdtr.Base + Gdt.TssSelector);
+            ulong low = tssDescriptor[0];
+            ulong tssBase = ((low >> 16) & 0xFFFFFF) | (((low >> 56) & 0xFF) << 24) | (tssDescriptor[1] << 32);
+            Vmcs.Write(VmcsField.HostTrBase, tssBase);
+            Vmcs.Write(VmcsField.HostSysenterCs, 0);
+            Vmcs.Write(VmcsField.HostSysenterEsp, 0);
+            Vmcs.Write(VmcsField.HostSysenterEip, 0);
+            Vmcs.Write(VmcsField.HostIa32Efer, Native.ReadMsr(0xC0000080));
+        }
+
+        private static void WriteGuestState(GuestMode mode, ulong entry, ulong stackTop, ulong guestCr3, ulong cr0Fixed0, ulong cr4Fixed0)
+        {
+            bool long64 = mode == GuestMode.Long64;
+            ulong cr0 = 1UL /*PE*/ | (1UL << 4) /*ET*/ | (1UL << 5) /*NE*/ | (long64 ? 1UL << 31 /*PG*/ : 0);
+            ulong cr4 = long64 ? 1UL << 5 /*PAE*/ : 0;
+            Vmcs.Write(VmcsField.Cr0ReadShadow, cr0);
+            Vmcs.Write(VmcsField.Cr4ReadShadow, cr4);
+            Vmcs.Write(VmcsField.GuestCr0, cr0 | cr0Fixed0);
+            Vmcs.Write(VmcsField.GuestCr4, cr4 | cr4Fixed0);
+            Vmcs.Write(VmcsField.GuestCr3, guestCr3);
+            Vmcs.Write(VmcsField.GuestIa32Efer, long64 ? 0x500UL /*LME|LMA*/ : 0);
+            Vmcs.Write(VmcsField.GuestDr7, 0x400);
+            Vmcs.Write(VmcsField.GuestRflags, 0x2);
+            Vmcs.Write(VmcsField.GuestRip, entry);
+            Vmcs.Write(VmcsField.GuestRsp, stackTop);
+            Vmcs.Write(VmcsField.GuestPendingDebug, 0);
+            Vmcs.Write(VmcsField.GuestInterruptibility, 0);
+            Vmcs.Write(VmcsField.GuestActivityState, 0);
+            Vmcs.Write(VmcsField.GuestSysenterCs, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEip, 0);
+
+            // Flat segments (access rights: SDM 25.4.1, table 25-2).
+            uint code = long64 ? 0xA09Bu : 0xC09Bu;   // present, S, execute/read accessed; L (64) or D/B (32); G
+            Segment(VmcsField.GuestCsSelector, VmcsField.GuestCsBase, VmcsField.GuestCsLimit, VmcsField.GuestCsAccessRights, 0x08, code);
+            Segment(VmcsField.GuestDsSelector, VmcsField.GuestDsBase, VmcsField.GuestDsLimit, VmcsField.GuestDsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestEsSelector, VmcsField.GuestEsBase, VmcsField.GuestEsLimit, VmcsField.GuestEsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestSsSelector, VmcsField.GuestSsBase, VmcsField.GuestSsLimit, VmcsField.GuestSsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestFsSelector, VmcsField.GuestFsBase, VmcsField.GuestFsLimit, VmcsField.GuestFsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestGsSelector, VmcsField.GuestGsBase, VmcsField.GuestGsLimit, VmcsField.GuestGsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestTrSelector, VmcsField.GuestTrBase, VmcsField.GuestTrLimit, VmcsField.GuestTrAccessRights, 0x18, 0x008B);
+            Vmcs.Write(VmcsField.GuestTrLimit, 0x67);
+            Segment(VmcsField.GuestLdtrSelector, VmcsField.GuestLdtrBase, VmcsField.GuestLdtrLimit, VmcsField.GuestLdtrAccessRights, 0, 0x10000);
+            Vmcs.Write(VmcsField.GuestGdtrBase, 0);
+            Vmcs.Write(VmcsField.GuestGdtrLimit, 0xFFFF);
+            Vmcs.Write(VmcsField.GuestIdtrBase, 0);
+            Vmcs.Write(VmcsField.GuestIdtrLimit, 0xFFFF);
+        }
+
+        private static void Segment(ulong selectorField, ulong baseField, ulong limitField, ulong arField, ushort selector, uint accessRights)
+        {
+            Vmcs.Write(selectorField, selector);
+            Vmcs.Write(baseField, 0);
+            Vmcs.Write(limitField, 0xFFFFFFFF);
+            Vmcs.Write(arField, accessRights);
+        }
+    }
+}

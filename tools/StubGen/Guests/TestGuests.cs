@@ -1,0 +1,257 @@
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Tandem.StubGen.Guests;
+
+/// <summary>
+/// The small test guests, generated with Iced as flat images with Tandem's guest header
+/// ("TGST", mode, entry offset; see kvm/Vmx/GuestImage.cs). They load at guest-physical 1 MiB.
+/// Devices they use: COM1 data port 0x3F8 (relayed to the host console), the phase port 0x502
+/// (the host's tests act at each phase), the exit port 0xF4 (ends the VM with the byte written).
+/// </summary>
+public static class TestGuests
+{
+    private const ulong LoadAddress = 0x10_0000;
+    private const uint HeaderSize = 16;
+    private const ushort Serial = 0x3F8, SerialStatus = 0x3FD, Phase = 0x502, Exit = 0xF4;
+
+    /// <summary>Data area the checksum guest fills: 64 pages from 2 MiB.</summary>
+    public const uint ChecksumBase = 0x20_0000, ChecksumPages = 64;
+
+    /// <summary>Hot and cold sets of the aging guest.</summary>
+    public const uint HotBase = 0x30_0000, HotPages = 16, ColdBase = 0x40_0000, ColdPages = 32;
+
+    /// <summary>Each isolation guest writes its VM id (from ebx at entry) across 16 pages from 5 MiB.</summary>
+    public const uint IsolationBase = 0x50_0000, IsolationPages = 16;
+
+    /// <summary>Every test guest as (module name, image).</summary>
+    public static IReadOnlyList<(string Name, byte[] Image)> All() =>
+    [
+        ("hello32", Hello32()),
+        ("aging64", Aging64()),
+        ("isolate32", Isolate32()),
+    ];
+
+    /// <summary>
+    /// The image: header, then the guest's strings (so their addresses are known before the code is
+    /// assembled: 32-bit code cannot address a label rip-relatively), then the code, which is the entry.
+    /// </summary>
+    private sealed class Strings
+    {
+        private readonly MemoryStream _data = new();
+        private readonly string[] _texts;
+
+        public Strings(params string[] texts)
+        {
+            _texts = texts;
+            foreach (string t in texts)
+            {
+                _data.Write(System.Text.Encoding.ASCII.GetBytes(t));
+                _data.WriteByte(0);
+            }
+            while (_data.Length % 16 != 0)
+                _data.WriteByte(0);
+        }
+
+        public uint CodeOffset => HeaderSize + (uint)_data.Length;
+
+        public uint Address(int index)
+        {
+            uint offset = HeaderSize;
+            for (int i = 0; i < index; i++)
+                offset += (uint)_texts[i].Length + 1;
+            return (uint)LoadAddress + offset;
+        }
+
+        public byte[] Image(Assembler a, int mode)
+        {
+            var stream = new MemoryStream();
+            stream.Write("TGST"u8);
+            stream.Write(BitConverter.GetBytes((uint)mode));
+            stream.Write(BitConverter.GetBytes(CodeOffset));
+            stream.Write(BitConverter.GetBytes(0u));
+            stream.Write(_data.ToArray());
+            a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset);
+            return stream.ToArray();
+        }
+    }
+
+    /// <summary>Prints the NUL-terminated string at guest address <paramref name="text"/> on COM1.</summary>
+    private static void Print(Assembler a, uint text, bool long64)
+    {
+        var loop = a.CreateLabel();
+        var done = a.CreateLabel();
+        a.mov(esi, text);                                   // zero-extends to rsi in 64-bit code
+        a.mov(dx, Serial);
+        a.Label(ref loop);
+        if (long64)
+            a.mov(al, __byte_ptr[rsi]);
+        else
+            a.mov(al, __byte_ptr[esi]);
+        a.test(al, al);
+        a.jz(done);
+        a.@out(dx, al);
+        if (long64)
+            a.inc(rsi);
+        else
+            a.inc(esi);
+        a.jmp(loop);
+        a.Label(ref done);
+    }
+
+    private static void Out(Assembler a, ushort port, byte value)
+    {
+        a.mov(dx, port);
+        a.mov(al, value);
+        a.@out(dx, al);
+    }
+
+
+    /// <summary>
+    /// 32-bit protected mode: prints a greeting, executes CPUID, HLT and a port read, fills 64
+    /// pages with an address-derived pattern, signals phase 1 (the host invalidates some of those
+    /// pages), verifies every word and exits 0, or 1 on a mismatch.
+    /// </summary>
+    private static byte[] Hello32()
+    {
+        var strings = new Strings("hello from a 32-bit guest\n", "checksums verified after invalidation\n", "CHECKSUM MISMATCH\n");
+        uint greeting = strings.Address(0), ok = strings.Address(1), bad = strings.Address(2);
+        var a = new Assembler(32);
+        var fill = a.CreateLabel();
+        var check = a.CreateLabel();
+        var mismatch = a.CreateLabel();
+        var halt = a.CreateLabel();
+
+        Print(a, greeting, long64: false);
+        a.xor(eax, eax);
+        a.cpuid();                                          // CPUID exit
+        a.hlt();                                            // HLT exit
+        a.mov(dx, SerialStatus);
+        a.@in(al, dx);                                      // port read exit
+
+        a.mov(edi, ChecksumBase);
+        a.mov(ecx, ChecksumPages * 1024);
+        a.Label(ref fill);
+        a.imul(eax, edi, unchecked((int)0x9E3779B1));       // pattern = address * golden ratio
+        a.mov(__dword_ptr[edi], eax);
+        a.add(edi, 4);
+        a.dec(ecx);
+        a.jnz(fill);
+
+        Out(a, Phase, 1);                                   // host invalidates pages now
+
+        a.mov(edi, ChecksumBase);
+        a.mov(ecx, ChecksumPages * 1024);
+        a.Label(ref check);
+        a.imul(eax, edi, unchecked((int)0x9E3779B1));
+        a.cmp(__dword_ptr[edi], eax);
+        a.jne(mismatch);
+        a.add(edi, 4);
+        a.dec(ecx);
+        a.jnz(check);
+        Print(a, ok, long64: false);
+        Out(a, Exit, 0);
+        a.jmp(halt);
+        a.Label(ref mismatch);
+        Print(a, bad, long64: false);
+        Out(a, Exit, 1);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+
+        return strings.Image(a, 32);
+    }
+
+    /// <summary>
+    /// 64-bit long mode: touches a cold set once (phase 1: the host clears young), touches a hot
+    /// set (phase 2: the host tests young: hot young, cold old; then clears young again), touches
+    /// the hot set again (phase 3: hot young again), then VMCALL, RDMSR, and exits 0.
+    /// </summary>
+    private static byte[] Aging64()
+    {
+        var strings = new Strings("hello from a 64-bit guest: aging hot and cold sets\n", "aging guest done\n");
+        uint greeting = strings.Address(0), done = strings.Address(1);
+        var a = new Assembler(64);
+        var halt = a.CreateLabel();
+
+        Print(a, greeting, long64: true);
+        Touch(a, ColdBase, ColdPages, write: true);
+        Out(a, Phase, 1);
+        Touch(a, HotBase, HotPages, write: false);
+        Out(a, Phase, 2);
+        Touch(a, HotBase, HotPages, write: false);
+        Out(a, Phase, 3);
+        a.xor(eax, eax);
+        a.vmcall();                                         // VMCALL exit (hypercall 0, ping)
+        a.mov(ecx, 0x1A0u);
+        a.rdmsr();                                          // RDMSR exit
+        Print(a, done, long64: true);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+
+        return strings.Image(a, 64);
+    }
+
+    /// <summary>One access per page over <paramref name="pages"/> pages from <paramref name="start"/>.</summary>
+    private static void Touch(Assembler a, uint start, uint pages, bool write)
+    {
+        var loop = a.CreateLabel();
+        a.mov(edi, start);
+        a.mov(ecx, pages);
+        a.Label(ref loop);
+        if (write)
+            a.mov(__dword_ptr[rdi], ecx);
+        else
+            a.mov(eax, __dword_ptr[rdi]);
+        a.add(edi, 4096);
+        a.dec(ecx);
+        a.jnz(loop);
+    }
+
+    /// <summary>
+    /// 32-bit: fills 16 pages with its VM id (ebx at entry), signals phase 1 (the host runs another
+    /// VM that does the same with its own id), then checks that every word still holds its own id.
+    /// </summary>
+    private static byte[] Isolate32()
+    {
+        var strings = new Strings("isolation guest writing its id\n", "my memory holds only my id\n", "ISOLATION BROKEN: foreign data in my memory\n");
+        uint greeting = strings.Address(0), ok = strings.Address(1), bad = strings.Address(2);
+        var a = new Assembler(32);
+        var fill = a.CreateLabel();
+        var check = a.CreateLabel();
+        var mismatch = a.CreateLabel();
+        var halt = a.CreateLabel();
+
+        a.mov(ebp, ebx);                                    // keep the id: Print uses esi/eax/edx only
+        Print(a, greeting, long64: false);
+        a.mov(edi, IsolationBase);
+        a.mov(ecx, IsolationPages * 1024);
+        a.Label(ref fill);
+        a.mov(__dword_ptr[edi], ebp);
+        a.add(edi, 4);
+        a.dec(ecx);
+        a.jnz(fill);
+        Out(a, Phase, 1);
+        a.mov(edi, IsolationBase);
+        a.mov(ecx, IsolationPages * 1024);
+        a.Label(ref check);
+        a.cmp(__dword_ptr[edi], ebp);
+        a.jne(mismatch);
+        a.add(edi, 4);
+        a.dec(ecx);
+        a.jnz(check);
+        Print(a, ok, long64: false);
+        Out(a, Exit, 0);
+        a.jmp(halt);
+        a.Label(ref mismatch);
+        Print(a, bad, long64: false);
+        Out(a, Exit, 1);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+
+        return strings.Image(a, 32);
+    }
+}
