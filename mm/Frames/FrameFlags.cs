@@ -1,9 +1,6 @@
-using System;
-
 namespace Tandem.Mm;
 
 /// <summary>State bits of a <see cref="FrameRecord"/>.</summary>
-[Flags]
 public enum FrameFlags
 {
     /// <summary>Nothing.</summary>

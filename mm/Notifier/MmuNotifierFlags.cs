@@ -1,9 +1,6 @@
-using System;
-
 namespace Tandem.Mm;
 
 /// <summary>Properties a notifier declares once, at registration.</summary>
-[Flags]
 public enum MmuNotifierFlags
 {
     /// <summary>No special properties.</summary>

@@ -1,9 +1,6 @@
-using System;
-
 namespace Tandem.Mm;
 
 /// <summary>Access rights of a mapping. Read is implied by presence.</summary>
-[Flags]
 public enum PageProt
 {
     /// <summary>Read only, supervisor, no execute.</summary>

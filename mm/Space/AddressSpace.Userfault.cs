@@ -49,7 +49,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>Handler side: fills the missing page with zeroes and wakes the waiters.</summary>
     public FaultStatus UserfaultZero(VirtAddr page)
     {
-        return UserfaultCopy(page, ReadOnlySpan<byte>.Empty);
+        return UserfaultCopy(page, default(ReadOnlySpan<byte>));
     }
 
     /// <summary>Handler side: wakes the waiters without filling (they retry and may ask again).</summary>

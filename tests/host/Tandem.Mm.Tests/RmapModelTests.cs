@@ -47,13 +47,13 @@ public class RmapModelTests
                     }
                     break;
                 case 2:
-                {
-                    int n = 1 + rng.Next(6);
-                    b.Space.Unmap(b.Page(i), b.Page(Math.Min(Pages, i + n)));
-                    for (int k = i; k < Math.Min(Pages, i + n); k++)
-                        model.Remove(k);
-                    break;
-                }
+                    {
+                        int n = 1 + rng.Next(6);
+                        b.Space.Unmap(b.Page(i), b.Page(Math.Min(Pages, i + n)));
+                        for (int k = i; k < Math.Min(Pages, i + n); k++)
+                            model.Remove(k);
+                        break;
+                    }
                 case 3:
                     if (model.TryGetValue(i, out Pfn victim))
                     {
