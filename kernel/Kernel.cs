@@ -71,6 +71,15 @@ namespace Tandem.Kernel
             OnlineCpus = Smp.StartApplicationProcessors();
             Log.Line("boot: cpus online: ", (ulong)OnlineCpus);
             Timer.StartPeriodic();
+            ulong pool = FrameAllocator.FreeFrames * FrameAllocator.PageSize / 2;
+            problem = KernelMm.Initialize(pool > 256UL << 20 ? 256UL << 20 : pool & ~0x1FFFFFUL);
+            if (problem != null)
+            {
+                Log.Write("boot: ");
+                Log.Write(problem);
+                Log.WriteChar('\n');
+                Machine.Exit(Machine.StatusBadBoot);
+            }
             Native.Sti();
 
             Features = VmxFeatures.Detect();

@@ -1,5 +1,7 @@
+using Tandem.Kernel.Memory;
 using Tandem.Kernel.Virt;
 using Tandem.Kvm.Vmx;
+using Tandem.Mm;
 
 namespace Tandem.Kernel.Tests
 {
@@ -46,15 +48,30 @@ namespace Tandem.Kernel.Tests
 
         private static Vm? s_hello;
         private static ulong s_faultsBeforeInvalidate;
-        private static int s_zapped;
+        private static long s_inveptsForInvalidate;
+        private static int s_protected;
+        private static int s_dirtyAfterInvalidate;
 
+        /// <summary>
+        /// Between filling and verifying, the host write-protects the whole checksum range in the
+        /// primary MMU (as KSM or dirty logging would). The notifier must zap the EPT leaves (one
+        /// INVEPT for the range) and carry their dirty bits to the frames; the guest's reads then
+        /// fault the pages back in.
+        /// </summary>
         private static void HelloPhase(Vm vm, ulong phase)
         {
-            var memory = (StaticGuestMemory)vm.Memory;
+            var memory = (MmGuestMemory)vm.Memory;
             s_faultsBeforeInvalidate = memory.FaultsHandled;
-            // Invalidate every other checksum page while the guest is between filling and verifying.
-            for (uint page = 0; page < ChecksumPages; page += 2)
-                s_zapped += memory.Invalidate(ChecksumBase + page * 4096UL, ChecksumBase + (page + 1) * 4096UL);
+            long invepts = KernelEptPlatform.Invepts;
+            VirtAddr start = memory.HostAddress(ChecksumBase);
+            s_protected = memory.Space.Protect(start, start + ChecksumPages * 4096UL, PageProt.Read);
+            s_inveptsForInvalidate = KernelEptPlatform.Invepts - invepts;
+            for (uint page = 0; page < ChecksumPages; page++)
+            {
+                if (memory.Space.TranslateFrame(start + page * 4096UL, out Pfn frame) &&
+                    (KernelMm.Manager!.Frames.FlagsOf(frame) & FrameFlags.Dirty) != 0)
+                    s_dirtyAfterInvalidate++;
+            }
         }
 
         private static Vm? Hello(TestContext t)
@@ -114,13 +131,16 @@ namespace Tandem.Kernel.Tests
             Vm? vm = Hello(t);
             if (vm == null)
                 return;
-            var memory = (StaticGuestMemory)vm.Memory;
-            if (!t.Check(s_zapped == (int)ChecksumPages / 2, "not every other checksum page was mapped and zapped"))
+            var memory = (MmGuestMemory)vm.Memory;
+            if (!t.Check(s_protected == (int)ChecksumPages, "the primary MMU did not write-protect every checksum page"))
                 return;
+            if (s_inveptsForInvalidate != 1)
+                t.Fail("expected exactly one INVEPT for the invalidated range", (ulong)s_inveptsForInvalidate);
             ulong refaults = memory.FaultsHandled - s_faultsBeforeInvalidate;
-            if (refaults != (ulong)s_zapped)
+            if (refaults != ChecksumPages)
                 t.Fail("invalidated pages did not fault back in exactly once each", refaults);
-            t.Check(memory.DirtyPagesSeen >= (ulong)s_zapped, "the zapped pages the guest wrote did not carry the dirty bit");
+            if (s_dirtyAfterInvalidate != (int)ChecksumPages)
+                t.Fail("the zapped EPT leaves' dirty bits did not reach every frame", (ulong)s_dirtyAfterInvalidate);
             t.Check(vm.ExitStatus == 0, "the guest's checksums did not verify after the invalidation");
         }
 
@@ -129,36 +149,55 @@ namespace Tandem.Kernel.Tests
         private static int s_agingFailures;
         private static string? s_agingProblem;
 
+        /// <summary>Ages the frames behind [gpa, gpa + pages) through the reverse map (primary and EPT); returns how many were young.</summary>
+        private static int AgeRange(MmGuestMemory memory, uint gpa, uint pages)
+        {
+            int young = 0;
+            for (uint i = 0; i < pages; i++)
+            {
+                if (memory.Space.TranslateFrame(memory.HostAddress(gpa + i * 4096UL), out Pfn frame) &&
+                    KernelMm.Manager!.AgeFrame(frame, exact: true))
+                    young++;
+            }
+            return young;
+        }
+
+        /// <summary>Young as the design defines it: the primary accessed bit OR every secondary MMU's.</summary>
+        private static bool Young(MmGuestMemory memory, ulong gpa) => memory.Space.TestYoung(memory.HostAddress(gpa));
+
         private static void AgingPhase(Vm vm, ulong phase)
         {
-            var memory = (StaticGuestMemory)vm.Memory;
-            ulong hotEnd = HotBase + HotPages * 4096UL, coldEnd = ColdBase + ColdPages * 4096UL;
+            var memory = (MmGuestMemory)vm.Memory;
             switch (phase)
             {
                 case 1:
                     // The cold set was just written: it must be young; then forget all of it.
-                    if (memory.ClearYoung(ColdBase, coldEnd) != (int)ColdPages)
+                    if (AgeRange(memory, ColdBase, ColdPages) != (int)ColdPages)
                         Fail("the cold set was not young after the guest wrote it");
-                    memory.ClearYoung(HotBase, hotEnd);
                     break;
                 case 2:
                     for (uint i = 0; i < HotPages; i++)
                     {
-                        if (!memory.TestYoung(HotBase + i * 4096UL))
+                        if (!Young(memory, HotBase + i * 4096UL))
                             Fail("a hot page is not young after the guest read it");
                     }
                     for (uint i = 0; i < ColdPages; i++)
                     {
-                        if (memory.TestYoung(ColdBase + i * 4096UL))
-                            Fail("a cold page is young although the guest did not touch it");
+                        if (Young(memory, ColdBase + i * 4096UL))
+                            Fail("a cold page is young although the guest did not touch it since it was aged");
                     }
-                    if (memory.ClearYoung(HotBase, hotEnd) != (int)HotPages)
-                        Fail("clearing young did not find every hot page young");
+                    if (AgeRange(memory, HotBase, HotPages) != (int)HotPages)
+                        Fail("aging did not find every hot page young");
+                    for (uint i = 0; i < HotPages; i++)
+                    {
+                        if (Young(memory, HotBase + i * 4096UL))
+                            Fail("a hot page is still young right after it was aged");
+                    }
                     break;
                 case 3:
                     for (uint i = 0; i < HotPages; i++)
                     {
-                        if (!memory.TestYoung(HotBase + i * 4096UL))
+                        if (!Young(memory, HotBase + i * 4096UL))
                             Fail("a hot page did not become young again after being touched again");
                     }
                     break;
@@ -214,9 +253,11 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(a);
             GuestRunner.Report(b);
             t.Check(a.ExitStatus == 0 && b.ExitStatus == 0, "a guest saw the other guest's data");
-            var ma = (StaticGuestMemory)a.Memory;
-            var mb = (StaticGuestMemory)b.Memory;
-            t.Check(ma.HostPhysical(0x50_0000) != mb.HostPhysical(0x50_0000), "the two VMs share host frames");
+            var ma = (MmGuestMemory)a.Memory;
+            var mb = (MmGuestMemory)b.Memory;
+            bool mappedA = ma.Space.TranslateFrame(ma.HostAddress(0x50_0000), out Pfn fa);
+            bool mappedB = mb.Space.TranslateFrame(mb.HostAddress(0x50_0000), out Pfn fb);
+            t.Check(mappedA && mappedB && fa.Value != fb.Value, "the two VMs share host frames");
         }
     }
 }

@@ -65,12 +65,9 @@ namespace Tandem.Kernel.Virt
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM running <paramref name="image"/>.</summary>
         public static Vm? Create(ulong memoryBytes, byte* image, ulong length, out string? problem)
         {
-            StaticGuestMemory? memory = StaticGuestMemory.Create(memoryBytes);
+            MmGuestMemory? memory = MmGuestMemory.Create(memoryBytes, out problem);
             if (memory == null)
-            {
-                problem = "not enough host memory for the guest's RAM";
                 return null;
-            }
             Vm? vm = VmFactory.Create(memory, out problem);
             if (vm == null)
                 return null;

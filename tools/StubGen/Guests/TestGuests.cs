@@ -114,7 +114,7 @@ public static class TestGuests
     /// </summary>
     private static byte[] Hello32()
     {
-        var strings = new Strings("hello from a 32-bit guest\n", "checksums verified after invalidation\n", "CHECKSUM MISMATCH\n");
+        var strings = new Strings("hello from a 32-bit guest\n", "checksums verified\n", "CHECKSUM MISMATCH\n");
         uint greeting = strings.Address(0), ok = strings.Address(1), bad = strings.Address(2);
         var a = new Assembler(32);
         var fill = a.CreateLabel();

@@ -1,0 +1,60 @@
+using Tandem.Arch.X86;
+using Tandem.Kvm.Ept;
+using Tandem.Mm;
+
+namespace Tandem.Kernel.Memory
+{
+    /// <summary>
+    /// The EPT shadow's platform in the kernel: table pages from the frame allocator (identity
+    /// mapped), INVEPT on this CPU, and a call-function IPI that runs INVEPT on the others.
+    /// </summary>
+    public unsafe struct KernelEptPlatform : IEptPlatform
+    {
+        public static long Invepts;
+
+        public bool AllocateTable(out PhysAddr address, out ulong* entries)
+        {
+            ulong page = FrameAllocator.Allocate();
+            address = new PhysAddr(page);
+            entries = (ulong*)page;
+            if (page == 0)
+                return false;
+            Native.MemSet(entries, 0, 4096);
+            return true;
+        }
+
+        public ulong* TableAt(PhysAddr address) => (ulong*)address.Value;
+
+        /// <summary>
+        /// Called only from Release, when the VM's vCPUs have left the guest for good on every CPU
+        /// (the run loop has returned) and the releaser has flushed: no walk can still reach the page.
+        /// </summary>
+        public void FreeTableDeferred(PhysAddr address) => FrameAllocator.Free(address.Value);
+
+        public void InvEptSingleContext(ulong eptPointer) => InvEptLocal(eptPointer);
+
+        private static void InvEptLocal(ulong eptPointer)
+        {
+            ulong* descriptor = stackalloc ulong[2];
+            descriptor[0] = eptPointer;
+            descriptor[1] = 0;
+            Native.InvEpt(1, descriptor);
+            System.Threading.Interlocked.Increment(ref Invepts);
+        }
+
+        public void FlushRemote(ulong eptPointer, ulong cpuMask)
+        {
+            for (int cpu = 0; cpu < Cpu.Count; cpu++)
+            {
+                if ((cpuMask & (1UL << cpu)) != 0 && cpu != Cpu.CurrentIndex)
+                    Smp.RunOn(cpu, &InvEptLocal, eptPointer);
+            }
+        }
+
+        public int CurrentCpu => Cpu.CurrentIndex;
+
+        public void SpinPause() => Native.Pause();
+
+        public void Checkpoint(MmCheckpoint site) { }
+    }
+}

@@ -1,0 +1,88 @@
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Mm;
+
+namespace Tandem.Kernel.Memory
+{
+    /// <summary>
+    /// The mm core's platform in the kernel: physical memory through the identity map, TLB flushes
+    /// by INVLPG or a CR3 reload locally and by a call-function IPI on every other CPU in the mask
+    /// (one shootdown per operation), PAUSE for spinning.
+    /// </summary>
+    public unsafe struct KernelMmPlatform : IMmPlatform
+    {
+        /// <summary>Remote shootdowns sent (IPIs to other CPUs), for tests and statistics.</summary>
+        public static long Shootdowns;
+        public static long LocalFlushes;
+
+        public byte* PhysToVirt(PhysAddr address) => (byte*)address.Value;
+
+        public int CurrentCpu => Cpu.CurrentIndex;
+
+        public int CpuCount => Cpu.Count;
+
+        public void FlushTlb(in TlbFlushRequest request)
+        {
+            int self = Cpu.CurrentIndex;
+            if ((request.CpuMask & (1UL << self)) != 0)
+                FlushLocal(request.Root.Value, request.Start.Value, request.End.Value);
+            ulong others = request.CpuMask & ~(1UL << self);
+            if (others == 0)
+                return;
+            FlushArguments args;
+            args.Root = request.Root.Value;
+            args.Start = request.Start.Value;
+            args.End = request.End.Value;
+            for (int cpu = 0; cpu < Cpu.Count; cpu++)
+            {
+                if ((others & (1UL << cpu)) == 0)
+                    continue;
+                // RunOn waits until the target has run the flush: the acknowledgement FlushTlb promises.
+                Smp.RunOn(cpu, &RemoteFlush, (ulong)&args);
+                Interlocked.Increment(ref Shootdowns);
+            }
+        }
+
+        private struct FlushArguments
+        {
+            public ulong Root, Start, End;
+        }
+
+        private static void RemoteFlush(ulong argument)
+        {
+            FlushArguments* args = (FlushArguments*)argument;
+            FlushLocal(args->Root, args->Start, args->End);
+        }
+
+        private static void FlushLocal(ulong root, ulong start, ulong end)
+        {
+            Interlocked.Increment(ref LocalFlushes);
+            // Without PCIDs a CPU caches only the loaded address space's translations.
+            if ((Native.ReadCr3() & ~0xFFFUL) != root)
+                return;
+            if (end - start > 64 * 4096)
+            {
+                Native.WriteCr3(Native.ReadCr3());
+                return;
+            }
+            for (ulong va = start & ~0xFFFUL; va < end; va += 4096)
+                Native.InvLpg(va);
+        }
+
+        public void SpinPause() => Native.Pause();
+
+        /// <summary>
+        /// The kernel does not reclaim retired snapshots yet: they stay allocated (each is small and
+        /// made only when a region map or notifier list changes). Noted in the closing docs.
+        /// </summary>
+        public void DeferFree(object retired) { }
+
+        public void WaitForChange(ref int word, int observed)
+        {
+            while (Volatile.Read(ref word) == observed)
+                Native.Pause();
+        }
+
+        public void Checkpoint(MmCheckpoint site) { }
+    }
+}
