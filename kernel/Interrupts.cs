@@ -53,8 +53,10 @@ namespace Tandem.Kernel
                     Lapic.EndOfInterrupt();
                     return;
                 case CallFunctionVector:
-                    Smp.HandleCallFunction();
+                    // EOI first: a posted function may run long and re-enable interrupts, and it must
+                    // still be able to take the next call-function IPI (a TLB shootdown, say).
                     Lapic.EndOfInterrupt();
+                    Smp.HandleCallFunction();
                     return;
                 case Lapic.SpuriousVector:
                     return;

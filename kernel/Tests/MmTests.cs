@@ -1,0 +1,218 @@
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Memory;
+using Tandem.Mm;
+
+namespace Tandem.Kernel.Tests
+{
+    /// <summary>The portable mm core on real hardware (or QEMU): real page faults, real TLBs, real IPIs.</summary>
+    internal static unsafe class MmTests
+    {
+        /// <summary>Test address spaces use PML4 slot 1 (512 GiB): slot 0 is shared with the kernel's identity map.</summary>
+        private static readonly VirtAddr Base = new VirtAddr(1UL << 39);
+        private const int Pages = 64;
+
+        private static AddressSpace<KernelMmPlatform>? s_faultSpace;
+        private static int s_faults;
+
+        /// <summary>#PF hook: faults inside the test region are demand faults of the test address space.</summary>
+        private static bool OnPageFault(InterruptFrame* frame, ulong address)
+        {
+            AddressSpace<KernelMmPlatform>? space = Volatile.Read(ref s_faultSpace);
+            if (space == null || address < Base.Value || address >= Base.Value + Pages * 4096UL)
+                return false;
+            bool write = (frame->ErrorCode & 2) != 0;
+            if (space.HandleFault(new VirtAddr(address), write) != FaultStatus.Ok)
+                return false;
+            Interlocked.Increment(ref s_faults);
+            return true;
+        }
+
+        /// <summary>A test address space whose root also maps the kernel (PML4[0]), so it can be loaded in CR3.</summary>
+        private static AddressSpace<KernelMmPlatform>? CreateSpace(TestContext t)
+        {
+            AddressSpace<KernelMmPlatform>? space = KernelMm.Manager?.CreateAddressSpace();
+            if (space == null)
+            {
+                t.Fail("could not create an address space");
+                return null;
+            }
+            if (!space.AddRegion(Region.Anonymous(Base, Pages * 4096UL, PageProt.Write)))
+            {
+                t.Fail("could not add the anonymous region");
+                return null;
+            }
+            ulong* kernelRoot = (ulong*)(Native.ReadCr3() & ~0xFFFUL);
+            ((ulong*)space.Root.Value)[0] = kernelRoot[0];
+            return space;
+        }
+
+        private static void DestroySpace(AddressSpace<KernelMmPlatform> space)
+        {
+            ((ulong*)space.Root.Value)[0] = 0;   // the kernel's tables are not the space's to free
+            space.Destroy();
+        }
+
+        public static void DemandFaults(TestContext t)
+        {
+            AddressSpace<KernelMmPlatform>? space = CreateSpace(t);
+            if (space == null)
+                return;
+            s_faults = 0;
+            Volatile.Write(ref s_faultSpace, space);
+            Interrupts.PageFaultHook = &OnPageFault;
+            ulong flags = Native.ReadRflags();
+            Native.Cli();
+            ulong kernelCr3 = Native.ReadCr3();
+            space.Activate(Cpu.CurrentIndex);
+            Native.WriteCr3(space.Root.Value);
+            bool zeroed = true, kept = true;
+            for (int i = 0; i < Pages; i++)
+            {
+                ulong* p = (ulong*)(Base.Value + (ulong)i * 4096);
+                zeroed &= *p == 0;                          // first touch: a read fault maps a zero page
+                *p = 0x7A4D_0000UL + (ulong)i;              // then a write (a write fault if mapped read-only)
+            }
+            for (int i = 0; i < Pages; i++)
+                kept &= *(ulong*)(Base.Value + (ulong)i * 4096) == 0x7A4D_0000UL + (ulong)i;
+            Native.WriteCr3(kernelCr3);
+            space.Deactivate(Cpu.CurrentIndex);
+            if ((flags & 0x200) != 0)
+                Native.Sti();
+            Volatile.Write(ref s_faultSpace, null);
+            int faults = s_faults;
+            DestroySpace(space);
+            t.Check(zeroed, "a demand-zero page was not zero");
+            t.Check(kept, "a page lost what was written to it");
+            if (faults < Pages)
+                t.Fail("fewer page faults than pages touched", (ulong)faults);
+        }
+
+        // --- Unmap with a shootdown of another CPU that caches the translation ------------------
+
+        private static AddressSpace<KernelMmPlatform>? s_shared;
+        private static int s_stage;
+        private static ulong s_firstRead, s_secondRead;
+
+        private static void RemoteReader(ulong unused)
+        {
+            AddressSpace<KernelMmPlatform> space = s_shared!;
+            ulong kernelCr3 = Native.ReadCr3();
+            space.Activate(Cpu.CurrentIndex);
+            Native.WriteCr3(space.Root.Value);
+            s_firstRead = *(ulong*)Base.Value;              // now cached in this CPU's TLB
+            Volatile.Write(ref s_stage, 1);                 // pairs with the wait in UnmapShootdown
+            // We run inside the call-function IPI; open interrupts so the shootdown IPI gets in.
+            Native.Sti();
+            while (Volatile.Read(ref s_stage) != 2)         // pairs with the write after Unmap
+                Native.Pause();
+            Native.Cli();
+            s_secondRead = *(ulong*)Base.Value;             // must not use the stale translation
+            Native.WriteCr3(kernelCr3);
+            space.Deactivate(Cpu.CurrentIndex);
+            Volatile.Write(ref s_stage, 3);
+        }
+
+        public static void UnmapShootdown(TestContext t)
+        {
+            if (Cpu.Count < 2)
+            {
+                t.Skip("needs a second CPU to shoot down");
+                return;
+            }
+            AddressSpace<KernelMmPlatform>? space = CreateSpace(t);
+            if (space == null)
+                return;
+            if (space.HandleFault(Base, write: true) != FaultStatus.Ok || !space.TranslateFrame(Base, out Pfn frame))
+            {
+                t.Fail("could not fault the shared page in");
+                return;
+            }
+            *(ulong*)frame.Address.Value = 0x5EED;
+            s_shared = space;
+            s_stage = 0;
+            s_faults = 0;
+            Volatile.Write(ref s_faultSpace, space);
+            Interrupts.PageFaultHook = &OnPageFault;
+            long before = Volatile.Read(ref KernelMmPlatform.Shootdowns);
+            Smp.Post(1, &RemoteReader, 0);
+            for (long spin = 0; Volatile.Read(ref s_stage) != 1 && spin < 2_000_000_000L; spin++)
+                Native.Pause();
+            space.Unmap(Base, Base + 4096);                 // must shoot down CPU 1
+            long shootdowns = Volatile.Read(ref KernelMmPlatform.Shootdowns) - before;
+            Volatile.Write(ref s_stage, 2);
+            for (long spin = 0; Volatile.Read(ref s_stage) != 3 && spin < 2_000_000_000L; spin++)
+                Native.Pause();
+            Volatile.Write(ref s_faultSpace, null);
+            DestroySpace(space);
+            t.Check(s_firstRead == 0x5EED, "the other CPU did not see the page before the unmap");
+            if (shootdowns != 1)
+                t.Fail("expected exactly one shootdown IPI for the unmap", (ulong)shootdowns);
+            t.Check(s_secondRead == 0, "the other CPU read the unmapped page through a stale TLB entry");
+            t.Check(s_faults == 1, "the other CPU did not fault the page back in");
+        }
+
+        // --- Reverse map and a registered test notifier -----------------------------------------
+
+        private sealed class CountingNotifier : IMmuNotifier
+        {
+            public int Starts, Ends, Releases;
+            public ulong LastStart, LastEnd;
+
+            public void InvalidateRangeStart(in MmuNotifierRange range)
+            {
+                Starts++;
+                LastStart = range.Start.Value;
+                LastEnd = range.End.Value;
+            }
+
+            public void InvalidateRangeEnd(in MmuNotifierRange range) => Ends++;
+
+            public bool ClearFlushYoung(IAddressSpace space, VirtAddr start, VirtAddr end) => false;
+
+            public bool ClearYoung(IAddressSpace space, VirtAddr start, VirtAddr end) => false;
+
+            public bool TestYoung(IAddressSpace space, VirtAddr start, VirtAddr end) => false;
+
+            public bool TestClearYoungFastOnly(IAddressSpace space, VirtAddr start, VirtAddr end, bool clear) => false;
+
+            public void Release(IAddressSpace space) => Releases++;
+        }
+
+        public static void ReverseMapAndNotifier(TestContext t)
+        {
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            AddressSpace<KernelMmPlatform>? a = CreateSpace(t);
+            AddressSpace<KernelMmPlatform>? b = CreateSpace(t);
+            if (mm == null || a == null || b == null)
+                return;
+            if (!mm.Frames.TryAllocate(0, out Pfn frame))
+            {
+                t.Fail("no frame");
+                return;
+            }
+            var notifier = new CountingNotifier();
+            b.Notifiers.Register(notifier, MmuNotifierFlags.None);
+            VirtAddr va = Base + 5 * 4096UL;
+            t.Check(a.MapFrame(Base, frame, PageProt.Write) == MapStatus.Ok, "mapping into A failed");
+            t.Check(b.MapFrame(va, frame, PageProt.Write) == MapStatus.Ok, "mapping into B failed");
+            mm.Frames.PutRef(frame);                       // the mappings hold the frame now
+            int found = 0;
+            bool sawA = false, sawB = false;
+            for (int i = 0; i < 8 && mm.Rmap.TryGet(frame, i, out AddressSpace<KernelMmPlatform>? space, out VirtAddr where); i++)
+            {
+                found++;
+                sawA |= space == a && where == Base;
+                sawB |= space == b && where == va;
+            }
+            t.Check(found == 2 && sawA && sawB, "the reverse-map walk did not find exactly the two mappings");
+            t.Check(mm.TryToUnmap(frame), "TryToUnmap left a mapping behind");
+            t.Check(!a.TranslateFrame(Base, out _) && !b.TranslateFrame(va, out _), "a primary entry survived TryToUnmap");
+            t.Check(notifier.Starts == 1 && notifier.Ends == 1 && notifier.LastStart == va.Value && notifier.LastEnd == va.Value + 4096,
+                "the registered notifier did not see exactly B's range invalidated");
+            DestroySpace(a);
+            DestroySpace(b);
+            t.Check(notifier.Releases == 1, "the notifier was not released when its address space died");
+        }
+    }
+}
