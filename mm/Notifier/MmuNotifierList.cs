@@ -25,14 +25,16 @@ namespace Tandem.Mm;
 public sealed class MmuNotifierList<TPlatform> where TPlatform : struct, IMmPlatform
 {
     private readonly TPlatform _platform;
+    private readonly IAddressSpace _owner;
     private MmuNotifierSet? _set;
     private int _inFlight;
     private SpinLock _registrationLock;
 
-    /// <summary>Creates an empty list.</summary>
-    public MmuNotifierList(TPlatform platform)
+    /// <summary>Creates the empty list of <paramref name="owner"/>.</summary>
+    public MmuNotifierList(TPlatform platform, IAddressSpace owner)
     {
         _platform = platform;
+        _owner = owner;
     }
 
     /// <summary>Cheap inline test in front of every notifier call site.</summary>
@@ -72,11 +74,30 @@ public sealed class MmuNotifierList<TPlatform> where TPlatform : struct, IMmPlat
     }
 
     /// <summary>
-    /// Removes <paramref name="notifier"/>. After return no callback of it is running or will run.
-    /// Returns false if it was not registered.
+    /// Removes <paramref name="notifier"/> (compare mmu_notifier_unregister): first calls its
+    /// <see cref="IMmuNotifier.Release"/> so it drops every mapping while it still receives
+    /// invalidations, then unpublishes it and waits for in-flight callbacks. After return no
+    /// callback of it is running or will run. Returns false if it was not registered.
     /// </summary>
+    /// <remarks>
+    /// Rules for using this: the caller must have stopped populating secondary entries: a mapping
+    /// installed after Release would no longer be invalidated.
+    /// </remarks>
     public bool Unregister(IMmuNotifier notifier)
     {
+        MmuNotifierSet? current = Volatile.Read(ref _set);
+        bool registered = false;
+        if (current != null)
+        {
+            for (int i = 0; i < current.Items.Length; i++)
+            {
+                if (current.Items[i].Notifier == notifier)
+                    registered = true;
+            }
+        }
+        if (!registered)
+            return false;
+        notifier.Release(_owner);
         _registrationLock.Enter(_platform);
         MmuNotifierSet? old = _set;
         int index = -1;

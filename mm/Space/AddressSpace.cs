@@ -38,7 +38,7 @@ public sealed unsafe partial class AddressSpace<TPlatform> : IAddressSpace where
         Root = root.Address;
         mm.Frames.SetFlags(root, FrameFlags.PageTable);
         ZeroFrame(root);
-        Notifiers = new MmuNotifierList<TPlatform>(_platform);
+        Notifiers = new MmuNotifierList<TPlatform>(_platform, this);
     }
 
     /// <inheritdoc/>

@@ -1,4 +1,5 @@
 using System;
+using System.IO;
 using System.Linq;
 using BenchmarkDotNet.Configs;
 using BenchmarkDotNet.Jobs;
@@ -23,7 +24,8 @@ public static class Program
                 .WithWarmupCount(3)
                 .WithIterationCount(15)
                 .WithId("short-inproc"))
-            .WithOptions(ConfigOptions.DisableLogFile);
+            .WithOptions(ConfigOptions.DisableLogFile)
+            .WithArtifactsPath(Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts"));
         if (args.Length == 0)
             args = new[] { "--filter", "*" };
         Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config).ToArray();

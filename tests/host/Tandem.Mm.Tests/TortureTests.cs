@@ -14,17 +14,25 @@ namespace Tandem.Mm.Tests;
 public class TortureTests
 {
     private readonly ITestOutputHelper _out;
+    [ThreadStatic] private static long lastChurnRegistrations;
     public TortureTests(ITestOutputHelper output) { _out = output; }
 
-    public static (long ops, int violations, string messages) Run(int threads, long totalOps, int pages, int seed)
+    public static (long ops, int violations, string messages) Run(int threads, long totalOps, int pages, int seed, bool churn = true)
     {
-        using TestBed b = new TestBed(windowPages: pages, memory: 32UL << 20, cpus: threads + 1);
+        using TestBed b = new TestBed(windowPages: pages, memory: 32UL << 20, cpus: threads + 2);
         RecordingSecondaryMmu fast = b.AddSecondary(lockless: true);
         RecordingSecondaryMmu slow = b.AddSecondary(lockless: false);
         const int rounds = 20;
         long perThreadPerRound = totalOps / threads / rounds;
         int structural = 0;
+        object churnGate = new object();
         Barrier barrier = new Barrier(threads, _ =>
+        {
+            // Quiescent: the workers wait at the barrier, the churner between two iterations.
+            lock (churnGate)
+                CheckRound();
+        });
+        void CheckRound()
         {
             fast.CheckQuiescent("round");
             slow.CheckQuiescent("round");
@@ -34,7 +42,7 @@ public class TortureTests
                     && (!b.Mm.Rmap.Contains(f, b.Space, b.Page(i)) || b.Mm.Frames.MapCountOf(f) != 1 || b.Mm.Frames.RefCountOf(f) != 1))
                     Interlocked.Increment(ref structural);
             }
-        });
+        }
         long done = 0;
         Exception? error = null;
         Thread[] workers = new Thread[threads];
@@ -63,12 +71,53 @@ public class TortureTests
             });
             workers[t].Start();
         }
+        // Registration churn: a third secondary MMU registers, populates a few pages, and
+        // unregisters, over and over, while the workers tear mappings down (section 4.3 of
+        // docs/locking.md). Its own per-callback checks count as violations.
+        int churnViolations = 0;
+        System.Collections.Concurrent.ConcurrentQueue<string> churnMessages = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        long churnRegistrations = 0;
+        Thread? churner = null;
+        bool stop = false;
+        if (churn)
+        {
+            churner = new Thread(() =>
+            {
+                HostMachine.ThreadCpu = threads + 1;
+                Random rng = new Random(seed);
+                while (!Volatile.Read(ref stop))
+                {
+                    lock (churnGate)
+                        ChurnOnce(rng);
+                }
+            });
+            churner.Start();
+        }
+        void ChurnOnce(Random rng)
+        {
+            RecordingSecondaryMmu extra = new RecordingSecondaryMmu(b.Space, TestBed.WindowBase, pages);
+            b.Space.Notifiers.Register(extra, MmuNotifierFlags.None);
+            for (int k = 0; k < 16; k++)
+                extra.Fault(b.Page(rng.Next(pages)), rng.Next(2) == 0);
+            b.Space.Notifiers.Unregister(extra);
+            Interlocked.Add(ref churnViolations, extra.Violations);
+            foreach (string m in extra.Messages)
+            {
+                if (churnMessages.Count < 10)
+                    churnMessages.Enqueue("churn: " + m);
+            }
+            Interlocked.Increment(ref churnRegistrations);
+        }
         foreach (Thread w in workers)
             w.Join();
+        Volatile.Write(ref stop, true);
+        churner?.Join();
+        structural += churnViolations;
+        lastChurnRegistrations = churnRegistrations;
         if (error != null)
             throw new Exception("worker failed", error);
         int violations = fast.Violations + slow.Violations + structural;
-        string messages = string.Join("\n", fast.Messages) + string.Join("\n", slow.Messages) + (structural > 0 ? "\nstructural: " + structural : "");
+        string messages = string.Join("\n", fast.Messages) + string.Join("\n", slow.Messages) + (structural > 0 ? "\nstructural: " + structural : "") + "\n" + string.Join("\n", churnMessages);
         return (done, violations, messages);
     }
 
@@ -112,7 +161,7 @@ public class TortureTests
         if (env != null)
             ops = long.Parse(env);
         var (done, violations, messages) = Run(threads: 3, totalOps: ops, pages: 128, seed: 7);
-        _out.WriteLine("operations: " + done + ", violations: " + violations);
+        _out.WriteLine("operations: " + done + ", violations: " + violations + ", churned registrations: " + lastChurnRegistrations);
         Assert.True(done >= ops - 100, "ran " + done);
         Assert.True(violations == 0, messages);
     }
