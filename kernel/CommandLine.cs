@@ -12,6 +12,7 @@ namespace Tandem.Kernel
         public const int MaxVms = 8;
 
         public static bool RunTests;
+        public static bool RunBench;
         public static byte* TestPattern;     // null: all tests
         public static int TestPatternLength;
         public static bool VmxOff;
@@ -72,6 +73,11 @@ namespace Tandem.Kernel
                     TestPattern = value;
                     TestPatternLength = valueLength;
                 }
+                return;
+            }
+            if (Matches(name, nameLength, "bench") && value == null)
+            {
+                RunBench = true;
                 return;
             }
             if (Matches(name, nameLength, "vmx") && value != null && Matches(value, valueLength, "off"))

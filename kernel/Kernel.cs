@@ -89,9 +89,11 @@ namespace Tandem.Kernel
             int status = Machine.StatusSuccess;
             if (CommandLine.RunTests)
                 status = Tests.TestRunner.RunAll() == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
+            if (CommandLine.RunBench && status == Machine.StatusSuccess)
+                status = Bench.VmxBench.Run();
             if (CommandLine.VmCount > 0 && status == Machine.StatusSuccess)
                 status = Virt.GuestRunner.RunFromCommandLine();
-            else if (!CommandLine.RunTests && CommandLine.VmCount == 0)
+            else if (!CommandLine.RunTests && !CommandLine.RunBench && CommandLine.VmCount == 0)
                 Log.Line("tandem: nothing to run (add 'test' or 'vm=MODULE' to the command line)");
             Machine.Exit(status);
         }

@@ -65,6 +65,7 @@ namespace Tandem.Arch.X86
         [DllImport("*", EntryPoint = "tandem_vmptrld"), SuppressGCTransition] public static extern int VmPtrLd(ulong physicalAddress);
         [DllImport("*", EntryPoint = "tandem_vmread"), SuppressGCTransition] public static extern int VmRead(ulong field, ulong* value);
         [DllImport("*", EntryPoint = "tandem_vmwrite"), SuppressGCTransition] public static extern int VmWrite(ulong field, ulong value);
+        [DllImport("*", EntryPoint = "tandem_vmx_skip_instruction"), SuppressGCTransition] public static extern int VmxSkipInstruction();
         [DllImport("*", EntryPoint = "tandem_invept"), SuppressGCTransition] public static extern int InvEpt(ulong type, void* descriptor);
         [DllImport("*", EntryPoint = "tandem_invvpid"), SuppressGCTransition] public static extern int InvVpid(ulong type, void* descriptor);
         [DllImport("*", EntryPoint = "tandem_vm_run"), SuppressGCTransition] public static extern int VmRun(void* guestRegisters, int launched);

@@ -9,25 +9,31 @@ namespace Tandem.Kvm.Vmx
         Stop,
     }
 
-    /// <summary>The exit fields every handler needs, read once per exit.</summary>
-    public struct ExitInfo
+    /// <summary>
+    /// The exit reason, read once per exit; the other exit fields are read only by the handlers
+    /// that need them (each VMREAD is on the hot path of every exit).
+    /// </summary>
+    public readonly struct ExitInfo
     {
-        public int Reason;
-        public ulong Qualification;
-        public ulong InstructionLength;
-        public ulong Rip;
+        public readonly int Reason;
+        public readonly bool EntryFailed;
 
-        public static ExitInfo Read()
+        private ExitInfo(ulong raw)
         {
-            ExitInfo e;
-            e.Reason = (int)(Vmcs.Read(VmcsField.ExitReason) & 0xFFFF);
-            e.Qualification = Vmcs.Read(VmcsField.ExitQualification);
-            e.InstructionLength = Vmcs.Read(VmcsField.ExitInstructionLength);
-            e.Rip = Vmcs.Read(VmcsField.GuestRip);
-            return e;
+            Reason = (int)(raw & 0xFFFF);
+            EntryFailed = (raw & (1UL << 31)) != 0;
         }
 
-        /// <summary>Moves the guest past the instruction that exited.</summary>
-        public readonly void Skip() => Vmcs.Write(VmcsField.GuestRip, Rip + InstructionLength);
+        public static ExitInfo Read() => new ExitInfo(Vmcs.Read(VmcsField.ExitReason));
+
+        /// <summary>The exit qualification (SDM Vol. 3C 28.2.1).</summary>
+        public ulong Qualification => Vmcs.Read(VmcsField.ExitQualification);
+
+        /// <summary>Moves the guest past the instruction that exited (guest RIP += exit instruction length).</summary>
+        public void Skip()
+        {
+            if (Native.VmxSkipInstruction() != 0)
+                throw new System.InvalidOperationException("advancing the guest RIP failed");
+        }
     }
 }

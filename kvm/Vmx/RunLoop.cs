@@ -31,15 +31,10 @@ namespace Tandem.Kvm.Vmx
                 }
                 vcpu.Launched = true;
                 vcpu.Exits++;
-                ulong rawReason = Vmcs.Read(VmcsField.ExitReason);
                 ExitInfo e = ExitInfo.Read();
                 if (e.Reason < ExitReason.Count)
                     vcpu.ExitCounts[e.Reason]++;
-                ExitAction action = (rawReason & (1UL << 31)) != 0
-                    ? EntryFailure(vcpu, e)
-                    : Dispatch(vcpu, e);
-                // Interrupts that arrived while the guest ran are still pending: take them now.
-                KvmHost.PollInterrupts();
+                ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
                 if (action == ExitAction.Stop)
                 {
                     if (vm.StopReason != null)

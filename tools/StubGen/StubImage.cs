@@ -81,6 +81,7 @@ public static class StubImage
         Vmx.Vmxoff(o);
         Vmx.Vmread(o);
         Vmx.Vmwrite(o);
+        Vmx.SkipInstruction(o);
         Vmx.Invept(o);
         Vmx.Invvpid(o);
         VmRun.Emit(o);

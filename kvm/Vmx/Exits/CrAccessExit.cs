@@ -11,9 +11,10 @@ namespace Tandem.Kvm.Vmx.Exits
     {
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
-            int cr = (int)(e.Qualification & 15);
-            int type = (int)((e.Qualification >> 4) & 3);
-            int gpr = (int)((e.Qualification >> 8) & 15);
+            ulong qualification = e.Qualification;
+            int cr = (int)(qualification & 15);
+            int type = (int)((qualification >> 4) & 3);
+            int gpr = (int)((qualification >> 8) & 15);
             if (type != 0 || (cr != 0 && cr != 4))
             {
                 v.Vm.Stop(255, "unsupported control-register access");

@@ -2,10 +2,15 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// External interrupt (exit reason 1). The interrupt is not acknowledged on exit, so it stays
-    /// pending and the host takes it through its IDT when the run loop opens interrupts.
+    /// pending and the host takes it through its IDT when this handler briefly opens interrupts. Only
+    /// this exit can leave a host interrupt pending, so no other exit pays for the check.
     /// </summary>
-    internal static class ExternalInterruptExit
+    internal static unsafe class ExternalInterruptExit
     {
-        public static ExitAction Handle(Vcpu v, in ExitInfo e) => ExitAction.Resume;
+        public static ExitAction Handle(Vcpu v, in ExitInfo e)
+        {
+            KvmHost.PollInterrupts();      // the host's IDT takes the pending interrupt here
+            return ExitAction.Resume;
+        }
     }
 }

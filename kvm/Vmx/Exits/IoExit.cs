@@ -12,10 +12,11 @@ namespace Tandem.Kvm.Vmx.Exits
 
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
-            int size = (int)(e.Qualification & 7) + 1;
-            bool input = (e.Qualification & 8) != 0;
-            bool stringOp = (e.Qualification & 16) != 0;
-            ushort port = (ushort)(e.Qualification >> 16);
+            ulong qualification = e.Qualification;
+            int size = (int)(qualification & 7) + 1;
+            bool input = (qualification & 8) != 0;
+            bool stringOp = (qualification & 16) != 0;
+            ushort port = (ushort)(qualification >> 16);
             if (stringOp)
             {
                 v.Vm.Stop(255, "string port I/O (INS/OUTS) is not supported");

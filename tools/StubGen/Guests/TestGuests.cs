@@ -30,7 +30,37 @@ public static class TestGuests
         ("hello32", Hello32()),
         ("aging64", Aging64()),
         ("isolate32", Isolate32()),
+        ("cpuidloop64", CpuidLoop64()),
     ];
+
+    /// <summary>Iterations of the CPUID benchmark guest.</summary>
+    public const uint CpuidIterations = 1000;
+
+    /// <summary>
+    /// 64-bit: phase 1, then <see cref="CpuidIterations"/> CPUIDs in a four-instruction loop, then
+    /// phase 2 and exit 0. The host reads the TSC at both phases (under Bochs it counts instructions).
+    /// </summary>
+    private static byte[] CpuidLoop64()
+    {
+        var strings = new Strings("cpuid benchmark guest\n");
+        var a = new Assembler(64);
+        var loop = a.CreateLabel();
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: true);
+        Out(a, Phase, 1);
+        a.mov(edi, CpuidIterations);
+        a.Label(ref loop);
+        a.mov(eax, 0);
+        a.cpuid();                                          // clobbers eax, ebx, ecx, edx: keep the count in edi
+        a.dec(edi);
+        a.jnz(loop);
+        Out(a, Phase, 2);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 64);
+    }
 
     /// <summary>
     /// The image: header, then the guest's strings (so their addresses are known before the code is

@@ -79,6 +79,26 @@ internal static class Vmx
         ReturnVmStatus(a);
     });
 
+    /// <summary>
+    /// <c>int tandem_vmx_skip_instruction()</c>: guest RIP += VM-exit instruction length, the step
+    /// every instruction-intercepting exit ends with, done in one call (three VMX instructions)
+    /// because it is on the hot path of CPUID, I/O, MSR and HLT exits.
+    /// </summary>
+    public static void SkipInstruction(ObjectBuilder o) => Function(o, "tandem_vmx_skip_instruction", a =>
+    {
+        var fail = a.CreateLabel();
+        a.mov(ecx, 0x681E);                        // GUEST_RIP
+        a.vmread(rax, rcx);
+        a.jbe(fail);                               // CF or ZF: VMfail
+        a.mov(edx, 0x440C);                        // VM-exit instruction length
+        a.vmread(rdx, rdx);
+        a.jbe(fail);
+        a.add(rax, rdx);
+        a.vmwrite(rcx, rax);
+        a.Label(ref fail);
+        ReturnVmStatus(a);                         // flags from the last VMX instruction (add does not reach here on failure)
+    });
+
     /// <summary><c>int tandem_vmwrite(ulong field, ulong value)</c></summary>
     public static void Vmwrite(ObjectBuilder o) => Function(o, "tandem_vmwrite", a =>
     {
