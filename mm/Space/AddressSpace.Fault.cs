@@ -16,9 +16,17 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             if (write && (region.Prot & PageProt.Write) == 0)
                 return FaultStatus.AccessDenied;
             VirtAddr page = address.AlignDown(PageSizes.Size4K);
-            FaultStatus present = TryUpgradePresent(page, write);
-            if (present != FaultStatus.NoRegion)
-                return present;
+            // Lockless probe first (safe: table pages outlive the address space's users, and
+            // PteOps.Read pairs with the release store that installed the entry). A missing page
+            // goes straight to the slow path, which re-checks under _ptLock.
+            if (Translate(page, out PageTableEntry leaf, out int _))
+            {
+                if (!write || leaf.IsWritable)
+                    return FaultStatus.Ok;
+                FaultStatus present = TryUpgradePresent(page, write);
+                if (present != FaultStatus.NoRegion)
+                    return present;
+            }
             if (region.Kind == RegionKind.Fixed)
                 return FaultFixed(region, page);
             if (region.Userfault != null)

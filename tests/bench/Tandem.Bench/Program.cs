@@ -11,7 +11,7 @@ namespace Tandem.Bench;
 
 /// <summary>
 /// Runs the benchmarks of this assembly (one class per file; add new ones beside these) with a
-/// short in-process job, then prints the ratios against the baselines measured in the same run.
+/// short in-process job, then prints the ratios of the medians against the baselines measured in the same run.
 /// <c>dotnet run -c Release --project tests/bench/Tandem.Bench -- --filter '*'</c>
 /// </summary>
 public static class Program
@@ -22,7 +22,7 @@ public static class Program
             .AddJob(Job.Default
                 .WithToolchain(InProcessEmitToolchain.Instance)
                 .WithWarmupCount(3)
-                .WithIterationCount(15)
+                .WithIterationCount(20)
                 .WithId("short-inproc"))
             .WithOptions(ConfigOptions.DisableLogFile)
             .WithArtifactsPath(Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts"));
@@ -40,7 +40,7 @@ public static class Program
             foreach (BenchmarkReport r in s.Reports)
             {
                 if (r.BenchmarkCase.Descriptor.WorkloadMethod.Name == method && r.ResultStatistics != null)
-                    return r.ResultStatistics.Mean;
+                    return r.ResultStatistics.Median;
             }
         }
         return null;
