@@ -85,6 +85,7 @@ namespace Tandem.Kernel
             Features = VmxFeatures.Detect();
             Virt.KvmGlue.Initialize();
             PrintBanner();
+            Virt.KvmGlue.EnableVmxEverywhere();
 
             int status = Machine.StatusSuccess;
             if (CommandLine.RunTests)
@@ -115,6 +116,10 @@ namespace Tandem.Kernel
             Log.Write(Features.UnrestrictedGuest ? "present" : "absent");
             Log.Write(" | EPT A/D ");
             Log.Write(Features.EptAccessedDirty ? "present" : "absent");
+            Log.Write(" | VPID ");
+            Log.Write(Features.Vpid ? "present" : "absent");
+            Log.Write(" | preemption timer ");
+            Log.Write(Features.PreemptionTimer ? "present" : "absent");
             Log.WriteChar('\n');
             if (Features.Vmx && (Features.FeatureControl & 1) != 0 && (Features.FeatureControl & 4) == 0)
                 Log.Write("vmx: IA32_FEATURE_CONTROL is locked with VMX off: enable \"Intel Virtualization Technology\" (VT-x) in the firmware setup\n");

@@ -17,6 +17,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("mm.demand_faults_real_page_faults", &MmTests.DemandFaults),
             new TestCase("mm.unmap_shoots_down_other_cpu", &MmTests.UnmapShootdown),
             new TestCase("mm.reverse_map_walk_and_test_notifier", &MmTests.ReverseMapAndNotifier),
+            new TestCase("vmx.enabled_on_every_cpu", &VmxTests.EnabledOnEveryCpu),
             new TestCase("vmx.guest_runs_to_exit_status", &VmxTests.GuestRunsToExitStatus),
             new TestCase("vmx.cpuid_io_hlt_exits_seen", &VmxTests.CpuidIoHltExitsSeen),
             new TestCase("vmx.ept_demand_faults", &VmxTests.EptDemandFaults),

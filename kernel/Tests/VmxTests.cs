@@ -44,6 +44,14 @@ namespace Tandem.Kernel.Tests
             return vm;
         }
 
+        public static void EnabledOnEveryCpu(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            if (KvmGlue.VmxCpus != Cpu.Count)
+                t.Fail(KvmGlue.VmxProblem ?? "VMXON did not succeed on every CPU", (ulong)KvmGlue.VmxCpus);
+        }
+
         // --- hello32: exits, demand faults, invalidation while running ---------------------------
 
         private static Vm? s_hello;

@@ -24,6 +24,45 @@ namespace Tandem.Kernel.Virt
             KvmHost.HandleNmi = &HandleNmi;
         }
 
+        public static int VmxCpus;
+        public static string? VmxProblem;
+
+        private static void EnableVmxHere(ulong unused)
+        {
+            string? problem = Tandem.Kvm.Vmx.VmxCpu.Enable();
+            if (problem == null)
+                System.Threading.Interlocked.Increment(ref VmxCpus);
+            else
+                VmxProblem = problem;
+        }
+
+        /// <summary>VMXON on every online CPU (unless vmx=off or there is no VT-x); reports the outcome.</summary>
+        public static void EnableVmxEverywhere()
+        {
+            if (CommandLine.VmxOff)
+            {
+                Log.Line("vmx: off (vmx=off on the command line)");
+                return;
+            }
+            if (!KernelMain.Features.Vmx)
+                return;
+            for (int i = 0; i < Cpu.Count; i++)
+                Smp.RunOn(i, &EnableVmxHere, 0);
+            ulong f = Log.Begin();
+            Log.Write("vmx: enabled on ");
+            Log.Write((ulong)VmxCpus);
+            Log.Write(" of ");
+            Log.Write((ulong)Cpu.Count);
+            Log.Write(" cpus");
+            if (VmxProblem != null)
+            {
+                Log.Write("; ");
+                Log.Write(VmxProblem);
+            }
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
         private static ulong AllocatePages(ulong count)
         {
             ulong physical = FrameAllocator.AllocateContiguous(count);

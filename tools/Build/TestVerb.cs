@@ -15,6 +15,7 @@ internal static partial class TestVerb
         new("qemu-bios-1cpu", EmulatorKind.Qemu, 1, false, "no", 180),
         new("qemu-bios-2cpu", EmulatorKind.Qemu, 2, false, "no", 180),
         new("qemu-uefi", EmulatorKind.Qemu, 2, true, "no", 240),
+        new("bochs-tigerlake-1cpu", EmulatorKind.Bochs, 1, false, "yes", 1200),
         new("bochs-tigerlake-2cpu", EmulatorKind.Bochs, 2, false, "yes", 1200),
     ];
 
