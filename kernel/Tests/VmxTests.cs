@@ -236,6 +236,40 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.Rdmsr) == 1, "no RDMSR exit");
         }
 
+        // --- hostile guests: the VM stops, the host keeps running --------------------------------
+
+        public static void TripleFaultStopsOnlyTheVm(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "crash32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 255 && vm.StopReason != null, "the crashing guest was not stopped by the host");
+            t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.TripleFault) == 1, "no triple-fault exit");
+        }
+
+        public static void RunawayGuestStopped(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            if (!KernelMain.Features.PreemptionTimer)
+            {
+                t.Skip("no VMX-preemption timer on this CPU");
+                return;
+            }
+            Vm? vm = Start(t, "spin32");
+            if (vm == null)
+                return;
+            vm.MaxQuanta = 3;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 255 && vm.StopReason != null, "the spinning guest was not stopped");
+            t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.PreemptionTimer) == 4, "the preemption timer did not fire once per quantum");
+        }
+
         // --- isolate32 twice: two VMs alive at once ---------------------------------------------
 
         private static void PauseAtPhase(Vm vm, ulong phase) => vm.PauseRequested = true;

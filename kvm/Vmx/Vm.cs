@@ -20,6 +20,9 @@ namespace Tandem.Kvm.Vmx
 
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
+
+        /// <summary>Preemption-timer quanta a guest may use before the host stops it as runaway.</summary>
+        public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
 
         private readonly byte[] _line = new byte[160];

@@ -31,7 +31,29 @@ public static class TestGuests
         ("aging64", Aging64()),
         ("isolate32", Isolate32()),
         ("cpuidloop64", CpuidLoop64()),
+        ("crash32", Crash32()),
+        ("spin32", Spin32()),
     ];
+
+    /// <summary>A hostile guest: executes UD2 with no IDT, which escalates to a triple fault.</summary>
+    private static byte[] Crash32()
+    {
+        var strings = new Strings("about to crash\n");
+        var a = new Assembler(32);
+        Print(a, strings.Address(0), long64: false);
+        a.ud2();
+        return strings.Image(a, 32);
+    }
+
+    /// <summary>A hostile guest: spins forever without a single exit of its own.</summary>
+    private static byte[] Spin32()
+    {
+        var a = new Assembler(32);
+        var spin = a.CreateLabel();
+        a.Label(ref spin);
+        a.jmp(spin);
+        return new Strings().Image(a, 32);
+    }
 
     /// <summary>Iterations of the CPUID benchmark guest.</summary>
     public const uint CpuidIterations = 1000;
