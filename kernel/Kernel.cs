@@ -28,12 +28,7 @@ namespace Tandem.Kernel
 
             string? problem = Multiboot2.Parse(magic, info);
             if (problem != null)
-            {
-                Log.Write("boot: ");
-                Log.Write(problem);
-                Log.WriteChar('\n');
-                Machine.Exit(Machine.StatusBadBoot);
-            }
+                BootFailure(problem);
             CommandLine.Parse(Multiboot2.CommandLine);
 
             ulong reservedEnd = layout->ImageEnd;
@@ -46,12 +41,7 @@ namespace Tandem.Kernel
             }
             problem = FrameAllocator.Initialize(reservedEnd);
             if (problem != null)
-            {
-                Log.Write("boot: ");
-                Log.Write(problem);
-                Log.WriteChar('\n');
-                Machine.Exit(Machine.StatusBadBoot);
-            }
+                BootFailure(problem);
             Log.Line("boot: frames free ", FrameAllocator.FreeFrames);
             Symbols.Initialize();
             BootPaging.MakeUncached(Lapic.DefaultBase);
@@ -74,12 +64,7 @@ namespace Tandem.Kernel
             ulong pool = FrameAllocator.FreeFrames * FrameAllocator.PageSize / 2;
             problem = KernelMm.Initialize(pool > 256UL << 20 ? 256UL << 20 : pool & ~0x1FFFFFUL);
             if (problem != null)
-            {
-                Log.Write("boot: ");
-                Log.Write(problem);
-                Log.WriteChar('\n');
-                Machine.Exit(Machine.StatusBadBoot);
-            }
+                BootFailure(problem);
             Native.Sti();
 
             Features = VmxFeatures.Detect();
@@ -99,6 +84,22 @@ namespace Tandem.Kernel
             Machine.Exit(status);
         }
 
+        private static void Feature(string name, bool present)
+        {
+            Log.Write(" | ");
+            Log.Write(name);
+            Log.Write(present ? " present" : " absent");
+        }
+
+        /// <summary>Bad boot information or no memory: say why and end the run with status 2.</summary>
+        private static void BootFailure(string problem)
+        {
+            Log.Write("boot: ");
+            Log.Write(problem);
+            Log.WriteChar('\n');
+            Machine.Exit(Machine.StatusBadBoot);
+        }
+
         private static void PrintBanner()
         {
             ulong flags = Log.Begin();
@@ -108,18 +109,13 @@ namespace Tandem.Kernel
             Log.Write((ulong)OnlineCpus);
             Log.Write(" | memory ");
             Log.Write(FrameAllocator.UsableBytes >> 20);
-            Log.Write(" MiB | VT-x ");
-            Log.Write(Features.Vmx ? "present" : "absent");
-            Log.Write(" | EPT ");
-            Log.Write(Features.Ept ? "present" : "absent");
-            Log.Write(" | unrestricted guest ");
-            Log.Write(Features.UnrestrictedGuest ? "present" : "absent");
-            Log.Write(" | EPT A/D ");
-            Log.Write(Features.EptAccessedDirty ? "present" : "absent");
-            Log.Write(" | VPID ");
-            Log.Write(Features.Vpid ? "present" : "absent");
-            Log.Write(" | preemption timer ");
-            Log.Write(Features.PreemptionTimer ? "present" : "absent");
+            Log.Write(" MiB");
+            Feature("VT-x", Features.Vmx);
+            Feature("EPT", Features.Ept);
+            Feature("unrestricted guest", Features.UnrestrictedGuest);
+            Feature("EPT A/D", Features.EptAccessedDirty);
+            Feature("VPID", Features.Vpid);
+            Feature("preemption timer", Features.PreemptionTimer);
             Log.WriteChar('\n');
             if (Features.Vmx && (Features.FeatureControl & 1) != 0 && (Features.FeatureControl & 4) == 0)
                 Log.Write("vmx: IA32_FEATURE_CONTROL is locked with VMX off: enable \"Intel Virtualization Technology\" (VT-x) in the firmware setup\n");

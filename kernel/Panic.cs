@@ -33,12 +33,18 @@ namespace Tandem.Kernel
             return true;
         }
 
-        public static void Fail(string reason)
+        /// <summary>Stops the other CPUs and prints "PANIC on cpu N: " (the reason follows).</summary>
+        private static void Header()
         {
             Begin();
             Log.Write("\nPANIC on cpu ");
             Log.Write(Cpu.CurrentIndex);
             Log.Write(": ");
+        }
+
+        public static void Fail(string reason)
+        {
+            Header();
             Log.Write(reason);
             Log.WriteChar('\n');
             Backtrace.Print(0, Native.ReadRbp());
@@ -48,10 +54,7 @@ namespace Tandem.Kernel
         /// <summary>Panic with a dump of an interrupt frame (an unexpected exception).</summary>
         public static void FailWithFrame(string reason, InterruptFrame* frame)
         {
-            Begin();
-            Log.Write("\nPANIC on cpu ");
-            Log.Write(Cpu.CurrentIndex);
-            Log.Write(": ");
+            Header();
             Log.Write(reason);
             Log.WriteChar('\n');
             Interrupts.Dump(frame);
@@ -62,10 +65,7 @@ namespace Tandem.Kernel
         [UnmanagedCallersOnly(EntryPoint = "tandem_fail_fast")]
         private static void FailFastExport(byte* reason)
         {
-            Begin();
-            Log.Write("\nPANIC on cpu ");
-            Log.Write(Cpu.CurrentIndex);
-            Log.Write(": ");
+            Header();
             Log.WriteAscii(reason, 200);
             Log.WriteChar('\n');
             Backtrace.Print(0, Native.ReadRbp());
@@ -76,11 +76,9 @@ namespace Tandem.Kernel
         [UnmanagedCallersOnly(EntryPoint = "tandem_unhandled_exception")]
         private static void UnhandledException(void* exceptionPointer, nint throwSite)
         {
-            Begin();
+            Header();
             System.Exception exception = System.Runtime.CompilerServices.Unsafe.AsRef<System.Exception>(&exceptionPointer);
-            Log.Write("\nPANIC on cpu ");
-            Log.Write(Cpu.CurrentIndex);
-            Log.Write(": unhandled exception ");
+            Log.Write("unhandled exception ");
             ulong typeAddress = **(ulong**)&exceptionPointer;
             byte* typeName = Symbols.Lookup(typeAddress, out ulong offset);
             if (typeName != null && offset == 0)

@@ -151,6 +151,34 @@ public static class TestGuests
         a.Label(ref done);
     }
 
+    /// <summary>32-bit: runs <paramref name="body"/> with edi = each dword's address over the range (ecx counts down).</summary>
+    private static void ForEachDword(Assembler a, uint start, uint dwords, Action body)
+    {
+        var loop = a.CreateLabel();
+        a.mov(edi, start);
+        a.mov(ecx, dwords);
+        a.Label(ref loop);
+        body();
+        a.add(edi, 4);
+        a.dec(ecx);
+        a.jnz(loop);
+    }
+
+    /// <summary>The end of a checking guest: print <paramref name="ok"/> and exit 0, or at <paramref name="mismatch"/> print <paramref name="bad"/> and exit 1.</summary>
+    private static void Verdict(Assembler a, Label mismatch, uint ok, uint bad)
+    {
+        var halt = a.CreateLabel();
+        Print(a, ok, long64: false);
+        Out(a, Exit, 0);
+        a.jmp(halt);
+        a.Label(ref mismatch);
+        Print(a, bad, long64: false);
+        Out(a, Exit, 1);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+    }
+
     private static void Out(Assembler a, ushort port, byte value)
     {
         a.mov(dx, port);
@@ -169,10 +197,7 @@ public static class TestGuests
         var strings = new Strings("hello from a 32-bit guest\n", "checksums verified\n", "CHECKSUM MISMATCH\n");
         uint greeting = strings.Address(0), ok = strings.Address(1), bad = strings.Address(2);
         var a = new Assembler(32);
-        var fill = a.CreateLabel();
-        var check = a.CreateLabel();
         var mismatch = a.CreateLabel();
-        var halt = a.CreateLabel();
 
         Print(a, greeting, long64: false);
         a.xor(eax, eax);
@@ -181,35 +206,21 @@ public static class TestGuests
         a.mov(dx, SerialStatus);
         a.@in(al, dx);                                      // port read exit
 
-        a.mov(edi, ChecksumBase);
-        a.mov(ecx, ChecksumPages * 1024);
-        a.Label(ref fill);
-        a.imul(eax, edi, unchecked((int)0x9E3779B1));       // pattern = address * golden ratio
-        a.mov(__dword_ptr[edi], eax);
-        a.add(edi, 4);
-        a.dec(ecx);
-        a.jnz(fill);
+        ForEachDword(a, ChecksumBase, ChecksumPages * 1024, () =>
+        {
+            a.imul(eax, edi, unchecked((int)0x9E3779B1));   // pattern = address * golden ratio
+            a.mov(__dword_ptr[edi], eax);
+        });
 
         Out(a, Phase, 1);                                   // host invalidates pages now
 
-        a.mov(edi, ChecksumBase);
-        a.mov(ecx, ChecksumPages * 1024);
-        a.Label(ref check);
-        a.imul(eax, edi, unchecked((int)0x9E3779B1));
-        a.cmp(__dword_ptr[edi], eax);
-        a.jne(mismatch);
-        a.add(edi, 4);
-        a.dec(ecx);
-        a.jnz(check);
-        Print(a, ok, long64: false);
-        Out(a, Exit, 0);
-        a.jmp(halt);
-        a.Label(ref mismatch);
-        Print(a, bad, long64: false);
-        Out(a, Exit, 1);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
+        ForEachDword(a, ChecksumBase, ChecksumPages * 1024, () =>
+        {
+            a.imul(eax, edi, unchecked((int)0x9E3779B1));
+            a.cmp(__dword_ptr[edi], eax);
+            a.jne(mismatch);
+        });
+        Verdict(a, mismatch, ok, bad);
 
         return strings.Image(a, 32);
     }
@@ -271,38 +282,18 @@ public static class TestGuests
         var strings = new Strings("isolation guest writing its id\n", "my memory holds only my id\n", "ISOLATION BROKEN: foreign data in my memory\n");
         uint greeting = strings.Address(0), ok = strings.Address(1), bad = strings.Address(2);
         var a = new Assembler(32);
-        var fill = a.CreateLabel();
-        var check = a.CreateLabel();
         var mismatch = a.CreateLabel();
-        var halt = a.CreateLabel();
 
         a.mov(ebp, ebx);                                    // keep the id: Print uses esi/eax/edx only
         Print(a, greeting, long64: false);
-        a.mov(edi, IsolationBase);
-        a.mov(ecx, IsolationPages * 1024);
-        a.Label(ref fill);
-        a.mov(__dword_ptr[edi], ebp);
-        a.add(edi, 4);
-        a.dec(ecx);
-        a.jnz(fill);
+        ForEachDword(a, IsolationBase, IsolationPages * 1024, () => a.mov(__dword_ptr[edi], ebp));
         Out(a, Phase, 1);
-        a.mov(edi, IsolationBase);
-        a.mov(ecx, IsolationPages * 1024);
-        a.Label(ref check);
-        a.cmp(__dword_ptr[edi], ebp);
-        a.jne(mismatch);
-        a.add(edi, 4);
-        a.dec(ecx);
-        a.jnz(check);
-        Print(a, ok, long64: false);
-        Out(a, Exit, 0);
-        a.jmp(halt);
-        a.Label(ref mismatch);
-        Print(a, bad, long64: false);
-        Out(a, Exit, 1);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
+        ForEachDword(a, IsolationBase, IsolationPages * 1024, () =>
+        {
+            a.cmp(__dword_ptr[edi], ebp);
+            a.jne(mismatch);
+        });
+        Verdict(a, mismatch, ok, bad);
 
         return strings.Image(a, 32);
     }
