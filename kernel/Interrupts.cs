@@ -82,6 +82,7 @@ namespace Tandem.Kernel
                     if (Volatile.Read(ref ExpectBreakpoint) != 0)
                     {
                         Interlocked.Increment(ref BreakpointsSeen);
+                        Report("#BP breakpoint (expected by a test) at ", frame->Rip - 1, "; resuming after int3");
                         return;    // #BP is a trap: rip already points past int3
                     }
                     break;
@@ -106,12 +107,31 @@ namespace Tandem.Kernel
             {
                 if (table[i * 2] == frame->Rip)
                 {
+                    Report(frame->Vector == 14 ? "#PF at a probe instruction " : "#GP at a probe instruction ", frame->Rip, "; fixed up through the exception table");
                     frame->Rip = table[i * 2 + 1];
                     Interlocked.Increment(ref ProbeFaultsFixed);
                     return true;
                 }
             }
             return false;
+        }
+
+        private static void Report(string what, ulong rip, string outcome)
+        {
+            ulong flags = Log.Begin();
+            Log.Write("interrupt: ");
+            Log.Write(what);
+            Log.Hex(rip);
+            byte* name = Symbols.Lookup(rip, out ulong offset);
+            if (name != null)
+            {
+                Log.Write(" (");
+                Log.WriteAscii(name, 200);
+                Log.Write(")");
+            }
+            Log.Write(outcome);
+            Log.WriteChar('\n');
+            Log.End(flags);
         }
 
         public static void Dump(InterruptFrame* f)
