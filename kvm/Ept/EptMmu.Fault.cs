@@ -52,6 +52,9 @@ public sealed unsafe partial class EptMmu<TPlatform>
             if (dead)
                 return FaultStatus.NoRegion;
             Interlocked.Increment(ref _faultRetries);
+            // An invalidation of our page is in flight (or just ended): let it finish before we
+            // resolve again (KVM returns to the guest and takes the fault again).
+            _platform.SpinPause();
         }
     }
 
