@@ -62,19 +62,36 @@ public sealed unsafe partial class EptMmu<TPlatform>
     public bool AgeGuestRange(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
     {
         bool young = false;
-        foreach (EptSlot s in new EptWalker<TPlatform>(_platform, _root, start, end))
+        EptWalker<TPlatform> walker = new EptWalker<TPlatform>(_platform, _root, start, end);
+        while (true)
         {
-            EptEntry e = s.Value;
-            if (!e.IsAccessed)
+            if (walker.TryTakeTableRun(out ulong* slots, out int count))
+            {
+                // The rest of a last-level table: one read per entry; absent entries have no A bit.
+                for (int i = 0; i < count; i++)
+                {
+                    EptEntry e = EptOps.Read(slots + i);
+                    if (e.IsAccessed)
+                        young |= AgeLeaf(slots + i, e, clear, ref cleared);
+                }
                 continue;
-            young = true;
-            if (!clear)
-                continue;
-            // Pairs with the CPU's locked A/D update and with the zap Exchange: a failed CAS means
-            // one of them won, and we leave the entry as they left it.
-            if (EptOps.CompareExchange(s.Pointer, e.WithoutAccessed(), e).Value == e.Value)
-                cleared = true;
+            }
+            if (!walker.MoveNext())
+                break;
+            EptSlot s = walker.Current;
+            if (s.Value.IsAccessed)
+                young |= AgeLeaf(s.Pointer, s.Value, clear, ref cleared);
         }
         return young;
+    }
+
+    /// <summary>An accessed leaf: young; with <paramref name="clear"/>, one compare-exchange to clear A.</summary>
+    private static bool AgeLeaf(ulong* slot, EptEntry e, bool clear, ref bool cleared)
+    {
+        // Pairs with the CPU's locked A/D update and with the zap Exchange: a failed CAS means
+        // one of them won, and we leave the entry as they left it (it still counts as young).
+        if (clear && EptOps.CompareExchange(slot, e.WithoutAccessed(), e).Value == e.Value)
+            cleared = true;
+        return true;
     }
 }

@@ -68,6 +68,27 @@ public unsafe ref struct EptWalker<TPlatform> where TPlatform : struct, IEptPlat
         return false;
     }
 
+    /// <summary>
+    /// When the walk is inside a last-level table, hands the caller the rest of that table's entries
+    /// in the range as one run (present or not) and moves past them; false otherwise (then call
+    /// <see cref="MoveNext"/>). For passes that touch every entry, such as aging, this turns the
+    /// per-entry cost into one volatile read.
+    /// </summary>
+    public bool TryTakeTableRun(out ulong* slots, out int count)
+    {
+        if (_table == null || _next >= _tableEnd || _next >= _end)
+        {
+            slots = null;
+            count = 0;
+            return false;
+        }
+        ulong stop = _tableEnd < _end ? _tableEnd : _end;
+        slots = _table + ((_next >> PageSizes.Shift4K) & 511);
+        count = (int)((stop - _next + PageSizes.Size4K - 1) >> PageSizes.Shift4K);
+        _next = _tableEnd < _end ? _tableEnd : _end;
+        return true;
+    }
+
     /// <summary>Walks from the root for <c>_next</c>: sets up the page-table fast path, yields a large
     /// leaf (true), or skips a hole.</summary>
     private bool Descend()
