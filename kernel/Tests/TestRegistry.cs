@@ -24,6 +24,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.invalidate_while_running_checksums_verify", &VmxTests.InvalidateWhileRunning),
             new TestCase("vmx.aging_hot_young_cold_old", &VmxTests.AgingHotYoungColdOld),
             new TestCase("vmx.two_vms_isolated", &VmxTests.TwoVmsIsolated),
+            new TestCase("vmx.huge_pages_back_guest_ram", &VmxTests.HugePagesBackGuestRam),
             new TestCase("vmx.triple_fault_stops_only_the_vm", &VmxTests.TripleFaultStopsOnlyTheVm),
             new TestCase("vmx.runaway_guest_stopped", &VmxTests.RunawayGuestStopped),
             // Run only by exact name: they end the run with a panic dump on purpose.

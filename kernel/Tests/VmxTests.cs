@@ -236,6 +236,33 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.Rdmsr) == 1, "no RDMSR exit");
         }
 
+        // --- 2 MiB pages: primary 2 MiB mappings give 2 MiB EPT leaves ------------------------------
+
+        public static void HugePagesBackGuestRam(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            if (!KvmGlue.FindModule("hello32", out byte* image, out ulong length))
+            {
+                t.Fail("the guest module is not on the boot image");
+                return;
+            }
+            Vm? vm = GuestRunner.Create(GuestRam, image, length, out string? problem, hugeBacked: true);
+            if (vm == null)
+            {
+                t.Fail(problem ?? "VM creation failed");
+                return;
+            }
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            if (!t.Check(vm.ExitStatus == 0, "the guest on 2 MiB-backed RAM did not exit 0"))
+                return;
+            // 65 pages touched in two 2 MiB ranges (the image at 1 MiB, the checksum area at 2 MiB):
+            // with 2 MiB leaves that is two EPT faults, with 4 KiB leaves it would be 65.
+            if (vm.Memory.FaultsHandled > 2)
+                t.Fail("EPT faulted more than once per 2 MiB range: not using 2 MiB leaves", vm.Memory.FaultsHandled);
+        }
+
         // --- hostile guests: the VM stops, the host keeps running --------------------------------
 
         public static void TripleFaultStopsOnlyTheVm(TestContext t)

@@ -63,9 +63,9 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM running <paramref name="image"/>.</summary>
-        public static Vm? Create(ulong memoryBytes, byte* image, ulong length, out string? problem)
+        public static Vm? Create(ulong memoryBytes, byte* image, ulong length, out string? problem, bool hugeBacked = false)
         {
-            MmGuestMemory? memory = MmGuestMemory.Create(memoryBytes, out problem);
+            MmGuestMemory? memory = MmGuestMemory.Create(memoryBytes, out problem, hugeBacked);
             if (memory == null)
                 return null;
             Vm? vm = VmFactory.Create(memory, out problem);

@@ -30,7 +30,13 @@ namespace Tandem.Kernel.Virt
             _size = size;
         }
 
-        public static MmGuestMemory? Create(ulong size, out string? problem)
+        /// <summary>
+        /// Guest RAM of <paramref name="size"/> bytes. Anonymous (demand-zero 4 KiB pages, aged and
+        /// reclaimable) by default; with <paramref name="hugeBacked"/>, a fixed region over
+        /// physically contiguous, 2 MiB-aligned host memory that the primary MMU maps with 2 MiB
+        /// pages, so EPT maps it with 2 MiB leaves too (untracked: not aged or reclaimed).
+        /// </summary>
+        public static MmGuestMemory? Create(ulong size, out string? problem, bool hugeBacked = false)
         {
             MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
             if (mm == null)
@@ -44,7 +50,25 @@ namespace Tandem.Kernel.Virt
                 problem = "out of memory for the VM's address space";
                 return null;
             }
-            if (!space.AddRegion(Region.Anonymous(HostBase, size, PageProt.Write)))
+            Region ram;
+            if (hugeBacked)
+            {
+                ulong pages = (size + PageSizes.Size2M) / FrameAllocator.PageSize;
+                ulong run = FrameAllocator.AllocateContiguous(pages);
+                if (run == 0)
+                {
+                    problem = "not enough contiguous host memory for huge-page guest RAM";
+                    return null;
+                }
+                ulong aligned = (run + PageSizes.Size2M - 1) & ~(PageSizes.Size2M - 1);
+                Tandem.Arch.X86.Native.MemSet((void*)aligned, 0, size);
+                ram = Region.Fixed(HostBase, size, PageProt.Write, new PhysAddr(aligned));
+            }
+            else
+            {
+                ram = Region.Anonymous(HostBase, size, PageProt.Write);
+            }
+            if (!space.AddRegion(ram))
             {
                 problem = "could not add the guest RAM region";
                 return null;

@@ -39,10 +39,17 @@ public sealed unsafe partial class EptMmu<TPlatform>
             FaultStatus status = _space.ResolveForSecondary(hva, write, out ResolvedPage page);
             if (status != FaultStatus.Ok)
                 return status;
+            // Where the primary maps 2 MiB and the whole 2 MiB fits the memslot at the same
+            // alignment, map it with one 2 MiB EPT leaf; the retry check then covers all of it.
+            bool huge = CanMapHuge(slot, gfn, hva, page);
+            VirtAddr lo = huge ? hva.AlignDown(PageSizes.Size2M) : hva;
+            VirtAddr hi = lo + (huge ? PageSizes.Size2M : PageSizes.Size4K);
             LockMmu();
             bool dead = _dead != 0;
-            bool retry = dead || _seq.RetryUnderLock(seq, hva, hva + PageSizes.Size4K);
-            if (!retry)
+            bool retry = dead || _seq.RetryUnderLock(seq, lo, hi);
+            if (!retry && huge)
+                status = InstallHugeLeafLocked(gfn, page, page.Writable && slot.Writable, out huge);
+            if (!retry && !huge)
                 status = InstallLeafLocked(gfn.Address, page.Frame, page.Writable && slot.Writable);
             UnlockMmu();
             _platform.Checkpoint(MmCheckpoint.SecondaryInstallDone);
@@ -58,11 +65,59 @@ public sealed unsafe partial class EptMmu<TPlatform>
         }
     }
 
+    /// <summary>True when a 2 MiB EPT leaf can mirror the primary's 2 MiB mapping of <paramref name="hva"/>.</summary>
+    private static bool CanMapHuge(Memslot slot, Gfn gfn, VirtAddr hva, in ResolvedPage page)
+    {
+        if (page.Level < 2)
+            return false;
+        ulong baseGfn = gfn.Value & ~511UL;
+        if (baseGfn < slot.BaseGfn.Value || baseGfn + 512 > slot.EndGfn)
+            return false;
+        // Guest and host offsets inside the 2 MiB page must agree, and so must the frame's.
+        ulong offsetPages = gfn.Value & 511;
+        return slot.HostAddressOf(new Gfn(baseGfn)).IsAligned(PageSizes.Size2M)
+            && ((page.Frame.Value - offsetPages) & 511) == 0
+            && ((hva.Value >> PageSizes.Shift4K) & 511) == offsetPages;
+    }
+
+    /// <summary>
+    /// Installs a 2 MiB leaf for the 2 MiB page around <paramref name="gfn"/>. If 4 KiB leaves already
+    /// hang there (a table), sets <paramref name="installed"/> false so the caller maps 4 KiB instead.
+    /// MMU lock held; the retry check for the whole 2 MiB passed.
+    /// </summary>
+    private FaultStatus InstallHugeLeafLocked(Gfn gfn, in ResolvedPage page, bool writable, out bool installed)
+    {
+        installed = false;
+        GuestPhysAddr gpa = new Gfn(gfn.Value & ~511UL).Address;
+        bool flush = false;
+        ulong* slot = WalkCreateLocked(gpa, 2, ref flush);
+        if (slot == null)
+            return FaultStatus.OutOfMemory;
+        Pfn baseFrame = new Pfn(page.Frame.Value & ~511UL);
+        EptEntry leaf = EptEntry.ForLeaf(baseFrame.Address, 2, writable, EptMemoryType.WriteBack);
+        while (true)
+        {
+            EptEntry old = EptOps.Read(slot);
+            if (old.IsPresent && !old.IsLeaf(2))
+                return FaultStatus.Ok;                 // a table of 4 KiB leaves: keep it
+            EptEntry next = old.IsPresent && old.LeafAddress(2) == leaf.LeafAddress(2)
+                ? leaf.WithBits(old.Value & (EptEntry.Accessed | EptEntry.Dirty))
+                : leaf;
+            // CAS: the CPU may set A/D in a present old entry (EptOps.MustUpdateAtomically).
+            if (EptOps.CompareExchange(slot, next, old).Value == old.Value)
+                break;
+        }
+        installed = true;
+        if (flush)
+            FlushTlbs();
+        return FaultStatus.Ok;
+    }
+
     /// <summary>Installs the 4 KiB leaf gpa → frame. MMU lock held; the retry check passed.</summary>
     private FaultStatus InstallLeafLocked(GuestPhysAddr gpa, Pfn frame, bool writable)
     {
         bool flush = false;
-        ulong* slot = WalkCreateLocked(gpa, ref flush);
+        ulong* slot = WalkCreateLocked(gpa, 1, ref flush);
         if (slot == null)
             return FaultStatus.OutOfMemory;
         EptEntry leaf = EptEntry.ForLeaf(frame.Address, 1, writable, EptMemoryType.WriteBack);
@@ -92,14 +147,15 @@ public sealed unsafe partial class EptMmu<TPlatform>
     }
 
     /// <summary>
-    /// Finds the 4 KiB leaf slot for <paramref name="gpa"/>, allocating missing tables. A 2 MiB leaf
-    /// in the way is zapped (its dirty bits kept) and <paramref name="flush"/> set. MMU lock held:
-    /// it is the only writer of non-leaf entries.
+    /// Finds the slot at <paramref name="target"/> level (1: 4 KiB leaf, 2: 2 MiB) for
+    /// <paramref name="gpa"/>, allocating missing tables above it. A larger leaf in the way is
+    /// zapped (its dirty bits kept) and <paramref name="flush"/> set. MMU lock held: it is the only
+    /// writer of non-leaf entries.
     /// </summary>
-    private ulong* WalkCreateLocked(GuestPhysAddr gpa, ref bool flush)
+    private ulong* WalkCreateLocked(GuestPhysAddr gpa, int target, ref bool flush)
     {
         PhysAddr table = _root;
-        for (int level = 4; level > 1; level--)
+        for (int level = 4; level > target; level--)
         {
             ulong* slot = _platform.TableAt(table) + gpa.TableIndex(level);
             EptEntry e = EptOps.Read(slot);
@@ -122,6 +178,6 @@ public sealed unsafe partial class EptMmu<TPlatform>
             }
             table = e.TableAddress;
         }
-        return _platform.TableAt(table) + gpa.TableIndex(1);
+        return _platform.TableAt(table) + gpa.TableIndex(target);
     }
 }

@@ -9,12 +9,15 @@ public readonly struct ResolvedPage
     public readonly bool Writable;
     /// <summary>The caller holds a frame reference that must be released.</summary>
     public readonly bool HoldsReference;
+    /// <summary>The level of the primary leaf: 1 for 4 KiB, 2 for 2 MiB, 3 for 1 GiB (a secondary may map as large).</summary>
+    public readonly int Level;
 
     /// <summary>Creates a result.</summary>
-    public ResolvedPage(Pfn frame, bool writable, bool holdsReference)
+    public ResolvedPage(Pfn frame, bool writable, bool holdsReference, int level = 1)
     {
         Frame = frame;
         Writable = writable;
         HoldsReference = holdsReference;
+        Level = level;
     }
 }

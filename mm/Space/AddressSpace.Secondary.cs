@@ -21,7 +21,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 if (tracked)
                     _mm.Frames.GetRef(frame);
                 _ptLock.Exit();
-                page = new ResolvedPage(frame, e.IsWritable, tracked);
+                page = new ResolvedPage(frame, e.IsWritable, tracked, s.Level);
                 _platform.Checkpoint(MmCheckpoint.SecondaryResolved);
                 return FaultStatus.Ok;
             }

@@ -1,0 +1,73 @@
+using System.Collections.Generic;
+using Tandem.Kvm.Ept;
+using Tandem.Mm;
+using Xunit;
+
+namespace Tandem.Kvm.Tests;
+
+/// <summary>2 MiB EPT leaves where the primary maps 2 MiB, and their split (by zap) on a partial invalidation.</summary>
+public class LargePageTests
+{
+    private static readonly VirtAddr HugeHva = new VirtAddr(0x8000_0000);
+    private const ulong HugeGfn = 0x1000;   // gpa 16 MiB: 2 MiB aligned
+
+    private static List<EptSlot> LeavesOfHugeRange(EptBed b)
+    {
+        var leaves = new List<EptSlot>();
+        GuestPhysAddr start = new Gfn(HugeGfn).Address;
+        foreach (EptSlot s in new EptWalker<EptHostPlatform>(b.Ept.Platform, b.Ept.Root, start, new GuestPhysAddr(start.Value + PageSizes.Size2M)))
+            leaves.Add(s);
+        return leaves;
+    }
+
+    private static Pfn MapHugeSlot(EptBed b, bool hostAligned = true)
+    {
+        Assert.True(b.Mm.Frames.TryAllocate(9, out Pfn block));           // a naturally aligned 2 MiB block
+        VirtAddr hva = hostAligned ? HugeHva : HugeHva + PageSizes.Size4K;
+        Assert.True(b.Space.AddRegion(Region.Fixed(hva, PageSizes.Size2M, PageProt.Write, block.Address)));
+        Assert.True(b.Ept.AddMemslot(new Memslot(new Gfn(HugeGfn), 512, hva, true)));
+        return block;
+    }
+
+    [Fact]
+    public void APrimaryTwoMegabyteMappingGetsOneTwoMegabyteEptLeaf()
+    {
+        using EptBed b = new EptBed(audit: false);
+        Pfn block = MapHugeSlot(b);
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 5).Address, write: true));
+        List<EptSlot> leaves = LeavesOfHugeRange(b);
+        Assert.Single(leaves);
+        Assert.Equal(2, leaves[0].Level);
+        Assert.Equal(block.Address, leaves[0].Value.LeafAddress(2));
+        // Another page of the same 2 MiB needs no fault: it is already mapped.
+        Assert.Single(LeavesOfHugeRange(b));
+    }
+
+    [Fact]
+    public void APartialInvalidationZapsTheWholeTwoMegabyteLeafAndItFaultsBack()
+    {
+        using EptBed b = new EptBed(audit: false);
+        MapHugeSlot(b);
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn).Address, write: false));
+        long inveptsBefore = b.Machine.InvEptCount;
+        b.Space.Notifiers.Invalidate(new MmuNotifierRange(b.Space, HugeHva + 7 * PageSizes.Size4K, HugeHva + 8 * PageSizes.Size4K,
+            MmuNotifierEvent.ProtectionChange, true));
+        Assert.Empty(LeavesOfHugeRange(b));                                  // split by zap: nothing stale stays
+        Assert.Equal(1, b.Machine.InvEptCount - inveptsBefore);              // one INVEPT for the range
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 100).Address, write: false));
+        List<EptSlot> leaves = LeavesOfHugeRange(b);
+        Assert.Single(leaves);
+        Assert.Equal(2, leaves[0].Level);
+    }
+
+    [Fact]
+    public void MisalignedHostMappingFallsBackToFourKilobyteLeaves()
+    {
+        using EptBed b = new EptBed(audit: false);
+        MapHugeSlot(b, hostAligned: false);                                // host VA off by 4 KiB: no 2 MiB primary leaf fits
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 5).Address, write: true));
+        List<EptSlot> leaves = LeavesOfHugeRange(b);
+        Assert.Single(leaves);
+        Assert.Equal(1, leaves[0].Level);
+    }
+}
