@@ -107,6 +107,8 @@ internal static partial class Emulator
             com1: enabled=1, mode=file, dev={serial}
             display_library: term
             magic_break: enabled=1
+            speaker: enabled=0
+            sound: driver=dummy
             log: {log}
             error: action=report
             panic: action=fatal
