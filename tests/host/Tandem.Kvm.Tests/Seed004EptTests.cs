@@ -1,6 +1,7 @@
 using System;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -14,6 +15,12 @@ namespace Tandem.Kvm.Tests;
 /// </summary>
 public class Seed004EptTests
 {
+    private static void BindThread(int cpu, System.Action<MmCheckpoint>? hook)
+    {
+        KvmMachine.ThreadCpu = cpu;
+        KvmMachine.ThreadCheckpoint = hook;
+    }
+
     private readonly ITestOutputHelper _out;
     public Seed004EptTests(ITestOutputHelper output) { _out = output; }
 
@@ -39,7 +46,7 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultAndHostTeardownIsSafe(bool reclaim)
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(reclaim));
+        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(reclaim), BindThread, InterleavingExplorer.Fairness.BoundedRun);
         _out.WriteLine("interleavings: " + runs + ", failing: " + failures);
         Assert.True(runs >= 10, "too few interleavings explored: " + runs);
         Assert.True(failure == null, failure);

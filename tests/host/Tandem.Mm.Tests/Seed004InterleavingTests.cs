@@ -1,5 +1,6 @@
 using System;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -12,6 +13,12 @@ namespace Tandem.Mm.Tests;
 /// </summary>
 public class Seed004InterleavingTests
 {
+    private static void BindThread(int cpu, System.Action<MmCheckpoint>? hook)
+    {
+        HostMachine.ThreadCpu = cpu;
+        HostMachine.ThreadCheckpoint = hook;
+    }
+
     private readonly ITestOutputHelper _out;
     public Seed004InterleavingTests(ITestOutputHelper output) { _out = output; }
 
@@ -47,7 +54,7 @@ public class Seed004InterleavingTests
     [Fact]
     public void EveryInterleavingOfFaultAndInvalidationIsSafe()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: true));
+        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: true), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
         _out.WriteLine("interleavings: " + runs + ", failing: " + failures);
         Assert.True(runs >= 20, "too few interleavings explored: " + runs);
         Assert.True(failure == null, failure);
@@ -56,7 +63,7 @@ public class Seed004InterleavingTests
     [Fact]
     public void WithoutTheRetryCheckSomeInterleavingLeavesAStaleSecondaryEntry()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: false));
+        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: false), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
         _out.WriteLine("interleavings: " + runs + ", failing: " + failures + ", first: " + failure);
         Assert.True(failures > 0, "removing the retry check must be caught");
     }

@@ -3,16 +3,30 @@ using System.Collections.Generic;
 using System.Threading;
 using Tandem.Mm;
 
-namespace Tandem.Mm.Tests;
+namespace Tandem.Testing;
 
 /// <summary>
 /// Runs two actors on real threads but one step at a time: a step is the code between two
 /// <see cref="MmCheckpoint"/>s (locks are never held across a checkpoint, so a step is atomic with
 /// respect to the other actor's shared-memory accesses). Depth-first enumeration of the choice
-/// "which actor takes the next step" visits every interleaving exactly once.
+/// "which actor takes the next step" visits every interleaving exactly once. Shared by the mm and
+/// kvm host tests (compiled into both); each binds the actors' threads to its own machine.
 /// </summary>
 public sealed class InterleavingExplorer
 {
+    /// <summary>How schedules that would spin forever are cut.</summary>
+    public enum Fairness
+    {
+        /// <summary>An actor that just reported <see cref="MmCheckpoint.SecondaryRetry"/> does not run again before the other took a step.</summary>
+        YieldAfterRetry,
+
+        /// <summary>After <see cref="MaxRun"/> steps in a row by one actor the other is forced to move (a forced step is not a choice point).</summary>
+        BoundedRun,
+    }
+
+    /// <summary>Most consecutive steps one actor may take while the other waits (<see cref="Fairness.BoundedRun"/>).</summary>
+    public const int MaxRun = 8;
+
     private sealed class Actor
     {
         public readonly SemaphoreSlim Go = new SemaphoreSlim(0);
@@ -21,11 +35,15 @@ public sealed class InterleavingExplorer
         public readonly List<MmCheckpoint> Trace = new List<MmCheckpoint>();
     }
 
-    /// <summary>Explores every interleaving. <paramref name="setup"/> builds a fresh world and returns
-    /// the two actors' bodies and a final check that returns an error message or null.
-    /// Returns (interleavings explored, first failing trace or null, failures).</summary>
+    /// <summary>
+    /// Explores every interleaving. <paramref name="setup"/> builds a fresh world and returns the two
+    /// actors' bodies and a final check that returns an error message or null.
+    /// <paramref name="bindThread"/>(cpu, hook) makes the calling thread run as that CPU with that
+    /// checkpoint hook (null unbinds). Returns (interleavings explored, first failing trace or null, failures).
+    /// </summary>
     public static (int runs, string? firstFailure, int failures) ExploreAll(
-        Func<(Action a, Action b, Func<string?> check, IDisposable world)> setup, int maxRuns = 100000)
+        Func<(Action a, Action b, Func<string?> check, IDisposable world)> setup,
+        Action<int, Action<MmCheckpoint>?> bindThread, Fairness fairness, int maxRuns = 100000)
     {
         List<int> prefix = new List<int>();
         int runs = 0, failures = 0;
@@ -33,7 +51,7 @@ public sealed class InterleavingExplorer
         while (true)
         {
             List<(int choice, int options)> made = new List<(int, int)>();
-            string? failure = RunOnce(setup, prefix, made, out string trace);
+            string? failure = RunOnce(setup, bindThread, fairness, prefix, made, out string trace);
             runs++;
             if (failure != null)
             {
@@ -55,7 +73,7 @@ public sealed class InterleavingExplorer
     }
 
     private static string? RunOnce(Func<(Action a, Action b, Func<string?> check, IDisposable world)> setup,
-        List<int> prefix, List<(int, int)> made, out string trace)
+        Action<int, Action<MmCheckpoint>?> bindThread, Fairness fairness, List<int> prefix, List<(int, int)> made, out string trace)
     {
         var (bodyA, bodyB, check, world) = setup();
         using IDisposable _ = world;
@@ -70,19 +88,18 @@ public sealed class InterleavingExplorer
             threads[i] = new Thread(() =>
             {
                 Actor self = actors[me];
-                HostMachine.ThreadCpu = me + 1;
-                HostMachine.ThreadCheckpoint = site =>
+                bindThread(me + 1, site =>
                 {
                     self.Trace.Add(site);
                     parked.Release();
                     self.Go.Wait();
-                };
+                });
                 self.Go.Wait();
                 try { bodies[me](); }
                 catch (Exception e) { self.Error = e; }
                 finally
                 {
-                    HostMachine.ThreadCheckpoint = null;
+                    bindThread(me + 1, null);
                     self.Done = true;
                     parked.Release();
                 }
@@ -91,25 +108,20 @@ public sealed class InterleavingExplorer
             threads[i].Start();
         }
         int step = 0;
+        int last = -1, run = 0;
         while (!actors[0].Done || !actors[1].Done)
         {
             int options = (actors[0].Done ? 0 : 1) + (actors[1].Done ? 0 : 1);
-            // Fairness: an actor that just reported a retry (a spin) does not run again before the
-            // other actor took a step; without this, a spin on an in-progress invalidation is an
-            // infinite schedule.
-            int spinning = -1;
-            for (int i = 0; i < 2; i++)
-            {
-                if (!actors[i].Done && actors[i].Trace.Count > 0 && actors[i].Trace[^1] == MmCheckpoint.SecondaryRetry && !actors[1 - i].Done)
-                    spinning = i;
-            }
-            if (spinning >= 0)
+            int forcedActor = ForcedActor(fairness, actors, options, last, run);
+            if (forcedActor >= 0)
                 options = 1;
             int choice = step < prefix.Count ? prefix[step] : 0;
             if (choice >= options)
                 choice = 0;
             made.Add((choice, options));
-            int who = spinning >= 0 ? 1 - spinning : actors[0].Done ? 1 : actors[1].Done ? 0 : choice;
+            int who = forcedActor >= 0 ? forcedActor : actors[0].Done ? 1 : actors[1].Done ? 0 : choice;
+            run = who == last ? run + 1 : 1;
+            last = who;
             int before = actors[who].Trace.Count;
             actors[who].Go.Release();
             if (!parked.Wait(10000))
@@ -126,5 +138,22 @@ public sealed class InterleavingExplorer
                 return "actor threw: " + a.Error.Message;
         }
         return check();
+    }
+
+    /// <summary>The actor the fairness rule makes move next, or -1 when the scheduler may choose.</summary>
+    private static int ForcedActor(Fairness fairness, Actor[] actors, int options, int last, int run)
+    {
+        if (options != 2)
+            return -1;
+        if (fairness == Fairness.BoundedRun)
+            return run >= MaxRun ? 1 - last : -1;
+        // A spin on an in-progress invalidation would otherwise be an infinite schedule.
+        int spinning = -1;
+        for (int i = 0; i < 2; i++)
+        {
+            if (actors[i].Trace.Count > 0 && actors[i].Trace[^1] == MmCheckpoint.SecondaryRetry)
+                spinning = i;
+        }
+        return spinning >= 0 ? 1 - spinning : -1;
     }
 }
