@@ -41,31 +41,25 @@ namespace Tandem.Kernel.Console
             Serial.Write(c < 128 ? (byte)c : (byte)'?');
         }
 
+        /// <summary>Writes what the corelib's <c>TryFormat</c> produced (no allocation).</summary>
+        private static void WriteChars(System.ReadOnlySpan<char> chars)
+        {
+            for (int i = 0; i < chars.Length; i++)
+                WriteChar(chars[i]);
+        }
+
         public static void Write(ulong value)
         {
-            System.Span<byte> digits = stackalloc byte[20];
-            int n = 0;
-            do
-            {
-                digits[n++] = (byte)('0' + value % 10);
-                value /= 10;
-            }
-            while (value != 0);
-            while (n > 0)
-                Serial.Write(digits[--n]);
+            System.Span<char> text = stackalloc char[24];
+            value.TryFormat(text, out int n);
+            WriteChars(text.Slice(0, n));
         }
 
         public static void Write(long value)
         {
-            if (value < 0)
-            {
-                WriteChar('-');
-                Write((ulong)(-value));
-            }
-            else
-            {
-                Write((ulong)value);
-            }
+            System.Span<char> text = stackalloc char[24];
+            value.TryFormat(text, out int n);
+            WriteChars(text.Slice(0, n));
         }
 
         public static void Write(int value) => Write((long)value);
@@ -75,15 +69,14 @@ namespace Tandem.Kernel.Console
         /// <summary>Hex with a 0x prefix; <paramref name="digits"/> pads with zeros.</summary>
         public static void Hex(ulong value, int digits = 1)
         {
+            System.Span<char> text = stackalloc char[24];
+            System.Span<char> format = stackalloc char[3];
+            format[0] = 'x';
+            format[1] = (char)('0' + digits / 10);
+            format[2] = (char)('0' + digits % 10);
+            value.TryFormat(text, out int n, format);
             Write("0x");
-            int shown = 16;
-            while (shown > digits && ((value >> ((shown - 1) * 4)) & 0xF) == 0)
-                shown--;
-            for (int i = shown - 1; i >= 0; i--)
-            {
-                int nibble = (int)((value >> (i * 4)) & 0xF);
-                Serial.Write((byte)(nibble < 10 ? '0' + nibble : 'a' + nibble - 10));
-            }
+            WriteChars(text.Slice(0, n));
         }
 
         /// <summary>One whole line, atomically with respect to other CPUs.</summary>

@@ -67,6 +67,33 @@ namespace Tandem.Kernel.Tests
             return sum;
         }
 
+        private static bool Same(bool ok, System.Span<char> buffer, int n, string expected)
+        {
+            if (!ok || n != expected.Length)
+                return false;
+            for (int i = 0; i < n; i++)
+            {
+                if (buffer[i] != expected[i])
+                    return false;
+            }
+            return true;
+        }
+
+        public static void IntegerFormatting(TestContext t)
+        {
+            System.Span<char> b = stackalloc char[32];
+            int n;
+            t.Check(Same(0.TryFormat(b, out n), b, n, "0"), "0");
+            t.Check(Same(int.MinValue.TryFormat(b, out n), b, n, "-2147483648"), "int.MinValue");
+            t.Check(Same((-5L).TryFormat(b, out n, "D3"), b, n, "-005"), "-5 as D3");
+            t.Check(Same(uint.MaxValue.TryFormat(b, out n), b, n, "4294967295"), "uint.MaxValue");
+            t.Check(Same(ulong.MaxValue.TryFormat(b, out n), b, n, "18446744073709551615"), "ulong.MaxValue");
+            t.Check(Same(255UL.TryFormat(b, out n, "X"), b, n, "FF"), "255 as X");
+            t.Check(Same(255UL.TryFormat(b, out n, "x8"), b, n, "000000ff"), "255 as x8");
+            t.Check(Same((-1).TryFormat(b, out n, "X"), b, n, "FFFFFFFF"), "-1 as X");
+            t.Check(!12345UL.TryFormat(b.Slice(0, 3), out n), "a too-short span must fail");
+        }
+
         public static void InterfaceDispatch(TestContext t)
         {
             // Triangle 300+6, Square 400+8, Hexagon 600+10 (4*2 + 6 - 4), Pentagon 500+10,

@@ -11,6 +11,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("mem.frame_allocator_invariants", &MemoryTests.FrameAllocator),
             new TestCase("mem.heap_invariants", &MemoryTests.Heap),
             new TestCase("runtime.interface_dispatch", &RuntimeTests.InterfaceDispatch),
+            new TestCase("runtime.integer_formatting", &RuntimeTests.IntegerFormatting),
             new TestCase("timer.ticks", &CpuTests.TimerTicks),
             new TestCase("smp.all_cpus_checked_in", &SmpTests.AllCpusCheckedIn),
             new TestCase("smp.interlocked_exact_totals", &SmpTests.InterlockedTotals),

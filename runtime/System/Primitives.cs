@@ -41,6 +41,10 @@ namespace System
     public readonly struct Int32
     {
         private readonly int _value;
+
+        /// <summary>Formats as .NET does for "D"/"X" formats, into <paramref name="destination"/>, without allocating.</summary>
+        public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format = default, IFormatProvider? provider = null) =>
+            Number.TryFormat(_value < 0 && !Number.IsHex(format) ? (ulong)(-(long)_value) : (ulong)(uint)_value, _value < 0 && !Number.IsHex(format), destination, out charsWritten, format);
         public const int MaxValue = 0x7FFFFFFF;
         public const int MinValue = unchecked((int)0x80000000);
     }
@@ -48,12 +52,20 @@ namespace System
     public readonly struct UInt32
     {
         private readonly uint _value;
+
+        /// <summary>Formats as .NET does for "D"/"X" formats, into <paramref name="destination"/>, without allocating.</summary>
+        public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format = default, IFormatProvider? provider = null) =>
+            Number.TryFormat(_value, false, destination, out charsWritten, format);
         public const uint MaxValue = 0xFFFFFFFF;
     }
 
     public readonly struct Int64
     {
         private readonly long _value;
+
+        /// <summary>Formats as .NET does for "D"/"X" formats, into <paramref name="destination"/>, without allocating.</summary>
+        public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format = default, IFormatProvider? provider = null) =>
+            Number.TryFormat(_value < 0 && !Number.IsHex(format) ? (ulong)(-_value) : (ulong)_value, _value < 0 && !Number.IsHex(format), destination, out charsWritten, format);
         public const long MaxValue = 0x7FFFFFFFFFFFFFFF;
         public const long MinValue = unchecked((long)0x8000000000000000);
     }
@@ -61,6 +73,10 @@ namespace System
     public readonly struct UInt64
     {
         private readonly ulong _value;
+
+        /// <summary>Formats as .NET does for "D"/"X" formats, into <paramref name="destination"/>, without allocating.</summary>
+        public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format = default, IFormatProvider? provider = null) =>
+            Number.TryFormat(_value, false, destination, out charsWritten, format);
         public const ulong MaxValue = 0xFFFFFFFFFFFFFFFF;
     }
 
@@ -160,6 +176,63 @@ namespace System
     }
 
     internal sealed class RuntimeType : Type { }
+
+    public interface IFormatProvider
+    {
+        object? GetFormat(Type? formatType);
+    }
+
+    /// <summary>
+    /// Integer formatting for logs, behind .NET's <c>TryFormat</c>: "D"/"d" (decimal, optional
+    /// minimum digits) and "X"/"x" (hex, optional minimum digits); an empty format is "D". Writes
+    /// into the caller's span and never allocates; false when the span is too short or the format
+    /// is not one of these.
+    /// </summary>
+    internal static class Number
+    {
+        internal static bool IsHex(ReadOnlySpan<char> format) => format.Length > 0 && (format[0] == 'X' || format[0] == 'x');
+
+        internal static bool TryFormat(ulong magnitude, bool negative, Span<char> destination, out int charsWritten, ReadOnlySpan<char> format)
+        {
+            charsWritten = 0;
+            bool hex = IsHex(format);
+            if (format.Length > 0 && !hex && format[0] != 'D' && format[0] != 'd')
+                return false;
+            int minimum = 1;
+            if (format.Length > 1)
+            {
+                minimum = 0;
+                for (int i = 1; i < format.Length; i++)
+                {
+                    if (format[i] < '0' || format[i] > '9' || minimum > 99)
+                        return false;
+                    minimum = minimum * 10 + (format[i] - '0');
+                }
+            }
+            uint radix = hex ? 16u : 10u;
+            char letter = format.Length > 0 && format[0] == 'x' ? 'a' : 'A';
+            int digits = 0;
+            for (ulong v = magnitude; v != 0; v /= radix)
+                digits++;
+            if (digits < minimum)
+                digits = minimum;
+            int length = digits + (negative ? 1 : 0);
+            if (length > destination.Length)
+                return false;
+            int at = length;
+            ulong rest = magnitude;
+            for (int i = 0; i < digits; i++)
+            {
+                int d = (int)(rest % radix);
+                rest /= radix;
+                destination[--at] = (char)(d < 10 ? '0' + d : letter + d - 10);
+            }
+            if (negative)
+                destination[0] = '-';
+            charsWritten = length;
+            return true;
+        }
+    }
 
     public interface IDisposable
     {

@@ -24,7 +24,15 @@ namespace System
 
         public ref readonly char GetPinnableReference() => ref _firstChar;
 
-        public static implicit operator ReadOnlySpan<char>(string? value) =>
+        public static implicit operator ReadOnlySpan<char>(string? value) => CharSpan(value);
+
+        internal static ReadOnlySpan<char> CharSpan(string? value) =>
             value is null ? default : new ReadOnlySpan<char>(ref value._firstChar, value._stringLength);
+    }
+
+    /// <summary>The string-to-span conversion Roslyn calls by name.</summary>
+    public static class MemoryExtensions
+    {
+        public static ReadOnlySpan<char> AsSpan(this string? text) => string.CharSpan(text);
     }
 }
