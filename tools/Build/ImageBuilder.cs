@@ -113,6 +113,7 @@ internal static class ImageBuilder
         var cfg = new StringBuilder();
         cfg.Append("serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n");
         cfg.Append(menu ? "set timeout=5\n" : "set timeout=0\n");
+        cfg.Append("set gfxpayload=text\n");                // Tandem uses the serial port and text mode
         cfg.Append($"menuentry \"Tandem {Version}\" {{\n  multiboot2 /boot/tandem.elf {cmdline}\n{moduleLines}  boot\n}}\n");
         if (menu)
             cfg.Append($"menuentry \"Tandem {Version} self-tests\" {{\n  multiboot2 /boot/tandem.elf test\n{moduleLines}  boot\n}}\n");
