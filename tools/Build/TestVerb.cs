@@ -47,7 +47,6 @@ internal static partial class TestVerb
         {
             Tools.EnsureAll();
             Driver.BuildIfNeeded();
-            string iso = Path.Combine(Repo.Out, "test", "tandem-test.iso");
             foreach (Config c in Configs)
             {
                 string cmdline = $"test expect_vmx={c.ExpectVmx}";
