@@ -26,10 +26,10 @@ namespace Tandem.Kernel.Memory
         public ulong* TableAt(PhysAddr address) => (ulong*)address.Value;
 
         /// <summary>
-        /// Called only from Release, when the VM's vCPUs have left the guest for good on every CPU
-        /// (the run loop has returned) and the releaser has flushed: no walk can still reach the page.
+        /// Called by EptMmu after its grace period and the INVEPT on every CPU of its mask: no
+        /// lockless walker and no hardware walk can still reach the page.
         /// </summary>
-        public void FreeTableDeferred(PhysAddr address) => FrameAllocator.Free(address.Value);
+        public void FreeTable(PhysAddr address) => FrameAllocator.Free(address.Value);
 
         public void InvEptSingleContext(ulong eptPointer) => InvEptLocal(eptPointer);
 

@@ -83,6 +83,8 @@ namespace Tandem.Kernel.Memory
                 Native.Pause();
         }
 
+        public void FrameFreed(Pfn frame) { }
+
         public void Checkpoint(MmCheckpoint site) { }
     }
 }

@@ -7,7 +7,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// <summary>
     /// The address space is dying (or the VM is being destroyed after unregistering): zap every
     /// leaf (dirty bits carried over), flush, and free every table page through
-    /// <see cref="IEptPlatform.FreeTableDeferred"/>. Later faults return NoRegion.
+    /// <see cref="IEptPlatform.FreeTable"/>. Later faults return NoRegion.
     /// </summary>
     /// <remarks>
     /// Rules for using this: no vCPU of the VM may enter the guest again with this EPT pointer.
@@ -47,6 +47,6 @@ public sealed unsafe partial class EptMmu<TPlatform>
                     FreeTables(e.TableAddress, level - 1);
             }
         }
-        _platform.FreeTableDeferred(table);
+        _platform.FreeTable(table);
     }
 }

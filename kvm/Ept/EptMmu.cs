@@ -20,7 +20,7 @@ namespace Tandem.Kvm.Ept;
 /// <see cref="EptOps.CompareExchange"/>, because the CPU sets A/D bits concurrently.</item>
 /// <item>Table pages are never freed while the EPT lives: a lockless walker can therefore never
 /// see a freed table. <see cref="Release"/> zaps every leaf, flushes, and then hands every table
-/// page to <see cref="IEptPlatform.FreeTableDeferred"/>, which frees it after a grace period.</item>
+/// page to <see cref="IEptPlatform.FreeTable"/>, which frees it after a grace period.</item>
 /// </list>
 /// </remarks>
 public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatform : struct, IEptPlatform

@@ -25,10 +25,10 @@ public unsafe interface IEptPlatform
     ulong* TableAt(PhysAddr address);
 
     /// <summary>
-    /// Frees a table page once every CPU has passed a quiescent point (no lockless walker, no
-    /// hardware walk in flight can still see it). Called only by <c>EptMmu.Release</c>.
+    /// Frees a table page now. <c>EptMmu</c> calls it only after its own grace period (no lockless
+    /// walker can still hold the page) and after the INVEPT that ends every hardware walk through it.
     /// </summary>
-    void FreeTableDeferred(PhysAddr address);
+    void FreeTable(PhysAddr address);
 
     /// <summary>INVEPT type 1 (single context) for <paramref name="eptPointer"/> on the current CPU (SDM Vol. 3C, 30.3 "INVEPT").</summary>
     void InvEptSingleContext(ulong eptPointer);

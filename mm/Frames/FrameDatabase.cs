@@ -117,6 +117,7 @@ public sealed unsafe partial class FrameDatabase<TPlatform> where TPlatform : st
         if (r.MapCount != 0 || r.RmapHead != -1)
             throw new InvalidOperationException("FrameDatabase: freeing a mapped frame");
         Volatile.Write(ref r.Flags, 0);
+        _platform.FrameFreed(frame);
         Free(frame, 0);
     }
 }

@@ -51,6 +51,13 @@ public unsafe interface IMmPlatform
     /// </summary>
     void WaitForChange(ref int word, int observed);
 
+    /// <summary>
+    /// A frame's last reference is gone and it is about to return to the allocator (data frames and
+    /// page-table frames alike). The kernel does nothing; the host tests poison the frame so that a
+    /// walker that still reads it fails loudly.
+    /// </summary>
+    void FrameFreed(Pfn frame);
+
     /// <summary>A named point between two shared-memory steps. No-op in the kernel.</summary>
     void Checkpoint(MmCheckpoint site);
 }

@@ -14,6 +14,7 @@ public readonly unsafe struct BenchPlatform : IMmPlatform
     public void FlushTlb(in TlbFlushRequest request) => _machine.Flushes++;
     public void SpinPause() => Thread.SpinWait(1);
     public void DeferFree(object retired) { }
+    public void FrameFreed(Pfn frame) { }
     public void WaitForChange(ref int word, int observed) => Thread.Yield();
     public void Checkpoint(MmCheckpoint site) { }
 }

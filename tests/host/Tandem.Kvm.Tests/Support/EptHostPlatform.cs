@@ -18,7 +18,7 @@ public readonly unsafe struct EptHostPlatform : IEptPlatform
 
     public ulong* TableAt(PhysAddr address) => _machine.TableAt(address);
 
-    public void FreeTableDeferred(PhysAddr address) => Interlocked.Increment(ref _machine.TablesFreed);
+    public void FreeTable(PhysAddr address) => Interlocked.Increment(ref _machine.TablesFreed);
 
     public void InvEptSingleContext(ulong eptPointer) => _machine.InvEpt(eptPointer);
 

@@ -27,6 +27,8 @@ public readonly unsafe struct MmHostPlatform : IMmPlatform
 
     public void DeferFree(object retired) { }
 
+    public void FrameFreed(Pfn frame) { }
+
     public void WaitForChange(ref int word, int observed)
     {
         SpinWait spin = default;
