@@ -46,6 +46,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
         // Acquire; pairs with the Volatile.Write in Release. Gone: nothing is mapped any more.
         if (Volatile.Read(ref _tablesGone) == 0)
         {
+            _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
             MemslotMap slots = Memslots;
             for (int i = 0; i < slots.Count; i++)
             {

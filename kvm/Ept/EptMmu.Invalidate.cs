@@ -28,7 +28,10 @@ public sealed unsafe partial class EptMmu<TPlatform>
         int section = _walkers.ReadLock();
         // Acquire; pairs with the Volatile.Write in Release, which comes after its zap and flush.
         if (Volatile.Read(ref _tablesGone) == 0)
+        {
+            _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
             overlaps = ZapHostRange(range.Start, range.End);
+        }
         _walkers.ReadUnlock(section);
         if (overlaps)
             FlushTlbs();
@@ -72,6 +75,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
     {
         foreach (EptSlot s in new EptWalker<TPlatform>(_platform, _root, start, end))
         {
+            _platform.Checkpoint(MmCheckpoint.SecondaryZapLeaf);
             if (!ZapLeaf(s.Pointer, s.Level))
             {
                 // A fault replaced the large leaf with a table since the walker read it: zap the

@@ -103,6 +103,9 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
         get { return Volatile.Read(ref _slots); }
     }
 
+    /// <summary>True while some context holds the MMU lock (for assertions and tests).</summary>
+    public bool IsMmuLockHeld { get { return _mmuLock.IsHeld; } }
+
     /// <summary>CPUs that may hold cached translations of this EPT.</summary>
     public ulong CpuMask { get { return Volatile.Read(ref _cpuMask); } }
 
@@ -156,6 +159,7 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
         // Release; pairs with the Volatile.Read in Memslots.
         Volatile.Write(ref _slots, invalidated);
         UnlockMmu();
+        _platform.Checkpoint(MmCheckpoint.MemslotInvalidated);
         int section = _walkers.ReadLock();
         if (Volatile.Read(ref _tablesGone) == 0)
             ZapGuestRange(slot.BaseGfn.Address, slot.GuestAddressOf(slot.HostEnd));

@@ -19,6 +19,7 @@ public sealed partial class MemoryManager<TPlatform>
         RmapCursor cursor = default;
         while (Rmap.TryGetNext(frame, ref cursor, out AddressSpace<TPlatform>? space, out VirtAddr address))
         {
+            Platform.Checkpoint(MmCheckpoint.RmapEntryCopied);
             // The user reference keeps the space's page tables while we walk them. None left:
             // the space is being torn down, and its teardown removes this mapping itself.
             if (!space!.TryGetUser())
@@ -47,6 +48,7 @@ public sealed partial class MemoryManager<TPlatform>
         RmapCursor cursor = default;
         while (Rmap.TryGetNext(frame, ref cursor, out AddressSpace<TPlatform>? space, out VirtAddr address))
         {
+            Platform.Checkpoint(MmCheckpoint.RmapEntryCopied);
             if (!space!.TryGetUser())
                 continue;
             young |= space.TestClearYoung(frame, address, exact);

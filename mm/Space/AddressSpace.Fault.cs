@@ -14,8 +14,6 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     {
         while (true)
         {
-            if (Volatile.Read(ref _dead) != 0)
-                return FaultStatus.Dead;
             Region? region = Regions.Find(address);
             if (region == null)
                 return FaultStatus.NoRegion;
@@ -37,6 +35,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 return FaultFixed(region, page);
             if (region.Userfault != null)
             {
+                // A dying space wakes its waiters (Destroy); they must not wait again.
+                if (Volatile.Read(ref _dead) != 0)
+                    return FaultStatus.Dead;
                 WaitForUserfault(region, page, write);
                 continue;
             }
