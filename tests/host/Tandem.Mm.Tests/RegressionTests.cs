@@ -192,7 +192,7 @@ public unsafe class RegressionTests
         probe.OnRelease = () => second = b.Space.Notifiers.Unregister(probe);
         // A second Release would run inside the first one's grace-period section and could never
         // finish its wait: bound the whole call so that mistake fails instead of hanging.
-        Assert.True(Finishes(() => b.Space.Notifiers.Unregister(probe), TimeSpan.FromSeconds(10), out bool first),
+        Assert.True(Finishes(() => b.Space.Notifiers.Unregister(probe), TimeSpan.FromSeconds(30), out bool first),
             "Unregister hung (a second Release ran and waited for the first)");
         Assert.True(first);
         Assert.False(second);
