@@ -124,7 +124,8 @@ public unsafe class RegressionTests
             });
             try { b.Space.Unmap(b.Hva(0), b.Hva(4)); }
             finally { NoHook(); }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         zapper.Start();
         Assert.True(inside.Wait(TimeSpan.FromSeconds(30)));
         Thread releaser = new Thread(() =>
@@ -132,7 +133,8 @@ public unsafe class RegressionTests
             KvmMachine.ThreadCpu = 3;
             b.Space.Notifiers.Unregister(b.Ept);
             unregistered.Set();
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         releaser.Start();
         Assert.True(zapper.Join(TimeSpan.FromSeconds(30)), "the zap did not finish");
         Assert.True(releaser.Join(TimeSpan.FromSeconds(30)), "Unregister did not finish");
