@@ -100,6 +100,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
             if (!s.Value.IsAccessed)
                 continue;
             bool whole = s.Address.Value >= start.Value && s.Address.Value + s.Size <= end.Value;
+            _platform.Checkpoint(MmCheckpoint.SecondaryLeafRead);
             young |= AgeLeaf(s.Pointer, s.Value, clear && whole, ref cleared);
         }
         return young;

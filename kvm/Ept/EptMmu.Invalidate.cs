@@ -102,6 +102,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
                 return true;
             if (!old.IsLeaf(level))
                 return false;
+            _platform.Checkpoint(MmCheckpoint.SecondaryLeafRead);
             // Compare-exchange, not a store: the CPU may set A/D until the entry is gone (a failed
             // CAS re-reads and we see that D), and a fault may install a table in place of a large
             // leaf (we must not unlink it). Full barrier: orders the clear before the INVEPT.
