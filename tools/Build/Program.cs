@@ -2,7 +2,7 @@ using System.Text.RegularExpressions;
 using Tandem.Build;
 
 // Tandem's build driver. ./build.sh VERB [options] (Linux) and build.ps1 VERB [options] (Windows)
-// both run this program. Verbs: image, run, test, bench. See README.md.
+// both run this program. Verbs: image, run, test, bench, mutate. See README.md.
 try
 {
     return Driver.Dispatch(args);
@@ -25,6 +25,7 @@ namespace Tandem.Build
               test [--skip-host] [--skip-kernel]
                                              host tests, format check, in-kernel tests on QEMU BIOS 1/2 CPUs, QEMU UEFI, Bochs
               bench                          host benchmarks (BenchmarkDotNet) and in-kernel figures
+              mutate [--only NAME]           the mutation check alone (tests/mutations/mutations.txt): killed or SURVIVED per mutation
             options for every verb: -v (echo the commands run)
             """;
 
@@ -46,6 +47,7 @@ namespace Tandem.Build
                 "run" => Run(rest),
                 "test" => TestVerb.Run(rest),
                 "bench" => BenchVerb.Run(rest),
+                "mutate" => MutationCheck.Verb(rest),
                 _ => throw new BuildException($"unknown verb '{verb}'\n{Usage}"),
             };
         }

@@ -38,6 +38,7 @@ internal static partial class TestVerb
                     failed++;
                 report.Add($"host {Path.GetFileNameWithoutExtension(project)}: {p} passed, {f} failed, {s} skipped{(ok ? "" : " (dotnet test failed)")}");
             }
+            MutationCheck.AddToTestRun(report, ref passed, ref failed);
             bool formatted = FormatCheck();
             if (formatted) passed++; else failed++;
             report.Add($"format: {(formatted ? "clean" : "FAILED (run: dotnet format whitespace --folder)")}");
