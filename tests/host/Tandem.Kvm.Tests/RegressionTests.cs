@@ -98,6 +98,36 @@ public unsafe class RegressionTests
     }
 
     /// <summary>
+    /// Defect 2: an in-flight EPT fault had no dead-space check; racing Destroy it installed a PTE and
+    /// an rmap entry into the dying space and the page leaked (34 of 64 interleavings). Now the
+    /// fault holds a user reference: the teardown waits for it, then removes what it installed.
+    /// </summary>
+    [Fact]
+    public void Defect2_AnEptFaultRacingDestroyLeaksNothing()
+    {
+        using EptBed b = new EptBed(pages: 64, audit: false);
+        b.Touch(1, write: true, cpu: 1);
+        b.Mm.Frames.DrainCaches();
+        int tables = b.Machine.TablesAllocated;
+        AtCheckpoint(MmCheckpoint.SecondaryResolved, () =>
+        {
+            for (int c = 0; c < 64; c++)
+                b.Space.Deactivate(c);
+            b.Space.Destroy();
+            Assert.True(b.Space.Users > 0);     // the fault's reference keeps the tables
+        });
+        try { b.Ept.HandleViolation(b.Gpa(9), write: true); }
+        finally { NoHook(); }
+        Assert.Equal(0, b.Space.Users);
+        Assert.Equal(0, b.Mm.Rmap.Used);
+        Assert.True(b.Ept.IsReleased);
+        Assert.Equal((long)tables, Interlocked.Read(ref b.Machine.TablesFreed));
+        Assert.Equal(FaultStatus.Dead, b.Ept.HandleViolation(b.Gpa(9), write: true));
+        for (int f = 16; f < b.Machine.FrameCount; f++)
+            Assert.True(b.Mm.Frames.RefCountOf(new Pfn((ulong)f)) == 0, "frame " + f + " leaked");
+    }
+
+    /// <summary>
     /// Defect 3: an in-flight lockless zap read EPT table pages after Release had freed them (the
     /// kernel freed at once, despite the promised grace period). Now Release waits for every walker
     /// that started before the tables were marked gone. A zap parks inside its walk while another
