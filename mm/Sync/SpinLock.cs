@@ -19,6 +19,9 @@ public struct SpinLock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, 0);
+#endif
         // Acquire: the CAS is a full barrier; pairs with the Volatile.Write in Exit, so the
         // previous holder's writes are visible to us.
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
@@ -32,7 +35,12 @@ public struct SpinLock
         {
             // Read-only spin so the cache line stays shared until the holder's Exit.
             while (Volatile.Read(ref _state) != 0)
+            {
+#if TANDEM_HOST_TESTS
+                SharedAccess.Hook?.Invoke(SharedAccessKind.LockSpin, 0);
+#endif
                 platform.SpinPause();
+            }
         }
         while (Interlocked.CompareExchange(ref _state, 1, 0) != 0);
     }
@@ -41,14 +49,26 @@ public struct SpinLock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnter()
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, 0);
+        // Same pairing as Enter.
+        bool taken = Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+        if (!taken)
+            SharedAccess.Hook?.Invoke(SharedAccessKind.LockTryFailed, 0);
+        return taken;
+#else
         // Same pairing as Enter.
         return Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+#endif
     }
 
     /// <summary>Releases the lock.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Exit()
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockRelease, 0);
+#endif
         // Release: pairs with the CAS in Enter/TryEnter of the next holder.
         Volatile.Write(ref _state, 0);
     }
