@@ -24,7 +24,7 @@ public class Seed004EptTests
     private readonly ITestOutputHelper _out;
     public Seed004EptTests(ITestOutputHelper output) { _out = output; }
 
-    private static (Action, Action, Func<string?>, IDisposable) World(bool reclaim)
+    private static InterleavingExplorer.World World(bool reclaim)
     {
         EptBed b = new EptBed(pages: 4, memory: 2UL << 20, cpus: 3, strict: false, tablePages: 16);
         b.Space.HandleFault(b.Hva(1), true);
@@ -38,7 +38,7 @@ public class Seed004EptTests
             var problems = b.Problems(strict: true);
             return problems.Count == 0 ? null : string.Join("; ", problems);
         };
-        return (fault, teardown, check, b);
+        return new InterleavingExplorer.World(check, b, fault, teardown) { Watches = new[] { b.Machine.FreedFrameWatch, b.Machine.FreedTableWatch } };
     }
 
     [Theory]
@@ -46,9 +46,10 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultAndHostTeardownIsSafe(bool reclaim)
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(reclaim), BindThread, InterleavingExplorer.Fairness.BoundedRun);
-        _out.WriteLine("interleavings: " + runs + ", failing: " + failures);
-        Assert.True(runs >= 10, "too few interleavings explored: " + runs);
-        Assert.True(failure == null, failure);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(reclaim), BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.Runs >= 10, "too few interleavings explored: " + r.Runs);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
     }
 }

@@ -22,7 +22,7 @@ public class Seed004InterleavingTests
     private readonly ITestOutputHelper _out;
     public Seed004InterleavingTests(ITestOutputHelper output) { _out = output; }
 
-    private static (Action, Action, Func<string?>, IDisposable) World(bool checkRetry)
+    private static InterleavingExplorer.World World(bool checkRetry)
     {
         TestBed b = new TestBed(windowPages: 4, memory: 2UL << 20, cpus: 3);
         RecordingSecondaryMmu sec = b.AddSecondary();
@@ -48,23 +48,26 @@ public class Seed004InterleavingTests
                 return "secondary maps a freed frame";
             return null;
         };
-        return (fault, unmap, check, b);
+        return new InterleavingExplorer.World(check, b, fault, unmap) { Watches = new[] { b.Machine.FreedWatch } };
     }
 
     [Fact]
     public void EveryInterleavingOfFaultAndInvalidationIsSafe()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: true), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
-        _out.WriteLine("interleavings: " + runs + ", failing: " + failures);
-        Assert.True(runs >= 20, "too few interleavings explored: " + runs);
-        Assert.True(failure == null, failure);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: true), BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.Runs >= 20, "too few interleavings explored: " + r.Runs);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
     }
 
     [Fact]
     public void WithoutTheRetryCheckSomeInterleavingLeavesAStaleSecondaryEntry()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: false), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
-        _out.WriteLine("interleavings: " + runs + ", failing: " + failures + ", first: " + failure);
-        Assert.True(failures > 0, "removing the retry check must be caught");
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: false), BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Failures > 0, "removing the retry check must be caught");
+        // The failing schedule replays to the same failure.
+        Assert.NotNull(InterleavingExplorer.Replay(() => World(checkRetry: false), BindThread, r.FirstFailingSchedule!));
     }
 }

@@ -23,7 +23,8 @@ public sealed unsafe class EptBed : IDisposable
     {
         Pages = pages;
         Machine = new KvmMachine(memory, cpus, tablePages);
-        Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, 16, Machine.FrameCount);
+        Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, KvmMachine.FirstUsableFrame, Machine.FrameCount);
+        Machine.Frames = Mm.Frames;
         Space = Mm.CreateAddressSpace()!;
         Ram = Region.Anonymous(RamBase, (ulong)pages * PageSizes.Size4K, PageProt.Write | PageProt.User);
         if (!Space.AddRegion(Ram))
