@@ -88,11 +88,50 @@ public sealed class InterleavingExplorer
         public readonly SemaphoreSlim Go = new SemaphoreSlim(0);
         public volatile bool Done;
         public Exception? Error;
-        public string Last = "start";
-        public Block Parked;
         public bool AnnouncedRelease;
+        public bool ExecutingRelease;
         public Block Blocked;
-        public int Steps;
+    }
+
+    /// <summary>A thread reused by every schedule of one exploration (creating threads per schedule costs more than the schedule).</summary>
+    private sealed class Worker
+    {
+        private readonly SemaphoreSlim _start = new SemaphoreSlim(0);
+        private readonly SemaphoreSlim _idle = new SemaphoreSlim(0);
+        private Action? _job;
+
+        public Worker()
+        {
+            Thread t = new Thread(Loop) { IsBackground = true, Name = "explorer actor" };
+            t.Start();
+        }
+
+        private void Loop()
+        {
+            while (true)
+            {
+                _start.Wait();
+                Action? job = _job;
+                if (job == null)
+                    return;
+                job();
+                _idle.Release();
+            }
+        }
+
+        public void Run(Action job)
+        {
+            _job = job;
+            _start.Release();
+        }
+
+        public void WaitIdle() => _idle.Wait();
+
+        public void Stop()
+        {
+            _job = null;
+            _start.Release();
+        }
     }
 
     private sealed class AbortRun : Exception
@@ -107,10 +146,27 @@ public sealed class InterleavingExplorer
         Result result = new Result { PreemptionBound = options.PreemptionBound };
         Stopwatch clock = Stopwatch.StartNew();
         List<int> prefix = new List<int>();
+        Worker[] workers = { new Worker(), new Worker(), new Worker() };
+        try
+        {
+            Search(setup, bindThread, options, result, clock, prefix, workers);
+        }
+        finally
+        {
+            foreach (Worker w in workers)
+                w.Stop();
+        }
+        result.Elapsed = clock.Elapsed;
+        return result;
+    }
+
+    private static void Search(Func<World> setup, Action<int, Action<MmCheckpoint>?> bindThread, Options options, Result result,
+        Stopwatch clock, List<int> prefix, Worker[] workers)
+    {
         while (true)
         {
             List<(int choice, int options)> made = new List<(int, int)>();
-            string? failure = RunOnce(setup, bindThread, options, prefix, null, made, out string schedule, out string lastSteps, out int steps);
+            string? failure = RunOnce(setup, bindThread, options, prefix, null, made, workers, out string schedule, out string lastSteps, out int steps);
             result.Runs++;
             result.LongestSchedule = Math.Max(result.LongestSchedule, steps);
             if (failure != null)
@@ -140,8 +196,6 @@ public sealed class InterleavingExplorer
                 prefix.Add(made[i].choice);
             prefix.Add(made[d].choice + 1);
         }
-        result.Elapsed = clock.Elapsed;
-        return result;
     }
 
     /// <summary>Runs one schedule given as a string from a failure report; returns the failure or null.</summary>
@@ -149,215 +203,40 @@ public sealed class InterleavingExplorer
     {
         options ??= new Options();
         List<int> forced = Decode(schedule);
-        string? failure = RunOnce(setup, bindThread, options, new List<int>(), forced, new List<(int, int)>(), out string ran, out string lastSteps, out int _);
+        Worker[] workers = { new Worker(), new Worker(), new Worker() };
+        string? failure;
+        string ran, lastSteps;
+        try
+        {
+            failure = RunOnce(setup, bindThread, options, new List<int>(), forced, new List<(int, int)>(), workers, out ran, out lastSteps, out int _);
+        }
+        finally
+        {
+            foreach (Worker w in workers)
+                w.Stop();
+        }
         return failure == null ? null : failure + "\n  schedule: " + ran + "\n  last steps: " + lastSteps;
     }
 
     private static string? RunOnce(Func<World> setup, Action<int, Action<MmCheckpoint>?> bindThread, Options options,
-        List<int> prefix, List<int>? forced, List<(int, int)> made, out string schedule, out string lastSteps, out int stepCount)
+        List<int> prefix, List<int>? forced, List<(int, int)> made, Worker[] workers, out string schedule, out string lastSteps, out int stepCount)
     {
         AccessMonitor.EnsureInstalled();
         World world = setup();
-        int n = world.Actors.Length;
-        SemaphoreSlim parked = new SemaphoreSlim(0);
-        Actor[] actors = new Actor[n];
-        for (int i = 0; i < n; i++)
-            actors[i] = new Actor();
-        bool abort = false;
-        Thread[] threads = new Thread[n];
-        for (int i = 0; i < n; i++)
+        Run run = new Run(world, bindThread, options, prefix, forced, made);
+        run.Start(workers);
+        if (!run.WaitFinished())
         {
-            int me = i;
-            threads[i] = new Thread(() =>
-            {
-                Actor self = actors[me];
-                void Park(string what, Block block, bool release)
-                {
-                    if (Volatile.Read(ref abort))
-                        throw new AbortRun();
-                    self.Last = what;
-                    self.Parked = block;
-                    self.AnnouncedRelease = release;
-                    parked.Release();
-                    self.Go.Wait();
-                    if (Volatile.Read(ref abort))
-                        throw new AbortRun();
-                }
-                bindThread(me + 1, site => Park(site.ToString(), site == MmCheckpoint.SecondaryRetry ? Block.Other : Block.None, false));
-                AccessMonitor.ThreadHook = (kind, address) =>
-                {
-                    switch (kind)
-                    {
-                        case SharedAccessKind.LockSpin:
-                        case SharedAccessKind.LockTryFailed:
-                            Park(kind.ToString(), Block.Lock, false);
-                            break;
-                        case SharedAccessKind.Spin:
-                            Park(kind.ToString(), Block.Other, false);
-                            break;
-                        default:
-                            if (options.SwitchAtSharedAccess)
-                                Park(kind.ToString(), Block.None, kind == SharedAccessKind.LockRelease);
-                            break;
-                    }
-                };
-                self.Go.Wait();
-                try
-                {
-                    if (!Volatile.Read(ref abort))
-                        world.Actors[me]();
-                }
-                catch (AbortRun) { }
-                catch (Exception e) { self.Error = e; }
-                finally
-                {
-                    AccessMonitor.ThreadHook = null;
-                    bindThread(me + 1, null);
-                    self.Done = true;
-                    parked.Release();
-                }
-            });
-            threads[i].IsBackground = true;
-            threads[i].Start();
+            // A thread blocked outside every switch point: it may still touch the world, so the
+            // world is leaked rather than disposed under it.
+            throw new TimeoutException("an actor did not reach a switch point within 20 s (a lock the explorer cannot see, or an endless loop without a step); schedule: " + Encode(run.Sched));
         }
-
-        List<int> sched = new List<int>();
-        Queue<string> recent = new Queue<string>();
-        int current = -1, preemptions = 0, step = 0, choicePoint = 0;
-        string? failure = null;
-        List<int> enabled = new List<int>(3);
-        List<int> opts = new List<int>(3);
-        while (true)
-        {
-            bool allDone = true;
-            for (int i = 0; i < n; i++)
-                allDone &= actors[i].Done;
-            if (allDone)
-                break;
-            if (failure == null && step >= options.MaxSteps)
-                failure = "schedule longer than " + options.MaxSteps + " steps (livelock or deadlock)";
-            if (failure == null)
-            {
-                for (int i = 0; i < n; i++)
-                {
-                    if (actors[i].Error != null)
-                        failure = "actor " + (char)('A' + i) + " threw: " + actors[i].Error;
-                }
-            }
-            if (failure != null && !abort)
-            {
-                // Unwind every actor: each throws at its next step.
-                Volatile.Write(ref abort, true);
-            }
-            int who;
-            if (abort)
-            {
-                who = Array.FindIndex(actors, a => !a.Done);
-            }
-            else if (forced != null)
-            {
-                if (step >= forced.Count)
-                {
-                    failure = "the replayed schedule ended before the actors did";
-                    continue;
-                }
-                who = forced[step];
-                if (who >= n || actors[who].Done)
-                {
-                    failure = "the replayed schedule diverged at step " + step;
-                    continue;
-                }
-            }
-            else
-            {
-                enabled.Clear();
-                for (int i = 0; i < n; i++)
-                {
-                    if (!actors[i].Done && actors[i].Blocked == Block.None)
-                        enabled.Add(i);
-                }
-                if (enabled.Count == 0)
-                {
-                    // Everyone waits: wake the next one round-robin (a spurious wakeup, not a choice).
-                    who = -1;
-                    for (int k = 1; k <= n && who < 0; k++)
-                    {
-                        int c = ((current < 0 ? 0 : current) + k) % n;
-                        if (!actors[c].Done)
-                            who = c;
-                    }
-                }
-                else
-                {
-                    opts.Clear();
-                    bool currentEnabled = enabled.Contains(current);
-                    if (currentEnabled)
-                    {
-                        opts.Add(current);
-                        if (preemptions < options.PreemptionBound)
-                        {
-                            foreach (int e in enabled)
-                            {
-                                if (e != current)
-                                    opts.Add(e);
-                            }
-                        }
-                    }
-                    else
-                    {
-                        opts.AddRange(enabled);
-                    }
-                    int choice = 0;
-                    if (opts.Count > 1)
-                    {
-                        choice = choicePoint < prefix.Count ? prefix[choicePoint] : 0;
-                        if (choice >= opts.Count)
-                            choice = 0;
-                        made.Add((choice, opts.Count));
-                        choicePoint++;
-                    }
-                    who = opts[choice];
-                    if (currentEnabled && who != current)
-                        preemptions++;
-                }
-            }
-            Actor a = actors[who];
-            a.Blocked = Block.None;
-            bool releasing = a.AnnouncedRelease;
-            a.AnnouncedRelease = false;
-            a.Go.Release();
-            if (!parked.Wait(20000))
-            {
-                // A thread blocked outside every switch point: it may still touch the world, so
-                // the world is leaked rather than disposed under it.
-                schedule = Encode(sched);
-                throw new TimeoutException("actor " + (char)('A' + who) + " did not reach a switch point within 20 s (a lock the explorer cannot see, or an endless loop without a step); schedule: " + schedule);
-            }
-            a.Steps++;
-            if (!abort)
-                sched.Add(who);
-            recent.Enqueue((char)('A' + who) + ":" + (a.Done ? "done" : a.Last));
-            if (recent.Count > 40)
-                recent.Dequeue();
-            step++;
-            // Who may run next: the actor that just parked is blocked if it parked in a spin; a
-            // release wakes lock waiters; any step by someone else wakes the other waiters.
-            a.Blocked = a.Done ? Block.None : a.Parked;
-            for (int i = 0; i < n; i++)
-            {
-                if (i == who)
-                    continue;
-                if (actors[i].Blocked == Block.Other || (releasing && actors[i].Blocked == Block.Lock))
-                    actors[i].Blocked = Block.None;
-            }
-            if (!abort)
-                current = who;
-        }
-        foreach (Thread t in threads)
-            t.Join();
-        schedule = Encode(sched);
-        lastSteps = string.Join(" ", recent);
-        stepCount = step;
+        for (int i = 0; i < world.Actors.Length; i++)
+            workers[i].WaitIdle();
+        schedule = Encode(run.Sched);
+        lastSteps = string.Join(" ", run.Recent);
+        stepCount = run.Sched.Count;
+        string? failure = run.Failure;
         try
         {
             if (failure == null)
@@ -375,6 +254,250 @@ public sealed class InterleavingExplorer
             world.Resources?.Dispose();
         }
         return failure;
+    }
+
+    /// <summary>
+    /// One schedule. Only the actor holding the turn runs; at each switch point it records the step
+    /// it just finished, decides who takes the next one and, if that is someone else, hands the turn
+    /// over and waits (so a step that continues the same actor costs no thread switch).
+    /// </summary>
+    private sealed class Run
+    {
+        private readonly World _world;
+        private readonly Action<int, Action<MmCheckpoint>?> _bind;
+        private readonly Options _options;
+        private readonly List<int> _prefix;
+        private readonly List<int>? _forced;
+        private readonly List<(int, int)> _made;
+        private readonly Actor[] _actors;
+        private readonly SemaphoreSlim _finished = new SemaphoreSlim(0);
+        private readonly List<int> _enabled = new List<int>(3);
+        private readonly List<int> _opts = new List<int>(3);
+        public readonly List<int> Sched = new List<int>();
+        public readonly Queue<string> Recent = new Queue<string>();
+        public string? Failure;
+        private volatile bool _abort;
+        private int _current = -1, _preemptions, _choicePoint;
+        private int _progress;
+
+        public Run(World world, Action<int, Action<MmCheckpoint>?> bind, Options options, List<int> prefix, List<int>? forced, List<(int, int)> made)
+        {
+            _world = world;
+            _bind = bind;
+            _options = options;
+            _prefix = prefix;
+            _forced = forced;
+            _made = made;
+            _actors = new Actor[world.Actors.Length];
+            for (int i = 0; i < _actors.Length; i++)
+                _actors[i] = new Actor();
+        }
+
+        public void Start(Worker[] workers)
+        {
+            for (int i = 0; i < _actors.Length; i++)
+            {
+                int me = i;
+                workers[i].Run(() => Body(me));
+            }
+            int first = Decide();
+            Begin(first);
+            _actors[first].Go.Release();
+        }
+
+        public bool WaitFinished()
+        {
+            int seen = -1;
+            while (!_finished.Wait(20000))
+            {
+                int now = Volatile.Read(ref _progress);
+                if (now == seen)
+                    return false;
+                seen = now;
+            }
+            return true;
+        }
+
+        private void Body(int me)
+        {
+            Actor self = _actors[me];
+            _bind(me + 1, site => Park(me, site.ToString(), site == MmCheckpoint.SecondaryRetry ? Block.Other : Block.None, false));
+            AccessMonitor.ThreadHook = (kind, address) =>
+            {
+                switch (kind)
+                {
+                    case SharedAccessKind.LockSpin:
+                    case SharedAccessKind.LockTryFailed:
+                        Park(me, kind.ToString(), Block.Lock, false);
+                        break;
+                    case SharedAccessKind.Spin:
+                        Park(me, kind.ToString(), Block.Other, false);
+                        break;
+                    default:
+                        if (_options.SwitchAtSharedAccess)
+                            Park(me, kind.ToString(), Block.None, kind == SharedAccessKind.LockRelease);
+                        break;
+                }
+            };
+            self.Go.Wait();
+            try
+            {
+                if (!_abort)
+                    _world.Actors[me]();
+            }
+            catch (AbortRun) { }
+            catch (Exception e) { self.Error = e; }
+            finally
+            {
+                AccessMonitor.ThreadHook = null;
+                _bind(me + 1, null);
+                self.Done = true;
+                Ended(me, "done", Block.None, false);
+                int next = Decide();
+                if (next < 0)
+                {
+                    _finished.Release();
+                }
+                else
+                {
+                    Begin(next);
+                    _actors[next].Go.Release();
+                }
+            }
+        }
+
+        private void Park(int me, string what, Block block, bool release)
+        {
+            if (_abort)
+                throw new AbortRun();
+            Ended(me, what, block, release);
+            int next = Decide();
+            Begin(next);
+            if (next != me)
+            {
+                _actors[next].Go.Release();
+                _actors[me].Go.Wait();
+            }
+            if (_abort)
+                throw new AbortRun();
+        }
+
+        /// <summary>Actor <paramref name="who"/> takes the turn: its next step starts.</summary>
+        private void Begin(int who)
+        {
+            Actor a = _actors[who];
+            a.Blocked = Block.None;
+            a.ExecutingRelease = a.AnnouncedRelease;
+            a.AnnouncedRelease = false;
+            if (!_abort)
+                Sched.Add(who);
+            if (!_abort)
+                _current = who;
+            Interlocked.Increment(ref _progress);
+        }
+
+        /// <summary>Actor <paramref name="who"/> finished a step and stopped before <paramref name="what"/>.</summary>
+        private void Ended(int who, string what, Block block, bool release)
+        {
+            Actor a = _actors[who];
+            Recent.Enqueue((char)('A' + who) + ":" + what);
+            if (Recent.Count > 40)
+                Recent.Dequeue();
+            // The actor is blocked if it stopped in a spin; a release wakes the lock waiters; any
+            // step by someone else wakes the other waiters.
+            a.Blocked = a.Done ? Block.None : block;
+            a.AnnouncedRelease = release;
+            for (int i = 0; i < _actors.Length; i++)
+            {
+                if (i != who && (_actors[i].Blocked == Block.Other || (a.ExecutingRelease && _actors[i].Blocked == Block.Lock)))
+                    _actors[i].Blocked = Block.None;
+            }
+            a.ExecutingRelease = false;
+        }
+
+        /// <summary>Who takes the next step (-1: everyone is done).</summary>
+        private int Decide()
+        {
+            int n = _actors.Length;
+            int live = -1;
+            for (int i = 0; i < n; i++)
+            {
+                if (!_actors[i].Done && live < 0)
+                    live = i;
+            }
+            if (live < 0)
+                return -1;
+            if (Failure == null && Sched.Count >= _options.MaxSteps)
+                Failure = "schedule longer than " + _options.MaxSteps + " steps (livelock or deadlock)";
+            for (int i = 0; i < n && Failure == null; i++)
+            {
+                if (_actors[i].Error != null)
+                    Failure = "actor " + (char)('A' + i) + " threw: " + _actors[i].Error;
+            }
+            if (_forced != null && Failure == null)
+            {
+                int step = Sched.Count;
+                if (step >= _forced.Count)
+                    Failure = "the replayed schedule ended before the actors did";
+                else if (_forced[step] >= n || _actors[_forced[step]].Done)
+                    Failure = "the replayed schedule diverged at step " + step;
+                else
+                    return _forced[step];
+            }
+            if (Failure != null)
+            {
+                // Unwind every actor: each throws at its next switch point.
+                _abort = true;
+                return live;
+            }
+            _enabled.Clear();
+            for (int i = 0; i < n; i++)
+            {
+                if (!_actors[i].Done && _actors[i].Blocked == Block.None)
+                    _enabled.Add(i);
+            }
+            if (_enabled.Count == 0)
+            {
+                // Everyone waits: wake the next one round-robin (a spurious wakeup, not a choice).
+                for (int k = 1; k <= n; k++)
+                {
+                    int c = ((_current < 0 ? 0 : _current) + k) % n;
+                    if (!_actors[c].Done)
+                        return c;
+                }
+            }
+            _opts.Clear();
+            bool currentEnabled = _enabled.Contains(_current);
+            if (currentEnabled)
+            {
+                _opts.Add(_current);
+                if (_preemptions < _options.PreemptionBound)
+                {
+                    foreach (int e in _enabled)
+                    {
+                        if (e != _current)
+                            _opts.Add(e);
+                    }
+                }
+            }
+            else
+            {
+                _opts.AddRange(_enabled);
+            }
+            int choice = 0;
+            if (_opts.Count > 1)
+            {
+                choice = _choicePoint < _prefix.Count ? _prefix[_choicePoint] : 0;
+                if (choice >= _opts.Count)
+                    choice = 0;
+                _made.Add((choice, _opts.Count));
+                _choicePoint++;
+            }
+            int who = _opts[choice];
+            if (currentEnabled && who != _current)
+                _preemptions++;
+            return who;
+        }
     }
 
     /// <summary>Run-length encoding: "A12B3A40" = A takes 12 steps, then B 3, then A 40.</summary>
