@@ -49,7 +49,8 @@ public static class SharedAccess
 {
     /// <summary>
     /// Called before each shared-memory step with its kind and the address it touches (the entry's
-    /// address, 0 for lock operations). Null means no hook (the cost is one load and a branch).
+    /// address; for lock operations the lock's address, which names the lock; 0 for a plain spin).
+    /// Null means no hook (the cost is one load and a branch).
     /// </summary>
     public static Action<SharedAccessKind, ulong>? Hook;
 }

@@ -47,7 +47,7 @@ public static class AccessMonitor
     private static void Dispatch(SharedAccessKind kind, ulong address)
     {
         t_step?.Invoke(kind, address);
-        if (address != 0)
+        if (address != 0 && (kind < SharedAccessKind.LockAcquire || kind > SharedAccessKind.Spin))
         {
             MemoryWatch[] watches = Volatile.Read(ref s_watches);
             for (int i = 0; i < watches.Length; i++)
@@ -56,7 +56,7 @@ public static class AccessMonitor
                     watches[i].OnAccess(kind, address);
             }
         }
-        else if ((kind == SharedAccessKind.LockSpin || kind == SharedAccessKind.Spin) && t_abortWith != null && t_abortWith.Failures > 0)
+        if ((kind == SharedAccessKind.LockSpin || kind == SharedAccessKind.Spin) && t_abortWith != null && t_abortWith.Failures > 0)
         {
             throw new OperationCanceledException("another thread failed a freed-memory check: " + t_abortWith.FirstFailure);
         }

@@ -57,6 +57,8 @@ public sealed class InterleavingExplorer
         public int MaxSteps = 20000;
         /// <summary>Stop exploring after this long (the result then says it is incomplete).</summary>
         public TimeSpan TimeBudget = TimeSpan.FromSeconds(90);
+        /// <summary>How many of the last steps a failure report shows.</summary>
+        public int TraceLength = 40;
         /// <summary>Stop at the first failing schedule.</summary>
         public bool StopAtFirstFailure;
     }
@@ -88,9 +90,12 @@ public sealed class InterleavingExplorer
         public readonly SemaphoreSlim Go = new SemaphoreSlim(0);
         public volatile bool Done;
         public Exception? Error;
-        public bool AnnouncedRelease;
-        public bool ExecutingRelease;
+        public ulong AnnouncedRelease;
+        public ulong ExecutingRelease;
         public Block Blocked;
+        public ulong BlockedOn;
+        public bool ResumedFromSpin;
+        public Block ParkedIn;
     }
 
     /// <summary>A thread reused by every schedule of one exploration (creating threads per schedule costs more than the schedule).</summary>
@@ -321,21 +326,25 @@ public sealed class InterleavingExplorer
         private void Body(int me)
         {
             Actor self = _actors[me];
-            _bind(me + 1, site => Park(me, site.ToString(), site == MmCheckpoint.SecondaryRetry ? Block.Other : Block.None, false));
+            _bind(me + 1, site => Park(me, site.ToString(), site == MmCheckpoint.SecondaryRetry ? Block.Other : Block.None, 0));
             AccessMonitor.ThreadHook = (kind, address) =>
             {
                 switch (kind)
                 {
                     case SharedAccessKind.LockSpin:
                     case SharedAccessKind.LockTryFailed:
-                        Park(me, kind.ToString(), Block.Lock, false);
+                        Park(me, kind.ToString(), Block.Lock, address);
                         break;
                     case SharedAccessKind.Spin:
-                        Park(me, kind.ToString(), Block.Other, false);
+                        Park(me, kind.ToString(), Block.Other, 0);
+                        break;
+                    case SharedAccessKind.LockRelease:
+                        // Always a switch point: the explorer must see every release to wake waiters.
+                        Park(me, kind.ToString(), Block.None, address);
                         break;
                     default:
                         if (_options.SwitchAtSharedAccess)
-                            Park(me, kind.ToString(), Block.None, kind == SharedAccessKind.LockRelease);
+                            Park(me, kind.ToString(), Block.None, 0);
                         break;
                 }
             };
@@ -352,7 +361,7 @@ public sealed class InterleavingExplorer
                 AccessMonitor.ThreadHook = null;
                 _bind(me + 1, null);
                 self.Done = true;
-                Ended(me, "done", Block.None, false);
+                Ended(me, "done", Block.None, 0);
                 int next = Decide();
                 if (next < 0)
                 {
@@ -366,11 +375,12 @@ public sealed class InterleavingExplorer
             }
         }
 
-        private void Park(int me, string what, Block block, bool release)
+        /// <summary><paramref name="lockAddress"/>: the lock spun on (Block.Lock) or about to be released (0 otherwise).</summary>
+        private void Park(int me, string what, Block block, ulong lockAddress)
         {
             if (_abort)
                 throw new AbortRun();
-            Ended(me, what, block, release);
+            Ended(me, what, block, lockAddress);
             int next = Decide();
             Begin(next);
             if (next != me)
@@ -386,9 +396,11 @@ public sealed class InterleavingExplorer
         private void Begin(int who)
         {
             Actor a = _actors[who];
+            a.ResumedFromSpin = a.ParkedIn != Block.None;
             a.Blocked = Block.None;
+            a.BlockedOn = 0;
             a.ExecutingRelease = a.AnnouncedRelease;
-            a.AnnouncedRelease = false;
+            a.AnnouncedRelease = 0;
             if (!_abort)
                 Sched.Add(who);
             if (!_abort)
@@ -397,22 +409,34 @@ public sealed class InterleavingExplorer
         }
 
         /// <summary>Actor <paramref name="who"/> finished a step and stopped before <paramref name="what"/>.</summary>
-        private void Ended(int who, string what, Block block, bool release)
+        private void Ended(int who, string what, Block block, ulong lockAddress)
         {
             Actor a = _actors[who];
             Recent.Enqueue((char)('A' + who) + ":" + what);
-            if (Recent.Count > 40)
+            if (Recent.Count > _options.TraceLength)
                 Recent.Dequeue();
-            // The actor is blocked if it stopped in a spin; a release wakes the lock waiters; any
-            // step by someone else wakes the other waiters.
+            // The actor is blocked if it stopped in a spin. The release of a lock wakes that lock's
+            // waiters; any other step by someone else wakes the plain spinners, except a step that
+            // only spun again (it changed nothing: waking on it would make schedules endless).
             a.Blocked = a.Done ? Block.None : block;
-            a.AnnouncedRelease = release;
+            a.ParkedIn = block;
+            a.BlockedOn = block == Block.Lock ? lockAddress : 0;
+            a.AnnouncedRelease = block == Block.None ? lockAddress : 0;
+            bool idle = a.ResumedFromSpin && block != Block.None;
             for (int i = 0; i < _actors.Length; i++)
             {
-                if (i != who && (_actors[i].Blocked == Block.Other || (a.ExecutingRelease && _actors[i].Blocked == Block.Lock)))
-                    _actors[i].Blocked = Block.None;
+                Actor o = _actors[i];
+                if (i == who)
+                    continue;
+                if (o.Blocked == Block.Other && !idle)
+                    o.Blocked = Block.None;
+                if (o.Blocked == Block.Lock && a.ExecutingRelease != 0 && o.BlockedOn == a.ExecutingRelease)
+                {
+                    o.Blocked = Block.None;
+                    o.BlockedOn = 0;
+                }
             }
-            a.ExecutingRelease = false;
+            a.ExecutingRelease = 0;
         }
 
         /// <summary>Who takes the next step (-1: everyone is done).</summary>

@@ -11,17 +11,21 @@ namespace Tandem.Testing;
 /// </summary>
 public sealed class TestSpinLock
 {
+    private static long s_ids;
     private int _state;
+    // Names this lock in its steps (the explorer wakes the waiters of the lock that was released);
+    // the top bit keeps it apart from real addresses.
+    private readonly ulong _id = 0x8000_0000_0000_0000UL | (ulong)Interlocked.Increment(ref s_ids);
 
     public void Enter()
     {
-        AccessMonitor.Step(SharedAccessKind.LockAcquire, 0);
+        AccessMonitor.Step(SharedAccessKind.LockAcquire, _id);
         // Acquire (full barrier); pairs with the Volatile.Write in Exit.
         while (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
         {
             while (Volatile.Read(ref _state) != 0)
             {
-                AccessMonitor.Step(SharedAccessKind.LockSpin, 0);
+                AccessMonitor.Step(SharedAccessKind.LockSpin, _id);
                 Thread.Yield();
             }
         }
@@ -29,7 +33,7 @@ public sealed class TestSpinLock
 
     public void Exit()
     {
-        AccessMonitor.Step(SharedAccessKind.LockRelease, 0);
+        AccessMonitor.Step(SharedAccessKind.LockRelease, _id);
         // Release; pairs with the CAS in Enter.
         Volatile.Write(ref _state, 0);
     }

@@ -59,11 +59,9 @@ public sealed unsafe class KvmMachine : IDisposable
     {
         Size = size;
         Cpus = cpus;
-        Memory = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
-        NativeMemory.Clear(Memory, (nuint)size);
+        Memory = NativeBufferPool.Rent(size);
         _tableCapacity = tablePages;
-        _tables = (byte*)NativeMemory.AlignedAlloc((nuint)tablePages * 4096, 4096);
-        NativeMemory.Clear(_tables, (nuint)tablePages * 4096);
+        _tables = NativeBufferPool.Rent((ulong)tablePages * 4096);
         _tableFreed = new bool[tablePages];
         Tlb = new EptTlbModel(this, cpus);
         FreedFrameWatch = new FreedPageWatch((ulong)Memory, (ulong)Memory + size, "mm frame", IsFrameFree);
@@ -188,7 +186,7 @@ public sealed unsafe class KvmMachine : IDisposable
     {
         _watchingFrames.Dispose();
         _watchingTables.Dispose();
-        NativeMemory.AlignedFree(Memory);
-        NativeMemory.AlignedFree(_tables);
+        NativeBufferPool.Return(Memory, Size);
+        NativeBufferPool.Return(_tables, (ulong)_tableCapacity * 4096);
     }
 }

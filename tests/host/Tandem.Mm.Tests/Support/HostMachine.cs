@@ -42,10 +42,7 @@ public sealed unsafe class HostMachine : IDisposable
     {
         Size = size;
         Cpus = cpus;
-        Memory = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
-        new Span<byte>(Memory, (int)Math.Min(size, int.MaxValue)).Clear();
-        if (size > int.MaxValue)
-            NativeMemory.Clear(Memory, (nuint)size);
+        Memory = NativeBufferPool.Rent(size);
         FreedWatch = new FreedPageWatch((ulong)Memory, (ulong)Memory + size, "frame", IsFrameFree);
         _watching = AccessMonitor.Watch(FreedWatch);
     }
@@ -93,6 +90,6 @@ public sealed unsafe class HostMachine : IDisposable
     public void Dispose()
     {
         _watching.Dispose();
-        NativeMemory.AlignedFree(Memory);
+        NativeBufferPool.Return(Memory, Size);
     }
 }
