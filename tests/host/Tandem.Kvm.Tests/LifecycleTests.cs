@@ -1,5 +1,6 @@
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Kvm.Tests;
@@ -53,5 +54,33 @@ public class LifecycleTests
         Assert.Equal((long)tables, b.Machine.TablesFreed);
         Assert.Equal(0, b.Machine.Tlb.CachedCount(1));
         Assert.Equal(FaultStatus.NoRegion, b.Ept.HandleViolation(b.Gpa(1), false));
+    }
+
+    /// <summary>The test bed itself: a freed EPT table page is poisoned, is the next one
+    /// allocated, and an EptOps access inside it fails naming the walker; the same for mm frames.</summary>
+    [Fact]
+    public unsafe void FreedTablesArePoisonedReusedAtOnceAndAnAccessToOneFails()
+    {
+        using EptBed b = new EptBed(pages: 4);
+        Assert.True(b.Machine.AllocateTable(out PhysAddr t, out ulong* entries));
+        b.Machine.FreeTable(t);
+        Assert.Equal(Poison.EptEntry, entries[0]);
+        Assert.True(b.Machine.AllocateTable(out PhysAddr again, out ulong* _));
+        Assert.Equal(t, again);
+        Assert.Equal(0UL, entries[0]);
+        b.Machine.FreeTable(again);
+        FreedMemoryAccessException e = Assert.Throws<FreedMemoryAccessException>(() => EptOps.Read(entries + 3));
+        Assert.Contains("LifecycleTests", e.Message);
+        Assert.Equal(1, b.Machine.FreedTableWatch.Failures);
+
+        Assert.True(b.Mm.Frames.AllocateFrame(out Pfn f));
+        b.Mm.Frames.PutRef(f);
+        Assert.True(b.Mm.Frames.AllocateFrame(out Pfn f2));
+        Assert.Equal(f, f2);
+        b.Mm.Frames.PutRef(f2);
+        ulong* frame = (ulong*)b.Machine.FrameBytes(f);
+        Assert.Equal(Poison.PrimaryEntry, frame[0]);
+        Assert.Throws<FreedMemoryAccessException>(() => PteOps.Read(frame));
+        Assert.Equal(1, b.Machine.FreedFrameWatch.Failures);
     }
 }
