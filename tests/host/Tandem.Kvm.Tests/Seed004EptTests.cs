@@ -60,20 +60,25 @@ public class Seed004EptTests
     /// (no freed or reused frame reached), the EPT against the primary, no read of a freed table,
     /// and that a D bit the vCPU set in the EPT reached the frame.
     /// </summary>
-    private static InterleavingExplorer.World WorldWithVcpu(bool reclaim)
+    private static unsafe InterleavingExplorer.World WorldWithVcpu(bool reclaim)
     {
         EptBed b = new EptBed(pages: 4, memory: 1UL << 20, cpus: 3, strict: false, tablePages: 16);
-        b.Space.HandleFault(b.Hva(1), false);
+        b.Space.HandleFault(b.Hva(1), true);
         b.PrimaryFrame(1, out Pfn p);
+        // Writable but clean everywhere: only the vCPU's write below can make p dirty.
+        foreach (PteSlot s in new PageTableWalker<MmHostPlatform>(b.Machine.MmPlatform, b.Space.Root, b.Hva(1), b.Hva(2)))
+            PteOps.ClearBits(s.Pointer, PageTableEntry.Dirty);
         b.Mm.Frames.GetRef(p); // keep p's record (and its Dirty flag) after the teardown
         b.Mm.Frames.ClearFlags(p, FrameFlags.Dirty);
-        b.Touch(1, false, cpu: 0); // the EPT maps gfn 1 before the race starts
+        b.Touch(1, false, cpu: 0); // the EPT maps gfn 1 (writable, clean) before the race starts
+        if (!b.Leaf(1).IsWritable || b.Leaf(1).IsDirty)
+            throw new InvalidOperationException("setup: the EPT leaf must be writable and clean");
         bool wrote = false;
         Action fault = () => b.Ept.HandleViolation(b.Gpa(1), false);
         Action teardown = reclaim ? () => b.Mm.TryToUnmap(p) : () => b.Space.Unmap(b.Hva(0), b.Hva(4));
         Action vcpu = () =>
         {
-            if (b.GuestTouch(1, true, cpu: 2) && b.PrimaryFrame(1, out Pfn now) && now == p)
+            if (b.TryAccess(1, true, 2, out Pfn used) != EptTlbModel.Outcome.EptViolation && used == p)
                 wrote = true;
         };
         Func<string?> check = () =>
@@ -86,7 +91,8 @@ public class Seed004EptTests
             if (problems.Count > 0)
                 return string.Join("; ", problems);
             bool stillMapped = b.PrimaryFrame(1, out Pfn now) && now == p;
-            if (wrote && !stillMapped && (b.Mm.Frames.FlagsOf(p) & FrameFlags.Dirty) == 0)
+            bool dirtyInEpt = stillMapped && b.Leaf(1).IsDirty;
+            if (wrote && !dirtyInEpt && (b.Mm.Frames.FlagsOf(p) & FrameFlags.Dirty) == 0)
                 return "the vCPU wrote frame " + p.Value + " through the EPT and its dirty bit was lost in the teardown";
             return null;
         };
