@@ -50,10 +50,18 @@ public class LifecycleTests
         int tables = b.Machine.TablesAllocated;
         Assert.Equal(4, tables); // PML4, PDPT, PD, PT
         KvmMachine.ThreadCpu = 0;
+        DeactivateEverywhere(b.Space);
         b.Space.Destroy();
         Assert.Equal((long)tables, b.Machine.TablesFreed);
         Assert.Equal(0, b.Machine.Tlb.CachedCount(1));
-        Assert.Equal(FaultStatus.NoRegion, b.Ept.HandleViolation(b.Gpa(1), false));
+        Assert.Equal(FaultStatus.Dead, b.Ept.HandleViolation(b.Gpa(1), false));
+    }
+
+    /// <summary>The test beds load the space on every CPU; Destroy requires it loaded nowhere.</summary>
+    private static void DeactivateEverywhere(AddressSpace<MmHostPlatform> space)
+    {
+        for (int c = 0; c < 64; c++)
+            space.Deactivate(c);
     }
 
     /// <summary>The test bed itself: a freed EPT table page is poisoned, is the next one

@@ -45,7 +45,7 @@ public class NotifierTests
             int refsDuringStart = -1;
             HostMachine.ThreadCheckpoint = s => { steps.Add(s); if (s == MmCheckpoint.NotifierStartDone) refsDuringStart = b.Mm.Frames.RefCountOf(f); };
             Assert.True(b.Mm.TryToUnmap(f));
-            Assert.Equal(new[] { MmCheckpoint.PrimaryEntryCleared, MmCheckpoint.PrimaryTlbFlushed, MmCheckpoint.NotifierStartDone,
+            Assert.Equal(new[] { MmCheckpoint.RmapEntryCopied, MmCheckpoint.PrimaryEntryCleared, MmCheckpoint.PrimaryTlbFlushed, MmCheckpoint.NotifierStartDone,
                                  MmCheckpoint.NotifierEndDone, MmCheckpoint.ReferenceDropped }, steps);
             Assert.Equal(new[] { "start:Clear:primary=gone:flushes=" + (flushes + 1), "end" }, probe.Log);
             Assert.True(refsDuringStart > 0, "the reference must still be held while the notifiers run");
