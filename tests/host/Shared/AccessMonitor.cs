@@ -103,7 +103,7 @@ public static class AccessMonitor
             if (m == null || type == null)
                 continue;
             if (type.StartsWith("PteOps") || type.StartsWith("EptOps") || type.StartsWith("AccessMonitor") || type.StartsWith("SharedAccess")
-                || type.StartsWith("MemoryWatch") || type.StartsWith("FreedMemoryWatch") || type.Contains("<"))
+                || typeof(MemoryWatch).IsAssignableFrom(m.DeclaringType) || type.Contains("<"))
                 continue;
             string name = m.DeclaringType!.FullName ?? type;
             int tick = name.IndexOf('`');

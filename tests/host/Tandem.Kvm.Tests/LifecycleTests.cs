@@ -1,12 +1,17 @@
+using System;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
 using Tandem.Testing;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Tandem.Kvm.Tests;
 
 public class LifecycleTests
 {
+    private readonly ITestOutputHelper _out;
+    public LifecycleTests(ITestOutputHelper output) { _out = output; }
+
     [Fact]
     public void RecordingChecksHoldThroughEveryPrimaryOperation()
     {
@@ -90,5 +95,42 @@ public class LifecycleTests
         Assert.Equal(Poison.PrimaryEntry, frame[0]);
         Assert.Throws<FreedMemoryAccessException>(() => PteOps.Read(frame));
         Assert.Equal(1, b.Machine.FreedFrameWatch.Failures);
+    }
+
+    private static void BindThread(int cpu, Action<MmCheckpoint>? hook)
+    {
+        KvmMachine.ThreadCpu = cpu;
+        KvmMachine.ThreadCheckpoint = hook;
+    }
+
+    /// <summary>
+    /// Unregistering the EPT (Release zaps the whole guest-physical space and frees its table
+    /// pages) against a lockless aging walk of the guest RAM, over every schedule with one
+    /// preemption (Release alone is thousands of steps: every entry it reads is one). Freed table
+    /// pages are poisoned and reused at once; a walker that reads one fails, naming itself.
+    /// </summary>
+    private static InterleavingExplorer.World UnregisterWorld()
+    {
+        EptBed b = new EptBed(pages: 4, memory: 1UL << 20, cpus: 4, audit: false, tablePages: 16);
+        for (int i = 0; i < 4; i++)
+            b.Touch(i, false, cpu: 0);
+        Action unregister = () => b.Space.Notifiers.Unregister(b.Ept);
+        Action age = () => b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(0), b.Hva(4), true);
+        Func<string?> check = () =>
+        {
+            if (b.Machine.TablesFreed == 0)
+                return "Unregister freed no table";
+            return b.Machine.Tlb.Violations > 0 ? string.Join("; ", b.Machine.Tlb.Messages) : null;
+        };
+        return new InterleavingExplorer.World(check, b, unregister, age) { Watches = new[] { b.Machine.FreedFrameWatch, b.Machine.FreedTableWatch } };
+    }
+
+    [Fact]
+    public void NoWalkerReadsAFreedEptTableWhenTheEptIsUnregistered()
+    {
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(UnregisterWorld, BindThread, new InterleavingExplorer.Options { PreemptionBound = 1 });
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
     }
 }
