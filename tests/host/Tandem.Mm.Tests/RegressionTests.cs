@@ -37,7 +37,8 @@ public unsafe class RegressionTests
         {
             try { value = body(); }
             catch (Exception e) { error = e; }
-        }) { IsBackground = true };
+        })
+        { IsBackground = true };
         t.Start();
         bool done = t.Join(timeout);
         if (error != null)
@@ -291,7 +292,8 @@ public unsafe class RegressionTests
             {
                 while (!baton.Stop)
                     b.Space.Notifiers.Invalidate(new MmuNotifierRange(b.Space, b.Page(page), b.Page(page + 1), MmuNotifierEvent.Clear, true));
-            }) { IsBackground = true };
+            })
+            { IsBackground = true };
             hammers[t].Start();
         }
         try
