@@ -144,11 +144,30 @@ public sealed class InterleavingExplorer
         public AbortRun() : base("schedule aborted") { }
     }
 
-    /// <summary>Explores every schedule within the preemption bound (or until a limit).</summary>
+    /// <summary>Environment variable: when set, <see cref="Explore"/> runs only that schedule (a string from a failure report).</summary>
+    public const string ScheduleVariable = "TANDEM_SCHEDULE";
+
+    /// <summary>
+    /// Explores every schedule within the preemption bound (or until a limit). With
+    /// <c>TANDEM_SCHEDULE</c> set, runs only that schedule (run the one test with a filter).
+    /// </summary>
     public static Result Explore(Func<World> setup, Action<int, Action<MmCheckpoint>?> bindThread, Options? options = null)
     {
         options ??= new Options();
         Result result = new Result { PreemptionBound = options.PreemptionBound };
+        string? only = Environment.GetEnvironmentVariable(ScheduleVariable);
+        if (!string.IsNullOrEmpty(only))
+        {
+            Stopwatch replayClock = Stopwatch.StartNew();
+            string? failure = Replay(setup, bindThread, only, options);
+            result.Runs = 1;
+            result.Complete = true;
+            result.Failures = failure == null ? 0 : 1;
+            result.FirstFailure = failure == null ? null : "(" + ScheduleVariable + ") " + failure;
+            result.FirstFailingSchedule = failure == null ? null : only;
+            result.Elapsed = replayClock.Elapsed;
+            return result;
+        }
         Stopwatch clock = Stopwatch.StartNew();
         List<int> prefix = new List<int>();
         Worker[] workers = { new Worker(), new Worker(), new Worker() };
@@ -180,7 +199,7 @@ public sealed class InterleavingExplorer
                 if (result.FirstFailure == null)
                 {
                     result.FirstFailingSchedule = schedule;
-                    result.FirstFailure = failure + "\n  schedule: " + schedule + "  (replay: InterleavingExplorer.Replay(setup, bind, \"" + schedule + "\"))\n  last steps: " + lastSteps;
+                    result.FirstFailure = failure + "\n  schedule: " + schedule + "  (replay: " + ScheduleVariable + "=" + schedule + " or InterleavingExplorer.Replay(setup, bind, \"" + schedule + "\"))\n  last steps: " + lastSteps;
                 }
                 if (options.StopAtFirstFailure)
                     break;
