@@ -2,7 +2,9 @@ using System;
 using System.Threading;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Tandem.Kvm.Tests;
 
@@ -13,6 +15,42 @@ namespace Tandem.Kvm.Tests;
 /// </summary>
 public unsafe class RegressionTests
 {
+    private readonly ITestOutputHelper _out;
+    public RegressionTests(ITestOutputHelper output) { _out = output; }
+
+    private static void BindThread(int cpu, Action<MmCheckpoint>? hook)
+    {
+        KvmMachine.ThreadCpu = cpu;
+        KvmMachine.ThreadCheckpoint = hook;
+    }
+
+    /// <summary>
+    /// Defect 1 over every schedule (two preemptions): a memslot removal, a host unmap of one of
+    /// its pages, and a vCPU on another CPU reading that page through its cached translation.
+    /// The frame the unmap frees is poisoned and reused at once; the vCPU may miss, never read it.
+    /// </summary>
+    private static InterleavingExplorer.World MemslotRemovalWorld()
+    {
+        EptBed b = new EptBed(pages: 4, memory: 1UL << 20, cpus: 4, audit: false, tablePages: 16);
+        for (int i = 0; i < 4; i++)
+            b.Touch(i, false, cpu: 1);
+        Action remove = () => b.Ept.RemoveMemslot(b.Slot);
+        Action unmap = () => b.Space.Unmap(b.Hva(1), b.Hva(2));
+        Action vcpu = () => b.TryAccess(1, false, 1, out Pfn _);
+        Func<string?> check = () => b.Machine.Tlb.Violations > 0 ? string.Join("; ", b.Machine.Tlb.Messages) : null;
+        return new InterleavingExplorer.World(check, b, remove, unmap, vcpu) { Watches = new[] { b.Machine.FreedFrameWatch, b.Machine.FreedTableWatch } };
+    }
+
+    [Fact]
+    public void Defect1_EveryScheduleOfMemslotRemovalUnmapAndAVcpuIsSafe()
+    {
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(MemslotRemovalWorld, BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.Runs >= 10, "too few schedules explored: " + r.Runs);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
+    }
+
     private static readonly VirtAddr HugeHva = new VirtAddr(0x8000_0000);
     private const ulong HugeGfn = 0x1000;   // gpa 16 MiB: 2 MiB aligned
 
