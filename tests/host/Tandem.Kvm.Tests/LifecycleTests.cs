@@ -97,11 +97,6 @@ public class LifecycleTests
         Assert.Equal(1, b.Machine.FreedFrameWatch.Failures);
     }
 
-    private static void BindThread(int cpu, Action<MmCheckpoint>? hook)
-    {
-        KvmMachine.ThreadCpu = cpu;
-        KvmMachine.ThreadCheckpoint = hook;
-    }
 
     /// <summary>
     /// Unregistering the EPT (Release zaps the whole guest-physical space and frees its table
@@ -128,7 +123,7 @@ public class LifecycleTests
     [Fact]
     public void NoWalkerReadsAFreedEptTableWhenTheEptIsUnregistered()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(UnregisterWorld, BindThread, new InterleavingExplorer.Options { PreemptionBound = 1 });
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(UnregisterWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { PreemptionBound = 1 });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.FirstFailure == null, r.FirstFailure);

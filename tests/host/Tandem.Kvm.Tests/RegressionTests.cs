@@ -18,11 +18,6 @@ public unsafe class RegressionTests
     private readonly ITestOutputHelper _out;
     public RegressionTests(ITestOutputHelper output) { _out = output; }
 
-    private static void BindThread(int cpu, Action<MmCheckpoint>? hook)
-    {
-        KvmMachine.ThreadCpu = cpu;
-        KvmMachine.ThreadCheckpoint = hook;
-    }
 
     /// <summary>
     /// Defect 1 over every schedule (two preemptions): a memslot removal, a host unmap of one of
@@ -44,7 +39,7 @@ public unsafe class RegressionTests
     [Fact]
     public void Defect1_EveryScheduleOfMemslotRemovalUnmapAndAVcpuIsSafe()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(MemslotRemovalWorld, BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(MemslotRemovalWorld, KvmMachine.BindThread);
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few schedules explored: " + r.Runs);
@@ -93,7 +88,7 @@ public unsafe class RegressionTests
     [Fact]
     public void Defect2_EveryScheduleOfAnEptFaultAndDestroyLeaksNothing()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(FaultVersusDestroyWorld, BindThread, new InterleavingExplorer.Options { SwitchAtSharedAccess = false });
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(FaultVersusDestroyWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { SwitchAtSharedAccess = false });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few schedules explored: " + r.Runs);

@@ -15,11 +15,6 @@ namespace Tandem.Kvm.Tests;
 /// </summary>
 public class Seed004EptTests
 {
-    private static void BindThread(int cpu, System.Action<MmCheckpoint>? hook)
-    {
-        KvmMachine.ThreadCpu = cpu;
-        KvmMachine.ThreadCheckpoint = hook;
-    }
 
     private readonly ITestOutputHelper _out;
     public Seed004EptTests(ITestOutputHelper output) { _out = output; }
@@ -46,7 +41,7 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultAndHostTeardownIsSafe(bool reclaim)
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(reclaim), BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(reclaim), KvmMachine.BindThread);
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few interleavings explored: " + r.Runs);
@@ -104,7 +99,7 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultTeardownAndAVcpuIsSafe(bool reclaim)
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => WorldWithVcpu(reclaim), BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => WorldWithVcpu(reclaim), KvmMachine.BindThread);
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.FirstFailure == null, r.FirstFailure);

@@ -80,6 +80,13 @@ public sealed unsafe class KvmMachine : IDisposable
     /// <summary>Per-thread checkpoint hook (used by the interleaving explorer).</summary>
     public static Action<MmCheckpoint>? ThreadCheckpoint { get => t_checkpoint; set => t_checkpoint = value; }
 
+    /// <summary>Makes the calling thread run as <paramref name="cpu"/> with that checkpoint hook (null unbinds): the explorer's thread binding.</summary>
+    public static void BindThread(int cpu, Action<MmCheckpoint>? hook)
+    {
+        ThreadCpu = cpu;
+        ThreadCheckpoint = hook;
+    }
+
     public MmHostPlatform MmPlatform => new MmHostPlatform(this);
 
     public EptHostPlatform EptPlatform => new EptHostPlatform(this);
