@@ -25,6 +25,17 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// </remarks>
     public FaultStatus HandleViolation(GuestPhysAddr gpa, bool write)
     {
+        // A user reference keeps the address space's page tables while we resolve through them,
+        // even if its owner destroys it meanwhile (then the resolve fails with Dead).
+        if (!_space.TryGetUser())
+            return FaultStatus.Dead;
+        FaultStatus status = HandleViolationAsUser(gpa, write);
+        _space.PutUser();
+        return status;
+    }
+
+    private FaultStatus HandleViolationAsUser(GuestPhysAddr gpa, bool write)
+    {
         Gfn gfn = gpa.Gfn;
         while (true)
         {

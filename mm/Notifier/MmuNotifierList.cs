@@ -105,12 +105,13 @@ public sealed class MmuNotifierList<TPlatform> where TPlatform : struct, IMmPlat
         MmuNotifierSet? current = _set;
         int index = current == null ? -1 : current.IndexOf(notifier);
         bool claimed = index >= 0 && current!.Items[index].Claim();
+        // Release runs inside a read-side section, entered before the registration lock is
+        // dropped: a concurrent ReleaseAll takes the lock after us, so its Synchronize sees our
+        // section and waits for this Release before the address space tears its mappings down.
+        int section = claimed ? _srcu.ReadLock() : 0;
         _registrationLock.Exit();
         if (!claimed)
             return false;
-        // Release inside a read-side section: a concurrent ReleaseAll (or the address space's
-        // teardown) waits for it in its Synchronize before it tears the primary mappings down.
-        int section = _srcu.ReadLock();
         notifier.Release(_owner);
         _srcu.ReadUnlock(section);
         _registrationLock.Enter(_platform);
