@@ -36,8 +36,4 @@ public enum MmCheckpoint
     /// change it with a compare-exchange: the CPU may set A/D (or a zapper clear it) in between.
     /// Also reached under the EPT's MMU lock when a fault zaps a large leaf in its way.</summary>
     SecondaryLeafRead,
-    /// <summary>Between the read and the write of a primary-entry update split into two steps. No
-    /// code of mm/ reports it (its entry updates are single atomic operations); the mutation check's
-    /// non-atomic variants do, so that a test can let the CPU set A/D in the window.</summary>
-    PrimaryEntryRead,
 }

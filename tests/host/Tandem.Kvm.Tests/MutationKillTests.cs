@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Threading;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Kvm.Tests;
@@ -310,7 +311,7 @@ public unsafe class MutationKillTests
         public void FreeTable(PhysAddr address)
         {
             OnFreeTable?.Invoke();
-            Interlocked.Increment(ref _machine.TablesFreed);
+            _machine.FreeTable(address);
         }
         public void InvEptSingleContext(ulong eptPointer) => _machine.InvEpt(eptPointer);
         public void FlushRemote(ulong eptPointer, ulong cpuMask) => _machine.FlushRemote(eptPointer, cpuMask);
@@ -318,6 +319,7 @@ public unsafe class MutationKillTests
         public void SpinPause()
         {
             OnPause?.Invoke();
+            AccessMonitor.Step(SharedAccessKind.Spin, 0);
             Thread.Yield();
         }
         public void Checkpoint(MmCheckpoint site) => KvmMachine.ThreadCheckpoint?.Invoke(site);

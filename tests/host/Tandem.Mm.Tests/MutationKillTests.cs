@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Mm.Tests;
@@ -219,8 +220,8 @@ public unsafe class MutationKillTests
 
     /// <summary>
     /// Invariant 3: a D bit the CPU sets in the entry up to the moment it is cleared reaches the
-    /// frame. The CPU writes at the last switch point before the clear: inside Unmap if the clear is
-    /// split into steps there, else just before the call.
+    /// frame. The CPU writes through the entry at the last shared-memory step before the clear (the
+    /// step that clears it: an exchange, or the store of a read-then-store).
     /// </summary>
     [Fact]
     public void ADirtyBitTheCpuSetsBeforeTheClearIsKept()
@@ -235,39 +236,21 @@ public unsafe class MutationKillTests
         Assert.True(b.Mm.Frames.TryGetRef(p));      // keep the record to read its flags afterwards
         b.Mm.Frames.ClearFlags(p, FrameFlags.Dirty);
         bool wrote = false;
-        void CpuWrites()
+        AccessMonitor.ThreadHook = (kind, address) =>
         {
-            // The CPU's locked A/D update of a present entry.
-            PageTableEntry e = PteOps.Read(slot);
-            if (e.IsPresent && PteOps.CompareExchange(slot, e, new PageTableEntry(e.Raw | PageTableEntry.Accessed | PageTableEntry.Dirty)))
-                wrote = true;
-        }
-        AtCheckpoint(MmCheckpoint.PrimaryEntryRead, CpuWrites);
-        try
-        {
-            if (!SplitInUnmap(b))
-                CpuWrites();
-            Assert.Equal(MapStatus.Ok, b.Space.Unmap(va, va + PageSizes.Size4K));
-        }
-        finally { NoHook(); }
+            if (wrote || address != (ulong)slot || (kind != SharedAccessKind.PteExchange && kind != SharedAccessKind.PteWrite))
+                return;
+            // The CPU's locked A/D update of the present entry, just before the clearing step.
+            ulong e = Volatile.Read(ref *slot);
+            Assert.True(new PageTableEntry(e).IsPresent);
+            Assert.Equal(e, Interlocked.CompareExchange(ref *slot, e | PageTableEntry.Accessed | PageTableEntry.Dirty, e));
+            wrote = true;
+        };
+        try { Assert.Equal(MapStatus.Ok, b.Space.Unmap(va, va + PageSizes.Size4K)); }
+        finally { AccessMonitor.ThreadHook = null; }
         Assert.True(wrote);
         Assert.True((b.Mm.Frames.FlagsOf(p) & FrameFlags.Dirty) != 0, "the D bit the CPU set before the clear was lost");
         b.Mm.Frames.PutRef(p);
-    }
-
-    /// <summary>Whether Unmap reports a switch point between reading and clearing an entry (found on a scratch page).</summary>
-    private static bool SplitInUnmap(TestBed b)
-    {
-        Action<MmCheckpoint>? hook = HostMachine.ThreadCheckpoint;
-        bool split = false;
-        HostMachine.ThreadCheckpoint = s => split |= s == MmCheckpoint.PrimaryEntryRead;
-        try
-        {
-            Assert.Equal(FaultStatus.Ok, b.Space.HandleFault(b.Page(60), false));
-            Assert.Equal(MapStatus.Ok, b.Space.Unmap(b.Page(60), b.Page(61)));
-        }
-        finally { HostMachine.ThreadCheckpoint = hook; }
-        return split;
     }
 
     /// <summary>
