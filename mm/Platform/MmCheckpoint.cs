@@ -33,7 +33,8 @@ public enum MmCheckpoint
     /// <summary>A reverse-map walker copied one mapping out of the rmap (no reference on its address space yet).</summary>
     RmapEntryCopied,
     /// <summary>A lockless secondary walker (zap or 4 KiB aging) read a present leaf and is about to
-    /// change it with a compare-exchange: the CPU may set A/D (or a zapper clear it) in between.
-    /// Also reached under the EPT's MMU lock when a fault zaps a large leaf in its way.</summary>
+    /// change it with a compare-exchange: the CPU may set A/D (or a zapper clear it) in between
+    /// (docs/locking.md, races 3 and 4). Also reached under the EPT's MMU lock when a fault zaps a
+    /// large leaf in its way.</summary>
     SecondaryLeafRead,
 }
