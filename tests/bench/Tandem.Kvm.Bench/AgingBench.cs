@@ -1,77 +1,76 @@
-using System.Threading;
 using BenchmarkDotNet.Attributes;
-using Tandem.Kvm.Ept;
-using Tandem.Kvm.Tests;
-using Tandem.Mm;
+
+using Tandem.Benchmarks;
 
 namespace Tandem.Kvm.Bench;
 
 /// <summary>
-/// One aging pass (the fast-only notifier call, lockless) over 64 Ki EPT leaves, against a plain
-/// read scan of the same entries and against the floor: one atomic AND per entry.
+/// One aging pass (EptMmu's fast-only lockless notifier call, once per 2 MiB of host range) over
+/// every leaf of <see cref="AgingVm"/>, against the floor of any correct lockless pass over the same
+/// leaf memory: a plain scan with one atomic AND per accessed leaf (10 % accessed), and the atomic
+/// AND loop (all accessed). The young pattern is restored before every pass, outside the timing.
 /// </summary>
-public unsafe class AgingBench
+public class AgingBench
 {
-    public const int Pages = 65536;
-    private EptBed _bed = null!;
-    private ulong*[] _leaves = null!;
-    private Tandem.Mm.SpinLock _globalLock;
-    public static int Sink;
+    private AgingVm _vm = null!;
+    private bool _checked;
 
     [GlobalSetup]
     public void Setup()
     {
-        _bed = BenchBeds.Filled(Pages);
-        _leaves = BenchBeds.LeafPointers(_bed);
+        _vm = SharedVm.Vm;
+        _checked = false;
     }
 
-    [GlobalCleanup]
-    public void Cleanup() => _bed.Dispose();
+    [IterationSetup(Targets = new[] { nameof(Floor10PercentYoung), nameof(Aging10PercentYoung) })]
+    public void TenPercentYoung() => _vm.SetYoung(10);
 
-    [IterationSetup(Targets = new[] { nameof(PlainReadScan), nameof(AgingPass10PercentYoung), nameof(GlobalLockAgingPass10PercentYoung) })]
-    public void TenPercentYoung() => BenchBeds.SetYoung(_leaves, 10);
+    [IterationSetup(Targets = new[] { nameof(AtomicAndLoopAllYoung), nameof(AgingAllYoung) })]
+    public void AllYoung() => _vm.SetYoung(1);
 
-    [IterationSetup(Targets = new[] { nameof(AtomicAndLoopAllYoung), nameof(AgingPassAllYoung) })]
-    public void AllYoung() => BenchBeds.SetYoung(_leaves, 1);
-
-    /// <summary>Baseline: read every leaf once (Volatile.Read) and count the young ones.</summary>
-    [Benchmark(Baseline = true)]
-    public int PlainReadScan()
+    /// <summary>Once per case: the pass really cleared every accessed bit.</summary>
+    [IterationCleanup]
+    public void Check()
     {
-        int young = 0;
-        ulong*[] leaves = _leaves;
-        for (int i = 0; i < leaves.Length; i++)
-        {
-            if ((Volatile.Read(ref *leaves[i]) & EptEntry.Accessed) != 0)
-                young++;
-        }
-        return Sink = young;
+        if (_checked)
+            return;
+        _checked = true;
+        long left = _vm.CountYoung();
+        if (left != 0)
+            throw new System.InvalidOperationException("an aging pass left " + left + " accessed leaves");
     }
 
-    /// <summary>EptMmu's lockless fast-only aging (test and clear) over the whole memslot.</summary>
-    [Benchmark]
-    public bool AgingPass10PercentYoung() => _bed.Ept.TestClearYoungFastOnly(_bed.Space, _bed.Hva(0), _bed.Hva(Pages), true);
-
-    /// <summary>Contrast: the same pass under one VM-wide lock (the legacy shadow MMU's way).</summary>
-    [Benchmark]
-    public bool GlobalLockAgingPass10PercentYoung()
+    [Benchmark(Description = "floor, 10% young: scan + atomic AND per young leaf")]
+    public void Floor10PercentYoung()
     {
-        while (!_globalLock.TryEnter())
-            Thread.SpinWait(1);
-        bool young = _bed.Ept.ClearYoung(_bed.Space, _bed.Hva(0), _bed.Hva(Pages));
-        _globalLock.Exit();
+        long t = WallSamples.Start();
+        _vm.FloorScanAndClear();
+        WallSamples.Stop(nameof(Floor10PercentYoung), t);
+    }
+
+    [Benchmark(Description = "aging pass, 10% young (lockless, fast-only)")]
+    public bool Aging10PercentYoung()
+    {
+        long t = WallSamples.Start();
+        bool young = _vm.AgePass();
+        WallSamples.Stop(nameof(Aging10PercentYoung), t);
         return young;
     }
 
-    /// <summary>The floor for an all-young pass: one atomic AND per entry, nothing else.</summary>
-    [Benchmark]
+    [Benchmark(Description = "atomic AND loop, all young")]
     public void AtomicAndLoopAllYoung()
     {
-        ulong*[] leaves = _leaves;
-        for (int i = 0; i < leaves.Length; i++)
-            Interlocked.And(ref *leaves[i], ~EptEntry.Accessed);
+        long t = WallSamples.Start();
+        _vm.AtomicAndLoop();
+        WallSamples.Stop(nameof(AtomicAndLoopAllYoung), t);
     }
 
-    [Benchmark]
-    public bool AgingPassAllYoung() => _bed.Ept.TestClearYoungFastOnly(_bed.Space, _bed.Hva(0), _bed.Hva(Pages), true);
+    [Benchmark(Description = "aging pass, all young (lockless, fast-only)")]
+    public bool AgingAllYoung()
+    {
+        long t = WallSamples.Start();
+        bool young = _vm.AgePass();
+        WallSamples.Stop(nameof(AgingAllYoung), t);
+        return young;
+    }
 }
