@@ -16,7 +16,7 @@ namespace Tandem.Bench;
 public static class Program
 {
     public const int Warmups = 2;
-    public const int Iterations = 15;
+    public const int Iterations = 30;
 
     public static int Main(string[] args)
     {

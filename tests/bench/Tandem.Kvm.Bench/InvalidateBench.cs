@@ -8,9 +8,9 @@ using Tandem.Benchmarks;
 namespace Tandem.Kvm.Bench;
 
 /// <summary>
-/// Unmapping <see cref="Pages"/> mapped 4 KiB pages (8 GiB of host range) that both the primary
+/// Unmapping <see cref="Pages"/> mapped 4 KiB pages (16 GiB of host range) that both the primary
 /// and the EPT map, against unmapping the same in an address space with no secondary MMU (same
-/// machine, same mm). The pages are 1 GiB of frames mapped eight times over (an unmap drops
+/// machine, same mm). The pages are 1 GiB of frames mapped sixteen times over (an unmap drops
 /// mappings and reverse-map entries without freeing frames, so no frame is zeroed again in the
 /// setup); they are mapped, and faulted into the EPT, again in every iteration setup, outside the
 /// timing. Mapped from the top down, so each unmap finds its reverse-map entry at the head of the
@@ -19,7 +19,7 @@ namespace Tandem.Kvm.Bench;
 public class InvalidateBench
 {
     public const int Frames = 262144;
-    public const int Pages = 8 * Frames;
+    public const int Pages = 16 * Frames;
     private static readonly VirtAddr Base = new VirtAddr(0x40_0000_0000);
     private BenchMachine _machine = null!;
     private MemoryManager<BenchMmPlatform> _mm = null!;
@@ -91,7 +91,7 @@ public class InvalidateBench
     [IterationSetup(Target = nameof(UnmapPrimaryOnly))]
     public void FillPrimary() => MapAll(_primaryOnly);
 
-    [Benchmark(Description = "unmap 8 GiB (2 Mi pages), primary only")]
+    [Benchmark(Description = "unmap 16 GiB (4 Mi pages), primary only")]
     public void UnmapPrimaryOnly()
     {
         long t = WallSamples.Start();
@@ -99,7 +99,7 @@ public class InvalidateBench
         WallSamples.Stop(nameof(UnmapPrimaryOnly), t);
     }
 
-    [Benchmark(Description = "unmap 8 GiB (2 Mi pages), primary + EPT")]
+    [Benchmark(Description = "unmap 16 GiB (4 Mi pages), primary + EPT")]
     public void UnmapPrimaryAndEpt()
     {
         long t = WallSamples.Start();

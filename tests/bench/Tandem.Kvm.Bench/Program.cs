@@ -18,7 +18,7 @@ namespace Tandem.Kvm.Bench;
 public static class Program
 {
     public const int Warmups = 2;
-    public const int Iterations = 15;
+    public const int Iterations = 30;
 
     public static int Main(string[] args)
     {
@@ -57,7 +57,7 @@ public static class Program
             nameof(ConcurrentAgingBench.FaulterAlone), faulter, null,
             wallNum: Median(ConcurrentAgingBench.FaulterWallSamples, nameof(ConcurrentAgingBench.MmuLockAgingWithFaulter)),
             wallDen: WallSamples.Median(nameof(ConcurrentAgingBench.FaulterAlone), Iterations) / ConcurrentAgingBench.FaultsPerInvocation);
-        Add(report, s, "unmap 8 GiB (2 Mi pages): primary + EPT / primary only",
+        Add(report, s, "unmap 16 GiB (4 Mi pages): primary + EPT / primary only",
             nameof(InvalidateBench.UnmapPrimaryAndEpt), nameof(InvalidateBench.UnmapPrimaryOnly), 1.6);
         report.Print();
         bool invEptMissed = InvalidateBench.Ranges > 0 && InvalidateBench.InvEpts != InvalidateBench.Ranges;
