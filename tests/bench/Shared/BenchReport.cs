@@ -14,8 +14,8 @@ namespace Tandem.Benchmarks;
 
 /// <summary>
 /// Shared by the benchmark projects (linked into each): the job, the exporters, and the goal table.
-/// Every figure a ratio uses is a median (BenchmarkDotNet's <c>Statistics.Median</c> over all
-/// measured iterations: outliers are kept), and every ratio is labelled so.
+/// Each goal is a paired ratio (<see cref="Paired"/>): the median over the measured iterations of
+/// candidate/baseline thread CPU time within the same iteration; every row says so.
 /// </summary>
 public sealed class BenchReport
 {
@@ -25,9 +25,9 @@ public sealed class BenchReport
     public BenchReport(string title) { _title = title; }
 
     /// <summary>
-    /// One invocation per iteration (every benchmark here makes one iteration last ≥ 100 ms on its
-    /// own), no overhead evaluation (it would rerun each iteration setup for nothing), in-process,
-    /// results exported as BenchmarkDotNet's full JSON into <paramref name="artifacts"/>/results.
+    /// One invocation per iteration (each iteration runs both sides of a ratio, every side at least
+    /// 100 ms), no overhead evaluation (it would rerun each iteration setup for nothing), outliers
+    /// kept, in-process, BenchmarkDotNet's full JSON into <paramref name="artifacts"/>/results.
     /// </summary>
     public static IConfig Config(string artifacts, int warmups, int iterations, Perfolizer.Horology.IClock? clock = null)
     {
@@ -40,10 +40,10 @@ public sealed class BenchReport
             .WithId("tandem");
         if (clock != null)
             job = job.WithClock(clock);
-        return DefaultConfig.Instance
+        return ManualConfig.Create(DefaultConfig.Instance)
             .AddJob(job)
             .AddExporter(JsonExporter.Full)
-            .WithOptions(ConfigOptions.DisableOptimizationsValidator)
+            .WithOptions(ConfigOptions.DisableOptimizationsValidator | ConfigOptions.DisableLogFile)
             .WithArtifactsPath(artifacts);
     }
 
@@ -67,29 +67,28 @@ public sealed class BenchReport
         return dir;
     }
 
-    /// <summary>The median of a benchmark method (ns per operation), or null if it did not run.</summary>
-    public static double? Median(IEnumerable<Summary> summaries, string method)
+    /// <summary>The names of the benchmark methods that ran, with their measured iteration counts.</summary>
+    public static IEnumerable<(string Method, int Measured)> Ran(IEnumerable<Summary> summaries) =>
+        summaries.SelectMany(s => s.Reports).Select(r => (r.BenchmarkCase.Descriptor.WorkloadMethod.Name,
+            r.AllMeasurements.Count(m => m.IterationMode == BenchmarkDotNet.Engines.IterationMode.Workload && m.IterationStage == BenchmarkDotNet.Engines.IterationStage.Actual)));
+
+    /// <summary>A goal (or, with <paramref name="limit"/> null, a contrast printed without one) on a paired case.</summary>
+    public void Paired(string label, string method, double? limit, bool atMost = true)
     {
-        foreach (Summary s in summaries)
-        {
-            foreach (BenchmarkReport r in s.Reports)
-            {
-                if (r.BenchmarkCase.Descriptor.WorkloadMethod.Name == method && r.ResultStatistics != null)
-                    return r.ResultStatistics.Median;
-            }
-        }
-        return null;
+        double? value = Benchmarks.Paired.MedianRatio(Benchmarks.Paired.CpuA, Benchmarks.Paired.CpuB, method);
+        double? wall = Benchmarks.Paired.MedianRatio(Benchmarks.Paired.WallA, Benchmarks.Paired.WallB, method);
+        double? a = Benchmarks.Paired.CpuA.Median(method), b = Benchmarks.Paired.CpuB.Median(method);
+        int n = Benchmarks.Paired.CpuA.Measured(method)?.Count ?? 0;
+        string detail = $"median A {Fmt(a)}, median B {Fmt(b)}, n={n}; wall-clock paired {F(wall)}";
+        _rows.Add(new Row(label, method, value, limit, atMost, detail, wall));
     }
 
-    /// <summary>Adds a ratio of two medians; <paramref name="limit"/> null means a contrast (printed, no goal).</summary>
-    public void Ratio(string label, string numerator, double? num, string denominator, double? den, double? limit, bool atMost = true,
-        double? wallNum = null, double? wallDen = null)
+    /// <summary>A contrast from two separately measured figures (ratio of medians, no goal).</summary>
+    public void Contrast(string label, string what, double? num, double? den, string detail)
     {
-        _rows.Add(new Row(label, numerator, num, denominator, den, limit, atMost, wallNum, wallDen));
+        double? value = num.HasValue && den.HasValue && den.Value > 0 ? num.Value / den.Value : null;
+        _rows.Add(new Row(label, what, value, null, true, $"{Fmt(num)} / {Fmt(den)}; {detail}", null));
     }
-
-    /// <summary>What the medians measure (printed in the header and saved).</summary>
-    public string Statistic { get; set; } = "median";
 
     /// <summary>A goal missed, or (when <paramref name="all"/>: every benchmark was meant to run) a goal without figures.</summary>
     public bool Missed(bool all) => _rows.Any(r => r.Status == "MISSED" || (all && r.Status == "NOT RUN"));
@@ -97,19 +96,20 @@ public sealed class BenchReport
     public void Print()
     {
         Console.WriteLine();
-        Console.WriteLine($"== {_title}: ratios of {Statistic} (same run) ==");
+        Console.WriteLine($"== {_title}: goals (paired: median over iterations of A/B thread CPU time, A and B measured in the same iteration) ==");
         foreach (Row r in _rows)
         {
-            string ratio = r.Value.HasValue ? r.Value.Value.ToString("F3", CultureInfo.InvariantCulture) + "x" : "  -   ";
             string goal = r.Limit.HasValue ? (r.AtMost ? "<= " : ">= ") + r.Limit.Value.ToString("0.0##", CultureInfo.InvariantCulture) + "x" : "contrast";
-            string wall = r.WallValue.HasValue ? $"; wall-clock medians {r.WallValue.Value.ToString("F3", CultureInfo.InvariantCulture)}x" : "";
-            Console.WriteLine($"{r.Label,-62} {ratio,9}  goal {goal,-9} {r.Status,-8} ({Fmt(r.Num)} / {Fmt(r.Den)}{wall})");
+            Console.WriteLine($"{r.Label,-64} {F(r.Value),9}  goal {goal,-9} {r.Status,-7} ({r.Detail})");
         }
     }
 
-    private static string Fmt(double? ns)
+    private static string F(double? v) =>
+        v.HasValue && !double.IsNaN(v.Value) ? (double.IsInfinity(v.Value) ? "inf" : v.Value.ToString("F3", CultureInfo.InvariantCulture) + "x") : "-";
+
+    public static string Fmt(double? ns)
     {
-        if (!ns.HasValue)
+        if (!ns.HasValue || double.IsNaN(ns.Value))
             return "n/a";
         double v = ns.Value;
         if (double.IsInfinity(v))
@@ -119,24 +119,32 @@ public sealed class BenchReport
             : v.ToString("F2", CultureInfo.InvariantCulture) + " ns";
     }
 
-    /// <summary>Writes the table as JSON next to BenchmarkDotNet's own JSON; returns the path.</summary>
+    /// <summary>Writes the goal table and every measured per-side figure as JSON next to BenchmarkDotNet's; returns the path.</summary>
     public string Save(string artifacts, string fileName)
     {
         StringBuilder sb = new StringBuilder();
-        sb.Append("{\n  \"title\": ").Append(Quote(_title)).Append(",\n  \"statistic\": ").Append(Quote(Statistic)).Append(",\n  \"ratios\": [\n");
+        sb.Append("{\n  \"title\": ").Append(Quote(_title))
+          .Append(",\n  \"statistic\": \"median over measured iterations of A/B thread CPU time within one iteration\",\n  \"goals\": [\n");
         for (int i = 0; i < _rows.Count; i++)
         {
             Row r = _rows[i];
-            sb.Append("    {\"label\": ").Append(Quote(r.Label))
-              .Append(", \"numerator\": ").Append(Quote(r.NumName)).Append(", \"numeratorMedianNs\": ").Append(Num(r.Num))
-              .Append(", \"denominator\": ").Append(Quote(r.DenName)).Append(", \"denominatorMedianNs\": ").Append(Num(r.Den))
-              .Append(", \"ratio\": ").Append(Num(r.Value))
-              .Append(", \"wallClockRatio\": ").Append(Num(r.WallValue))
+            sb.Append("    {\"label\": ").Append(Quote(r.Label)).Append(", \"case\": ").Append(Quote(r.Case))
+              .Append(", \"ratio\": ").Append(Num(r.Value)).Append(", \"wallClockRatio\": ").Append(Num(r.Wall))
               .Append(", \"goal\": ").Append(r.Limit.HasValue ? Quote((r.AtMost ? "<= " : ">= ") + r.Limit.Value.ToString(CultureInfo.InvariantCulture)) : "null")
-              .Append(", \"status\": ").Append(Quote(r.Status)).Append('}')
+              .Append(", \"status\": ").Append(Quote(r.Status)).Append(", \"detail\": ").Append(Quote(r.Detail)).Append('}')
               .Append(i + 1 < _rows.Count ? ",\n" : "\n");
         }
-        sb.Append("  ]\n}\n");
+        sb.Append("  ],\n  \"measuredNs\": {\n");
+        List<string> cases = Benchmarks.Paired.CpuA.Methods.ToList();
+        for (int i = 0; i < cases.Count; i++)
+        {
+            string c = cases[i];
+            sb.Append("    ").Append(Quote(c)).Append(": {")
+              .Append("\"cpuA\": ").Append(List(Benchmarks.Paired.CpuA.Measured(c))).Append(", \"cpuB\": ").Append(List(Benchmarks.Paired.CpuB.Measured(c)))
+              .Append(", \"wallA\": ").Append(List(Benchmarks.Paired.WallA.Measured(c))).Append(", \"wallB\": ").Append(List(Benchmarks.Paired.WallB.Measured(c)))
+              .Append('}').Append(i + 1 < cases.Count ? ",\n" : "\n");
+        }
+        sb.Append("  }\n}\n");
         string dir = Path.Combine(artifacts, "results");
         Directory.CreateDirectory(dir);
         string path = Path.Combine(dir, fileName);
@@ -144,7 +152,7 @@ public sealed class BenchReport
         return path;
     }
 
-    /// <summary>Prints where BenchmarkDotNet's JSON reports and the ratio file are.</summary>
+    /// <summary>Prints where BenchmarkDotNet's JSON reports and the goal file are.</summary>
     public static void PrintJsonPaths(string artifacts)
     {
         string dir = Path.Combine(artifacts, "results");
@@ -154,17 +162,16 @@ public sealed class BenchReport
             Console.WriteLine("json: " + f);
     }
 
+    private static string List(IReadOnlyList<double>? l) =>
+        l == null ? "[]" : "[" + string.Join(", ", l.Select(v => v.ToString("R", CultureInfo.InvariantCulture))) + "]";
+
     private static string Num(double? v) =>
         v.HasValue && !double.IsInfinity(v.Value) && !double.IsNaN(v.Value) ? v.Value.ToString("R", CultureInfo.InvariantCulture) : "null";
 
     private static string Quote(string s) => "\"" + s.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
 
-    private sealed record Row(string Label, string NumName, double? Num, string DenName, double? Den, double? Limit, bool AtMost, double? WallNum, double? WallDen)
+    private sealed record Row(string Label, string Case, double? Value, double? Limit, bool AtMost, string Detail, double? Wall)
     {
-        public double? Value => Num.HasValue && Den.HasValue && Den.Value > 0 ? Num.Value / Den.Value : null;
-
-        public double? WallValue => WallNum.HasValue && WallDen.HasValue && WallDen.Value > 0 ? WallNum.Value / WallDen.Value : null;
-
         public string Status
         {
             get

@@ -41,30 +41,28 @@ public unsafe class FaultInBenchmarks
     [GlobalCleanup]
     public void Cleanup() => _machine.Dispose();
 
-    [IterationCleanup(Target = nameof(DemandFault))]
-    public void Unmap() => _space.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K);
+    private void Unmap() => _space.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K);
 
-    [Benchmark(OperationsPerInvoke = Pages * ZeroPasses, Description = "zero 4 KiB page")]
-    public void ZeroOnly()
+    private void ZeroOnly()
     {
-        long t = WallSamples.Start();
         for (int pass = 0; pass < ZeroPasses; pass++)
         {
             for (int i = 0; i < Pages; i++)
                 new Span<byte>(_machine.Memory + _zeroTargets[i].Address.Value, (int)PageSizes.Size4K).Clear();
         }
-        WallSamples.Stop(nameof(ZeroOnly), t);
     }
 
-    [Benchmark(OperationsPerInvoke = Pages, Description = "demand fault-in 4 KiB page")]
-    public void DemandFault()
+    private void DemandFault()
     {
-        long t = WallSamples.Start();
         for (int i = 0; i < Pages; i++)
         {
             if (_space.HandleFault(Base + (ulong)i * PageSizes.Size4K, true) != FaultStatus.Ok)
                 throw new InvalidOperationException("bench: fault failed");
         }
-        WallSamples.Stop(nameof(DemandFault), t);
     }
+
+    [Benchmark(Description = "A: demand fault-in 1 GiB of 4 KiB pages | B: zero as many pages")]
+    public void FaultInVsZero() => Paired.Iteration(nameof(FaultInVsZero),
+        new Paired.Side(null, DemandFault, Unmap),
+        new Paired.Side(null, ZeroOnly));
 }

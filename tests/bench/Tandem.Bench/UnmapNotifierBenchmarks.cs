@@ -11,7 +11,7 @@ namespace Tandem.Bench;
 /// mappings are 1 GiB of frames mapped <see cref="Pages"/> / <see cref="Frames"/> times over (the
 /// unmap drops mappings and reverse-map entries, frees nothing), mapped again in every iteration
 /// setup from the top down so that each unmap finds its reverse-map entry at the head of the
-/// frame's list, as for a page mapped once. Results are per page. Goal: ratio ≤ 1.1.
+/// frame's list, as for a page mapped once. Paired in every iteration (<see cref="Paired"/>). Goal: ratio ≤ 1.1.
 /// </summary>
 public class UnmapNotifierBenchmarks
 {
@@ -54,12 +54,6 @@ public class UnmapNotifierBenchmarks
         }
     }
 
-    [IterationSetup(Target = nameof(UnmapNoNotifier))]
-    public void SetupPlain() => MapAll(_plain);
-
-    [IterationSetup(Target = nameof(UnmapOneNotifier))]
-    public void SetupNotified() => MapAll(_notified);
-
     private static void UnmapAll(AddressSpace<BenchPlatform> space)
     {
         for (int r = 0; r < Pages; r += RangePages)
@@ -69,19 +63,8 @@ public class UnmapNotifierBenchmarks
         }
     }
 
-    [Benchmark(OperationsPerInvoke = Pages, Description = "unmap/page, no notifier")]
-    public void UnmapNoNotifier()
-    {
-        long t = WallSamples.Start();
-        UnmapAll(_plain);
-        WallSamples.Stop(nameof(UnmapNoNotifier), t);
-    }
-
-    [Benchmark(OperationsPerInvoke = Pages, Description = "unmap/page, one null notifier")]
-    public void UnmapOneNotifier()
-    {
-        long t = WallSamples.Start();
-        UnmapAll(_notified);
-        WallSamples.Stop(nameof(UnmapOneNotifier), t);
-    }
+    [Benchmark(Description = "A: unmap 4 Mi pages, one null notifier | B: no notifier")]
+    public void UnmapNotifierVsNone() => Paired.Iteration(nameof(UnmapNotifierVsNone),
+        new Paired.Side(() => MapAll(_notified), () => UnmapAll(_notified)),
+        new Paired.Side(() => MapAll(_plain), () => UnmapAll(_plain)));
 }

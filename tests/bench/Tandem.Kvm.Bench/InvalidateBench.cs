@@ -1,9 +1,8 @@
 using System;
 using BenchmarkDotNet.Attributes;
+using Tandem.Benchmarks;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
-
-using Tandem.Benchmarks;
 
 namespace Tandem.Kvm.Bench;
 
@@ -13,7 +12,7 @@ namespace Tandem.Kvm.Bench;
 /// machine, same mm). The pages are 1 GiB of frames mapped sixteen times over (an unmap drops
 /// mappings and reverse-map entries without freeing frames, so no frame is zeroed again in the
 /// setup); they are mapped, and faulted into the EPT, again in every iteration setup, outside the
-/// timing. Mapped from the top down, so each unmap finds its reverse-map entry at the head of the
+/// timing (<see cref="Paired"/>). Mapped from the top down, so each unmap finds its reverse-map entry at the head of the
 /// frame's list, as for a page mapped once. mm notifies once per gather round; the EPT must issue exactly one INVEPT per notified range.
 /// </summary>
 public class InvalidateBench
@@ -68,8 +67,7 @@ public class InvalidateBench
         }
     }
 
-    [IterationSetup(Target = nameof(UnmapPrimaryAndEpt))]
-    public void FillBoth()
+    private void FillBoth()
     {
         MapAll(_withEpt);
         for (int i = 0; i < Pages; i++)
@@ -81,29 +79,14 @@ public class InvalidateBench
         _ranges0 = _machine.PrimaryFlushes;
     }
 
-    [IterationCleanup(Target = nameof(UnmapPrimaryAndEpt))]
-    public void CountInvEpt()
+    private void CountInvEpt()
     {
         InvEpts += _machine.InvEpts - _inv0;
         Ranges += _machine.PrimaryFlushes - _ranges0;
     }
 
-    [IterationSetup(Target = nameof(UnmapPrimaryOnly))]
-    public void FillPrimary() => MapAll(_primaryOnly);
-
-    [Benchmark(Description = "unmap 16 GiB (4 Mi pages), primary only")]
-    public void UnmapPrimaryOnly()
-    {
-        long t = WallSamples.Start();
-        _primaryOnly.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K);
-        WallSamples.Stop(nameof(UnmapPrimaryOnly), t);
-    }
-
-    [Benchmark(Description = "unmap 16 GiB (4 Mi pages), primary + EPT")]
-    public void UnmapPrimaryAndEpt()
-    {
-        long t = WallSamples.Start();
-        _withEpt.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K);
-        WallSamples.Stop(nameof(UnmapPrimaryAndEpt), t);
-    }
+    [Benchmark(Description = "A: unmap 16 GiB (4 Mi pages), primary + EPT | B: primary only")]
+    public void UnmapEptVsPrimaryOnly() => Paired.Iteration(nameof(UnmapEptVsPrimaryOnly),
+        new Paired.Side(FillBoth, () => _withEpt.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K), CountInvEpt),
+        new Paired.Side(() => MapAll(_primaryOnly), () => _primaryOnly.Unmap(Base, Base + (ulong)Pages * PageSizes.Size4K)));
 }

@@ -20,4 +20,18 @@ public static class SharedVm
     private static readonly Lazy<AgingVm> s_vm = new Lazy<AgingVm>(() => new AgingVm(Aliases));
 
     public static AgingVm Vm => s_vm.Value;
+
+    public static bool Built => s_vm.IsValueCreated;
+
+    private static readonly System.Collections.Generic.HashSet<string> s_checked = new System.Collections.Generic.HashSet<string>();
+
+    /// <summary>The first time for <paramref name="what"/>: the pass just run cleared every accessed bit.</summary>
+    public static void CheckAgedOnce(string what)
+    {
+        if (!s_checked.Add(what))
+            return;
+        long left = Vm.CountYoung();
+        if (left != 0)
+            throw new InvalidOperationException(what + ": the pass left " + left + " accessed leaves");
+    }
 }

@@ -1,0 +1,85 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+
+namespace Tandem.Benchmarks;
+
+/// <summary>
+/// A paired benchmark: every iteration runs both sides of a ratio back to back, candidate (A) and
+/// baseline (B), in alternating order, each after its own untimed preparation (restoring the
+/// state the pass consumes). BenchmarkDotNet times the iteration (A + B, preparations left out,
+/// see <see cref="ThreadCpuClock.Untimed"/>); this records each side's thread CPU time and wall
+/// time per iteration. The goal ratio is the median over the measured iterations of A/B within
+/// the same iteration: on a shared machine whose load drifts, both sides of each ratio then see
+/// the same conditions, which is what makes two runs agree.
+/// </summary>
+public static class Paired
+{
+    public static readonly Samples CpuA = new Samples();
+    public static readonly Samples CpuB = new Samples();
+    public static readonly Samples WallA = new Samples();
+    public static readonly Samples WallB = new Samples();
+    private static readonly Dictionary<string, int> s_calls = new Dictionary<string, int>();
+
+    public readonly record struct Side(Action? Prepare, Action Pass, Action? After = null);
+
+    /// <summary>One iteration of the paired case <paramref name="name"/>.</summary>
+    public static void Iteration(string name, Side a, Side b)
+    {
+        s_calls.TryGetValue(name, out int n);
+        s_calls[name] = n + 1;
+        if ((n & 1) == 0)
+        {
+            Run(name, a, CpuA, WallA);
+            Run(name, b, CpuB, WallB);
+        }
+        else
+        {
+            Run(name, b, CpuB, WallB);
+            Run(name, a, CpuA, WallA);
+        }
+    }
+
+    private static void Run(string name, Side side, Samples cpu, Samples wall)
+    {
+        if (side.Prepare != null)
+        {
+            using (ThreadCpuClock.Untimed())
+                side.Prepare();
+        }
+        long w0 = Stopwatch.GetTimestamp();
+        long c0 = ThreadCpuClock.Now();
+        side.Pass();
+        long c1 = ThreadCpuClock.Now();
+        double w = Stopwatch.GetElapsedTime(w0).TotalNanoseconds;
+        cpu.Add(name, c1 - c0);
+        wall.Add(name, w);
+        if (side.After != null)
+        {
+            using (ThreadCpuClock.Untimed())
+                side.After();
+        }
+    }
+
+    /// <summary>After a BenchmarkDotNet run: the last <paramref name="k"/> iterations of each case are the measured ones.</summary>
+    public static void Keep(IEnumerable<string> names, int k)
+    {
+        foreach (string name in names)
+        {
+            CpuA.Keep(name, k);
+            CpuB.Keep(name, k);
+            WallA.Keep(name, k);
+            WallB.Keep(name, k);
+        }
+    }
+
+    /// <summary>Median over the measured iterations of A/B (same iteration), or null.</summary>
+    public static double? MedianRatio(Samples a, Samples b, string name)
+    {
+        IReadOnlyList<double>? x = a.Measured(name), y = b.Measured(name);
+        if (x == null || y == null || x.Count == 0 || x.Count != y.Count)
+            return null;
+        return Stats.Median(x.Zip(y, (p, q) => p / q));
+    }
+}
