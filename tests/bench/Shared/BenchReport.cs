@@ -83,11 +83,11 @@ public sealed class BenchReport
         _rows.Add(new Row(label, method, value, limit, atMost, detail, wall));
     }
 
-    /// <summary>A contrast from two separately measured figures (ratio of medians, no goal).</summary>
-    public void Contrast(string label, string what, double? num, double? den, string detail)
+    /// <summary>A contrast (no goal) from two per-iteration sample sets of the same paired case: median over iterations of a/b.</summary>
+    public void PairedSamples(string label, string method, Samples a, Samples b, string detail)
     {
-        double? value = num.HasValue && den.HasValue && den.Value > 0 ? num.Value / den.Value : null;
-        _rows.Add(new Row(label, what, value, null, true, $"{Fmt(num)} / {Fmt(den)}; {detail}", null));
+        double? value = Benchmarks.Paired.MedianRatio(a, b, method);
+        _rows.Add(new Row(label, method, value, null, true, $"median {Fmt(a.Median(method))} / median {Fmt(b.Median(method))}; {detail}", null));
     }
 
     /// <summary>A goal missed, or (when <paramref name="all"/>: every benchmark was meant to run) a goal without figures.</summary>

@@ -33,6 +33,8 @@ public static class Program
             Paired.Keep(new[] { method }, k);
             ConcurrentAgingBench.FaulterCpu.Keep(method, k);
             ConcurrentAgingBench.FaulterWall.Keep(method, k);
+            ConcurrentAgingBench.FaulterAloneCpu.Keep(method, k);
+            ConcurrentAgingBench.FaulterFaults.Keep(method, k);
         }
 
         if (SharedVm.Built)
@@ -45,14 +47,12 @@ public static class Program
         report.Paired("aging pass, all young / atomic AND loop", nameof(AgingBench.AgingAllVsAndLoop), 1.2);
         report.Paired("aging pass, 10% young: with concurrent faulter / alone", nameof(ConcurrentAgingBench.LocklessFaulterVsAlone), 1.1);
         report.Paired("  contrast: MMU-lock pass: with concurrent faulter / alone", nameof(ConcurrentAgingBench.MmuLockFaulterVsAlone), null);
-        double? faulterAlone = s.SelectMany(x => x.Reports)
-            .FirstOrDefault(r => r.BenchmarkCase.Descriptor.WorkloadMethod.Name == nameof(ConcurrentAgingBench.FaulterAlone))?.ResultStatistics?.Median;
-        report.Contrast("  faulter side: CPU ns/fault during lockless pass / alone", "faulter",
-            ConcurrentAgingBench.FaulterCpu.Median(nameof(ConcurrentAgingBench.LocklessFaulterVsAlone)), faulterAlone,
-            "ratio of medians; wall ns of the pass per fault: " + BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(nameof(ConcurrentAgingBench.LocklessFaulterVsAlone))));
-        report.Contrast("  faulter side: CPU ns/fault during MMU-lock pass / alone", "faulter",
-            ConcurrentAgingBench.FaulterCpu.Median(nameof(ConcurrentAgingBench.MmuLockFaulterVsAlone)), faulterAlone,
-            "ratio of medians; wall ns of the pass per fault: " + BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(nameof(ConcurrentAgingBench.MmuLockFaulterVsAlone))));
+        foreach ((string name, string what) in new[] { (nameof(ConcurrentAgingBench.LocklessFaulterVsAlone), "lockless"), (nameof(ConcurrentAgingBench.MmuLockFaulterVsAlone), "MMU-lock") })
+        {
+            report.PairedSamples($"  faulter side: CPU ns/fault during {what} pass / faulter alone", name,
+                ConcurrentAgingBench.FaulterCpu, ConcurrentAgingBench.FaulterAloneCpu,
+                $"faults completed per pass: median {ConcurrentAgingBench.FaulterFaults.Median(name):F0}; wall ns of the pass per fault: {BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(name))}");
+        }
         report.Paired("unmap 16 GiB (4 Mi pages): primary + EPT / primary only", nameof(InvalidateBench.UnmapEptVsPrimaryOnly), 1.6);
         report.Print();
         bool invEptMissed = InvalidateBench.Ranges > 0 && InvalidateBench.InvEpts != InvalidateBench.Ranges;
