@@ -62,6 +62,64 @@ public static class Paired
         }
     }
 
+    /// <summary>
+    /// One iteration of the paired case <paramref name="name"/>, interleaved finely: the work is cut
+    /// into <paramref name="chunks"/> chunks (each well above the clock's cost), and each side's
+    /// time is the sum of its chunks, read chunk by chunk, so both sides see the same conditions to
+    /// within a fraction of a millisecond. <paramref name="shared"/>: A and B consume the same state
+    /// (an aging pass clears what it reads), so each chunk goes to one side, alternating, and each
+    /// side does half the chunks (the other half in the next iteration); otherwise every chunk runs
+    /// both sides, in alternating order. <paramref name="prepare"/> and <paramref name="after"/> are untimed.
+    /// </summary>
+    public static void Interleaved(string name, Action? prepare, int chunks, Action<int> a, Action<int> b, bool shared, Action? after = null)
+    {
+        s_calls.TryGetValue(name, out int n);
+        s_calls[name] = n + 1;
+        if (prepare != null)
+        {
+            using (ThreadCpuClock.Untimed())
+                prepare();
+        }
+        long cpuA = 0, cpuB = 0, wallA = 0, wallB = 0;
+        long c = ThreadCpuClock.Now();
+        long w = Stopwatch.GetTimestamp();
+        for (int i = 0; i < chunks; i++)
+        {
+            bool aFirst = ((i + n) & 1) == 0;
+            for (int k = 0; k < (shared ? 1 : 2); k++)
+            {
+                bool isA = aFirst == (k == 0);
+                if (isA)
+                    a(i);
+                else
+                    b(i);
+                long c1 = ThreadCpuClock.Now();
+                long w1 = Stopwatch.GetTimestamp();
+                if (isA)
+                {
+                    cpuA += c1 - c;
+                    wallA += w1 - w;
+                }
+                else
+                {
+                    cpuB += c1 - c;
+                    wallB += w1 - w;
+                }
+                c = c1;
+                w = w1;
+            }
+        }
+        CpuA.Add(name, cpuA);
+        CpuB.Add(name, cpuB);
+        WallA.Add(name, wallA * 1e9 / Stopwatch.Frequency);
+        WallB.Add(name, wallB * 1e9 / Stopwatch.Frequency);
+        if (after != null)
+        {
+            using (ThreadCpuClock.Untimed())
+                after();
+        }
+    }
+
     /// <summary>After a BenchmarkDotNet run: the last <paramref name="k"/> iterations of each case are the measured ones.</summary>
     public static void Keep(IEnumerable<string> names, int k)
     {

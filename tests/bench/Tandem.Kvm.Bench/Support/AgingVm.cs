@@ -173,6 +173,39 @@ public sealed unsafe class AgingVm : IDisposable
         return young;
     }
 
+    /// <summary>Number of 2 MiB chunks of the host range (one aging notifier call each).</summary>
+    public const int Chunks = RamPages / ChunkPages;
+
+    /// <summary>The aging notifier call for chunk <paramref name="c"/> (2 MiB of host range, every alias slot).</summary>
+    public void AgeChunk(int c) => Ept.TestClearYoungFastOnly(Space, Hva(c * ChunkPages), Hva((c + 1) * ChunkPages), true);
+
+    /// <summary>The floor over the leaves <see cref="AgeChunk"/> would visit.</summary>
+    public void FloorChunk(int c)
+    {
+        ulong** tables = Tables + (long)c * Aliases;
+        for (int t = 0; t < Aliases; t++)
+        {
+            ulong* p = tables[t];
+            for (int i = 0; i < 512; i++)
+            {
+                if ((Volatile.Read(ref p[i]) & EptEntry.Accessed) != 0)
+                    Interlocked.And(ref p[i], ~EptEntry.Accessed);
+            }
+        }
+    }
+
+    /// <summary>The atomic AND loop over the leaves <see cref="AgeChunk"/> would visit.</summary>
+    public void AndChunk(int c)
+    {
+        ulong** tables = Tables + (long)c * Aliases;
+        for (int t = 0; t < Aliases; t++)
+        {
+            ulong* p = tables[t];
+            for (int i = 0; i < 512; i++)
+                Interlocked.And(ref p[i], ~EptEntry.Accessed);
+        }
+    }
+
     /// <summary>The floor of a correct lockless pass: a plain scan of the same leaves, one atomic AND per accessed leaf.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
     public void FloorScanAndClear()
