@@ -69,9 +69,11 @@ public static class Paired
     /// within a fraction of a millisecond. <paramref name="shared"/>: A and B consume the same state
     /// (an aging pass clears what it reads), so each chunk goes to one side, alternating, and each
     /// side does half the chunks (the other half in the next iteration); otherwise every chunk runs
-    /// both sides, in alternating order. <paramref name="prepare"/> and <paramref name="after"/> are untimed.
+    /// both sides, in alternating order. <paramref name="prepare"/>, <paramref name="after"/> and
+    /// <paramref name="before"/> (called before each chunk with true for an A chunk) are untimed.
     /// </summary>
-    public static void Interleaved(string name, Action? prepare, int chunks, Action<int> a, Action<int> b, bool shared, Action? after = null)
+    public static void Interleaved(string name, Action? prepare, int chunks, Action<int> a, Action<int> b, bool shared, Action? after = null,
+        Action<bool>? before = null)
     {
         s_calls.TryGetValue(name, out int n);
         s_calls[name] = n + 1;
@@ -82,6 +84,7 @@ public static class Paired
         }
         long cpuA = 0, cpuB = 0, wallA = 0, wallB = 0;
         long c = ThreadCpuClock.Now();
+        long iterationStart = c;
         long w = Stopwatch.GetTimestamp();
         for (int i = 0; i < chunks; i++)
         {
@@ -89,6 +92,13 @@ public static class Paired
             for (int k = 0; k < (shared ? 1 : 2); k++)
             {
                 bool isA = aFirst == (k == 0);
+                if (before != null)
+                {
+                    // Untimed: switching conditions between the sides (e.g. starting a concurrent thread).
+                    before(isA);
+                    c = ThreadCpuClock.Now();
+                    w = Stopwatch.GetTimestamp();
+                }
                 if (isA)
                     a(i);
                 else
@@ -113,6 +123,11 @@ public static class Paired
         CpuB.Add(name, cpuB);
         WallA.Add(name, wallA * 1e9 / Stopwatch.Frequency);
         WallB.Add(name, wallB * 1e9 / Stopwatch.Frequency);
+        if (before != null)
+        {
+            // BenchmarkDotNet's figure for the iteration: the chunks only.
+            ThreadCpuClock.AddUntimed(ThreadCpuClock.Now() - iterationStart - cpuA - cpuB);
+        }
         if (after != null)
         {
             using (ThreadCpuClock.Untimed())

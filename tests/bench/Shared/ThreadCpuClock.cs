@@ -40,6 +40,9 @@ public sealed class ThreadCpuClock : IClock
     /// <summary>Marks a region whose CPU time BenchmarkDotNet's timestamps leave out: <c>using (ThreadCpuClock.Untimed()) { ... }</c>.</summary>
     public static UntimedRegion Untimed() => new UntimedRegion(Now());
 
+    /// <summary>Leaves <paramref name="ns"/> of CPU time already spent out of BenchmarkDotNet's timestamps.</summary>
+    public static void AddUntimed(long ns) => t_untimed += ns;
+
     public readonly struct UntimedRegion : System.IDisposable
     {
         private readonly long _start;

@@ -179,6 +179,14 @@ public sealed unsafe class AgingVm : IDisposable
     /// <summary>The aging notifier call for chunk <paramref name="c"/> (2 MiB of host range, every alias slot).</summary>
     public void AgeChunk(int c) => Ept.TestClearYoungFastOnly(Space, Hva(c * ChunkPages), Hva((c + 1) * ChunkPages), true);
 
+    /// <summary>The same call under the VM's MMU lock (the contrast).</summary>
+    public void AgeChunkUnderMmuLock(int c)
+    {
+        MmuLock<BenchEptPlatform>.Lock(Ept);
+        Ept.ClearYoung(Space, Hva(c * ChunkPages), Hva((c + 1) * ChunkPages));
+        MmuLock<BenchEptPlatform>.Unlock(Ept);
+    }
+
     /// <summary>The floor over the leaves <see cref="AgeChunk"/> would visit.</summary>
     public void FloorChunk(int c)
     {
