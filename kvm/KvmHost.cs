@@ -24,6 +24,9 @@ namespace Tandem.Kvm
         /// <summary>An NMI arrived while a guest ran: the kernel decides (a panic stops this CPU).</summary>
         public static delegate*<void> HandleNmi;
 
+        /// <summary>Runs a function on another CPU and waits for it (the kernel's Smp.RunOn); false if it could not.</summary>
+        public static delegate*<int, delegate*<ulong, void>, ulong, bool> RunOnCpu;
+
         public static ulong AllocatePage() => AllocatePages(1);
 
         public static void Line(string text)

@@ -47,7 +47,12 @@ namespace Tandem.Kernel.Memory
             for (int cpu = 0; cpu < Cpu.Count; cpu++)
             {
                 if ((cpuMask & (1UL << cpu)) != 0 && cpu != Cpu.CurrentIndex)
-                    Smp.RunOn(cpu, &InvEptLocal, eptPointer);
+                {
+                    // The caller frees the zapped frames once this returns: a CPU that did not
+                    // run its INVEPT might still use them. Never ignored.
+                    if (!Smp.RunOn(cpu, &InvEptLocal, eptPointer))
+                        Panic.Fail("EPT shootdown: a CPU in the EPT's mask did not acknowledge INVEPT");
+                }
             }
         }
 

@@ -38,7 +38,10 @@ namespace Tandem.Kernel.Memory
                 if ((others & (1UL << cpu)) == 0)
                     continue;
                 // RunOn waits until the target has run the flush: the acknowledgement FlushTlb promises.
-                Smp.RunOn(cpu, &RemoteFlush, (ulong)&args);
+                // A shootdown that cannot complete would let the caller free a page that CPU
+                // still translates: never ignored.
+                if (!Smp.RunOn(cpu, &RemoteFlush, (ulong)&args))
+                    Panic.Fail("TLB shootdown: a CPU in the address space's mask did not acknowledge the flush");
                 Interlocked.Increment(ref Shootdowns);
             }
         }

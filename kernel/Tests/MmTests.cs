@@ -199,7 +199,8 @@ namespace Tandem.Kernel.Tests
             mm.Frames.PutRef(frame);                       // the mappings hold the frame now
             int found = 0;
             bool sawA = false, sawB = false;
-            for (int i = 0; i < 8 && mm.Rmap.TryGet(frame, i, out AddressSpace<KernelMmPlatform>? space, out VirtAddr where); i++)
+            RmapCursor cursor = default;
+            for (int i = 0; i < 8 && mm.Rmap.TryGetNext(frame, ref cursor, out AddressSpace<KernelMmPlatform>? space, out VirtAddr where); i++)
             {
                 found++;
                 sawA |= space == a && where == Base;

@@ -20,6 +20,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("mm.reverse_map_walk_and_test_notifier", &MmTests.ReverseMapAndNotifier),
             new TestCase("vmx.enabled_on_every_cpu", &VmxTests.EnabledOnEveryCpu),
             new TestCase("vmx.guest_runs_to_exit_status", &VmxTests.GuestRunsToExitStatus),
+            new TestCase("vmx.ept_mask_set_by_the_run_loop", &VmxTests.EptMaskSetByTheRunLoop),
             new TestCase("vmx.cpuid_io_hlt_exits_seen", &VmxTests.CpuidIoHltExitsSeen),
             new TestCase("vmx.ept_demand_faults", &VmxTests.EptDemandFaults),
             new TestCase("vmx.invalidate_while_running_checksums_verify", &VmxTests.InvalidateWhileRunning),

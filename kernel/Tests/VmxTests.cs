@@ -55,6 +55,7 @@ namespace Tandem.Kernel.Tests
         // --- hello32: exits, demand faults, invalidation while running ---------------------------
 
         private static Vm? s_hello;
+        private static ulong s_eptMaskBeforeRun;
         private static ulong s_faultsBeforeInvalidate;
         private static long s_inveptsForInvalidate;
         private static int s_protected;
@@ -90,6 +91,7 @@ namespace Tandem.Kernel.Tests
             if (vm == null)
                 return null;
             vm.PhaseHandler = &HelloPhase;
+            s_eptMaskBeforeRun = ((MmGuestMemory)vm.Memory).Ept.CpuMask;
             RunLoop.Run(vm.Vcpu!);
             GuestRunner.Report(vm);
             s_hello = vm;
@@ -105,6 +107,23 @@ namespace Tandem.Kernel.Tests
                 return;
             if (vm.ExitStatus != 0)
                 t.Fail("the guest did not exit with status 0", (ulong)vm.ExitStatus);
+        }
+
+        /// <summary>
+        /// Issue 7, defect 6: the CPU that enters the guest must be in the EPT's CPU mask before the
+        /// entry, or a remote INVEPT skips it. Creating the VM activates nothing; the run loop does,
+        /// on the CPU where it runs.
+        /// </summary>
+        public static void EptMaskSetByTheRunLoop(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Hello(t);
+            if (vm == null)
+                return;
+            ulong mask = ((MmGuestMemory)vm.Memory).Ept.CpuMask;
+            t.Check(s_eptMaskBeforeRun == 0, "the EPT was marked active on a CPU before any vCPU ran");
+            t.Check((mask & (1UL << Cpu.CurrentIndex)) != 0, "the run loop entered the guest without adding its CPU to the EPT mask");
         }
 
         public static void CpuidIoHltExitsSeen(TestContext t)

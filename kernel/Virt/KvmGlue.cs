@@ -22,6 +22,7 @@ namespace Tandem.Kernel.Virt
             KvmHost.WriteChar = &Log.WriteChar;
             KvmHost.PollInterrupts = &PollInterrupts;
             KvmHost.HandleNmi = &HandleNmi;
+            KvmHost.RunOnCpu = &Smp.RunOn;
         }
 
         public static int VmxCpus;

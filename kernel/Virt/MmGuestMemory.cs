@@ -79,13 +79,16 @@ namespace Tandem.Kernel.Virt
                 problem = "out of memory for the EPT root";
                 return null;
             }
-            ept.RegisterWith(space.Notifiers);
+            if (!ept.RegisterWith(space.Notifiers))
+            {
+                problem = "the guest's address space is dying";
+                return null;
+            }
             if (!ept.AddMemslot(new Memslot(new Gfn(0), size / 4096, HostBase, writable: true)))
             {
                 problem = "could not add the guest memslot";
                 return null;
             }
-            ept.Activate(Cpu.CurrentIndex);
             problem = null;
             return new MmGuestMemory(space, ept, size);
         }
@@ -98,19 +101,38 @@ namespace Tandem.Kernel.Virt
 
         public VirtAddr HostAddress(ulong gpa) => HostBase + gpa;
 
-        /// <summary>The host frame backing <paramref name="gpa"/>, faulting it in through the primary MMU.</summary>
-        public byte* HostPointer(ulong gpa)
+        public bool Write(ulong gpa, byte* data, ulong length) => Copy(gpa, data, length, toGuest: true);
+
+        public bool Read(ulong gpa, byte* data, ulong length) => Copy(gpa, data, length, toGuest: false);
+
+        /// <summary>
+        /// Page by page: resolve through the primary MMU (faulting in, taking a frame reference),
+        /// copy, drop the reference. The frame cannot be freed or reused while we copy.
+        /// </summary>
+        private bool Copy(ulong gpa, byte* data, ulong length, bool toGuest)
         {
-            if (gpa >= _size)
-                return null;
-            VirtAddr va = HostBase + gpa;
-            if (!Space.TranslateFrame(va, out Pfn frame))
+            if (gpa >= _size || length > _size - gpa)
+                return false;
+            while (length > 0)
             {
-                if (Space.HandleFault(va, write: true) != FaultStatus.Ok || !Space.TranslateFrame(va, out frame))
-                    return null;
+                ulong inPage = 4096 - (gpa & 0xFFF);
+                ulong chunk = length < inPage ? length : inPage;
+                if (Space.ResolveForSecondary(HostBase + gpa, toGuest, out ResolvedPage page) != FaultStatus.Ok)
+                    return false;
+                byte* frame = (byte*)page.Frame.Address.Value + (gpa & 0xFFF);
+                if (toGuest)
+                    Tandem.Arch.X86.Native.MemCopy(frame, data, chunk);
+                else
+                    Tandem.Arch.X86.Native.MemCopy(data, frame, chunk);
+                Space.ReleaseResolved(page);
+                gpa += chunk;
+                data += chunk;
+                length -= chunk;
             }
-            return (byte*)frame.Address.Value + (gpa & 0xFFF);
+            return true;
         }
+
+        public void ActivateOn(int cpu) => Ept.Activate(cpu);
 
         public string? HandleViolation(ulong gpa, ulong qualification)
         {
@@ -128,6 +150,8 @@ namespace Tandem.Kernel.Virt
                     return "out of host memory for guest RAM";
                 case FaultStatus.AccessDenied:
                     return "guest write to read-only memory";
+                case FaultStatus.Dead:
+                    return "the VM's memory is being torn down";
                 default:
                     return "EPT violation the primary MMU could not resolve";
             }

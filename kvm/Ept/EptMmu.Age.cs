@@ -1,3 +1,4 @@
+using System.Threading;
 using Tandem.Mm;
 
 namespace Tandem.Kvm.Ept;
@@ -40,26 +41,43 @@ public sealed unsafe partial class EptMmu<TPlatform>
 
     private bool AgeHostRange(VirtAddr start, VirtAddr end, bool clear, ref bool cleared)
     {
-        MemslotMap slots = Memslots;
+        int section = _walkers.ReadLock();
         bool young = false;
-        for (int i = 0; i < slots.Count; i++)
+        // Acquire; pairs with the Volatile.Write in Release. Gone: nothing is mapped any more.
+        if (Volatile.Read(ref _tablesGone) == 0)
         {
-            Memslot s = slots[i];
-            if (!(start < s.HostEnd && s.HostBase < end))
-                continue;
-            VirtAddr from = start > s.HostBase ? start : s.HostBase;
-            VirtAddr to = end < s.HostEnd ? end : s.HostEnd;
-            young |= AgeGuestRange(s.GuestAddressOf(from), s.GuestAddressOf(to), clear, ref cleared);
+            _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
+            MemslotMap slots = Memslots;
+            for (int i = 0; i < slots.Count; i++)
+            {
+                Memslot s = slots[i];
+                if (!(start < s.HostEnd && s.HostBase < end))
+                    continue;
+                VirtAddr from = start > s.HostBase ? start : s.HostBase;
+                VirtAddr to = end < s.HostEnd ? end : s.HostEnd;
+                young |= AgeGuestRangeLocked(s.GuestAddressOf(from), s.GuestAddressOf(to), clear, ref cleared);
+            }
         }
+        _walkers.ReadUnlock(section);
         return young;
     }
 
     /// <summary>
     /// Lockless aging of the leaves in <c>[start, end)</c>. One compare-exchange per young leaf and
     /// no retry: if it fails, the CPU (A/D) or a zapper changed the entry meanwhile, and the leaf
-    /// counts as young (deterministic, bounded).
+    /// counts as young (deterministic, bounded). A 2 MiB leaf that the range covers only partly is
+    /// reported young but not cleared: its accessed bit stands for all 512 pages, and clearing it
+    /// for a 4 KiB question would make the other 511 look old.
     /// </summary>
     public bool AgeGuestRange(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
+    {
+        int section = _walkers.ReadLock();
+        bool young = Volatile.Read(ref _tablesGone) == 0 && AgeGuestRangeLocked(start, end, clear, ref cleared);
+        _walkers.ReadUnlock(section);
+        return young;
+    }
+
+    private bool AgeGuestRangeLocked(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
     {
         bool young = false;
         EptWalker<TPlatform> walker = new EptWalker<TPlatform>(_platform, _root, start, end);
@@ -79,8 +97,10 @@ public sealed unsafe partial class EptMmu<TPlatform>
             if (!walker.MoveNext())
                 break;
             EptSlot s = walker.Current;
-            if (s.Value.IsAccessed)
-                young |= AgeLeaf(s.Pointer, s.Value, clear, ref cleared);
+            if (!s.Value.IsAccessed)
+                continue;
+            bool whole = s.Address.Value >= start.Value && s.Address.Value + s.Size <= end.Value;
+            young |= AgeLeaf(s.Pointer, s.Value, clear && whole, ref cleared);
         }
         return young;
     }
@@ -88,8 +108,8 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// <summary>An accessed leaf: young; with <paramref name="clear"/>, one compare-exchange to clear A.</summary>
     private static bool AgeLeaf(ulong* slot, EptEntry e, bool clear, ref bool cleared)
     {
-        // Pairs with the CPU's locked A/D update and with the zap Exchange: a failed CAS means
-        // one of them won, and we leave the entry as they left it (it still counts as young).
+        // Pairs with the CPU's locked A/D update and with the zap's compare-exchange: a failed CAS
+        // means one of them won, and we leave the entry as they left it (it still counts as young).
         if (clear && EptOps.CompareExchange(slot, e.WithoutAccessed(), e).Value == e.Value)
             cleared = true;
         return true;

@@ -25,9 +25,22 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// </remarks>
     public FaultStatus HandleViolation(GuestPhysAddr gpa, bool write)
     {
+        // A user reference keeps the address space's page tables while we resolve through them,
+        // even if its owner destroys it meanwhile (then the resolve fails with Dead).
+        if (!_space.TryGetUser())
+            return FaultStatus.Dead;
+        FaultStatus status = HandleViolationAsUser(gpa, write);
+        _space.PutUser();
+        return status;
+    }
+
+    private FaultStatus HandleViolationAsUser(GuestPhysAddr gpa, bool write)
+    {
         Gfn gfn = gpa.Gfn;
         while (true)
         {
+            if (Volatile.Read(ref _dead) != 0)
+                return FaultStatus.Dead;
             long seq = _seq.ReadBegin();
             _platform.Checkpoint(MmCheckpoint.SequenceRead);
             Memslot? slot = Memslots.Find(gfn);
@@ -44,20 +57,27 @@ public sealed unsafe partial class EptMmu<TPlatform>
             bool huge = CanMapHuge(slot, gfn, hva, page);
             VirtAddr lo = huge ? hva.AlignDown(PageSizes.Size2M) : hva;
             VirtAddr hi = lo + (huge ? PageSizes.Size2M : PageSizes.Size4K);
+            bool flush = false;
             LockMmu();
             bool dead = _dead != 0;
             bool retry = dead || _seq.RetryUnderLock(seq, lo, hi);
             if (!retry && huge)
-                status = InstallHugeLeafLocked(gfn, page, page.Writable && slot.Writable, out huge);
+                status = InstallHugeLeafLocked(gfn, page, page.Writable && slot.Writable, ref flush, out huge);
             if (!retry && !huge)
-                status = InstallLeafLocked(gfn.Address, page.Frame, page.Writable && slot.Writable);
+                status = InstallLeafLocked(gfn.Address, page.Frame, page.Writable && slot.Writable, ref flush);
             UnlockMmu();
+            // Never wait for a TLB flush under the MMU lock: another vCPU may spin on it with
+            // interrupts off and never answer the IPI. A leaf we replaced stays cached elsewhere
+            // until this flush; its frames are still mapped by the primary (we hold a reference),
+            // and an invalidation of them flushes itself before they are freed.
+            if (flush)
+                FlushTlbs();
             _platform.Checkpoint(MmCheckpoint.SecondaryInstallDone);
             _space.ReleaseResolved(page);
             if (!retry)
                 return status;
             if (dead)
-                return FaultStatus.NoRegion;
+                return FaultStatus.Dead;
             Interlocked.Increment(ref _faultRetries);
             // An invalidation of our page is in flight (or just ended): let it finish before we
             // resolve again (KVM returns to the guest and takes the fault again).
@@ -85,19 +105,19 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// hang there (a table), sets <paramref name="installed"/> false so the caller maps 4 KiB instead.
     /// MMU lock held; the retry check for the whole 2 MiB passed.
     /// </summary>
-    private FaultStatus InstallHugeLeafLocked(Gfn gfn, in ResolvedPage page, bool writable, out bool installed)
+    private FaultStatus InstallHugeLeafLocked(Gfn gfn, in ResolvedPage page, bool writable, ref bool flush, out bool installed)
     {
         installed = false;
         GuestPhysAddr gpa = new Gfn(gfn.Value & ~511UL).Address;
-        bool flush = false;
         ulong* slot = WalkCreateLocked(gpa, 2, ref flush);
         if (slot == null)
             return FaultStatus.OutOfMemory;
         Pfn baseFrame = new Pfn(page.Frame.Value & ~511UL);
         EptEntry leaf = EptEntry.ForLeaf(baseFrame.Address, 2, writable, EptMemoryType.WriteBack);
+        EptEntry old;
         while (true)
         {
-            EptEntry old = EptOps.Read(slot);
+            old = EptOps.Read(slot);
             if (old.IsPresent && !old.IsLeaf(2))
                 return FaultStatus.Ok;                 // a table of 4 KiB leaves: keep it
             EptEntry next = old.IsPresent && old.LeafAddress(2) == leaf.LeafAddress(2)
@@ -108,15 +128,25 @@ public sealed unsafe partial class EptMmu<TPlatform>
                 break;
         }
         installed = true;
-        if (flush)
-            FlushTlbs();
+        if (old.IsPresent && old.LeafAddress(2) != leaf.LeafAddress(2))
+        {
+            // As in the 4 KiB path: cannot happen under the protocol; if it does, do what a zap
+            // would: keep the dirty bits of the old frames and flush.
+            if (old.IsDirty)
+            {
+                Pfn first = old.LeafAddress(2).Pfn;
+                for (ulong i = 0; i < 512; i++)
+                    _space.MarkFrameDirty(first + i);
+            }
+            flush = true;
+        }
         return FaultStatus.Ok;
     }
 
-    /// <summary>Installs the 4 KiB leaf gpa → frame. MMU lock held; the retry check passed.</summary>
-    private FaultStatus InstallLeafLocked(GuestPhysAddr gpa, Pfn frame, bool writable)
+    /// <summary>Installs the 4 KiB leaf gpa → frame. MMU lock held; the retry check passed. Sets
+    /// <paramref name="flush"/> when the caller must flush after dropping the lock.</summary>
+    private FaultStatus InstallLeafLocked(GuestPhysAddr gpa, Pfn frame, bool writable, ref bool flush)
     {
-        bool flush = false;
         ulong* slot = WalkCreateLocked(gpa, 1, ref flush);
         if (slot == null)
             return FaultStatus.OutOfMemory;
@@ -141,8 +171,6 @@ public sealed unsafe partial class EptMmu<TPlatform>
                 _space.MarkFrameDirty(old.LeafAddress(1).Pfn);
             flush = true;
         }
-        if (flush)
-            FlushTlbs();
         return FaultStatus.Ok;
     }
 
@@ -161,6 +189,8 @@ public sealed unsafe partial class EptMmu<TPlatform>
             EptEntry e = EptOps.Read(slot);
             if (e.IsLeaf(level))
             {
+                // A larger leaf in the way (we are the only one who turns empty into a table, so
+                // after the zap the slot is empty). The caller flushes after the lock.
                 ZapLeaf(slot, level);
                 flush = true;
                 e = EptEntry.Empty;

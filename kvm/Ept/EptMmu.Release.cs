@@ -1,3 +1,4 @@
+using System.Threading;
 using Tandem.Mm;
 
 namespace Tandem.Kvm.Ept;
@@ -5,16 +6,20 @@ namespace Tandem.Kvm.Ept;
 public sealed unsafe partial class EptMmu<TPlatform>
 {
     /// <summary>
-    /// The address space is dying (or the VM is being destroyed after unregistering): zap every
-    /// leaf (dirty bits carried over), flush, and free every table page through
-    /// <see cref="IEptPlatform.FreeTable"/>. Later faults return NoRegion.
+    /// The registration ends or the address space is dying: refuse faults, zap every leaf (dirty
+    /// bits carried over) while the memslots stay visible to concurrent invalidations, flush, mark
+    /// the tables gone, wait for every lockless walker that might still hold a table, and only then
+    /// free the table pages (<see cref="IEptPlatform.FreeTable"/>). Later faults return Dead; later
+    /// callbacks (an invalidation that began before the unregistration) find nothing to do.
     /// </summary>
     /// <remarks>
     /// Rules for using this: no vCPU of the VM may enter the guest again with this EPT pointer.
-    /// The table-freeing rule: this is the only place where EPT table pages are freed, and even here
-    /// they are freed only after a grace period, because a lockless walker (an aging or zap call
-    /// that read the root before the zap) or a hardware walk on a CPU that has not yet processed the
-    /// flush may still hold a pointer to them.
+    /// This is the only place where EPT table pages are freed. The order is the lifetime rule:
+    /// (1) <c>_dead</c> under the MMU lock, so no fault installs a leaf or a table after the zap;
+    /// (2) zap, then INVEPT on every CPU of the mask, so no hardware walk uses a leaf or a cached
+    /// table any more; (3) <c>_tablesGone</c>, so no new lockless walker starts; (4) the grace
+    /// period, so no walker that started before (3) is still inside a table; (5) free.
+    /// Runs once; a second call returns at once.
     /// </remarks>
     public void Release(IAddressSpace space)
     {
@@ -25,14 +30,20 @@ public sealed unsafe partial class EptMmu<TPlatform>
             return;
         }
         _dead = 1;
-        // Release; pairs with the Volatile.Read in Memslots.
-        System.Threading.Volatile.Write(ref _slots, MemslotMap.Empty);
         UnlockMmu();
         ZapGuestRange(new GuestPhysAddr(0), new GuestPhysAddr(GuestPhysLimit));
         FlushTlbs();
+        // Release: the zap and the flush happen before a walker can see the tables gone; pairs
+        // with the Volatile.Read in the walkers (InvalidateRangeStart, aging, RemoveMemslot).
+        Volatile.Write(ref _tablesGone, 1);
+        _walkers.Synchronize(_platform);
         LockMmu();
-        FreeTables(_root, 4);
+        // Release; pairs with the Volatile.Read in Memslots.
+        Volatile.Write(ref _slots, MemslotMap.Empty);
         UnlockMmu();
+        // No fault (dead), no lockless walker (gone, and the grace period passed) and no hardware
+        // walk (flushed) can reach a table now.
+        FreeTables(_root, 4);
     }
 
     private void FreeTables(PhysAddr table, int level)

@@ -14,13 +14,15 @@ namespace Tandem.Kvm.Ept;
 /// <list type="bullet">
 /// <item>The MMU lock (<c>_mmuLock</c>) protects the invalidation sequence, the structure of the
 /// tables (empty → table pointer) and leaf installs by faults. Faults hold it for the check and the
-/// install only, never across the primary-MMU resolve.</item>
+/// install only, never across the primary-MMU resolve, and never while waiting for a TLB flush.</item>
 /// <item>Zapping (invalidation) and aging take no lock: leaves are read with
-/// <see cref="EptOps.Read"/> and changed with <see cref="EptOps.Exchange"/> /
-/// <see cref="EptOps.CompareExchange"/>, because the CPU sets A/D bits concurrently.</item>
-/// <item>Table pages are never freed while the EPT lives: a lockless walker can therefore never
-/// see a freed table. <see cref="Release"/> zaps every leaf, flushes, and then hands every table
-/// page to <see cref="IEptPlatform.FreeTable"/>, which frees it after a grace period.</item>
+/// <see cref="EptOps.Read"/> and changed with <see cref="EptOps.CompareExchange"/>, because the
+/// CPU sets A/D bits concurrently and a fault may turn a 2 MiB leaf into a table meanwhile.</item>
+/// <item>Lifetimes. A memslot being removed stays visible to invalidations (marked invalid for
+/// faults) until its leaves are zapped and flushed. Table pages are freed only by
+/// <see cref="Release"/>: it refuses faults, zaps every leaf, flushes, marks the tables gone and
+/// waits for a grace period (<c>_walkers</c>) that every lockless walker holds while it walks;
+/// only then are the pages freed. A walker that sees the tables gone walks nothing.</item>
 /// </list>
 /// </remarks>
 public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatform : struct, IEptPlatform
@@ -31,12 +33,14 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
     private readonly TPlatform _platform;
     private readonly IAddressSpace _space;
     private readonly InvalidationSequence _seq = new InvalidationSequence();
+    private readonly GracePeriod _walkers = new GracePeriod();
     private readonly PhysAddr _root;
     private readonly ulong _eptPointer;
     private Tandem.Mm.SpinLock _mmuLock;
     private MemslotMap _slots = MemslotMap.Empty;
     private ulong _cpuMask;
     private int _dead;
+    private int _tablesGone;
     private long _faultRetries;
 
     private EptMmu(TPlatform platform, IAddressSpace space, PhysAddr root)
@@ -63,12 +67,16 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
 
     /// <summary>
     /// Registers this EPT on the address space's notifier list, declaring lockless (fast-only)
-    /// aging: <see cref="TestClearYoungFastOnly"/> never takes or tries a lock (seed 001).
+    /// aging: <see cref="TestClearYoungFastOnly"/> never takes or tries a lock (seed 001). False
+    /// when the address space is dying.
     /// </summary>
-    public void RegisterWith<TMm>(MmuNotifierList<TMm> notifiers) where TMm : struct, IMmPlatform
+    public bool RegisterWith<TMm>(MmuNotifierList<TMm> notifiers) where TMm : struct, IMmPlatform
     {
-        notifiers.Register(this, MmuNotifierFlags.LocklessAging);
+        return notifiers.Register(this, MmuNotifierFlags.LocklessAging);
     }
+
+    /// <summary>True once <see cref="Release"/> ran: faults fail with <c>Dead</c>, nothing is mapped.</summary>
+    public bool IsReleased { get { return Volatile.Read(ref _dead) != 0; } }
 
     /// <summary>The EPT pointer to load into the VMCS of every vCPU of this VM.</summary>
     public ulong EptPointer { get { return _eptPointer; } }
@@ -95,6 +103,9 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
         get { return Volatile.Read(ref _slots); }
     }
 
+    /// <summary>True while some context holds the MMU lock (for assertions and tests).</summary>
+    public bool IsMmuLockHeld { get { return _mmuLock.IsHeld; } }
+
     /// <summary>CPUs that may hold cached translations of this EPT.</summary>
     public ulong CpuMask { get { return Volatile.Read(ref _cpuMask); } }
 
@@ -113,7 +124,7 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
         Interlocked.Or(ref _cpuMask, bit);
     }
 
-    /// <summary>Adds a memslot (replacing the map as a whole). False if it overlaps in guest space or the EPT is released.</summary>
+    /// <summary>Adds a memslot (replacing the map as a whole). False if it overlaps a slot in guest space (one being removed included) or the EPT is released.</summary>
     public bool AddMemslot(Memslot slot)
     {
         LockMmu();
@@ -128,26 +139,37 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
     }
 
     /// <summary>
-    /// Removes a memslot and zaps its EPT leaves. Bracketed like an invalidation of the slot's host
-    /// range, so a fault that read the old map retries and finds no slot.
+    /// Removes a memslot and zaps its EPT leaves (compare KVM's invalid-memslot flag). Bracketed
+    /// like an invalidation of the slot's host range: the slot is first marked invalid, so faults
+    /// stop finding it (one that read the old map retries on the in-progress count) while host
+    /// invalidations still zap through it; only after its leaves are zapped and flushed is it
+    /// unpublished. False if it is not in the map (or already being removed).
     /// </summary>
     public bool RemoveMemslot(Memslot slot)
     {
         MmuNotifierRange range = new MmuNotifierRange(_space, slot.HostBase, slot.HostEnd, MmuNotifierEvent.Unmap, true);
         LockMmu();
-        MemslotMap? next = _slots.WithRemoved(slot);
-        if (next == null)
+        MemslotMap? invalidated = _slots.WithInvalidated(slot);
+        if (invalidated == null)
         {
             UnlockMmu();
             return false;
         }
         _seq.BeginUnderLock(range);
         // Release; pairs with the Volatile.Read in Memslots.
-        Volatile.Write(ref _slots, next);
+        Volatile.Write(ref _slots, invalidated);
         UnlockMmu();
-        ZapGuestRange(slot.BaseGfn.Address, slot.GuestAddressOf(slot.HostEnd));
+        _platform.Checkpoint(MmCheckpoint.MemslotInvalidated);
+        int section = _walkers.ReadLock();
+        if (Volatile.Read(ref _tablesGone) == 0)
+            ZapGuestRange(slot.BaseGfn.Address, slot.GuestAddressOf(slot.HostEnd));
+        _walkers.ReadUnlock(section);
         FlushTlbs();
         LockMmu();
+        // Only now, zapped and flushed, may invalidations stop seeing the slot.
+        MemslotMap? removed = _slots.WithRemoved(slot);
+        if (removed != null)
+            Volatile.Write(ref _slots, removed);
         _seq.EndUnderLock();
         UnlockMmu();
         return true;

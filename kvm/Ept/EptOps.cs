@@ -23,6 +23,9 @@ public static unsafe class EptOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static EptEntry Read(ulong* slot)
     {
+#if TANDEM_HOST_TESTS
+        Tandem.Mm.SharedAccess.Hook?.Invoke(Tandem.Mm.SharedAccessKind.EptRead, (ulong)slot);
+#endif
         // Acquire; pairs with the Interlocked in Exchange/CompareExchange below (a table pointer
         // read here sees the zeroed table that was written before it was installed) and with the
         // CPU's locked A/D updates.
@@ -33,6 +36,9 @@ public static unsafe class EptOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static EptEntry Exchange(ulong* slot, EptEntry value)
     {
+#if TANDEM_HOST_TESTS
+        Tandem.Mm.SharedAccess.Hook?.Invoke(Tandem.Mm.SharedAccessKind.EptExchange, (ulong)slot);
+#endif
         // Full barrier. As a zap: pairs with the CPU's A/D RMW (we get the final D bit) and orders
         // the clear before the INVEPT that follows. As an install: publishes the frame/table
         // contents before the entry (pairs with Read above and with the CPU's walk).
@@ -43,6 +49,9 @@ public static unsafe class EptOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static EptEntry CompareExchange(ulong* slot, EptEntry value, EptEntry expected)
     {
+#if TANDEM_HOST_TESTS
+        Tandem.Mm.SharedAccess.Hook?.Invoke(Tandem.Mm.SharedAccessKind.EptCompareExchange, (ulong)slot);
+#endif
         // Full barrier; fails if the CPU set A/D or a zapper cleared the entry since the caller's
         // Read (pairs with the CPU's A/D RMW and with Exchange in the zap path).
         return new EptEntry(Interlocked.CompareExchange(ref *slot, value.Value, expected.Value));

@@ -12,7 +12,7 @@ namespace Tandem.Kvm.Ept;
 /// <see cref="InvEptSingleContext"/> and <see cref="FlushRemote"/> return only once the CPUs they
 /// name have stopped using cached translations of the EPT pointer.
 /// </remarks>
-public unsafe interface IEptPlatform
+public unsafe interface IEptPlatform : ISpinPause
 {
     /// <summary>
     /// Allocates one zeroed 4 KiB page for an EPT table: its host physical address (what goes in
@@ -43,8 +43,6 @@ public unsafe interface IEptPlatform
     /// <summary>Index of the CPU running the caller (0..63).</summary>
     int CurrentCpu { get; }
 
-    /// <summary>Spin-wait hint (PAUSE).</summary>
-    void SpinPause();
 
     /// <summary>A named point between two shared-memory steps; no-op in the kernel, used by host interleaving tests.</summary>
     void Checkpoint(MmCheckpoint site);

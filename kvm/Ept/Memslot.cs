@@ -17,11 +17,23 @@ public sealed class Memslot
     /// <summary>False: the guest may only read (writes are EPT violations that fail).</summary>
     public readonly bool Writable;
 
-    /// <summary>Creates a slot.</summary>
+    /// <summary>
+    /// Creates a slot. Throws <see cref="System.ArgumentException"/> unless it has at least one page,
+    /// its host base is 4 KiB aligned, its guest range ends at or below 2^48 (what a 4-level EPT
+    /// maps) and its host range ends at or below 2^47 (the user half), without overflow.
+    /// </summary>
     public Memslot(Gfn baseGfn, ulong pages, VirtAddr hostBase, bool writable)
     {
-        if (pages == 0 || !hostBase.IsAligned(PageSizes.Size4K))
-            throw new System.ArgumentException("Memslot: bad bounds");
+        const ulong guestFrames = 1UL << 36;     // 2^48 bytes of guest-physical space
+        const ulong hostTop = 1UL << 47;
+        if (pages == 0)
+            throw new System.ArgumentException("Memslot: no pages");
+        if (!hostBase.IsAligned(PageSizes.Size4K))
+            throw new System.ArgumentException("Memslot: host base not 4 KiB aligned");
+        if (baseGfn.Value >= guestFrames || pages > guestFrames - baseGfn.Value)
+            throw new System.ArgumentException("Memslot: guest range reaches above 2^48");
+        if (hostBase.Value >= hostTop || pages > (hostTop - hostBase.Value) >> PageSizes.Shift4K)
+            throw new System.ArgumentException("Memslot: host range reaches above the user half (2^47)");
         BaseGfn = baseGfn;
         Pages = pages;
         HostBase = hostBase;

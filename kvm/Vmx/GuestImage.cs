@@ -31,8 +31,8 @@ namespace Tandem.Kvm.Vmx
                 mode = (GuestMode)m;
                 entry = LoadAddress + offset;
             }
-            for (ulong i = 0; i < length; i++)
-                *memory.HostPointer(LoadAddress + i) = image[i];
+            if (!memory.Write(LoadAddress, image, length))
+                return "guest RAM could not be populated (out of host memory?)";
 
             ulong cr3 = 0;
             if (mode == GuestMode.Long64)
@@ -40,13 +40,17 @@ namespace Tandem.Kvm.Vmx
                 if (memory.Size > 1UL << 30)
                     return "64-bit test guests support at most 1 GiB of RAM";
                 // Identity-map the first GiB with 2 MiB pages: PML4[0] → PDPT[0] → PD.
-                ulong* pml4 = (ulong*)memory.HostPointer(PageTables);
-                ulong* pdpt = (ulong*)memory.HostPointer(PageTables + 0x1000);
-                ulong* pd = (ulong*)memory.HostPointer(PageTables + 0x2000);
-                pml4[0] = (PageTables + 0x1000) | 3;
-                pdpt[0] = (PageTables + 0x2000) | 3;
+                ulong* table = stackalloc ulong[512];
+                new System.Span<ulong>(table, 512).Clear();
+                table[0] = (PageTables + 0x1000) | 3;
+                bool ok = memory.Write(PageTables, (byte*)table, 4096);
+                table[0] = (PageTables + 0x2000) | 3;
+                ok &= memory.Write(PageTables + 0x1000, (byte*)table, 4096);
                 for (ulong i = 0; i < 512; i++)
-                    pd[i] = (i << 21) | 0x83;                   // present, writable, 2 MiB
+                    table[i] = (i << 21) | 0x83;                // present, writable, 2 MiB
+                ok &= memory.Write(PageTables + 0x2000, (byte*)table, 4096);
+                if (!ok)
+                    return "guest page tables could not be written (out of host memory?)";
                 cr3 = PageTables;
             }
             ulong stackTop = memory.Size - 64;

@@ -9,8 +9,22 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Guest RAM size in bytes (gpa 0 .. size).</summary>
         ulong Size { get; }
 
-        /// <summary>Host pointer to guest-physical <paramref name="gpa"/>, for loaders and checks; null if outside RAM.</summary>
-        byte* HostPointer(ulong gpa);
+        /// <summary>
+        /// Copies <paramref name="length"/> bytes into guest-physical memory at <paramref name="gpa"/>
+        /// (loaders), faulting pages in as needed. Each page is written while a reference on its
+        /// frame is held, so reclaim cannot free it under the copy. False if the range leaves guest
+        /// RAM or a page cannot be faulted in.
+        /// </summary>
+        bool Write(ulong gpa, byte* data, ulong length);
+
+        /// <summary>Copies guest-physical memory out (checks, dumps); same rules as <see cref="Write"/>.</summary>
+        bool Read(ulong gpa, byte* data, ulong length);
+
+        /// <summary>
+        /// Called by the run loop before every VM entry on <paramref name="cpu"/>: that CPU may cache
+        /// this VM's EPT translations from now on, so remote INVEPTs must reach it.
+        /// </summary>
+        void ActivateOn(int cpu);
 
         /// <summary>Handles an EPT violation at <paramref name="gpa"/>; returns null or why the VM must stop.</summary>
         string? HandleViolation(ulong gpa, ulong qualification);

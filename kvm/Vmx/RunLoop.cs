@@ -19,6 +19,9 @@ namespace Tandem.Kvm.Vmx
             vm.PauseRequested = false;
             while (!vm.Stopped && !vm.PauseRequested)
             {
+                // This CPU may cache the VM's EPT translations from the entry on: it must be in the
+                // EPT's CPU mask first, or a remote INVEPT would skip it (cheap when already set).
+                vm.Memory.ActivateOn(KvmHost.CurrentCpu());
                 int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
                 if (status != 0)
                 {

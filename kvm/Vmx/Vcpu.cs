@@ -31,18 +31,28 @@ namespace Tandem.Kvm.Vmx
 
         public ulong ExitCount(int reason) => reason < ExitReason.Count ? ExitCounts[reason] : 0;
 
-        /// <summary>Makes this vCPU's VMCS current on this CPU (VMCLEAR first if it was used elsewhere).</summary>
+        /// <summary>
+        /// Makes this vCPU's VMCS current on this CPU. The first time, VMCLEAR initialises it here.
+        /// When it was last current on another CPU, VMCLEAR runs there (SDM Vol. 3C, 25.11.1: the
+        /// VMCS data may be cached by the processor it was active on, and VMCLEAR on that processor
+        /// writes it back) before VMPTRLD here; the next entry is then a VMLAUNCH.
+        /// </summary>
         public void MakeCurrent()
         {
             int cpu = KvmHost.CurrentCpu();
             if (LoadedOnCpu != cpu)
             {
-                Native.VmClear(VmcsPhysical);
+                if (LoadedOnCpu < 0)
+                    Native.VmClear(VmcsPhysical);
+                else if (!KvmHost.RunOnCpu(LoadedOnCpu, &VmClearHere, VmcsPhysical))
+                    throw new System.InvalidOperationException("VMCLEAR on the vCPU's previous CPU did not run");
                 Launched = false;
                 LoadedOnCpu = cpu;
             }
             if (Native.VmPtrLd(VmcsPhysical) != 0)
                 throw new System.InvalidOperationException("VMPTRLD failed");
         }
+
+        private static void VmClearHere(ulong vmcs) => Native.VmClear(vmcs);
     }
 }

@@ -13,4 +13,6 @@ public enum FaultStatus
     OutOfMemory,
     /// <summary>A userfault fill found the page already mapped (compare EEXIST).</summary>
     Exists,
+    /// <summary>The address space is dying (or the secondary MMU was released): nothing new is mapped.</summary>
+    Dead,
 }

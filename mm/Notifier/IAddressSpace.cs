@@ -11,6 +11,15 @@ public interface IAddressSpace
     int Id { get; }
 
     /// <summary>
+    /// Takes a user reference, so the page tables stay while the caller resolves through them.
+    /// False when the address space is being torn down (the caller fails its fault with Dead).
+    /// </summary>
+    bool TryGetUser();
+
+    /// <summary>Drops a reference taken by <see cref="TryGetUser"/>.</summary>
+    void PutUser();
+
+    /// <summary>
     /// Resolves <paramref name="address"/> through the primary MMU for a secondary fault, faulting
     /// the page in (demand-zero, userfault wait) when it is missing. On success the result holds a
     /// reference to the frame (unless the mapping is a fixed, untracked one) which the caller drops

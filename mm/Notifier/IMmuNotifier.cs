@@ -54,9 +54,13 @@ public interface IMmuNotifier
     bool TestClearYoungFastOnly(IAddressSpace space, VirtAddr start, VirtAddr end, bool clear);
 
     /// <summary>
-    /// The address space is dying: every primary mapping is about to go. The notifier drops all of
-    /// its mappings of <paramref name="space"/> and must not resolve through it again. Called once,
-    /// after which no other callback of this registration runs.
+    /// The registration ends (Unregister) or the address space is dying (every primary mapping is
+    /// about to go). The notifier drops all of its mappings of <paramref name="space"/>, flushes its
+    /// TLBs, and must not install or resolve through it again. Called exactly once per
+    /// registration, while the notifier is still published, so an invalidation that runs meanwhile
+    /// still reaches it. Callbacks that began before the unpublish may still arrive after Release
+    /// returns, until Unregister/ReleaseAll returns: a released notifier must treat them as no-ops
+    /// and must not free anything they could touch before that point.
     /// </summary>
     void Release(IAddressSpace space);
 }

@@ -23,4 +23,15 @@ public sealed class MmuNotifierSet
         }
         AllLockless = all;
     }
+
+    /// <summary>Index of <paramref name="notifier"/> in <see cref="Items"/>, or -1.</summary>
+    public int IndexOf(IMmuNotifier notifier)
+    {
+        for (int i = 0; i < Items.Length; i++)
+        {
+            if (Items[i].Notifier == notifier)
+                return i;
+        }
+        return -1;
+    }
 }

@@ -17,6 +17,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static PageTableEntry Read(ulong* slot)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteRead, (ulong)slot);
+#endif
         // Acquire read; pairs with the Volatile.Write/Interlocked of whoever wrote the entry, so a
         // table pointer read here sees the zeroed table written before it was installed.
         return new PageTableEntry(Volatile.Read(ref *slot));
@@ -26,6 +29,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Write(ulong* slot, PageTableEntry value)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteWrite, (ulong)slot);
+#endif
         // Release store; pairs with Read above (table contents / frame contents are published
         // before the entry that makes them reachable).
         Volatile.Write(ref *slot, value.Raw);
@@ -35,6 +41,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static PageTableEntry Exchange(ulong* slot, PageTableEntry value)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteExchange, (ulong)slot);
+#endif
         // Full barrier: orders the clear before the later TLB flush request and before the
         // notifier-list read (pairs with MmuNotifierList.Drain).
         return new PageTableEntry(Interlocked.Exchange(ref *slot, value.Raw));
@@ -44,6 +53,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool CompareExchange(ulong* slot, PageTableEntry expected, PageTableEntry value)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteCompareExchange, (ulong)slot);
+#endif
         // Full barrier; fails if the CPU set A/D meanwhile, and the caller re-reads.
         return Interlocked.CompareExchange(ref *slot, value.Raw, expected.Raw) == expected.Raw;
     }
@@ -52,6 +64,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static PageTableEntry ClearBits(ulong* slot, ulong bits)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteAnd, (ulong)slot);
+#endif
         // Full barrier; the CPU's own A/D updates are atomic RMWs too (SDM Vol. 3A, 4.8).
         return new PageTableEntry(Interlocked.And(ref *slot, ~bits));
     }
@@ -60,6 +75,9 @@ public static unsafe class PteOps
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static PageTableEntry SetBits(ulong* slot, ulong bits)
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.PteOr, (ulong)slot);
+#endif
         // Full barrier; same pairing as ClearBits.
         return new PageTableEntry(Interlocked.Or(ref *slot, bits));
     }

@@ -15,7 +15,7 @@ namespace Tandem.Mm;
 /// to stop a thread between two shared-memory steps.</item>
 /// </list>
 /// </remarks>
-public unsafe interface IMmPlatform
+public unsafe interface IMmPlatform : ISpinPause
 {
     /// <summary>A pointer through which the CPU can read and write the given physical address
     /// (the kernel's direct map; on the host an offset into a native buffer).</summary>
@@ -34,8 +34,6 @@ public unsafe interface IMmPlatform
     /// </summary>
     void FlushTlb(in TlbFlushRequest request);
 
-    /// <summary>Spin-wait hint (PAUSE); called on every iteration of a contended spin.</summary>
-    void SpinPause();
 
     /// <summary>
     /// Frees <paramref name="retired"/> once every CPU has passed a quiescent point, because a

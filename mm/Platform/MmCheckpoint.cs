@@ -24,4 +24,12 @@ public enum MmCheckpoint
     SecondaryRetry,
     /// <summary>A demand fault installed a primary entry.</summary>
     PrimaryEntryInstalled,
+    /// <summary>A memslot was marked invalid (faults no longer find it); its zap comes next.</summary>
+    MemslotInvalidated,
+    /// <summary>A lockless secondary walker (zap or aging) entered its grace-period section and is about to walk.</summary>
+    SecondaryWalkBegun,
+    /// <summary>A zap walk read a leaf and is about to clear it.</summary>
+    SecondaryZapLeaf,
+    /// <summary>A reverse-map walker copied one mapping out of the rmap (no reference on its address space yet).</summary>
+    RmapEntryCopied,
 }

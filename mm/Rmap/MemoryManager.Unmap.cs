@@ -1,5 +1,3 @@
-using System;
-
 namespace Tandem.Mm;
 
 public sealed partial class MemoryManager<TPlatform>
@@ -18,19 +16,17 @@ public sealed partial class MemoryManager<TPlatform>
     {
         if (!Frames.TryGetRef(frame))
             return true;
-        int guard = 0;
-        while (true)
+        RmapCursor cursor = default;
+        while (Rmap.TryGetNext(frame, ref cursor, out AddressSpace<TPlatform>? space, out VirtAddr address))
         {
-            if (!Rmap.TryGet(frame, 0, out AddressSpace<TPlatform>? space, out VirtAddr address))
-                break;
-            if (!space!.UnmapOneForReclaim(frame, address))
-            {
-                // The entry changed under us (a concurrent unmap removed it; its rmap removal is
-                // done under the same page-table lock, so this is transient).
-                if (++guard > 1000000)
-                    throw new InvalidOperationException("TryToUnmap: reverse map does not match the page tables");
-                Platform.SpinPause();
-            }
+            Platform.Checkpoint(MmCheckpoint.RmapEntryCopied);
+            // The user reference keeps the space's page tables while we walk them. None left:
+            // the space is being torn down, and its teardown removes this mapping itself.
+            if (!space!.TryGetUser())
+                continue;
+            // False: the entry changed under us (a concurrent unmap removed it).
+            space.UnmapOneForReclaim(frame, address);
+            space.PutUser();
         }
         bool unmapped = Frames.MapCountOf(frame) == 0;
         Frames.PutRef(frame);
@@ -40,19 +36,23 @@ public sealed partial class MemoryManager<TPlatform>
     /// <summary>
     /// Aging of one frame: OR of the primary accessed bits of all its mappings (tested and cleared)
     /// and the secondary MMUs' answers. <paramref name="exact"/> false: the fast-only notifier call
-    /// (aging walk, look-around: never waits on a lock). True: the exact ClearFlushYoung (eviction).
-    /// A young frame moves to the current generation.
+    /// (aging walk, look-around: never waits on a lock); a mapping whose fast answer is incomplete
+    /// (a notifier without lockless aging was not asked) counts as young. True: the exact
+    /// ClearFlushYoung (eviction). A young frame moves to the current generation.
     /// </summary>
     public bool AgeFrame(Pfn frame, bool exact)
     {
         if (!Frames.TryGetRef(frame))
             return false;
         bool young = false;
-        for (int i = 0; ; i++)
+        RmapCursor cursor = default;
+        while (Rmap.TryGetNext(frame, ref cursor, out AddressSpace<TPlatform>? space, out VirtAddr address))
         {
-            if (!Rmap.TryGet(frame, i, out AddressSpace<TPlatform>? space, out VirtAddr address))
-                break;
-            young |= space!.TestClearYoung(frame, address, exact);
+            Platform.Checkpoint(MmCheckpoint.RmapEntryCopied);
+            if (!space!.TryGetUser())
+                continue;
+            young |= space.TestClearYoung(frame, address, exact);
+            space.PutUser();
         }
         if (young)
             System.Threading.Volatile.Write(ref Frames.Record(frame).LruGeneration, Generation);

@@ -18,6 +18,8 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
     private readonly AddressSpace<TPlatform>?[] _space;
     private readonly ulong[] _address;
     private readonly int[] _next;
+    private readonly ulong[] _stamp;
+    private ulong _lastStamp;
     private int _freeHead;
     private int _used;
     private SpinLock _lock;
@@ -30,6 +32,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         _space = new AddressSpace<TPlatform>?[capacity];
         _address = new ulong[capacity];
         _next = new int[capacity];
+        _stamp = new ulong[capacity];
         for (int i = 0; i < capacity; i++)
             _next[i] = i + 1 < capacity ? i + 1 : -1;
         _freeHead = capacity > 0 ? 0 : -1;
@@ -53,6 +56,9 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         ref FrameRecord r = ref _frames.Record(frame);
         _space[e] = space;
         _address[e] = address.Value;
+        // Stamps grow with every insertion and a list is kept newest first (entries are only
+        // ever added at the head), so a cursor can find its place again by stamp.
+        _stamp[e] = ++_lastStamp;
         _next[e] = r.RmapHead;
         r.RmapHead = e;
         r.MapCount++;
@@ -85,6 +91,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
             _next[prev] = _next[e];
         r.MapCount--;
         _space[e] = null;
+        _stamp[e] = 0;
         _next[e] = _freeHead;
         _freeHead = e;
         _used--;
@@ -92,13 +99,29 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         return true;
     }
 
-    /// <summary>Copies out the <paramref name="index"/>-th mapping of <paramref name="frame"/>; false past the end.</summary>
-    public bool TryGet(Pfn frame, int index, out AddressSpace<TPlatform>? space, out VirtAddr address)
+    /// <summary>
+    /// Copies out the next mapping of <paramref name="frame"/> after <paramref name="cursor"/>
+    /// (start with <c>default</c>); false past the end. Each call takes the lock once and moves on
+    /// from where the last one stopped, so a whole walk is O(n) while the list changes under it:
+    /// a mapping present for the whole walk is visited exactly once; one added during the walk
+    /// may be missed (it is newer than the walk).
+    /// </summary>
+    public bool TryGetNext(Pfn frame, ref RmapCursor cursor, out AddressSpace<TPlatform>? space, out VirtAddr address)
     {
         _lock.Enter(_platform);
-        int e = _frames.Record(frame).RmapHead;
-        for (int i = 0; i < index && e >= 0; i++)
-            e = _next[e];
+        int e;
+        if (cursor.Stamp == 0)
+            e = _frames.Record(frame).RmapHead;
+        else if (_stamp[cursor.Entry] == cursor.Stamp)
+            e = _next[cursor.Entry];    // still listed: its successor is our next
+        else
+        {
+            // Our entry was removed meanwhile: skip everything at least as new as it (the list
+            // is sorted by stamp, newest first).
+            e = _frames.Record(frame).RmapHead;
+            while (e >= 0 && _stamp[e] >= cursor.Stamp)
+                e = _next[e];
+        }
         if (e < 0)
         {
             _lock.Exit();
@@ -106,6 +129,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
             address = default;
             return false;
         }
+        cursor = new RmapCursor(e, _stamp[e]);
         space = _space[e];
         address = new VirtAddr(_address[e]);
         _lock.Exit();
@@ -121,5 +145,21 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
             e = _next[e];
         _lock.Exit();
         return e >= 0;
+    }
+}
+
+/// <summary>A position in one frame's reverse-map list (see <see cref="ReverseMap{TPlatform}.TryGetNext"/>).</summary>
+public readonly struct RmapCursor
+{
+    /// <summary>The entry last returned.</summary>
+    public readonly int Entry;
+    /// <summary>Its insertion stamp (0: before the first entry).</summary>
+    public readonly ulong Stamp;
+
+    /// <summary>Creates a cursor.</summary>
+    public RmapCursor(int entry, ulong stamp)
+    {
+        Entry = entry;
+        Stamp = stamp;
     }
 }

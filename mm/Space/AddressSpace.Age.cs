@@ -7,7 +7,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <paramref name="frame"/>: the primary accessed bit (under the page-table lock, cleared
     /// atomically because the CPU sets it), then the secondary MMUs outside the lock — the
     /// fast-only lockless call when <paramref name="exact"/> is false, ClearFlushYoung otherwise
-    /// (invariant 3 and 4). A primary TLB flush follows a cleared bit only when exact.
+    /// (invariant 3 and 4). A primary TLB flush follows a cleared bit only when exact. An incomplete
+    /// fast answer counts as young. The caller holds a user reference.
     /// </summary>
     internal bool TestClearYoung(Pfn frame, VirtAddr address, bool exact)
     {
@@ -34,7 +35,12 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             if (exact)
                 young |= Notifiers.ClearFlushYoung(this, address, end);
             else
-                young |= Notifiers.TestClearYoungFastOnly(this, address, end, true).Young;
+            {
+                FastAgeResult fast = Notifiers.TestClearYoungFastOnly(this, address, end, true);
+                // A notifier that was not asked (no lockless aging) may hold the page young:
+                // unknown counts as young, as a failed compare-exchange does (invariant 4).
+                young |= fast.Young || !fast.Complete;
+            }
         }
         return young;
     }

@@ -1,3 +1,5 @@
+using System.Threading;
+
 namespace Tandem.Mm;
 
 public sealed unsafe partial class AddressSpace<TPlatform>
@@ -5,6 +7,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>
     /// The primary page-fault handler: makes <paramref name="address"/> mapped with at least the
     /// requested access, according to its region (demand-zero, fixed, or userfault wait).
+    /// <c>Dead</c> once the space is dying: nothing is installed then (checked under the
+    /// page-table lock at every install). The caller holds a user reference (or is the owner).
     /// </summary>
     public FaultStatus HandleFault(VirtAddr address, bool write)
     {
@@ -31,6 +35,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 return FaultFixed(region, page);
             if (region.Userfault != null)
             {
+                // A dying space wakes its waiters (Destroy); they must not wait again.
+                if (Volatile.Read(ref _dead) != 0)
+                    return FaultStatus.Dead;
                 WaitForUserfault(region, page, write);
                 continue;
             }
@@ -47,6 +54,11 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     private FaultStatus TryUpgradePresent(VirtAddr page, bool write)
     {
         _ptLock.Enter(_platform);
+        if (_dead != 0)
+        {
+            _ptLock.Exit();
+            return FaultStatus.Dead;
+        }
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, page, page + 1);
         w.MoveNext();
         PteSlot s = w.Current;
@@ -76,10 +88,12 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             if (va < region.Start || (va + size) > region.End || !pa.IsAligned(size))
                 continue;
             _ptLock.Enter(_platform);
-            MapStatus status = MapLocked(va, pa, level, region.Prot);
+            MapStatus status = _dead != 0 ? MapStatus.Dead : MapLocked(va, pa, level, region.Prot);
             _ptLock.Exit();
             if (status == MapStatus.Ok || status == MapStatus.AlreadyMapped)
                 return FaultStatus.Ok;
+            if (status == MapStatus.Dead)
+                return FaultStatus.Dead;
             if (status == MapStatus.OutOfMemory)
                 return FaultStatus.OutOfMemory;
             // Conflict: a smaller mapping is already there; try a smaller size.
@@ -101,9 +115,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     private FaultStatus InstallAnonymous(VirtAddr page, Pfn frame, PageProt prot)
     {
         _ptLock.Enter(_platform);
-        ulong* slot = WalkLocked(page, 1, true, out MapStatus status);
         FaultStatus result = FaultStatus.Ok;
-        if (slot == null)
+        // The dead check is under _ptLock: Destroy sets _dead under it, so either this install
+        // comes first (and the teardown's unmap removes it) or nothing is installed.
+        ulong* slot = _dead != 0 ? null : WalkLocked(page, 1, true, out MapStatus _);
+        if (_dead != 0)
+            result = FaultStatus.Dead;
+        else if (slot == null)
             result = FaultStatus.OutOfMemory;
         else if (PteOps.Read(slot).IsPresent)
             result = FaultStatus.Exists;

@@ -57,10 +57,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     public MapStatus Map(VirtAddr address, PhysAddr physical, ulong size, PageProt prot)
     {
         int level = size == PageSizes.Size4K ? 1 : size == PageSizes.Size2M ? 2 : size == PageSizes.Size1G ? 3 : 0;
-        if (level == 0 || !address.IsAligned(size) || !physical.IsAligned(size) || (address + size).Value > UserTop)
+        if (level == 0 || !address.IsAligned(size) || !physical.IsAligned(size) || address.Value >= UserTop || UserTop - address.Value < size)
             return MapStatus.Misaligned;
         _ptLock.Enter(_platform);
-        MapStatus status = MapLocked(address, physical, level, prot);
+        MapStatus status = _dead != 0 ? MapStatus.Dead : MapLocked(address, physical, level, prot);
         _ptLock.Exit();
         return status;
     }
@@ -88,6 +88,11 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         if (!address.IsAligned(PageSizes.Size4K) || address.Value >= UserTop)
             return MapStatus.Misaligned;
         _ptLock.Enter(_platform);
+        if (_dead != 0)
+        {
+            _ptLock.Exit();
+            return MapStatus.Dead;
+        }
         ulong* slot = WalkLocked(address, 1, true, out MapStatus status);
         if (slot == null)
         {
@@ -121,6 +126,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// </summary>
     public MapStatus SplitHuge(VirtAddr address)
     {
+        if (address.Value >= UserTop)
+            throw new System.ArgumentException("SplitHuge: address above the user half (2^47)");
         _ptLock.Enter(_platform);
         MapStatus status = SplitLocked(address, out VirtAddr start, out ulong size);
         _ptLock.Exit();

@@ -1,5 +1,3 @@
-using System;
-
 namespace Tandem.Mm;
 
 public sealed unsafe partial class AddressSpace<TPlatform>
@@ -8,12 +6,17 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// Changes the rights of every present leaf in <c>[start, end)</c> to <paramref name="prot"/>
     /// (keeping A/D). When any right was removed: one flush and one notifier call
     /// (<see cref="MmuNotifierEvent.ProtectionChange"/>) for the whole range, after the entries
-    /// changed. Partly covered huge leaves are split. Returns the number of entries changed.
+    /// changed. Partly covered huge leaves are split. Returns the number of entries changed, or -1
+    /// when a split found no frame (the part before it is changed and notified, the rest is not).
+    /// The range is validated first (<see cref="ValidateRange"/>).
     /// </summary>
     public int Protect(VirtAddr start, VirtAddr end, PageProt prot)
     {
+        ValidateRange(start, end);
         int changed = 0;
         bool reduced = false;
+        bool outOfMemory = false;
+        VirtAddr stop = end;
         _ptLock.Enter(_platform);
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, start, end);
         while (w.MoveNext())
@@ -23,10 +26,16 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 continue;
             if (s.Level > 1 && (s.Address < start || s.End > end))
             {
-                if (SplitLocked(s.Address < start ? start : s.Address, out VirtAddr _, out ulong _) != MapStatus.Ok)
-                    throw new InvalidOperationException("Protect: cannot split a huge page (no memory)");
+                VirtAddr at = s.Address < start ? start : s.Address;
+                if (SplitLocked(at, out VirtAddr _, out ulong _) != MapStatus.Ok)
+                {
+                    // Nothing may throw under _ptLock: stop here, notify what changed.
+                    outOfMemory = true;
+                    stop = at;
+                    break;
+                }
                 reduced = true; // the split needs the flush
-                w.Restart(s.Address < start ? start : s.Address);
+                w.Restart(at);
                 continue;
             }
             PageTableEntry old = s.Value;
@@ -47,8 +56,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             }
         }
         _ptLock.Exit();
-        if (reduced)
-            FinishTeardown(start, end, MmuNotifierEvent.ProtectionChange);
-        return changed;
+        if (reduced && start < stop)
+            FinishTeardown(start, stop, MmuNotifierEvent.ProtectionChange);
+        return outOfMemory ? -1 : changed;
     }
 }

@@ -9,6 +9,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         while (true)
         {
             _ptLock.Enter(_platform);
+            if (_dead != 0)
+            {
+                // Dying: a resolve must not hand out (or fault in) anything more.
+                _ptLock.Exit();
+                page = default;
+                return FaultStatus.Dead;
+            }
             PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, va, va + 1);
             w.MoveNext();
             PteSlot s = w.Current;

@@ -11,9 +11,18 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// Unmaps <c>[start, end)</c>. In rounds of up to <see cref="GatherBatch"/> tracked frames:
     /// clear the entries (under the page-table lock), flush the primary TLB once for the round,
     /// call the notifiers once for the round, and only then drop the frames' references
-    /// (invariant 1). Huge leaves that the range covers partly are split first.
+    /// (invariant 1). Huge leaves that the range covers partly are split first. Returns
+    /// OutOfMemory when a split found no frame (everything before that point is unmapped and
+    /// notified; nothing after it was touched). The range is validated first
+    /// (<see cref="ValidateRange"/>).
     /// </summary>
-    public void Unmap(VirtAddr start, VirtAddr end)
+    public MapStatus Unmap(VirtAddr start, VirtAddr end)
+    {
+        ValidateRange(start, end);
+        return UnmapValidated(start, end);
+    }
+
+    private MapStatus UnmapValidated(VirtAddr start, VirtAddr end)
     {
         Pfn* gathered = stackalloc Pfn[GatherBatch];
         VirtAddr cursor = start;
@@ -21,6 +30,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         {
             int count = 0;
             bool cleared = false;
+            bool outOfMemory = false;
+            bool rmapMismatch = false;
             VirtAddr stop = end;
             _ptLock.Enter(_platform);
             PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, cursor, end);
@@ -31,10 +42,16 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                     continue;
                 if (s.Level > 1 && (s.Address < start || s.End > end))
                 {
-                    if (SplitLocked(s.Address < start ? start : s.Address, out VirtAddr _, out ulong _) != MapStatus.Ok)
-                        throw new InvalidOperationException("Unmap: cannot split a huge page (no memory)");
+                    VirtAddr at = s.Address < start ? start : s.Address;
+                    if (SplitLocked(at, out VirtAddr _, out ulong _) != MapStatus.Ok)
+                    {
+                        // Nothing may throw under _ptLock: stop here and finish the round.
+                        outOfMemory = true;
+                        stop = at;
+                        break;
+                    }
                     cleared = true; // the split itself needs the flush below
-                    w.Restart(s.Address < start ? start : s.Address);
+                    w.Restart(at);
                     continue;
                 }
                 // Atomic: the CPU may set D in a present leaf until the entry is gone. Full barrier
@@ -47,7 +64,12 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 if (old.IsDirty)
                     _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
                 if (!_mm.Rmap.Remove(frame, this, s.Address))
-                    throw new InvalidOperationException("Unmap: mapping missing from the reverse map");
+                {
+                    // A bug; reported after the lock is dropped and the round is finished.
+                    rmapMismatch = true;
+                    stop = s.End;
+                    break;
+                }
                 gathered[count++] = frame;
                 if (count == GatherBatch)
                 {
@@ -56,14 +78,19 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 }
             }
             _ptLock.Exit();
-            if (cleared)
+            if (cleared && cursor < stop)
                 FinishTeardown(cursor, stop, MmuNotifierEvent.Unmap);
             for (int i = 0; i < count; i++)
                 _mm.Frames.PutRef(gathered[i]);
             if (count > 0)
                 _platform.Checkpoint(MmCheckpoint.ReferenceDropped);
+            if (rmapMismatch)
+                throw new InvalidOperationException("Unmap: mapping missing from the reverse map");
+            if (outOfMemory)
+                return MapStatus.OutOfMemory;
             cursor = stop;
         }
+        return MapStatus.Ok;
     }
 
     /// <summary>Flush, then notify: the middle of every teardown (entries already cleared, references not yet dropped).</summary>
@@ -98,9 +125,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PageTableEntry old = PteOps.Exchange(s.Pointer, PageTableEntry.Empty);
         if (old.IsDirty)
             _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
-        if (!_mm.Rmap.Remove(frame, this, address))
-            throw new InvalidOperationException("TryToUnmap: mapping missing from the reverse map");
+        bool listed = _mm.Rmap.Remove(frame, this, address);
         _ptLock.Exit();
+        if (!listed)
+            throw new InvalidOperationException("TryToUnmap: mapping missing from the reverse map");
         // 2. Flush the primary TLB, 3. call the notifiers.
         FinishTeardown(address, address + PageSizes.Size4K, MmuNotifierEvent.Clear);
         // 4. Only then drop the mapping's reference.

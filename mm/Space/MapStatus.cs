@@ -15,4 +15,6 @@ public enum MapStatus
     Misaligned,
     /// <summary>Nothing mapped there (split).</summary>
     NotMapped,
+    /// <summary>The address space is dying: nothing new is mapped.</summary>
+    Dead,
 }

@@ -19,6 +19,9 @@ public struct SpinLock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Enter<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, HookAddress);
+#endif
         // Acquire: the CAS is a full barrier; pairs with the Volatile.Write in Exit, so the
         // previous holder's writes are visible to us.
         if (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
@@ -32,7 +35,12 @@ public struct SpinLock
         {
             // Read-only spin so the cache line stays shared until the holder's Exit.
             while (Volatile.Read(ref _state) != 0)
+            {
+#if TANDEM_HOST_TESTS
+                SharedAccess.Hook?.Invoke(SharedAccessKind.LockSpin, HookAddress);
+#endif
                 platform.SpinPause();
+            }
         }
         while (Interlocked.CompareExchange(ref _state, 1, 0) != 0);
     }
@@ -41,18 +49,45 @@ public struct SpinLock
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnter()
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, HookAddress);
+        // Same pairing as Enter.
+        bool taken = Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+        if (!taken)
+            SharedAccess.Hook?.Invoke(SharedAccessKind.LockTryFailed, HookAddress);
+        return taken;
+#else
         // Same pairing as Enter.
         return Interlocked.CompareExchange(ref _state, 1, 0) == 0;
+#endif
     }
 
     /// <summary>Releases the lock.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void Exit()
     {
+#if TANDEM_HOST_TESTS
+        SharedAccess.Hook?.Invoke(SharedAccessKind.LockRelease, HookAddress);
+#endif
         // Release: pairs with the CAS in Enter/TryEnter of the next holder.
         Volatile.Write(ref _state, 0);
     }
 
+#if TANDEM_HOST_TESTS
+    /// <summary>Host tests: the lock's current address, which names it in hook calls (the explorer
+    /// wakes the waiters of the lock that was released).</summary>
+    private ulong HookAddress
+    {
+        get
+        {
+            unsafe
+            {
+                return (ulong)Unsafe.AsPointer(ref _state);
+            }
+        }
+    }
+
+#endif
     /// <summary>True while some context holds the lock (for assertions only).</summary>
     public bool IsHeld
     {

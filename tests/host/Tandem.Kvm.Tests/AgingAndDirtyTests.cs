@@ -1,5 +1,6 @@
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Kvm.Tests;
@@ -54,13 +55,37 @@ public class AgingAndDirtyTests
     }
 
     [Fact]
-    public void FailedCompareExchangeCountsAsYoungAndLeavesTheEntry()
+    public unsafe void FailedCompareExchangeCountsAsYoungAndLeavesTheEntry()
     {
         using EptBed b = new EptBed();
         b.Touch(2, false, cpu: 0);
         Assert.True(b.Leaf(2).IsAccessed);
+        Assert.False(b.Leaf(2).IsDirty);
+        // The vCPU writes the page between the aging walk's read of the leaf and its
+        // compare-exchange: the CPU sets D with its own locked update, so the CAS must fail.
+        int changes = 0;
+        AccessMonitor.ThreadHook = (kind, address) =>
+        {
+            if ((kind == SharedAccessKind.EptCompareExchange || kind == SharedAccessKind.EptExchange) && changes++ == 0)
+                System.Threading.Interlocked.Or(ref *(ulong*)address, EptEntry.Dirty);
+        };
+        bool young;
+        try
+        {
+            young = b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(2), b.Hva(3), true);
+        }
+        finally
+        {
+            AccessMonitor.ThreadHook = null;
+        }
+        Assert.Equal(1, changes); // one update attempt, no retry (bounded, seed 001)
+        Assert.True(young, "a failed compare-exchange counts as young");
+        Assert.True(b.Leaf(2).IsAccessed, "a failed compare-exchange leaves the entry as the CPU left it");
+        Assert.True(b.Leaf(2).IsDirty, "the dirty bit the CPU set was lost");
+        // Without interference the clear succeeds, keeps D, and the next pass finds the page old.
         Assert.True(b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(2), b.Hva(3), true));
         Assert.False(b.Leaf(2).IsAccessed);
+        Assert.True(b.Leaf(2).IsDirty);
         Assert.False(b.Ept.TestClearYoungFastOnly(b.Space, b.Hva(2), b.Hva(3), true));
     }
 

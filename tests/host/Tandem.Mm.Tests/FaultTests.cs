@@ -108,6 +108,7 @@ public unsafe class FaultTests
         RecordingSecondaryMmu sec = b.AddSecondary();
         for (int i = 0; i < 10; i++)
             Assert.Equal(FaultStatus.Ok, sec.Fault(b.Page(i), true));
+        DeactivateEverywhere(b.Space);
         b.Space.Destroy();
         Assert.Equal(1, sec.Releases);
         Assert.Equal(0, b.Mm.Rmap.Used);
@@ -118,5 +119,12 @@ public unsafe class FaultTests
     {
         b.Mm.Frames.DrainCaches();
         return b.Mm.Frames.BuddyFreeFrames;
+    }
+
+    /// <summary>The test beds load the space on every CPU; Destroy requires it loaded nowhere.</summary>
+    private static void DeactivateEverywhere(AddressSpace<HostPlatform> space)
+    {
+        for (int c = 0; c < 64; c++)
+            space.Deactivate(c);
     }
 }

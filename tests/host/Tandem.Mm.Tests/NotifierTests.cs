@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Mm.Tests;
@@ -44,7 +45,7 @@ public class NotifierTests
             int refsDuringStart = -1;
             HostMachine.ThreadCheckpoint = s => { steps.Add(s); if (s == MmCheckpoint.NotifierStartDone) refsDuringStart = b.Mm.Frames.RefCountOf(f); };
             Assert.True(b.Mm.TryToUnmap(f));
-            Assert.Equal(new[] { MmCheckpoint.PrimaryEntryCleared, MmCheckpoint.PrimaryTlbFlushed, MmCheckpoint.NotifierStartDone,
+            Assert.Equal(new[] { MmCheckpoint.RmapEntryCopied, MmCheckpoint.PrimaryEntryCleared, MmCheckpoint.PrimaryTlbFlushed, MmCheckpoint.NotifierStartDone,
                                  MmCheckpoint.NotifierEndDone, MmCheckpoint.ReferenceDropped }, steps);
             Assert.Equal(new[] { "start:Clear:primary=gone:flushes=" + (flushes + 1), "end" }, probe.Log);
             Assert.True(refsDuringStart > 0, "the reference must still be held while the notifiers run");
@@ -106,16 +107,42 @@ public class NotifierTests
     }
 
     [Fact]
-    public void ReclaimKeepsAPageThatASecondaryFoundYoung()
+    public unsafe void ReclaimKeepsAPageThatASecondaryFoundYoung()
     {
         using TestBed b = new TestBed();
         RecordingSecondaryMmu sec = b.AddSecondary();
-        sec.Fault(b.Page(2), true);
+        b.Space.HandleFault(b.Page(2), false);
         b.Space.TranslateFrame(b.Page(2), out Pfn f);
-        Assert.False(b.Mm.TryReclaim(f));
+        b.Mm.AgeFrame(f, exact: true);       // primary and secondary old
+        sec.Access(b.Page(2), false);        // only the secondary sees the next access
+        Assert.False(b.Mm.TryReclaim(f));    // young in the secondary: kept
         Assert.True(b.Space.TranslateFrame(b.Page(2), out _));
-        Assert.True(b.Mm.TryReclaim(f));
-        Assert.True((b.Mm.Frames.FlagsOf(f) & FrameFlags.Dirty) == 0 || b.Mm.Frames.RefCountOf(f) == 0);
+        Assert.NotEqual(0, sec.Entry(2));
+        // Untouched since: evicted. The CPU writes the page right up to the moment reclaim clears
+        // its entry: it sets D in the entry just before mm's clearing step (as the hardware can).
+        b.Mm.Frames.GetRef(f); // keep the record to read its flags after the reclaim
+        b.Mm.Frames.ClearFlags(f, FrameFlags.Dirty);
+        int cpuWrites = 0;
+        AccessMonitor.ThreadHook = (kind, address) =>
+        {
+            if ((kind == SharedAccessKind.PteExchange || kind == SharedAccessKind.PteWrite || kind == SharedAccessKind.PteCompareExchange) && cpuWrites++ == 0)
+                System.Threading.Interlocked.Or(ref *(ulong*)address, PageTableEntry.Dirty);
+        };
+        try
+        {
+            Assert.True(b.Mm.TryReclaim(f));
+        }
+        finally
+        {
+            AccessMonitor.ThreadHook = null;
+        }
+        Assert.False(b.Space.TranslateFrame(b.Page(2), out _));
+        Assert.Equal(0, sec.Entry(2));
+        Assert.True(cpuWrites > 0, "reclaim never cleared the entry");
+        Assert.Equal(1, b.Mm.Frames.RefCountOf(f)); // only ours: the mapping's reference went
+        Assert.True((b.Mm.Frames.FlagsOf(f) & FrameFlags.Dirty) != 0,
+            "the D bit the CPU set before the entry was cleared was lost: a modified page would be dropped as clean");
+        b.Mm.Frames.PutRef(f);
     }
 
     [Fact]

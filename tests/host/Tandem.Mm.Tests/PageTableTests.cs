@@ -1,5 +1,6 @@
 using System.Collections.Generic;
 using Tandem.Mm;
+using Tandem.Testing;
 using Xunit;
 
 namespace Tandem.Mm.Tests;
@@ -115,5 +116,26 @@ public class PageTableTests
             ((Va + PageSizes.Size2M).Value, 1, false),
             ((Va + PageSizes.Size2M + 4096).Value, 1, true),
             ((Va + PageSizes.Size2M + 8192).Value, 1, false) }, seen);
+    }
+
+    /// <summary>The test bed itself: a freed frame is poisoned, handed out again at once, and a
+    /// PteOps access inside it fails naming the walker (and stays recorded).</summary>
+    [Fact]
+    public unsafe void FreedFramesArePoisonedReusedAtOnceAndAnAccessToOneFails()
+    {
+        using TestBed b = new TestBed();
+        Assert.True(b.Mm.Frames.AllocateFrame(out Pfn f));
+        b.Mm.Frames.PutRef(f);
+        ulong* entries = (ulong*)b.Machine.Platform.PhysToVirt(f.Address);
+        Assert.Equal(Poison.PrimaryEntry, entries[0]);
+        Assert.Equal(Poison.PrimaryEntry, entries[511]);
+        HostMachine.ThreadCpu = 3; // another CPU gets it all the same
+        Assert.True(b.Mm.Frames.AllocateFrame(out Pfn again));
+        HostMachine.ThreadCpu = 0;
+        Assert.Equal(f, again);
+        b.Mm.Frames.PutRef(again);
+        FreedMemoryAccessException e = Assert.Throws<FreedMemoryAccessException>(() => PteOps.Read(entries + 7));
+        Assert.Contains("PageTableTests", e.Message);
+        Assert.Equal(1, b.Machine.FreedWatch.Failures);
     }
 }

@@ -22,7 +22,7 @@ public class Seed004InterleavingTests
     private readonly ITestOutputHelper _out;
     public Seed004InterleavingTests(ITestOutputHelper output) { _out = output; }
 
-    private static (Action, Action, Func<string?>, IDisposable) World(bool checkRetry)
+    private static InterleavingExplorer.World World(bool checkRetry)
     {
         TestBed b = new TestBed(windowPages: 4, memory: 2UL << 20, cpus: 3);
         RecordingSecondaryMmu sec = b.AddSecondary();
@@ -48,23 +48,80 @@ public class Seed004InterleavingTests
                 return "secondary maps a freed frame";
             return null;
         };
-        return (fault, unmap, check, b);
+        return new InterleavingExplorer.World(check, b, fault, unmap) { Watches = new[] { b.Machine.FreedWatch } };
     }
 
     [Fact]
     public void EveryInterleavingOfFaultAndInvalidationIsSafe()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: true), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
-        _out.WriteLine("interleavings: " + runs + ", failing: " + failures);
-        Assert.True(runs >= 20, "too few interleavings explored: " + runs);
-        Assert.True(failure == null, failure);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: true), BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.Runs >= 20, "too few interleavings explored: " + r.Runs);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
     }
 
     [Fact]
     public void WithoutTheRetryCheckSomeInterleavingLeavesAStaleSecondaryEntry()
     {
-        var (runs, failure, failures) = InterleavingExplorer.ExploreAll(() => World(checkRetry: false), BindThread, InterleavingExplorer.Fairness.YieldAfterRetry);
-        _out.WriteLine("interleavings: " + runs + ", failing: " + failures + ", first: " + failure);
-        Assert.True(failures > 0, "removing the retry check must be caught");
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: false), BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Failures > 0, "removing the retry check must be caught");
+        // The failing schedule replays to the same failure.
+        Assert.NotNull(InterleavingExplorer.Replay(() => World(checkRetry: false), BindThread, r.FirstFailingSchedule!));
+    }
+
+    /// <summary>
+    /// Three actors: the secondary fault and TryToUnmap of the world above, and the CPU's page
+    /// walker writing the page twice (A and D set with locked updates while mm clears the entry).
+    /// Besides the secondary's checks: every D bit the walker set reached the frame (its Dirty flag
+    /// after the unmap, or the entry that still maps it).
+    /// </summary>
+    private static InterleavingExplorer.World WorldWithHardware()
+    {
+        TestBed b = new TestBed(windowPages: 4, memory: 1UL << 20, cpus: 4);
+        RecordingSecondaryMmu sec = b.AddSecondary();
+        VirtAddr va = b.Page(1);
+        b.Space.HandleFault(va, false);
+        b.Space.TranslateFrame(va, out Pfn p);
+        b.Mm.Frames.GetRef(p); // keep p's record (and its Dirty flag) after the unmap
+        b.Mm.Frames.ClearFlags(p, FrameFlags.Dirty);
+        System.Collections.Generic.List<Pfn> dirtied = new System.Collections.Generic.List<Pfn>();
+        Action fault = () => sec.Fault(va, false);
+        Action unmap = () => b.Mm.TryToUnmap(p);
+        Action cpu = () =>
+        {
+            for (int k = 0; k < 2; k++)
+            {
+                if (b.HardwareTouch(1, true, out Pfn used))
+                    dirtied.Add(used);
+            }
+        };
+        Func<string?> check = () =>
+        {
+            if (sec.Violations > 0)
+                return string.Join("; ", sec.Messages);
+            long e = sec.Entry(1);
+            if (e != 0 && !(b.Space.TranslateFrame(va, out Pfn primary) && primary.Value == (ulong)e >> 12))
+                return "secondary entry " + e.ToString("x") + " does not match the primary (invariant 1)";
+            foreach (Pfn f in dirtied)
+            {
+                bool flagged = (b.Mm.Frames.FlagsOf(f) & FrameFlags.Dirty) != 0;
+                bool inEntry = b.Space.TranslateFrame(va, out Pfn now) && now == f && b.Space.Translate(va, out PageTableEntry leaf, out int _) && leaf.IsDirty;
+                if (!flagged && !inEntry)
+                    return "the CPU set D in the entry of frame " + f.Value + " and it was lost (neither the frame nor an entry has it)";
+            }
+            return null;
+        };
+        return new InterleavingExplorer.World(check, b, fault, unmap, cpu) { Watches = new[] { b.Machine.FreedWatch } };
+    }
+
+    [Fact]
+    public void EveryInterleavingOfFaultInvalidationAndTheHardwareWalkerIsSafe()
+    {
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(WorldWithHardware, BindThread);
+        _out.WriteLine(r.ToString());
+        Assert.True(r.Complete, "exploration incomplete: " + r);
+        Assert.True(r.FirstFailure == null, r.FirstFailure);
     }
 }

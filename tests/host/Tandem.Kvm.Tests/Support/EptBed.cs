@@ -23,7 +23,8 @@ public sealed unsafe class EptBed : IDisposable
     {
         Pages = pages;
         Machine = new KvmMachine(memory, cpus, tablePages);
-        Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, 16, Machine.FrameCount);
+        Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, KvmMachine.FirstUsableFrame, Machine.FrameCount);
+        Machine.Frames = Mm.Frames;
         Space = Mm.CreateAddressSpace()!;
         Ram = Region.Anonymous(RamBase, (ulong)pages * PageSizes.Size4K, PageProt.Write | PageProt.User);
         if (!Space.AddRegion(Ram))
@@ -101,6 +102,18 @@ public sealed unsafe class EptBed : IDisposable
         }
         return problems;
     }
+
+    /// <summary>A host CPU's page walker touching guest page <paramref name="page"/> through its host mapping (primary A, and D on a write).</summary>
+    public bool HostTouch(int page, bool write, out Pfn frame)
+    {
+        MmHostPlatform p = Machine.MmPlatform;
+        bool ok = Tandem.Testing.HardwareWalker.TouchPrimary(pa => (IntPtr)p.PhysToVirt(pa), Space.Root, Hva(page), write, out PhysAddr used);
+        frame = used.Pfn;
+        return ok;
+    }
+
+    /// <summary>The vCPU's hardware on <paramref name="cpu"/>: one guest access through the TLB model (walks set EPT A/D); no fault handling.</summary>
+    public bool GuestTouch(int page, bool write, int cpu) => Machine.Tlb.Access(Ept, cpu, Gpa(page), write, out Pfn _) != EptTlbModel.Outcome.EptViolation;
 
     public void Dispose() => Machine.Dispose();
 }

@@ -1,6 +1,7 @@
 using System.Threading;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 
 namespace Tandem.Kvm.Tests;
 
@@ -18,7 +19,7 @@ public readonly unsafe struct EptHostPlatform : IEptPlatform
 
     public ulong* TableAt(PhysAddr address) => _machine.TableAt(address);
 
-    public void FreeTable(PhysAddr address) => Interlocked.Increment(ref _machine.TablesFreed);
+    public void FreeTable(PhysAddr address) => _machine.FreeTable(address);
 
     public void InvEptSingleContext(ulong eptPointer) => _machine.InvEpt(eptPointer);
 
@@ -26,7 +27,11 @@ public readonly unsafe struct EptHostPlatform : IEptPlatform
 
     public int CurrentCpu => KvmMachine.ThreadCpu % _machine.Cpus;
 
-    public void SpinPause() => Thread.Yield();
+    public void SpinPause()
+    {
+        AccessMonitor.Step(SharedAccessKind.Spin, 0);
+        Thread.Yield();
+    }
 
     public void Checkpoint(MmCheckpoint site) => KvmMachine.ThreadCheckpoint?.Invoke(site);
 }

@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.Threading;
 using Tandem.Kvm.Ept;
 using Tandem.Mm;
+using Tandem.Testing;
 
 namespace Tandem.Kvm.Tests;
 
@@ -33,7 +34,9 @@ public sealed unsafe class EptTlbModel
 
     private sealed class CpuTlb
     {
-        public readonly object Lock = new object();
+        // A test lock, not a Monitor: a vCPU may be parked by the explorer in the middle of a walk
+        // while a flusher waits for this lock.
+        public readonly TestSpinLock Lock = new TestSpinLock();
         public readonly Dictionary<ulong, Cached> Map = new Dictionary<ulong, Cached>();
     }
 
@@ -54,14 +57,14 @@ public sealed unsafe class EptTlbModel
     public void FlushCpu(int cpu)
     {
         CpuTlb t = _cpus[cpu];
-        lock (t.Lock)
+        using (t.Lock.Hold())
             t.Map.Clear();
     }
 
     public int CachedCount(int cpu)
     {
         CpuTlb t = _cpus[cpu];
-        lock (t.Lock)
+        using (t.Lock.Hold())
             return t.Map.Count;
     }
 
@@ -71,7 +74,7 @@ public sealed unsafe class EptTlbModel
         ept.Activate(cpu); // before "VM entry" on this CPU
         CpuTlb t = _cpus[cpu];
         ulong gfn = gpa.Value >> 12;
-        lock (t.Lock)
+        using (t.Lock.Hold())
         {
             Outcome outcome;
             if (t.Map.TryGetValue(gfn, out Cached c) && (!write || (c.Writable && c.Dirty)))
@@ -112,8 +115,15 @@ public sealed unsafe class EptTlbModel
             Violation("vCPU read gfn " + gfn + " from frame " + frame.Value + " holding gfn " + (tag - 1) + "'s data");
     }
 
-    /// <summary>The hardware page walk (SDM Vol. 3C, 29.3.2), setting A/D as in 29.3.5.</summary>
-    private static bool Walk(EptMmu<EptHostPlatform> ept, GuestPhysAddr gpa, bool write, out Pfn frame, out bool writable, out bool dirty)
+    /// <summary>
+    /// The hardware page walk (SDM Vol. 3C, 29.3.2), setting A/D as in 29.3.5: A in every entry it
+    /// uses (non-leaf and leaf), D in the leaf on a write. Each update is a locked RMW that the CPU
+    /// makes only while the entry is still the present entry it read (a compare-exchange here; a
+    /// zap that won leaves the entry alone and the walk starts that level again). Every read and
+    /// update is an explorer step (<see cref="SharedAccessKind.HardwareWalk"/>) and is checked
+    /// against freed table pages.
+    /// </summary>
+    public static bool Walk(EptMmu<EptHostPlatform> ept, GuestPhysAddr gpa, bool write, out Pfn frame, out bool writable, out bool dirty)
     {
         frame = default;
         writable = dirty = false;
@@ -124,21 +134,27 @@ public sealed unsafe class EptTlbModel
             ulong* slot = p.TableAt(table) + gpa.TableIndex(level);
             while (true)
             {
+                AccessMonitor.Step(SharedAccessKind.HardwareWalk, (ulong)slot);
                 EptEntry e = new EptEntry(Volatile.Read(ref *slot));
                 if (!e.IsPresent)
                     return false;
-                if (!e.IsLeaf(level))
+                bool leaf = e.IsLeaf(level);
+                if (leaf && write && !e.IsWritable)
+                    return false;
+                ulong n = e.Value | EptEntry.Accessed | (leaf && write ? EptEntry.Dirty : 0);
+                if (n != e.Value)
                 {
-                    // The CPU sets A in every entry it uses, with a locked RMW.
-                    Interlocked.Or(ref *slot, EptEntry.Accessed);
+                    AccessMonitor.Step(SharedAccessKind.HardwareWalk, (ulong)slot);
+                    // The CPU's locked A/D update; pairs with EptOps.Exchange (zap) and
+                    // EptOps.CompareExchange (aging): whoever comes second sees the other's change.
+                    if (Interlocked.CompareExchange(ref *slot, n, e.Value) != e.Value)
+                        continue;
+                }
+                if (!leaf)
+                {
                     table = e.TableAddress;
                     break;
                 }
-                if (write && !e.IsWritable)
-                    return false;
-                ulong n = e.Value | EptEntry.Accessed | (write ? EptEntry.Dirty : 0);
-                if (n != e.Value && Interlocked.CompareExchange(ref *slot, n, e.Value) != e.Value)
-                    continue;
                 ulong size = PageSizes.ForLevel(level);
                 frame = new PhysAddr(e.LeafAddress(level).Value + (gpa.Value & (size - 1))).Pfn;
                 writable = e.IsWritable;

@@ -1,5 +1,6 @@
 using System.Threading;
 using Tandem.Mm;
+using Tandem.Testing;
 
 namespace Tandem.Kvm.Tests;
 
@@ -17,23 +18,31 @@ public readonly unsafe struct MmHostPlatform : IMmPlatform
         return _machine.Memory + address.Value;
     }
 
-    public int CurrentCpu => KvmMachine.ThreadCpu % _machine.Cpus;
+    // With ReuseFreedFramesAtOnce every CPU shares cache 0 (only the frame database uses this).
+    public int CurrentCpu => _machine.ReuseFreedFramesAtOnce ? 0 : KvmMachine.ThreadCpu % _machine.Cpus;
 
     public int CpuCount => _machine.Cpus;
 
     public void FlushTlb(in TlbFlushRequest request) => Interlocked.Increment(ref _machine.PrimaryFlushCount);
 
-    public void SpinPause() => Thread.Yield();
+    public void SpinPause()
+    {
+        AccessMonitor.Step(SharedAccessKind.Spin, 0);
+        Thread.Yield();
+    }
 
     public void DeferFree(object retired) { }
 
-    public void FrameFreed(Pfn frame) { }
+    public void FrameFreed(Pfn frame) => _machine.PoisonFrame(frame);
 
     public void WaitForChange(ref int word, int observed)
     {
         SpinWait spin = default;
         for (int i = 0; i < 200 && Volatile.Read(ref word) == observed; i++)
+        {
+            AccessMonitor.Step(SharedAccessKind.Spin, 0);
             spin.SpinOnce();
+        }
     }
 
     public void Checkpoint(MmCheckpoint site) => KvmMachine.ThreadCheckpoint?.Invoke(site);

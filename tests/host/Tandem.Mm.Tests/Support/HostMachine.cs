@@ -2,6 +2,7 @@ using System;
 using System.Runtime.InteropServices;
 using System.Threading;
 using Tandem.Mm;
+using Tandem.Testing;
 
 namespace Tandem.Mm.Tests;
 
@@ -18,14 +19,48 @@ public sealed unsafe class HostMachine : IDisposable
     public long FlushedBytes;
     public Action<TlbFlushRequest>? OnFlush;
 
+    /// <summary>
+    /// The frame database whose reference counts say which frames are free (set by
+    /// <see cref="CreateManager"/>): a PteOps access inside a free frame is a failure.
+    /// </summary>
+    public FrameDatabase<HostPlatform>? Frames;
+
+    /// <summary>Freed-table checks over the whole buffer (failures stay recorded here).</summary>
+    public readonly FreedPageWatch FreedWatch;
+    private readonly IDisposable _watching;
+
+    /// <summary>
+    /// True (default): every CPU allocates from and frees to the same per-CPU cache, which is LIFO,
+    /// so a frame freed by one thread is the next one any thread gets (freed memory is reused at once).
+    /// </summary>
+    public bool ReuseFreedFramesAtOnce = true;
+
+    /// <summary>Frames poisoned by <see cref="IMmPlatform.FrameFreed"/>.</summary>
+    public long FramesPoisoned;
+
     public HostMachine(ulong size, int cpus)
     {
         Size = size;
         Cpus = cpus;
-        Memory = (byte*)NativeMemory.AlignedAlloc((nuint)size, 4096);
-        new Span<byte>(Memory, (int)Math.Min(size, int.MaxValue)).Clear();
-        if (size > int.MaxValue)
-            NativeMemory.Clear(Memory, (nuint)size);
+        Memory = NativeBufferPool.Rent(size);
+        FreedWatch = new FreedPageWatch((ulong)Memory, (ulong)Memory + size, "frame", IsFrameFree);
+        _watching = AccessMonitor.Watch(FreedWatch);
+    }
+
+    private bool IsFrameFree(long frame)
+    {
+        FrameDatabase<HostPlatform>? frames = Frames;
+        return frames != null && frame >= FirstUsableFrame && frames.RefCountOf(new Pfn((ulong)frame)) <= 0;
+    }
+
+    /// <summary>Frames below this are reserved (never allocated, never checked).</summary>
+    public const int FirstUsableFrame = 16;
+
+    /// <summary>A frame's last reference went: fill it with entries that look present and lead outside the buffer.</summary>
+    public void PoisonFrame(Pfn frame)
+    {
+        Interlocked.Increment(ref FramesPoisoned);
+        Poison.Fill(Memory + frame.Address.Value, Poison.PrimaryEntry);
     }
 
     public int FrameCount => (int)(Size / PageSizes.Size4K);
@@ -40,7 +75,9 @@ public sealed unsafe class HostMachine : IDisposable
 
     public MemoryManager<HostPlatform> CreateManager(int rmapCapacity = 0)
     {
-        return new MemoryManager<HostPlatform>(Platform, FrameCount, 16, rmapCapacity == 0 ? FrameCount : rmapCapacity);
+        MemoryManager<HostPlatform> mm = new MemoryManager<HostPlatform>(Platform, FrameCount, FirstUsableFrame, rmapCapacity == 0 ? FrameCount : rmapCapacity);
+        Frames = mm.Frames;
+        return mm;
     }
 
     public void RecordFlush(in TlbFlushRequest request)
@@ -50,5 +87,9 @@ public sealed unsafe class HostMachine : IDisposable
         OnFlush?.Invoke(request);
     }
 
-    public void Dispose() => NativeMemory.AlignedFree(Memory);
+    public void Dispose()
+    {
+        _watching.Dispose();
+        NativeBufferPool.Return(Memory, Size);
+    }
 }

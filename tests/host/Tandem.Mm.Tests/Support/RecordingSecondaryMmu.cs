@@ -2,6 +2,7 @@ using System;
 using System.Collections.Concurrent;
 using System.Threading;
 using Tandem.Mm;
+using Tandem.Testing;
 
 namespace Tandem.Mm.Tests;
 
@@ -19,7 +20,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
     private readonly MemoryManager<HostPlatform> _mm;
     private readonly ulong _base;
     private readonly long[] _entries;
-    private readonly object _mmuLock = new();
+    private readonly TestSpinLock _mmuLock = new();
     public readonly InvalidationSequence Seq = new();
 
     /// <summary>Mutation switch for the meta-tests: false skips the retry check.</summary>
@@ -61,7 +62,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
             if (status != FaultStatus.Ok)
                 return status;
             bool installed = false;
-            lock (_mmuLock)
+            using (_mmuLock.Hold())
             {
                 if (!(CheckRetry && Seq.RetryUnderLock(seq, page, page + PageSizes.Size4K)))
                 {
@@ -105,7 +106,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
     public void InvalidateRangeStart(in MmuNotifierRange range)
     {
         Interlocked.Increment(ref Starts);
-        lock (_mmuLock)
+        using (_mmuLock.Hold())
         {
             Seq.BeginUnderLock(range);
             ForEachInRange(range.Start, range.End, (i, va) =>
@@ -123,7 +124,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
     public void InvalidateRangeEnd(in MmuNotifierRange range)
     {
         Interlocked.Increment(ref Ends);
-        lock (_mmuLock)
+        using (_mmuLock.Hold())
         {
             Seq.EndUnderLock();
             CheckAll(range.Start, range.End, "InvalidateRangeEnd");
@@ -134,7 +135,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
 
     public bool ClearYoung(IAddressSpace space, VirtAddr start, VirtAddr end)
     {
-        lock (_mmuLock)
+        using (_mmuLock.Hold())
             return TestClearYoungFastOnly(space, start, end, true);
     }
 
@@ -158,7 +159,7 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
     public void Release(IAddressSpace space)
     {
         Interlocked.Increment(ref Releases);
-        lock (_mmuLock)
+        using (_mmuLock.Hold())
         {
             for (int i = 0; i < _entries.Length; i++)
                 Interlocked.Exchange(ref _entries[i], 0);

@@ -34,5 +34,14 @@ public sealed class TestBed : IDisposable
         return s;
     }
 
+    /// <summary>The CPU's page walker touching page <paramref name="i"/> (sets A, and D on a write); false where the CPU would fault.</summary>
+    public unsafe bool HardwareTouch(int i, bool write, out Pfn frame)
+    {
+        HostPlatform p = Machine.Platform;
+        bool ok = Tandem.Testing.HardwareWalker.TouchPrimary(pa => (IntPtr)p.PhysToVirt(pa), Space.Root, Page(i), write, out PhysAddr used);
+        frame = used.Pfn;
+        return ok;
+    }
+
     public void Dispose() => Machine.Dispose();
 }

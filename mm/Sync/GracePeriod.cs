@@ -1,0 +1,94 @@
+using System.Runtime.CompilerServices;
+using System.Threading;
+
+namespace Tandem.Mm;
+
+/// <summary>
+/// A sleepable-RCU-style grace period (compare Linux's SRCU): readers mark a read-side section with
+/// two atomic operations and never wait; <see cref="Synchronize{TPause}"/> returns once every
+/// section that began before it has ended. Sections that begin later are not waited for, so a
+/// writer cannot be starved by a steady stream of new readers.
+/// </summary>
+/// <remarks>
+/// <para>Rules for using this: unpublish first (make the object unreachable for new readers), then
+/// <see cref="Synchronize{TPause}"/>, then free. A reader reads the protected pointers only between
+/// <see cref="ReadLock"/> and <see cref="ReadUnlock"/>, never waits for a synchronizer inside a
+/// section, and may take spin locks inside a section.</para>
+/// <para>How it works: two reader counters; <see cref="ReadLock"/> increments the one that
+/// <c>_index</c> names. A synchronizer flips <c>_index</c> and waits for the counter it flipped away
+/// from to drain, twice, so it has waited for each counter once after no new reader could choose it.
+/// A reader that read the old index but incremented after the drain check is safe: its increment
+/// is a full barrier that comes after the synchronizer's read of the counter, which comes after
+/// the unpublish, so every pointer it then reads is already the new one.</para>
+/// </remarks>
+public sealed class GracePeriod
+{
+    private int _index;
+    private int _readers0;
+    private int _readers1;
+    private int _synchronizing;
+
+    /// <summary>Begins a read-side section; pass the result to <see cref="ReadUnlock"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int ReadLock()
+    {
+        int index = Volatile.Read(ref _index) & 1;
+        // Full barrier: the section's reads of protected pointers come after the increment; pairs
+        // with the Interlocked.Exchange of _index and the counter reads in Synchronize.
+        Interlocked.Increment(ref Readers(index));
+        return index;
+    }
+
+    /// <summary>Ends the read-side section begun by <see cref="ReadLock"/> (same index).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ReadUnlock(int index)
+    {
+        // Release (full barrier): the section's reads happen before the synchronizer sees 0; pairs
+        // with the Volatile.Read of the counter in Synchronize.
+        Interlocked.Decrement(ref Readers(index));
+    }
+
+    /// <summary>True while some read-side section is open (for assertions and tests).</summary>
+    public bool HasReaders
+    {
+        get { return Volatile.Read(ref _readers0) != 0 || Volatile.Read(ref _readers1) != 0; }
+    }
+
+    /// <summary>
+    /// Waits until every read-side section that began before this call has ended. Must not be
+    /// called inside a section of the same grace period.
+    /// </summary>
+    public void Synchronize<TPause>(in TPause pause) where TPause : struct, ISpinPause
+    {
+        // One synchronizer at a time (the flips must not interleave). Acquire; pairs with the
+        // Volatile.Write below.
+        while (Interlocked.CompareExchange(ref _synchronizing, 1, 0) != 0)
+            pause.SpinPause();
+        for (int flip = 0; flip < 2; flip++)
+        {
+            int old = Volatile.Read(ref _index) & 1;
+            // Full barrier: the caller's unpublish (before this call) and the flip are ordered
+            // before the counter reads; pairs with the Interlocked.Increment in ReadLock.
+            Interlocked.Exchange(ref _index, old ^ 1);
+            while (Volatile.Read(ref Readers(old)) != 0)
+                pause.SpinPause();
+        }
+        // Release; pairs with the CAS above of the next synchronizer.
+        Volatile.Write(ref _synchronizing, 0);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private ref int Readers(int index)
+    {
+        if (index == 0)
+            return ref _readers0;
+        return ref _readers1;
+    }
+}
+
+/// <summary>The one thing a spin-wait needs from a platform: its pause hint.</summary>
+public interface ISpinPause
+{
+    /// <summary>Spin-wait hint (PAUSE); called on every iteration of a contended spin.</summary>
+    void SpinPause();
+}
