@@ -31,7 +31,7 @@ public class UnmapNotifierBenchmarks
     public void Setup()
     {
         _machine = new BenchMachine((ulong)(Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K);
-        _mm = new MemoryManager<BenchPlatform>(new BenchPlatform(_machine), _machine.FrameCount, 16, Pages + 4096);
+        _mm = new MemoryManager<BenchPlatform>(new BenchPlatform(_machine), _machine.FrameCount, 16, 2 * Pages + 4096);
         _plain = _mm.CreateAddressSpace()!;
         _notified = _mm.CreateAddressSpace()!;
         _notified.Notifiers.Register(new NullNotifier(), MmuNotifierFlags.LocklessAging);
@@ -50,8 +50,9 @@ public class UnmapNotifierBenchmarks
     {
         for (int i = Pages - 1; i >= 0; i--)
         {
-            if (space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write) != MapStatus.Ok)
-                throw new InvalidOperationException("bench: map failed");
+            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write);
+            if (status != MapStatus.Ok)
+                throw new InvalidOperationException("bench: map failed at page " + i + ": " + status);
         }
     }
 

@@ -34,7 +34,7 @@ public class InvalidateBench
     public void Setup()
     {
         _machine = new BenchMachine((ulong)(Frames + Pages / 256 + 16384) * PageSizes.Size4K, cpus: 2, tablePages: Pages / 512 + 64);
-        _mm = new MemoryManager<BenchMmPlatform>(_machine.MmPlatform, _machine.FrameCount, 16, Pages + 4096);
+        _mm = new MemoryManager<BenchMmPlatform>(_machine.MmPlatform, _machine.FrameCount, 16, 2 * Pages + 4096);
         _withEpt = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
         _primaryOnly = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
         _withEpt.Activate(0);
@@ -62,8 +62,9 @@ public class InvalidateBench
     {
         for (int i = Pages - 1; i >= 0; i--)
         {
-            if (space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write | PageProt.User) != MapStatus.Ok)
-                throw new InvalidOperationException("map");
+            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write | PageProt.User);
+            if (status != MapStatus.Ok)
+                throw new InvalidOperationException("map failed at page " + i + ": " + status);
         }
     }
 
