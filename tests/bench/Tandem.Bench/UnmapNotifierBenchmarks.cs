@@ -8,7 +8,7 @@ namespace Tandem.Bench;
 /// <summary>
 /// Unmapping <see cref="Pages"/> tracked 4 KiB mappings, <see cref="RangePages"/> pages per
 /// <c>Unmap</c> call, with one registered do-nothing notifier against the same with none. The
-/// mappings are 1 GiB of frames mapped <see cref="Pages"/> / <see cref="Frames"/> times over (the
+/// mappings are, per address space, its own 1 GiB of frames mapped <see cref="Pages"/> / <see cref="Frames"/> times over (the
 /// unmap drops mappings and reverse-map entries, frees nothing), mapped again in every iteration
 /// setup from the top down so that each unmap finds its reverse-map entry at the head of the
 /// frame's list, as for a page mapped once. A and B alternate 4096 pages by 4096 pages
@@ -26,31 +26,40 @@ public class UnmapNotifierBenchmarks
     private AddressSpace<BenchPlatform> _plain = null!;
     private AddressSpace<BenchPlatform> _notified = null!;
     private Pfn[] _frames = null!;
+    private Pfn[] _otherFrames = null!;
 
     [GlobalSetup]
     public void Setup()
     {
-        _machine = new BenchMachine((ulong)(Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K);
+        _machine = new BenchMachine((ulong)(2 * Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K);
         _mm = new MemoryManager<BenchPlatform>(new BenchPlatform(_machine), _machine.FrameCount, 16, 2 * Pages + 4096);
         _plain = _mm.CreateAddressSpace()!;
         _notified = _mm.CreateAddressSpace()!;
         _notified.Notifiers.Register(new NullNotifier(), MmuNotifierFlags.LocklessAging);
-        _frames = new Pfn[Frames];
-        for (int i = 0; i < _frames.Length; i++)
-        {
-            if (!_mm.Frames.AllocateFrame(out _frames[i]))
-                throw new InvalidOperationException("bench: out of frames");
-        }
+        _frames = Allocate();
+        _otherFrames = Allocate();
     }
 
     [GlobalCleanup]
     public void Cleanup() => _machine.Dispose();
 
+    /// <summary>One frame set per address space: an unmap then never walks past the other space's reverse-map entries.</summary>
+    private Pfn[] Allocate()
+    {
+        Pfn[] frames = new Pfn[Frames];
+        for (int i = 0; i < Frames; i++)
+        {
+            if (!_mm.Frames.AllocateFrame(out frames[i]))
+                throw new InvalidOperationException("bench: out of frames");
+        }
+        return frames;
+    }
+
     private void MapAll(AddressSpace<BenchPlatform> space)
     {
         for (int i = Pages - 1; i >= 0; i--)
         {
-            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write);
+            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, (space == _notified ? _frames : _otherFrames)[i % Frames], PageProt.Write);
             if (status != MapStatus.Ok)
                 throw new InvalidOperationException("bench: map failed at page " + i + ": " + status);
         }

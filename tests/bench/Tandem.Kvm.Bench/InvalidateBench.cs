@@ -9,7 +9,7 @@ namespace Tandem.Kvm.Bench;
 /// <summary>
 /// Unmapping <see cref="Pages"/> mapped 4 KiB pages (16 GiB of host range) that both the primary
 /// and the EPT map, against unmapping the same in an address space with no secondary MMU (same
-/// machine, same mm). The pages are 1 GiB of frames mapped sixteen times over (an unmap drops
+/// machine, same mm). Each space maps its own 1 GiB of frames sixteen times over (an unmap drops
 /// mappings and reverse-map entries without freeing frames, so no frame is zeroed again in the
 /// setup); they are mapped, and faulted into the EPT, again before every iteration, untimed. The
 /// two unmaps alternate 32 MiB by 32 MiB (<see cref="Paired.Interleaved"/>). Mapped from the top down, so each unmap finds its reverse-map entry at the head of the
@@ -26,6 +26,7 @@ public class InvalidateBench
     private AddressSpace<BenchMmPlatform> _primaryOnly = null!;
     private EptMmu<BenchEptPlatform> _ept = null!;
     private Pfn[] _frames = null!;
+    private Pfn[] _otherFrames = null!;
     private long _inv0, _ranges0;
     public static long InvEpts, Ranges;
     public static double InvEptPerRange => Ranges == 0 ? 0 : (double)InvEpts / Ranges;
@@ -33,7 +34,7 @@ public class InvalidateBench
     [GlobalSetup]
     public void Setup()
     {
-        _machine = new BenchMachine((ulong)(Frames + Pages / 256 + 16384) * PageSizes.Size4K, cpus: 2, tablePages: Pages / 512 + 64);
+        _machine = new BenchMachine((ulong)(2 * Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K, cpus: 2, tablePages: Pages / 512 + 64);
         _mm = new MemoryManager<BenchMmPlatform>(_machine.MmPlatform, _machine.FrameCount, 16, 2 * Pages + 4096);
         _withEpt = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
         _primaryOnly = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
@@ -47,22 +48,30 @@ public class InvalidateBench
         _ept.RegisterWith(_withEpt.Notifiers);
         _ept.Activate(0);
         _ept.Activate(1);
-        _frames = new Pfn[Frames];
-        for (int i = 0; i < Frames; i++)
-        {
-            if (!_mm.Frames.AllocateFrame(out _frames[i]))
-                throw new InvalidOperationException("out of frames");
-        }
+        _frames = Allocate();
+        _otherFrames = Allocate();
     }
 
     [GlobalCleanup]
     public void Cleanup() => _machine?.Dispose();
 
+    /// <summary>One frame set per address space: an unmap then never walks past the other space's reverse-map entries.</summary>
+    private Pfn[] Allocate()
+    {
+        Pfn[] frames = new Pfn[Frames];
+        for (int i = 0; i < Frames; i++)
+        {
+            if (!_mm.Frames.AllocateFrame(out frames[i]))
+                throw new InvalidOperationException("bench: out of frames");
+        }
+        return frames;
+    }
+
     private void MapAll(AddressSpace<BenchMmPlatform> space)
     {
         for (int i = Pages - 1; i >= 0; i--)
         {
-            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, _frames[i % Frames], PageProt.Write | PageProt.User);
+            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, (space == _withEpt ? _frames : _otherFrames)[i % Frames], PageProt.Write | PageProt.User);
             if (status != MapStatus.Ok)
                 throw new InvalidOperationException("map failed at page " + i + ": " + status);
         }
