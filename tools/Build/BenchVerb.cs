@@ -1,3 +1,5 @@
+using System.Text.RegularExpressions;
+
 namespace Tandem.Build;
 
 /// <summary>
@@ -65,8 +67,19 @@ internal static class BenchVerb
         ImageBuilder.BuildIso(iso, "bench", menu: false, Guests.Modules());
         var o = new RunOptions(EmulatorKind.Bochs, "bench", 1, 512, false, 900, Echo: false);
         RunResult r = Emulator.Run(iso, o, Path.Combine(Repo.Out, "bench"));
+        int missed = 0;
         foreach (string line in r.Serial.Split('\n').Where(l => l.StartsWith("bench:", StringComparison.Ordinal)))
-            Console.WriteLine(line);
+        {
+            // The kernel states its goals as "goal NAME <= LIMIT" beside "NAME=VALUE".
+            Match goal = Regex.Match(line, @"goal (\w+) <= (\d+)");
+            Match value = goal.Success ? Regex.Match(line, $@"\b{goal.Groups[1].Value}=(\d+)") : Match.Empty;
+            bool miss = value.Success && long.Parse(value.Groups[1].Value) > long.Parse(goal.Groups[2].Value);
+            Console.WriteLine(line.TrimEnd() + (value.Success ? (miss ? " MISSED" : " ok") : ""));
+            if (miss)
+                missed++;
+        }
+        if (missed > 0)
+            return 1;
         if (r.KernelStatus != 0)
         {
             Console.WriteLine($"bench: the in-kernel benchmark run failed (status {r.KernelStatus?.ToString() ?? "none"})");
