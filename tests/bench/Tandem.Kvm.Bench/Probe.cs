@@ -21,6 +21,31 @@ public static unsafe class Probe
 {
     private const int Rounds = 9;
 
+    /// <summary><c>--probe-pass KIND PASSES [aliases]</c>: only one kind (aging-all, aging-10, and-all, floor-10), for a profiler.</summary>
+    public static int RunOne(string kind, int passes, int aliases)
+    {
+        AgingVm vm = new AgingVm(aliases);
+        (int every, Action pass) = kind switch
+        {
+            "aging-all" => (1, (Action)(() => vm.AgePass())),
+            "aging-10" => (10, () => vm.AgePass()),
+            "and-all" => (1, vm.AtomicAndLoop),
+            "floor-10" => (10, vm.FloorScanAndClear),
+            _ => throw new ArgumentException("kind: aging-all, aging-10, and-all, floor-10"),
+        };
+        Console.WriteLine($"probe-pass: ready ({vm.Leaves:N0} leaves)");
+        long cpu = 0;
+        for (int i = 0; i < passes; i++)
+        {
+            vm.SetYoung(every);
+            long c0 = ThreadCpuClock.Now();
+            pass();
+            cpu += ThreadCpuClock.Now() - c0;
+        }
+        Console.WriteLine($"probe-pass: {kind}: {(double)cpu / passes / vm.Leaves:F3} ns/leaf (mean of {passes} passes, thread CPU time)");
+        return 0;
+    }
+
     public static int Run(int aliases)
     {
         Stopwatch sw = Stopwatch.StartNew();

@@ -21,6 +21,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length > 2 && args[0] == "--probe-pass")
+            return Probe.RunOne(args[1], int.Parse(args[2]), args.Length > 3 ? int.Parse(args[3]) : 64);
         if (args.Length > 0 && args[0] == "--probe")
             return Probe.Run(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases);
         string artifacts = BenchReport.Artifacts(ref args);
