@@ -1,34 +1,60 @@
+using System.Text.RegularExpressions;
+
 namespace Tandem.Build;
 
 /// <summary>
-/// Runs every BenchmarkDotNet project under tests/bench and prints their figures, then the
-/// in-kernel benchmarks under Bochs (whose TSC counts instructions): the kernel prints "bench:" lines.
+/// Runs every BenchmarkDotNet project under tests/bench (each prints its ratios against their goals,
+/// MISSED for a missed one, and exits non-zero then), then, unless --skip-kernel, the in-kernel
+/// benchmarks under Bochs (whose TSC counts instructions): the kernel prints "bench:" lines.
+/// Exits 1 if any part failed.
 /// </summary>
 internal static class BenchVerb
 {
     public static int Run(List<string> args)
     {
+        bool skipKernel = args.Remove("--skip-kernel");
         if (args.Count > 0)
-            throw new BuildException($"'bench' takes no options (got '{args[0]}')");
+            throw new BuildException($"'bench' takes only --skip-kernel (got '{args[0]}')");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         string dir = Path.Combine(Repo.Root, "tests", "bench");
         var projects = Directory.Exists(dir)
             ? Directory.GetFiles(dir, "*.csproj", SearchOption.AllDirectories).OrderBy(p => p, StringComparer.Ordinal).ToList()
             : [];
         if (projects.Count == 0)
             throw new BuildException("no benchmark projects under tests/bench");
-        int failures = 0;
+        // One benchmark process at a time; each writes BenchmarkDotNet's JSON reports and its ratio
+        // table (JSON) under out/bench/NAME/results, replacing the previous run's.
+        var failures = new List<string>();
+        var jsonDirs = new List<string>();
         foreach (string project in projects)
         {
+            string name = Path.GetFileNameWithoutExtension(project);
+            string artifacts = Path.Combine(Repo.Out, "bench", name);
+            string results = Path.Combine(artifacts, "results");
+            if (Directory.Exists(results))
+                Directory.Delete(results, recursive: true);
             Console.WriteLine($"=== bench: {Path.GetRelativePath(Repo.Root, project)}");
-            int code = Shell.Run("dotnet", ["run", "-c", "Release", "--project", project], Repo.Root, onLine: Console.WriteLine);
+            int code = Shell.Run("dotnet", ["run", "-c", "Release", "--project", project, "--", "--artifacts", artifacts], Repo.Root, onLine: Console.WriteLine);
+            jsonDirs.Add(results);
             if (code != 0)
             {
-                Console.WriteLine($"bench: {Path.GetFileNameWithoutExtension(project)} failed (exit code {code})");
-                failures++;
+                Console.WriteLine($"bench: {name} failed (exit code {code}: a goal MISSED or the run broke)");
+                failures.Add(name);
             }
         }
-        failures += KernelBench();
-        return failures == 0 ? 0 : 1;
+        if (skipKernel)
+            Console.WriteLine("=== bench: in-kernel part skipped (--skip-kernel)");
+        else if (KernelBench() != 0)
+            failures.Add("in-kernel");
+        Console.WriteLine();
+        Console.WriteLine("=== bench: results (JSON)");
+        foreach (string results in jsonDirs.Where(Directory.Exists))
+        {
+            foreach (string f in Directory.GetFiles(results, "*.json").OrderBy(f => f, StringComparer.Ordinal))
+                Console.WriteLine($"  {f}");
+        }
+        Console.WriteLine($"bench: {(failures.Count == 0 ? "all goals met" : "FAILED: " + string.Join(", ", failures))} ({clock.Elapsed.TotalMinutes:F1} min)");
+        return failures.Count == 0 ? 0 : 1;
     }
 
     private static int KernelBench()
@@ -41,8 +67,19 @@ internal static class BenchVerb
         ImageBuilder.BuildIso(iso, "bench", menu: false, Guests.Modules());
         var o = new RunOptions(EmulatorKind.Bochs, "bench", 1, 512, false, 900, Echo: false);
         RunResult r = Emulator.Run(iso, o, Path.Combine(Repo.Out, "bench"));
+        int missed = 0;
         foreach (string line in r.Serial.Split('\n').Where(l => l.StartsWith("bench:", StringComparison.Ordinal)))
-            Console.WriteLine(line);
+        {
+            // The kernel states its goals as "goal NAME <= LIMIT" beside "NAME=VALUE".
+            Match goal = Regex.Match(line, @"goal (\w+) <= (\d+)");
+            Match value = goal.Success ? Regex.Match(line, $@"\b{goal.Groups[1].Value}=(\d+)") : Match.Empty;
+            bool miss = value.Success && long.Parse(value.Groups[1].Value) > long.Parse(goal.Groups[2].Value);
+            Console.WriteLine(line.TrimEnd() + (value.Success ? (miss ? " MISSED" : " ok") : ""));
+            if (miss)
+                missed++;
+        }
+        if (missed > 0)
+            return 1;
         if (r.KernelStatus != 0)
         {
             Console.WriteLine($"bench: the in-kernel benchmark run failed (status {r.KernelStatus?.ToString() ?? "none"})");

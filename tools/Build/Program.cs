@@ -24,7 +24,7 @@ namespace Tandem.Build
                                              build if needed, boot, stream the serial console, exit with the kernel's status
               test [--skip-host] [--skip-kernel]
                                              host tests, mutation check, format check, in-kernel tests on QEMU BIOS 1/2 CPUs, QEMU UEFI, Bochs
-              bench                          host benchmarks (BenchmarkDotNet) and in-kernel figures
+              bench [--skip-kernel]          host benchmarks (BenchmarkDotNet; goals, JSON under out/bench) and in-kernel figures
               mutate [--only NAME]           the mutation check alone (tests/mutations/mutations.txt): killed or SURVIVED per mutation
             options for every verb: -v (echo the commands run)
             """;

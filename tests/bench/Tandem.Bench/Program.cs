@@ -1,68 +1,39 @@
 using System;
-using System.IO;
 using System.Linq;
-using BenchmarkDotNet.Configs;
-using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Reports;
 using BenchmarkDotNet.Running;
-using BenchmarkDotNet.Toolchains.InProcess.Emit;
+using Tandem.Benchmarks;
 
 namespace Tandem.Bench;
 
 /// <summary>
-/// Runs the benchmarks of this assembly (one class per file; add new ones beside these) with a
-/// short in-process job, then prints the ratios of the medians against the baselines measured in the same run.
-/// <c>dotnet run -c Release --project tests/bench/Tandem.Bench -- --filter '*'</c>
+/// The mm benchmarks (one class per file; add new ones beside these), one invocation of at least
+/// 100 ms per side, both sides of a ratio in every iteration (<see cref="Paired"/>), timed by the thread's CPU time (<see cref="ThreadCpuClock"/>: the machine
+/// is shared; wall-clock medians are printed beside), then the ratios of the medians measured in the same run against their goals.
+/// <c>dotnet run -c Release --project tests/bench/Tandem.Bench -- [--artifacts DIR] [BenchmarkDotNet options]</c>.
+/// Exit status 1 when a goal is missed.
 /// </summary>
 public static class Program
 {
+    public const int Warmups = 1;
+    public const int Iterations = 25;
+
     public static int Main(string[] args)
     {
-        IConfig config = DefaultConfig.Instance
-            .AddJob(Job.Default
-                .WithToolchain(InProcessEmitToolchain.Instance)
-                .WithWarmupCount(3)
-                .WithIterationCount(20)
-                .WithId("short-inproc"))
-            .WithOptions(ConfigOptions.DisableLogFile)
-            .WithArtifactsPath(Path.Combine(AppContext.BaseDirectory, "BenchmarkDotNet.Artifacts"));
-        if (args.Length == 0)
-            args = new[] { "--filter", "*" };
-        Summary[] summaries = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args, config).ToArray();
-        PrintRatios(summaries);
-        return 0;
-    }
-
-    private static double? Mean(Summary[] summaries, string method)
-    {
-        foreach (Summary s in summaries)
-        {
-            foreach (BenchmarkReport r in s.Reports)
-            {
-                if (r.BenchmarkCase.Descriptor.WorkloadMethod.Name == method && r.ResultStatistics != null)
-                    return r.ResultStatistics.Median;
-            }
-        }
-        return null;
-    }
-
-    private static void PrintRatios(Summary[] summaries)
-    {
-        Console.WriteLine();
-        Console.WriteLine("== Tandem mm ratios (same run) ==");
-        double? none = Mean(summaries, nameof(UnmapNotifierBenchmarks.UnmapNoNotifier));
-        double? one = Mean(summaries, nameof(UnmapNotifierBenchmarks.UnmapOneNotifier));
-        if (none.HasValue && one.HasValue)
-        {
-            double ratio = one.Value / none.Value;
-            Console.WriteLine($"unmap per 4 KiB page: none {none.Value:F1} ns, one null notifier {one.Value:F1} ns, ratio {ratio:F3} (goal <= 1.1) {(ratio <= 1.1 ? "OK" : "MISSED")}");
-        }
-        double? zero = Mean(summaries, nameof(FaultInBenchmarks.ZeroOnly));
-        double? fault = Mean(summaries, nameof(FaultInBenchmarks.DemandFault));
-        if (zero.HasValue && fault.HasValue)
-        {
-            double rate = zero.Value / fault.Value;
-            Console.WriteLine($"per 4 KiB page: zeroing {zero.Value:F1} ns, demand fault-in {fault.Value:F1} ns, fault-in rate / zeroing rate {rate:F3} (goal >= 0.5) {(rate >= 0.5 ? "OK" : "MISSED")}");
-        }
+        string artifacts = BenchReport.Artifacts(ref args);
+        Summary[] s = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly)
+            .Run(args, BenchReport.Config(artifacts, Warmups, Iterations, ThreadCpuClock.Instance)).ToArray();
+        foreach ((string method, int k) in BenchReport.Ran(s))
+            Paired.Keep(new[] { method }, k);
+        BenchReport report = new BenchReport("Tandem.Bench (mm)");
+        report.Paired("unmap: one null notifier / none", nameof(UnmapNotifierBenchmarks.UnmapNotifierVsNone), 1.1);
+        // fault-in rate >= 0.5 x zeroing rate  <=>  fault-in time / zeroing time (same page count) <= 2.
+        report.Paired("demand fault-in / zeroing, same pages (fault-in rate >= 0.5x zeroing rate)", nameof(FaultInBenchmarks.FaultInVsZero), 2.0);
+        report.Print();
+        report.Save(artifacts, "Tandem.Bench-goals.json");
+        BenchReport.PrintJsonPaths(artifacts);
+        bool missed = report.Missed(BenchReport.AllSelected);
+        Console.WriteLine(missed ? "Tandem.Bench: MISSED goal(s), see above" : "Tandem.Bench: all goals met");
+        return missed ? 1 : 0;
     }
 }

@@ -1,77 +1,29 @@
-using System.Threading;
+using System;
 using BenchmarkDotNet.Attributes;
-using Tandem.Kvm.Ept;
-using Tandem.Kvm.Tests;
-using Tandem.Mm;
+using Tandem.Benchmarks;
 
 namespace Tandem.Kvm.Bench;
 
 /// <summary>
-/// One aging pass (the fast-only notifier call, lockless) over 64 Ki EPT leaves, against a plain
-/// read scan of the same entries and against the floor: one atomic AND per entry.
+/// An aging pass over every leaf of <see cref="AgingVm"/>, 2 MiB of host range (every alias slot)
+/// at a time, half of it with EptMmu's fast-only lockless notifier call (A) and the other half with
+/// the floor of any correct lockless pass over the same leaf memory (B): a plain scan with one
+/// atomic AND per accessed leaf (10 % accessed), and the atomic AND loop (all accessed). A and B
+/// alternate chunk by chunk and swap halves every iteration (<see cref="Paired.Interleaved"/>);
+/// the young pattern is restored before each iteration, untimed.
 /// </summary>
-public unsafe class AgingBench
+public class AgingBench
 {
-    public const int Pages = 65536;
-    private EptBed _bed = null!;
-    private ulong*[] _leaves = null!;
-    private Tandem.Mm.SpinLock _globalLock;
-    public static int Sink;
+    private AgingVm _vm = null!;
 
     [GlobalSetup]
-    public void Setup()
-    {
-        _bed = BenchBeds.Filled(Pages);
-        _leaves = BenchBeds.LeafPointers(_bed);
-    }
+    public void Setup() => _vm = SharedVm.Vm;
 
-    [GlobalCleanup]
-    public void Cleanup() => _bed.Dispose();
+    [Benchmark(Description = "A: aging, 10% young | B: floor, scan + atomic AND per young leaf (interleaved per 2 MiB)")]
+    public void Aging10VsFloor() => Paired.Interleaved(nameof(Aging10VsFloor), () => _vm.SetYoung(10), AgingVm.Chunks,
+        _vm.AgeChunk, _vm.FloorChunk, shared: true, () => SharedVm.CheckAgedOnce(nameof(Aging10VsFloor)));
 
-    [IterationSetup(Targets = new[] { nameof(PlainReadScan), nameof(AgingPass10PercentYoung), nameof(GlobalLockAgingPass10PercentYoung) })]
-    public void TenPercentYoung() => BenchBeds.SetYoung(_leaves, 10);
-
-    [IterationSetup(Targets = new[] { nameof(AtomicAndLoopAllYoung), nameof(AgingPassAllYoung) })]
-    public void AllYoung() => BenchBeds.SetYoung(_leaves, 1);
-
-    /// <summary>Baseline: read every leaf once (Volatile.Read) and count the young ones.</summary>
-    [Benchmark(Baseline = true)]
-    public int PlainReadScan()
-    {
-        int young = 0;
-        ulong*[] leaves = _leaves;
-        for (int i = 0; i < leaves.Length; i++)
-        {
-            if ((Volatile.Read(ref *leaves[i]) & EptEntry.Accessed) != 0)
-                young++;
-        }
-        return Sink = young;
-    }
-
-    /// <summary>EptMmu's lockless fast-only aging (test and clear) over the whole memslot.</summary>
-    [Benchmark]
-    public bool AgingPass10PercentYoung() => _bed.Ept.TestClearYoungFastOnly(_bed.Space, _bed.Hva(0), _bed.Hva(Pages), true);
-
-    /// <summary>Contrast: the same pass under one VM-wide lock (the legacy shadow MMU's way).</summary>
-    [Benchmark]
-    public bool GlobalLockAgingPass10PercentYoung()
-    {
-        while (!_globalLock.TryEnter())
-            Thread.SpinWait(1);
-        bool young = _bed.Ept.ClearYoung(_bed.Space, _bed.Hva(0), _bed.Hva(Pages));
-        _globalLock.Exit();
-        return young;
-    }
-
-    /// <summary>The floor for an all-young pass: one atomic AND per entry, nothing else.</summary>
-    [Benchmark]
-    public void AtomicAndLoopAllYoung()
-    {
-        ulong*[] leaves = _leaves;
-        for (int i = 0; i < leaves.Length; i++)
-            Interlocked.And(ref *leaves[i], ~EptEntry.Accessed);
-    }
-
-    [Benchmark]
-    public bool AgingPassAllYoung() => _bed.Ept.TestClearYoungFastOnly(_bed.Space, _bed.Hva(0), _bed.Hva(Pages), true);
+    [Benchmark(Description = "A: aging, all young | B: atomic AND loop (interleaved per 2 MiB)")]
+    public void AgingAllVsAndLoop() => Paired.Interleaved(nameof(AgingAllVsAndLoop), () => _vm.SetYoung(1), AgingVm.Chunks,
+        _vm.AgeChunk, _vm.AndChunk, shared: true, () => SharedVm.CheckAgedOnce(nameof(AgingAllVsAndLoop)));
 }

@@ -1,73 +1,110 @@
 using System;
 using BenchmarkDotNet.Attributes;
-using Tandem.Kvm.Tests;
+using Tandem.Benchmarks;
+using Tandem.Kvm.Ept;
 using Tandem.Mm;
 
 namespace Tandem.Kvm.Bench;
 
 /// <summary>
-/// Unmapping 4096 pages that both the primary and the EPT map, against unmapping the same pages
-/// in an address space without an EPT. mm notifies once per gather round (64 pages); the EPT must
-/// issue exactly one INVEPT per notified range.
+/// Unmapping <see cref="Pages"/> mapped 4 KiB pages (16 GiB of host range) that both the primary
+/// and the EPT map, against unmapping the same in an address space with no secondary MMU (same
+/// machine, same mm). Each space maps its own 1 GiB of frames sixteen times over (an unmap drops
+/// mappings and reverse-map entries without freeing frames, so no frame is zeroed again in the
+/// setup); they are mapped, and faulted into the EPT, again before every iteration, untimed. The
+/// two unmaps alternate 32 MiB by 32 MiB (<see cref="Paired.Interleaved"/>). Mapped from the top down, so each unmap finds its reverse-map entry at the head of the
+/// frame's list, as for a page mapped once. mm notifies once per gather round; the EPT must issue exactly one INVEPT per notified range.
 /// </summary>
 public class InvalidateBench
 {
-    private const int Pages = 4096;
-    private EptBed _withEpt = null!;
-    private EptBed _primaryOnly = null!;
+    public const int Frames = 262144;
+    public const int Pages = 16 * Frames;
+    private static readonly VirtAddr Base = new VirtAddr(0x40_0000_0000);
+    private BenchMachine _machine = null!;
+    private MemoryManager<BenchMmPlatform> _mm = null!;
+    private AddressSpace<BenchMmPlatform> _withEpt = null!;
+    private AddressSpace<BenchMmPlatform> _primaryOnly = null!;
+    private EptMmu<BenchEptPlatform> _ept = null!;
+    private Pfn[] _frames = null!;
+    private Pfn[] _otherFrames = null!;
     public static long InvEpts, Ranges;
     public static double InvEptPerRange => Ranges == 0 ? 0 : (double)InvEpts / Ranges;
 
     [GlobalSetup]
     public void Setup()
     {
-        _withEpt = new EptBed(pages: Pages, memory: 64UL << 20, cpus: 4, audit: false, tablePages: 64);
-        _primaryOnly = new EptBed(pages: Pages, memory: 64UL << 20, cpus: 4, audit: false, tablePages: 64);
-        // The second bed's EPT leaves the primary alone: unregister it so that space has no notifier.
-        _primaryOnly.Space.Notifiers.Unregister(_primaryOnly.Ept);
+        _machine = new BenchMachine((ulong)(2 * Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K, cpus: 2, tablePages: Pages / 512 + 64);
+        _mm = new MemoryManager<BenchMmPlatform>(_machine.MmPlatform, _machine.FrameCount, 16, 2 * Pages + 4096);
+        _withEpt = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
+        _primaryOnly = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
+        _withEpt.Activate(0);
+        _withEpt.Activate(1);
+        _primaryOnly.Activate(0);
+        _primaryOnly.Activate(1);
+        _ept = EptMmu<BenchEptPlatform>.Create(_machine.EptPlatform, _withEpt) ?? throw new InvalidOperationException("ept");
+        if (!_ept.AddMemslot(new Memslot(new Gfn(0), Pages, Base, true)))
+            throw new InvalidOperationException("memslot");
+        _ept.RegisterWith(_withEpt.Notifiers);
+        _ept.Activate(0);
+        _ept.Activate(1);
+        _frames = Allocate();
+        _otherFrames = Allocate();
     }
 
     [GlobalCleanup]
-    public void Cleanup()
-    {
-        _withEpt.Dispose();
-        _primaryOnly.Dispose();
-    }
+    public void Cleanup() => _machine?.Dispose();
 
-    [IterationSetup(Target = nameof(UnmapPrimaryAndEpt))]
-    public void FillBoth()
+    /// <summary>One frame set per address space: an unmap then never walks past the other space's reverse-map entries.</summary>
+    private Pfn[] Allocate()
     {
-        for (int i = 0; i < Pages; i++)
+        Pfn[] frames = new Pfn[Frames];
+        for (int i = 0; i < Frames; i++)
         {
-            if (_withEpt.Ept.HandleViolation(_withEpt.Gpa(i), true) != FaultStatus.Ok)
-                throw new InvalidOperationException("fill");
+            if (!_mm.Frames.AllocateFrame(out frames[i]))
+                throw new InvalidOperationException("bench: out of frames");
         }
-        _inv0 = _withEpt.Machine.InvEptCount;
-        _ranges0 = _withEpt.Machine.PrimaryFlushCount;
+        return frames;
     }
 
-    [IterationCleanup(Target = nameof(UnmapPrimaryAndEpt))]
-    public void CountInvEpt()
+    private void MapAll(AddressSpace<BenchMmPlatform> space)
     {
-        InvEpts += _withEpt.Machine.InvEptCount - _inv0;
-        Ranges += _withEpt.Machine.PrimaryFlushCount - _ranges0;
-    }
-
-    [IterationSetup(Target = nameof(UnmapPrimaryOnly))]
-    public void FillPrimary()
-    {
-        for (int i = 0; i < Pages; i++)
+        for (int i = Pages - 1; i >= 0; i--)
         {
-            if (_primaryOnly.Space.HandleFault(_primaryOnly.Hva(i), true) != FaultStatus.Ok)
-                throw new InvalidOperationException("fill");
+            MapStatus status = space.MapFrame(Base + (ulong)i * PageSizes.Size4K, (space == _withEpt ? _frames : _otherFrames)[i % Frames], PageProt.Write | PageProt.User);
+            if (status != MapStatus.Ok)
+                throw new InvalidOperationException("map failed at page " + i + ": " + status);
         }
     }
 
-    private long _inv0, _ranges0;
+    private void FillBoth()
+    {
+        MapAll(_withEpt);
+        for (int i = 0; i < Pages; i++)
+        {
+            if (_ept.HandleViolation(new Gfn((ulong)i).Address, true) != FaultStatus.Ok)
+                throw new InvalidOperationException("EPT fill");
+        }
+    }
 
-    [Benchmark(Baseline = true)]
-    public void UnmapPrimaryOnly() => _primaryOnly.Space.Unmap(_primaryOnly.Hva(0), _primaryOnly.Hva(Pages));
+    /// <summary>An A chunk: unmap from the space with the EPT, counting its INVEPTs and notified ranges (one primary flush each).</summary>
+    private void UnmapWithEpt(int chunk)
+    {
+        long inv0 = _machine.InvEpts, ranges0 = _machine.PrimaryFlushes;
+        Unmap(_withEpt, chunk);
+        InvEpts += _machine.InvEpts - inv0;
+        Ranges += _machine.PrimaryFlushes - ranges0;
+    }
 
-    [Benchmark]
-    public void UnmapPrimaryAndEpt() => _withEpt.Space.Unmap(_withEpt.Hva(0), _withEpt.Hva(Pages));
+    /// <summary>Pages per <c>Unmap</c> call (32 MiB): A and B alternate call by call.</summary>
+    public const int ChunkPages = 8192;
+
+    private void Unmap(AddressSpace<BenchMmPlatform> space, int chunk)
+    {
+        VirtAddr start = Base + (ulong)chunk * ChunkPages * PageSizes.Size4K;
+        space.Unmap(start, start + ChunkPages * PageSizes.Size4K);
+    }
+
+    [Benchmark(Description = "A: unmap 16 GiB (4 Mi pages), primary + EPT | B: primary only (interleaved per 32 MiB)")]
+    public void UnmapEptVsPrimaryOnly() => Paired.Interleaved(nameof(UnmapEptVsPrimaryOnly), () => { FillBoth(); MapAll(_primaryOnly); },
+        Pages / ChunkPages, UnmapWithEpt, c => Unmap(_primaryOnly, c), shared: false);
 }
