@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Threading;
 using Tandem.Mm;
 
@@ -79,18 +80,23 @@ public sealed unsafe partial class EptMmu<TPlatform>
 
     private bool AgeGuestRangeLocked(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
     {
+        // Locals, written through the ref parameter once at the end: a store before every locked
+        // instruction would have to drain first (the hot loop is one read and, for a young leaf,
+        // one compare-exchange).
         bool young = false;
+        bool anyCleared = false;
         EptWalker<TPlatform> walker = new EptWalker<TPlatform>(_platform, _root, start, end);
         while (true)
         {
-            if (walker.TryTakeTableRun(out ulong* slots, out int count))
+            if (walker.TryTakeTableRun(out ulong* run, out int count))
             {
                 // The rest of a last-level table: one read per entry; absent entries have no A bit.
-                for (int i = 0; i < count; i++)
+                ulong* stop = run + count;
+                for (ulong* slot = run; slot < stop; slot++)
                 {
-                    EptEntry e = EptOps.Read(slots + i);
+                    EptEntry e = EptOps.Read(slot);
                     if (e.IsAccessed)
-                        young |= AgeLeaf(slots + i, e, clear, ref cleared);
+                        young |= AgeLeaf(slot, e, clear, ref anyCleared);
                 }
                 continue;
             }
@@ -100,15 +106,18 @@ public sealed unsafe partial class EptMmu<TPlatform>
             if (!s.Value.IsAccessed)
                 continue;
             bool whole = s.Address.Value >= start.Value && s.Address.Value + s.Size <= end.Value;
-            _platform.Checkpoint(MmCheckpoint.SecondaryLeafRead);
-            young |= AgeLeaf(s.Pointer, s.Value, clear && whole, ref cleared);
+            young |= AgeLeaf(s.Pointer, s.Value, clear && whole, ref anyCleared);
         }
+        if (anyCleared)
+            cleared = true;
         return young;
     }
 
     /// <summary>An accessed leaf: young; with <paramref name="clear"/>, one compare-exchange to clear A.</summary>
-    private static bool AgeLeaf(ulong* slot, EptEntry e, bool clear, ref bool cleared)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool AgeLeaf(ulong* slot, EptEntry e, bool clear, ref bool cleared)
     {
+        _platform.Checkpoint(MmCheckpoint.SecondaryLeafRead);
         // Pairs with the CPU's locked A/D update and with the zap's compare-exchange: a failed CAS
         // means one of them won, and we leave the entry as they left it (it still counts as young).
         if (clear && EptOps.CompareExchange(slot, e.WithoutAccessed(), e).Value == e.Value)
