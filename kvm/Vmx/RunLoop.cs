@@ -15,13 +15,14 @@ namespace Tandem.Kvm.Vmx
         {
             Vm vm = vcpu.Vm;
             vcpu.MakeCurrent();
+            // This CPU may cache the VM's EPT translations from the first entry on: it must be in
+            // the EPT's CPU mask before it, or a remote INVEPT would skip it. Once per Run is
+            // enough: the vCPU stays on this CPU until Run returns, and a bit is never cleared.
+            vm.Memory.ActivateOn(KvmHost.CurrentCpu());
             VmcsSetup.WriteHostState();
             vm.PauseRequested = false;
             while (!vm.Stopped && !vm.PauseRequested)
             {
-                // This CPU may cache the VM's EPT translations from the entry on: it must be in the
-                // EPT's CPU mask first, or a remote INVEPT would skip it (cheap when already set).
-                vm.Memory.ActivateOn(KvmHost.CurrentCpu());
                 int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
                 if (status != 0)
                 {
