@@ -44,8 +44,8 @@ public sealed unsafe partial class EptMmu<TPlatform>
     {
         int section = _walkers.ReadLock();
         bool young = false;
-        // Acquire; pairs with the Volatile.Write in Release. Gone: nothing is mapped any more.
-        if (Volatile.Read(ref _tablesGone) == 0)
+        // Acquire (Closed); pairs with Close in Release. Closed: nothing is mapped any more.
+        if (!_walkers.Closed)
         {
             _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
             MemslotMap slots = Memslots;
@@ -73,7 +73,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
     public bool AgeGuestRange(GuestPhysAddr start, GuestPhysAddr end, bool clear, ref bool cleared)
     {
         int section = _walkers.ReadLock();
-        bool young = Volatile.Read(ref _tablesGone) == 0 && AgeGuestRangeLocked(start, end, clear, ref cleared);
+        bool young = !_walkers.Closed && AgeGuestRangeLocked(start, end, clear, ref cleared);
         _walkers.ReadUnlock(section);
         return young;
     }

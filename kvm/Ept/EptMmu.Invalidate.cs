@@ -26,8 +26,8 @@ public sealed unsafe partial class EptMmu<TPlatform>
         UnlockMmu();
         bool overlaps = false;
         int section = _walkers.ReadLock();
-        // Acquire; pairs with the Volatile.Write in Release, which comes after its zap and flush.
-        if (Volatile.Read(ref _tablesGone) == 0)
+        // Acquire (Closed); pairs with Close in Release, which comes after its zap and flush.
+        if (!_walkers.Closed)
         {
             _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
             overlaps = ZapHostRange(range.Start, range.End);

@@ -17,7 +17,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
     /// This is the only place where EPT table pages are freed. The order is the lifetime rule:
     /// (1) <c>_dead</c> under the MMU lock, so no fault installs a leaf or a table after the zap;
     /// (2) zap, then INVEPT on every CPU of the mask, so no hardware walk uses a leaf or a cached
-    /// table any more; (3) <c>_tablesGone</c>, so no new lockless walker starts; (4) the grace
+    /// table any more; (3) <c>_walkers.Close()</c>, so no new lockless walker starts; (4) the grace
     /// period, so no walker that started before (3) is still inside a table; (5) free.
     /// Runs once; a second call returns at once.
     /// </remarks>
@@ -33,9 +33,10 @@ public sealed unsafe partial class EptMmu<TPlatform>
         UnlockMmu();
         ZapGuestRange(new GuestPhysAddr(0), new GuestPhysAddr(GuestPhysLimit));
         FlushTlbs();
-        // Release: the zap and the flush happen before a walker can see the tables gone; pairs
-        // with the Volatile.Read in the walkers (InvalidateRangeStart, aging, RemoveMemslot).
-        Volatile.Write(ref _tablesGone, 1);
+        // Release (inside Close): the zap and the flush happen before a walker can see the tables
+        // gone; pairs with the acquire in Closed, read by the walkers (InvalidateRangeStart, aging,
+        // RemoveMemslot) inside their sections.
+        _walkers.Close();
         _walkers.Synchronize(_platform);
         LockMmu();
         // Release; pairs with the Volatile.Read in Memslots.

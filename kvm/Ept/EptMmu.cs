@@ -40,7 +40,6 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
     private MemslotMap _slots = MemslotMap.Empty;
     private ulong _cpuMask;
     private int _dead;
-    private int _tablesGone;
     private long _faultRetries;
 
     private EptMmu(TPlatform platform, IAddressSpace space, PhysAddr root)
@@ -161,7 +160,7 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
         UnlockMmu();
         _platform.Checkpoint(MmCheckpoint.MemslotInvalidated);
         int section = _walkers.ReadLock();
-        if (Volatile.Read(ref _tablesGone) == 0)
+        if (!_walkers.Closed)
             ZapGuestRange(slot.BaseGfn.Address, slot.GuestAddressOf(slot.HostEnd));
         _walkers.ReadUnlock(section);
         FlushTlbs();

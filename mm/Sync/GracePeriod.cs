@@ -34,6 +34,7 @@ public sealed class GracePeriod
     private long _readers1;
     private long _index;
     private long _synchronizing;
+    private long _closed;
     private long _pad8, _pad9, _pad10, _pad11, _pad12, _pad13, _pad14, _pad15;
 #pragma warning restore CS0169
 
@@ -55,6 +56,28 @@ public sealed class GracePeriod
         // Release (full barrier): the section's reads happen before the synchronizer sees 0; pairs
         // with the Volatile.Read of the counter in Synchronize.
         Interlocked.Decrement(ref Readers(index));
+    }
+
+    /// <summary>
+    /// True once <see cref="Close"/> ran: what the sections protect is gone, and a reader that sees
+    /// this inside its section must not touch it. Kept on the counters' cache line, which a reader
+    /// writes anyway, so the check costs no extra cache miss.
+    /// </summary>
+    public bool Closed
+    {
+        // Acquire; pairs with the Volatile.Write in Close.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get { return Volatile.Read(ref _closed) != 0; }
+    }
+
+    /// <summary>
+    /// Marks the protected state gone (call before the <see cref="Synchronize{TPause}"/> that precedes
+    /// freeing it). Release: everything the caller did before (zap, flush) is visible to a reader
+    /// that sees <see cref="Closed"/>.
+    /// </summary>
+    public void Close()
+    {
+        Volatile.Write(ref _closed, 1L);
     }
 
     /// <summary>True while some read-side section is open (for assertions and tests).</summary>
