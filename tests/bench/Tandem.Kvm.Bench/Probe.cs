@@ -46,6 +46,73 @@ public static unsafe class Probe
         return 0;
     }
 
+    /// <summary>
+    /// <c>--probe-corunner [aliases] [rounds]</c>: the lockless aging pass alone, beside a faulter
+    /// on the same VM, and beside the same faulter on a second VM that shares nothing with the
+    /// first but the machine. Separates what the MMU design costs from what a busy sibling CPU
+    /// costs. Median thread CPU time per pass, rounds interleaved.
+    /// </summary>
+    public static int RunCorunner(int aliases, int rounds)
+    {
+        AgingVm vm = new AgingVm(aliases);
+        AgingVm other = new AgingVm(1);
+        Console.WriteLine($"probe-corunner: {vm.Leaves:N0} leaves; median of {rounds} rounds, thread CPU time per pass");
+        string[] kinds = { "alone", "faulter on the same VM", "faulter on another VM", "alone (again)" };
+        Dictionary<string, List<double>> cpu = kinds.ToDictionary(k => k, _ => new List<double>());
+        for (int round = 0; round < rounds; round++)
+        {
+            foreach (string kind in kinds)
+            {
+                vm.SetYoung(10);
+                AgingVm? target = kind.Contains("same") ? vm : kind.Contains("another") ? other : null;
+                using Faulter? f = target == null ? null : new Faulter(target);
+                long c0 = ThreadCpuClock.Now();
+                vm.AgePass();
+                cpu[kind].Add(ThreadCpuClock.Now() - c0);
+            }
+        }
+        double alone = Median(cpu["alone"]);
+        foreach (string kind in kinds)
+            Console.WriteLine($"probe-corunner: {kind,-24} {Median(cpu[kind]) / 1e6,8:F1} ms  {Median(cpu[kind]) / alone:F3}x alone");
+        return 0;
+    }
+
+    private static double Median(List<double> l)
+    {
+        List<double> s = l.OrderBy(x => x).ToList();
+        return s[s.Count / 2];
+    }
+
+    private sealed class Faulter : IDisposable
+    {
+        private volatile bool _stop;
+        private long _n;
+        private readonly Thread _thread;
+
+        public Faulter(AgingVm vm)
+        {
+            _thread = new Thread(() =>
+            {
+                BenchMachine.ThreadCpu = 1;
+                long n = 0;
+                while (!_stop)
+                {
+                    vm.Ept.HandleViolation(vm.FaultGpa((int)(n & int.MaxValue)), true);
+                    Volatile.Write(ref _n, ++n);
+                }
+            });
+            _thread.Start();
+            while (Volatile.Read(ref _n) < 10000)
+                Thread.Yield();
+        }
+
+        public void Dispose()
+        {
+            _stop = true;
+            _thread.Join();
+        }
+    }
+
     public static int Run(int aliases)
     {
         Stopwatch sw = Stopwatch.StartNew();

@@ -23,6 +23,8 @@ public static class Program
     {
         if (args.Length > 2 && args[0] == "--probe-pass")
             return Probe.RunOne(args[1], int.Parse(args[2]), args.Length > 3 ? int.Parse(args[3]) : 64);
+        if (args.Length > 0 && args[0] == "--probe-corunner")
+            return Probe.RunCorunner(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases, args.Length > 2 ? int.Parse(args[2]) : 15);
         if (args.Length > 0 && args[0] == "--probe")
             return Probe.Run(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases);
         string artifacts = BenchReport.Artifacts(ref args);
@@ -53,7 +55,7 @@ public static class Program
         {
             report.PairedSamples($"  faulter side: CPU ns/fault during {what} pass / faulter alone", name,
                 ConcurrentAgingBench.FaulterCpu, ConcurrentAgingBench.FaulterAloneCpu,
-                $"faults completed per pass: median {ConcurrentAgingBench.FaulterFaults.Median(name):F0}; wall ns of the pass per fault: {BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(name))}");
+                $"faults completed in the A turns of an iteration: median {ConcurrentAgingBench.FaulterFaults.Median(name):F0}; wall ns of the A turns per fault: {BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(name))}");
         }
         report.Paired("unmap 16 GiB (4 Mi pages): primary + EPT / primary only", nameof(InvalidateBench.UnmapEptVsPrimaryOnly), 1.6);
         report.Print();
