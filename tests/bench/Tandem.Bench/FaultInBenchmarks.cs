@@ -65,6 +65,27 @@ public unsafe class FaultInBenchmarks
         }
     }
 
+    /// <summary><c>--probe-fault ROUNDS</c>: fault-in and zeroing, whole gigabytes, for a profiler; prints ns per page.</summary>
+    public static int Probe(int rounds)
+    {
+        FaultInBenchmarks b = new FaultInBenchmarks();
+        b.Setup();
+        for (int r = 0; r < rounds; r++)
+        {
+            long c0 = ThreadCpuClock.Now();
+            for (int c = 0; c < Pages / ChunkPages; c++)
+                b.FaultChunk(c);
+            long c1 = ThreadCpuClock.Now();
+            for (int c = 0; c < Pages / ChunkPages; c++)
+                b.ZeroChunk(c);
+            long c2 = ThreadCpuClock.Now();
+            b.Unmap();
+            Console.WriteLine($"probe-fault: fault-in {(double)(c1 - c0) / Pages:F1} ns/page, zeroing {(double)(c2 - c1) / Pages:F1} ns/page, ratio {(double)(c1 - c0) / (c2 - c1):F3}");
+        }
+        b.Cleanup();
+        return 0;
+    }
+
     [Benchmark(Description = "A: demand fault-in 1 GiB of 4 KiB pages | B: zero as many pages (interleaved per 4096 pages)")]
     public void FaultInVsZero() => Paired.Interleaved(nameof(FaultInVsZero), null, Pages / ChunkPages, FaultChunk, ZeroChunk, shared: false, Unmap);
 }

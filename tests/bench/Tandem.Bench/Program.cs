@@ -20,6 +20,8 @@ public static class Program
 
     public static int Main(string[] args)
     {
+        if (args.Length > 1 && args[0] == "--probe-fault")
+            return FaultInBenchmarks.Probe(int.Parse(args[1]));
         string artifacts = BenchReport.Artifacts(ref args);
         Summary[] s = BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly)
             .Run(args, BenchReport.Config(artifacts, Warmups, Iterations, ThreadCpuClock.Instance)).ToArray();
