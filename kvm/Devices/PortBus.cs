@@ -12,6 +12,7 @@ namespace Tandem.Kvm.Devices
         private readonly IPortDevice[] _device;
         private int _ranges;
 
+        /// <summary>A bus with room for <paramref name="capacity"/> port ranges.</summary>
         public PortBus(int capacity)
         {
             _first = new ushort[capacity];
@@ -19,6 +20,7 @@ namespace Tandem.Kvm.Devices
             _device = new IPortDevice[capacity];
         }
 
+        /// <summary>Ranges registered so far.</summary>
         public int Ranges => _ranges;
 
         /// <summary>Claims ports <paramref name="first"/> .. first + count - 1. False if full, empty, past 0xFFFF or overlapping.</summary>
@@ -49,6 +51,7 @@ namespace Tandem.Kvm.Devices
             return null;
         }
 
+        /// <summary>The value mask of an access of <paramref name="size"/> bytes.</summary>
         public static uint Mask(int size) => size == 1 ? 0xFFu : size == 2 ? 0xFFFFu : 0xFFFF_FFFFu;
 
         /// <summary>A guest read of <paramref name="size"/> bytes (1, 2 or 4).</summary>
