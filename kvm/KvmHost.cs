@@ -27,6 +27,9 @@ namespace Tandem.Kvm
         /// <summary>Runs a function on another CPU and waits for it (the kernel's Smp.RunOn); false if it could not.</summary>
         public static delegate*<int, delegate*<ulong, void>, ulong, bool> RunOnCpu;
 
+        /// <summary>The calibrated TSC frequency (the VM clock of every device model runs on it).</summary>
+        public static ulong TscPerSecond;
+
         public static ulong AllocatePage() => AllocatePages(1);
 
         public static void Line(string text)

@@ -21,8 +21,10 @@ namespace Tandem.Arch.X86
         public const ulong PinBasedControls = 0x4000, ProcBasedControls = 0x4002, ExceptionBitmap = 0x4004;
         public const ulong Cr3TargetCount = 0x400A, ExitControls = 0x400C, ExitMsrStoreCount = 0x400E, ExitMsrLoadCount = 0x4010;
         public const ulong EntryControls = 0x4012, EntryMsrLoadCount = 0x4014, EntryInterruptionInfo = 0x4016;
+        public const ulong EntryExceptionErrorCode = 0x4018, EntryInstructionLength = 0x401A;
         public const ulong SecondaryControls = 0x401E;
         public const ulong InstructionError = 0x4400, ExitReason = 0x4402, ExitInterruptionInfo = 0x4404, ExitInterruptionErrorCode = 0x4406;
+        public const ulong IdtVectoringInfo = 0x4408, IdtVectoringErrorCode = 0x440A;
         public const ulong ExitInstructionLength = 0x440C, ExitInstructionInfo = 0x440E;
         public const ulong GuestEsLimit = 0x4800, GuestCsLimit = 0x4802, GuestSsLimit = 0x4804, GuestDsLimit = 0x4806;
         public const ulong GuestFsLimit = 0x4808, GuestGsLimit = 0x480A, GuestLdtrLimit = 0x480C, GuestTrLimit = 0x480E;

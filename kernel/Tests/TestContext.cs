@@ -30,6 +30,14 @@ namespace Tandem.Kernel.Tests
                 SkipReason = reason;
         }
 
+        /// <summary>Like <see cref="Check(bool, string)"/>, printing <paramref name="value"/> with the reason on failure.</summary>
+        public bool Check(bool condition, string reason, ulong value)
+        {
+            if (!condition)
+                Fail(reason, value);
+            return condition;
+        }
+
         public bool Check(bool condition, string reason)
         {
             if (!condition)

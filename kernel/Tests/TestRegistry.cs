@@ -21,7 +21,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.enabled_on_every_cpu", &VmxTests.EnabledOnEveryCpu),
             new TestCase("vmx.guest_runs_to_exit_status", &VmxTests.GuestRunsToExitStatus),
             new TestCase("vmx.ept_mask_set_by_the_run_loop", &VmxTests.EptMaskSetByTheRunLoop),
-            new TestCase("vmx.cpuid_io_hlt_exits_seen", &VmxTests.CpuidIoHltExitsSeen),
+            new TestCase("vmx.cpuid_io_exits_seen", &VmxTests.CpuidIoExitsSeen),
             new TestCase("vmx.ept_demand_faults", &VmxTests.EptDemandFaults),
             new TestCase("vmx.invalidate_while_running_checksums_verify", &VmxTests.InvalidateWhileRunning),
             new TestCase("vmx.aging_hot_young_cold_old", &VmxTests.AgingHotYoungColdOld),
@@ -29,6 +29,8 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.huge_pages_back_guest_ram", &VmxTests.HugePagesBackGuestRam),
             new TestCase("vmx.triple_fault_stops_only_the_vm", &VmxTests.TripleFaultStopsOnlyTheVm),
             new TestCase("vmx.runaway_guest_stopped", &VmxTests.RunawayGuestStopped),
+            new TestCase("vmx.pit_interrupts_wake_hlt", &VmxTests.PitInterruptsWakeHlt),
+            new TestCase("vmx.halt_with_interrupts_off_stops_the_vm", &VmxTests.HaltWithInterruptsOffStopsTheVm),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

@@ -11,6 +11,7 @@ namespace Tandem.Kernel.Virt
     {
         public static void Initialize()
         {
+            KvmHost.TscPerSecond = Timer.TscPerSecond;
             KvmHost.AllocatePages = &AllocatePages;
             KvmHost.FreePages = &FrameAllocator.FreeContiguous;
             KvmHost.CurrentCpu = &CurrentCpu;

@@ -21,8 +21,10 @@ namespace Tandem.Kvm.Vmx
             vm.Memory.ActivateOn(KvmHost.CurrentCpu());
             VmcsSetup.WriteHostState();
             vm.PauseRequested = false;
+            vcpu.ChargedUntil = Native.Rdtsc();
             while (!vm.Stopped && !vm.PauseRequested)
             {
+                Events.BeforeEntry(vcpu);
                 int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
                 if (status != 0)
                 {
@@ -36,6 +38,8 @@ namespace Tandem.Kvm.Vmx
                 vcpu.Launched = true;
                 vcpu.Exits++;
                 ExitInfo e = ExitInfo.Read();
+                if (!e.EntryFailed)
+                    Events.AfterExit(vcpu);
                 if (e.Reason < ExitReason.Count)
                     vcpu.ExitCounts[e.Reason]++;
                 ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
@@ -46,6 +50,7 @@ namespace Tandem.Kvm.Vmx
                     break;
                 }
             }
+            Events.ChargeBudget(vcpu);
             vm.FlushSerial();
         }
 

@@ -15,6 +15,16 @@ namespace Tandem.Kvm.Vmx
         public int LoadedOnCpu = -1;
         public ulong Exits;
 
+        /// <summary>The VMCS has the preemption timer on (optional: without it devices are polled at the exits the guest makes anyway).</summary>
+        public bool PreemptionTimer;
+        /// <summary>The value last written to the preemption-timer field (it is not saved on exit, so it is the next entry's).</summary>
+        public uint TimerValue;
+        public bool WindowRequested;
+        /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
+        public ulong Injected, Reinjected, Halts;
+        /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
+        public ulong UsedTsc, ChargedUntil;
+
         private static int s_nextVpid;
 
         public Vcpu(Vm vm, ulong vmcs, ulong registersPage)

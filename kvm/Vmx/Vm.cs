@@ -8,6 +8,9 @@ namespace Tandem.Kvm.Vmx
     {
         public readonly int Id;
         public readonly IGuestMemory Memory;
+
+        /// <summary>The VM's PC devices (port bus, PIC, PIT) and their interrupt wiring.</summary>
+        public readonly Devices.PcPlatform Platform;
         public Vcpu? Vcpu;
 
         /// <summary>-1 while running; the status the guest wrote to the exit port, or 255 when the host stopped it.</summary>
@@ -21,7 +24,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
 
-        /// <summary>Preemption-timer quanta a guest may use before the host stops it as runaway.</summary>
+        /// <summary>The guest's time budget, in preemption-timer quanta of time (running or halted), before the host stops it as runaway.</summary>
         public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
 
@@ -32,6 +35,7 @@ namespace Tandem.Kvm.Vmx
         {
             Id = id;
             Memory = memory;
+            Platform = new Devices.PcPlatform(TscClock.Instance);
         }
 
         public void Stop(int status, string? reason)

@@ -75,8 +75,13 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.EptPointer, vcpu.Vm.Memory.EptPointer);
             Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
             Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
-            if ((pin & PinPreemptionTimer) != 0)
+            vcpu.PreemptionTimer = (pin & PinPreemptionTimer) != 0;
+            if (vcpu.PreemptionTimer)
+            {
                 Vmcs.Write(VmcsField.PreemptionTimerValue, PreemptionQuantum);
+                vcpu.TimerValue = PreemptionQuantum;
+                PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]
+            }
 
             // The guest owns CR0/CR4 except the bits VMX forces: those read back as the guest wrote them.
             ulong cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
@@ -88,6 +93,9 @@ namespace Tandem.Kvm.Vmx
             WriteGuestState(mode, entry, stackTop, guestCr3, cr0Fixed0, cr4Fixed0);
             return null;
         }
+
+        /// <summary>The preemption timer counts down once per 2^rate TSC ticks (IA32_VMX_MISC[4:0]).</summary>
+        public static int PreemptionRate;
 
         /// <summary>Preemption-timer reload: bounds how long a guest runs between host checks.</summary>
         public const uint PreemptionQuantum = 2_000_000;

@@ -1,14 +1,8 @@
-using Tandem.Arch.X86;
-
 namespace Tandem.Kvm.Vmx.Exits
 {
-    /// <summary>Interrupt window (exit reason 7): nothing to inject yet; turn the window exiting off again.</summary>
+    /// <summary>Interrupt window (exit reason 7): the guest can take an interrupt now; the next entry injects it (<see cref="Events.BeforeEntry"/>).</summary>
     internal static class InterruptWindowExit
     {
-        public static ExitAction Handle(Vcpu v, in ExitInfo e)
-        {
-            Vmcs.Write(VmcsField.ProcBasedControls, Vmcs.Read(VmcsField.ProcBasedControls) & ~(1UL << 2));
-            return ExitAction.Resume;
-        }
+        public static ExitAction Handle(Vcpu v, in ExitInfo e) => ExitAction.Resume;
     }
 }

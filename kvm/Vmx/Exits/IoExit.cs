@@ -3,8 +3,9 @@ namespace Tandem.Kvm.Vmx.Exits
     /// <summary>
     /// Port I/O (exit reason 30; qualification per SDM Vol. 3C table 28-5): the guest's COM1
     /// (data port relayed to the host console, line status always "ready"), the exit port 0xF4
-    /// (ends the VM with the byte written), the phase port 0x502 (test synchronisation). Reads of
-    /// other ports return all ones; writes are ignored.
+    /// (ends the VM with the byte written), the phase port 0x502 (test synchronisation); every
+    /// other port goes to the VM's port bus (<see cref="Devices.PcPlatform"/>: PIC, PIT), where
+    /// unclaimed ports read as all ones and ignore writes.
     /// </summary>
     internal static unsafe class IoExit
     {
@@ -26,7 +27,7 @@ namespace Tandem.Kvm.Vmx.Exits
             ulong mask = size == 1 ? 0xFFUL : size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
             if (input)
             {
-                ulong value = port == SerialLineStatus ? 0x60UL : port == SerialData ? 0 : ulong.MaxValue;
+                ulong value = port == SerialLineStatus ? 0x60UL : port == SerialData ? 0 : v.Vm.Platform.Ports.Read(port, size);
                 r->Rax = (r->Rax & ~mask) | (value & mask);
             }
             else
@@ -50,6 +51,9 @@ namespace Tandem.Kvm.Vmx.Exits
                             v.Vm.PhaseHandler(v.Vm, value);
                             return v.Vm.Stopped ? ExitAction.Stop : ExitAction.Resume;
                         }
+                        break;
+                    default:
+                        v.Vm.Platform.Ports.Write(port, size, (uint)value);
                         break;
                 }
             }

@@ -33,7 +33,100 @@ public static class TestGuests
         ("cpuidloop64", CpuidLoop64()),
         ("crash32", Crash32()),
         ("spin32", Spin32()),
+        ("timer32", Timer32()),
+        ("halt32", Halt32()),
     ];
+
+    /// <summary>A guest that can never be woken: <c>cli; hlt</c> (the host stops it with the reason).</summary>
+    private static byte[] Halt32()
+    {
+        var strings = new Strings("halting with interrupts off\n");
+        var a = new Assembler(32);
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        a.cli();
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 32);
+    }
+
+    /// <summary>Interrupts the timer guest counts before it exits, and where it counts them.</summary>
+    public const uint TimerTicks = 20, TimerCounter = 0x7000;
+
+    /// <summary>
+    /// 32-bit: the platform's interrupt path end to end. Installs its GDT's code and data
+    /// descriptors (GDTR is base 0, and the VMCS loads selectors 0x08 and 0x10) and an interrupt
+    /// gate for vector 0x20 (IDTR is base 0 too), initialises the PIC pair as Linux does (master
+    /// vectors 0x20, slave 0x28, only IRQ 0 unmasked), programs PIT channel 0 as a 1 kHz rate
+    /// generator, and then loops on <c>sti; hlt</c> until its IRQ 0 handler (count, EOI, IRET) has
+    /// run <see cref="TimerTicks"/> times. Then it prints and exits 0. Its stack is demand-faulted
+    /// on the first interrupt, so the first delivery exits for an EPT violation and is re-injected.
+    /// A timer that never fires leaves it halted, and the host stops it with the reason.
+    /// </summary>
+    private static byte[] Timer32()
+    {
+        // Two passes: the gate needs the handler's address, known once the code is assembled.
+        byte[] image = Timer32Pass(0, out ulong handler);
+        byte[] final = Timer32Pass((uint)handler, out ulong again);
+        if (again != handler || final.Length != image.Length)
+            throw new InvalidOperationException("timer32: the handler moved between passes");
+        return final;
+    }
+
+    private static byte[] Timer32Pass(uint handlerAddress, out ulong handlerRip)
+    {
+        var strings = new Strings("timer guest: PIC, PIT at 1 kHz, sti; hlt\n", "timer guest: 20 interrupts counted\n");
+        var a = new Assembler(32);
+        var wait = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var handler = a.CreateLabel();
+
+        Print(a, strings.Address(0), long64: false);
+        a.xor(ebx, ebx);
+        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);          // 0x08: flat 32-bit code
+        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
+        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);          // 0x10: flat data
+        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
+        a.mov(eax, handlerAddress);                          // vector 0x20: 32-bit interrupt gate
+        a.mov(__word_ptr[ebx + 0x100], ax);
+        a.mov(__word_ptr[ebx + 0x102], 0x08);
+        a.mov(__word_ptr[ebx + 0x104], 0x8E00);
+        a.shr(eax, 16);
+        a.mov(__word_ptr[ebx + 0x106], ax);
+        a.mov(__dword_ptr[ebx + (int)TimerCounter], 0);
+        foreach ((ushort port, byte value) in new (ushort, byte)[]
+        {
+            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),    // master: ICW1-4
+            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),    // slave
+            (0x21, 0xFE), (0xA1, 0xFF),                                // only IRQ 0
+            (0x43, 0x34), (0x40, 1193 & 0xFF), (0x40, 1193 >> 8),      // PIT channel 0, mode 2, 1 kHz
+        })
+        {
+            Out(a, port, value);
+        }
+        a.Label(ref wait);
+        a.sti();
+        a.hlt();
+        a.cmp(__dword_ptr[ebx + (int)TimerCounter], TimerTicks);
+        a.jb(wait);
+        a.cli();
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+
+        a.Label(ref handler);
+        a.push(eax);
+        a.inc(__dword_ptr[TimerCounter]);
+        a.mov(al, 0x20);
+        a.@out(0x20, al);                                    // non-specific EOI
+        a.pop(eax);
+        a.iretd();
+
+        return strings.Image(a, 32, handler, out handlerRip);
+    }
 
     /// <summary>A hostile guest: executes UD2 with no IDT, which escalates to a triple fault.</summary>
     private static byte[] Crash32()
@@ -115,7 +208,10 @@ public static class TestGuests
             return (uint)LoadAddress + offset;
         }
 
-        public byte[] Image(Assembler a, int mode)
+        public byte[] Image(Assembler a, int mode) => Image(a, mode, default, out _);
+
+        /// <summary>The image, and the guest address of <paramref name="label"/> (when given).</summary>
+        public byte[] Image(Assembler a, int mode, Label label, out ulong labelRip)
         {
             var stream = new MemoryStream();
             stream.Write("TGST"u8);
@@ -123,7 +219,8 @@ public static class TestGuests
             stream.Write(BitConverter.GetBytes(CodeOffset));
             stream.Write(BitConverter.GetBytes(0u));
             stream.Write(_data.ToArray());
-            a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset);
+            AssemblerResult result = a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset, BlockEncoderOptions.ReturnNewInstructionOffsets);
+            labelRip = label.IsEmpty ? 0 : result.GetLabelRIP(label);
             return stream.ToArray();
         }
     }
@@ -188,7 +285,7 @@ public static class TestGuests
 
 
     /// <summary>
-    /// 32-bit protected mode: prints a greeting, executes CPUID, HLT and a port read, fills 64
+    /// 32-bit protected mode: prints a greeting, executes CPUID and a port read, fills 64
     /// pages with an address-derived pattern, signals phase 1 (the host invalidates some of those
     /// pages), verifies every word and exits 0, or 1 on a mismatch.
     /// </summary>
@@ -202,7 +299,6 @@ public static class TestGuests
         Print(a, greeting, long64: false);
         a.xor(eax, eax);
         a.cpuid();                                          // CPUID exit
-        a.hlt();                                            // HLT exit
         a.mov(dx, SerialStatus);
         a.@in(al, dx);                                      // port read exit
 

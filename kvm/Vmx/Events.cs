@@ -1,0 +1,143 @@
+using Tandem.Arch.X86;
+using Tandem.Kvm.Devices;
+
+namespace Tandem.Kvm.Vmx
+{
+    /// <summary>
+    /// Interrupt delivery to a vCPU (SDM Vol. 3C, 27.6 "Event injection", 28.2.4 "Information for
+    /// VM exits that occur during event delivery"), the preemption timer as the device models'
+    /// alarm clock, blocking HLT and the guest's time budget.
+    /// </summary>
+    internal static unsafe class Events
+    {
+        private const uint Valid = 1u << 31;
+        private const ulong RflagsIf = 1UL << 9;
+        private const ulong ProcInterruptWindow = 1UL << 2;
+
+        /// <summary>
+        /// After every exit: an event whose delivery this exit interrupted (an EPT violation on the
+        /// IDT or the handler's stack, typically) is delivered again on the next entry, with its
+        /// error code and, for software events, its instruction length. An acknowledged PIC
+        /// interrupt is never lost this way.
+        /// </summary>
+        public static void AfterExit(Vcpu v)
+        {
+            ulong info = Vmcs.Read(VmcsField.IdtVectoringInfo);
+            if ((info & Valid) == 0)
+                return;
+            uint type = (uint)(info >> 8) & 7;
+            if ((info & (1UL << 11)) != 0)
+                Vmcs.Write(VmcsField.EntryExceptionErrorCode, Vmcs.Read(VmcsField.IdtVectoringErrorCode));
+            if (type == 4 || type == 5 || type == 6)
+                Vmcs.Write(VmcsField.EntryInstructionLength, Vmcs.Read(VmcsField.ExitInstructionLength));
+            Vmcs.Write(VmcsField.EntryInterruptionInfo, info & (Valid | 0xFFFUL));
+            v.Reinjected++;
+        }
+
+        /// <summary>
+        /// Before every entry: let the devices raise what is due, inject the PIC's interrupt when the
+        /// guest can take it (IF set, no STI or MOV SS shadow, no other event queued) or ask for an
+        /// interrupt-window exit, and arm the preemption timer for the next device event.
+        /// </summary>
+        public static void BeforeEntry(Vcpu v)
+        {
+            PcPlatform p = v.Vm.Platform;
+            p.Poll();
+            if (p.HasInterrupt)
+            {
+                if ((Vmcs.Read(VmcsField.EntryInterruptionInfo) & Valid) == 0 && Interruptible())
+                {
+                    // Type 0 (external interrupt), no error code.
+                    Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (uint)p.AcknowledgeInterrupt());
+                    v.Injected++;
+                    SetWindow(v, false);
+                }
+                else
+                {
+                    SetWindow(v, true);
+                }
+            }
+            else if (v.WindowRequested)
+            {
+                SetWindow(v, false);
+            }
+            ArmTimer(v, p);
+        }
+
+        private static bool Interruptible() =>
+            (Vmcs.Read(VmcsField.GuestRflags) & RflagsIf) != 0 && (Vmcs.Read(VmcsField.GuestInterruptibility) & 3) == 0;
+
+        private static void SetWindow(Vcpu v, bool on)
+        {
+            if (v.WindowRequested == on)
+                return;
+            ulong proc = Vmcs.Read(VmcsField.ProcBasedControls);
+            Vmcs.Write(VmcsField.ProcBasedControls, on ? proc | ProcInterruptWindow : proc & ~ProcInterruptWindow);
+            v.WindowRequested = on;
+        }
+
+        /// <summary>The preemption timer: a full quantum, or less when a device event is due sooner.</summary>
+        private static void ArmTimer(Vcpu v, PcPlatform p)
+        {
+            if (!v.PreemptionTimer)
+                return;
+            uint value = VmcsSetup.PreemptionQuantum;
+            ulong next = p.NextEventNs;
+            if (next != ulong.MaxValue)
+            {
+                ulong now = p.Clock.NowNs;
+                ulong ticks = next <= now ? 0 : TscClock.NsToTsc(next - now) >> VmcsSetup.PreemptionRate;
+                if (ticks < value)
+                    value = (uint)ticks;
+            }
+            if (value != v.TimerValue)
+            {
+                Vmcs.Write(VmcsField.PreemptionTimerValue, value);
+                v.TimerValue = value;
+            }
+        }
+
+        /// <summary>Charges the time since the last charge to the guest's budget; true once it is spent.</summary>
+        public static bool ChargeBudget(Vcpu v)
+        {
+            ulong now = Native.Rdtsc();
+            v.UsedTsc += now - v.ChargedUntil;
+            v.ChargedUntil = now;
+            ulong budget = v.Vm.MaxQuanta * ((ulong)VmcsSetup.PreemptionQuantum << VmcsSetup.PreemptionRate);
+            return v.UsedTsc > budget;
+        }
+
+        /// <summary>
+        /// A HLT with interrupts enabled: the vCPU sleeps (taking host interrupts) until an
+        /// interrupt is pending for it, then the next entry injects it. A HLT that nothing can
+        /// end stops the VM with the reason.
+        /// </summary>
+        public static ExitAction Halt(Vcpu v)
+        {
+            PcPlatform p = v.Vm.Platform;
+            v.Halts++;
+            while (true)
+            {
+                p.Poll();
+                if (p.HasInterrupt)
+                    return ExitAction.Resume;
+                if (ChargeBudget(v))
+                {
+                    v.Vm.Stop(255, "guest ran past its time budget without finishing");
+                    return ExitAction.Stop;
+                }
+                ulong next = p.NextEventNs;
+                if (next == ulong.MaxValue)
+                {
+                    v.Vm.Stop(255, "the guest halted with no interrupt source armed: nothing can wake it");
+                    return ExitAction.Stop;
+                }
+                while (p.Clock.NowNs < next)
+                {
+                    KvmHost.PollInterrupts();
+                    Native.Pause();
+                }
+            }
+        }
+    }
+}
