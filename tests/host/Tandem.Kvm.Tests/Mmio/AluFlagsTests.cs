@@ -48,27 +48,27 @@ public class AluFlagsTests
         {
             case MmioOperation.Add:
             case MmioOperation.Adc:
-            {
-                UInt128 exact = (UInt128)a + b + (uint)c;
-                result = (ulong)(exact % modulus);
-                cf = exact >= modulus;
-                Int128 signedExact = Signed(a, size) + Signed(b, size) + c;
-                of = signedExact != Signed(result, size);
-                af = (a & 0xF) + (b & 0xF) + (ulong)c > 0xF;
-                break;
-            }
+                {
+                    UInt128 exact = (UInt128)a + b + (uint)c;
+                    result = (ulong)(exact % modulus);
+                    cf = exact >= modulus;
+                    Int128 signedExact = Signed(a, size) + Signed(b, size) + c;
+                    of = signedExact != Signed(result, size);
+                    af = (a & 0xF) + (b & 0xF) + (ulong)c > 0xF;
+                    break;
+                }
             case MmioOperation.Sub:
             case MmioOperation.Sbb:
             case MmioOperation.Cmp:
-            {
-                Int128 exact = (Int128)a - b - c;
-                result = (ulong)((exact % (Int128)modulus + (Int128)modulus) % (Int128)modulus);
-                cf = exact < 0;
-                Int128 signedExact = Signed(a, size) - Signed(b, size) - c;
-                of = signedExact != Signed(result, size);
-                af = (long)(a & 0xF) - (long)(b & 0xF) - c < 0;
-                break;
-            }
+                {
+                    Int128 exact = (Int128)a - b - c;
+                    result = (ulong)((exact % (Int128)modulus + (Int128)modulus) % (Int128)modulus);
+                    cf = exact < 0;
+                    Int128 signedExact = Signed(a, size) - Signed(b, size) - c;
+                    of = signedExact != Signed(result, size);
+                    af = (long)(a & 0xF) - (long)(b & 0xF) - c < 0;
+                    break;
+                }
             case MmioOperation.Or: result = a | b; break;
             case MmioOperation.Xor: result = a ^ b; break;
             default: result = a & b; break;

@@ -168,34 +168,34 @@ public class DecoderDifferentialTests
         switch (rng.Next(7))
         {
             case 0: // prefixes added in front
-            {
-                int add = 1 + rng.Next(3);
-                if (length + add > BufferSize)
-                    return length;
-                Array.Copy(buffer, 0, buffer, add, BufferSize - add);
-                for (int i = 0; i < add; i++)
-                    buffer[i] = bench.Bitness == 64 && rng.Next(3) == 0 ? (byte)(0x40 + rng.Next(16)) : s_legacyPrefixes[rng.Next(s_legacyPrefixes.Length)];
-                return length + add;
-            }
+                {
+                    int add = 1 + rng.Next(3);
+                    if (length + add > BufferSize)
+                        return length;
+                    Array.Copy(buffer, 0, buffer, add, BufferSize - add);
+                    for (int i = 0; i < add; i++)
+                        buffer[i] = bench.Bitness == 64 && rng.Next(3) == 0 ? (byte)(0x40 + rng.Next(16)) : s_legacyPrefixes[rng.Next(s_legacyPrefixes.Length)];
+                    return length + add;
+                }
             case 1: // a REX or legacy prefix inserted right before the opcode
-            {
-                int at = 0;
-                while (at < length && IsPrefix(bench.Bitness, buffer[at]))
-                    at++;
-                if (length + 1 > BufferSize)
-                    return length;
-                Array.Copy(buffer, at, buffer, at + 1, BufferSize - at - 1);
-                buffer[at] = bench.Bitness == 64 && rng.Next(2) == 0 ? (byte)(0x40 + rng.Next(16)) : s_legacyPrefixes[rng.Next(s_legacyPrefixes.Length)];
-                return length + 1;
-            }
+                {
+                    int at = 0;
+                    while (at < length && IsPrefix(bench.Bitness, buffer[at]))
+                        at++;
+                    if (length + 1 > BufferSize)
+                        return length;
+                    Array.Copy(buffer, at, buffer, at + 1, BufferSize - at - 1);
+                    buffer[at] = bench.Bitness == 64 && rng.Next(2) == 0 ? (byte)(0x40 + rng.Next(16)) : s_legacyPrefixes[rng.Next(s_legacyPrefixes.Length)];
+                    return length + 1;
+                }
             case 2: // a prefix removed
-            {
-                if (!IsPrefix(bench.Bitness, buffer[0]))
-                    return length;
-                Array.Copy(buffer, 1, buffer, 0, BufferSize - 1);
-                buffer[BufferSize - 1] = (byte)rng.Next(256);
-                return length - 1;
-            }
+                {
+                    if (!IsPrefix(bench.Bitness, buffer[0]))
+                        return length;
+                    Array.Copy(buffer, 1, buffer, 0, BufferSize - 1);
+                    buffer[BufferSize - 1] = (byte)rng.Next(256);
+                    return length - 1;
+                }
             case 3: // one bit flipped (ModRM, SIB, displacement, opcode ...)
                 buffer[rng.Next(length)] ^= (byte)(1 << rng.Next(8));
                 return length;
@@ -203,24 +203,24 @@ public class DecoderDifferentialTests
                 buffer[rng.Next(length)] = (byte)rng.Next(256);
                 return length;
             case 5: // the byte after the opcode (ModRM) replaced: all addressing forms
-            {
-                int at = 0;
-                while (at < length - 1 && IsPrefix(bench.Bitness, buffer[at]))
-                    at++;
-                if (buffer[at] == 0x0F)
-                    at++;
-                if (at + 1 < BufferSize)
-                    buffer[at + 1] = (byte)rng.Next(256);
-                return length;
-            }
-            default: // a byte dropped from the middle
-            {
-                if (length < 2)
+                {
+                    int at = 0;
+                    while (at < length - 1 && IsPrefix(bench.Bitness, buffer[at]))
+                        at++;
+                    if (buffer[at] == 0x0F)
+                        at++;
+                    if (at + 1 < BufferSize)
+                        buffer[at + 1] = (byte)rng.Next(256);
                     return length;
-                int at = rng.Next(length);
-                Array.Copy(buffer, at + 1, buffer, at, BufferSize - at - 1);
-                return length - 1;
-            }
+                }
+            default: // a byte dropped from the middle
+                {
+                    if (length < 2)
+                        return length;
+                    int at = rng.Next(length);
+                    Array.Copy(buffer, at + 1, buffer, at, BufferSize - at - 1);
+                    return length - 1;
+                }
         }
     }
 
