@@ -6,6 +6,7 @@ namespace Tandem.Kvm.Vmx
     [StructLayout(LayoutKind.Sequential)]
     public struct GuestRegisters
     {
+        /// <summary>The general registers except rsp (and CR2), in the stub's save order.</summary>
         public ulong Rax, Rbx, Rcx, Rdx, Rsi, Rdi, Rbp, R8, R9, R10, R11, R12, R13, R14, R15, Cr2;
 
         /// <summary>General register by the SDM's encoding (0 = rax ... 15 = r15); rsp (4) lives in the VMCS.</summary>
