@@ -87,7 +87,7 @@ namespace Tandem.Kvm.Boot
         public readonly bool Contains(ulong gpa) => gpa >= LoadAddress && gpa < MemoryEnd;
 
         /// <summary>Copies the file range and zeroes the bss (after <see cref="Validate"/>).</summary>
-        public readonly bool Load<TRam>(ref TRam ram, in ImageReader image) where TRam : IGuestRam
+        public readonly bool Load<TRam>(ref TRam ram, in ImageReader image) where TRam : struct, IGuestRam
         {
             if (FileSize != 0 && !ram.Write(LoadAddress, image.Data + FileOffset, FileSize))
                 return false;

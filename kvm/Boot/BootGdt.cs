@@ -24,7 +24,7 @@ namespace Tandem.Kvm.Boot
         public const ulong DataDescriptor = 0x00CF_9300_0000_FFFF;
 
         /// <summary>Writes the four descriptors at <paramref name="gpa"/>.</summary>
-        public static bool Write<TRam>(ref TRam ram, ulong gpa) where TRam : IGuestRam
+        public static bool Write<TRam>(ref TRam ram, ulong gpa) where TRam : struct, IGuestRam
         {
             ulong* gdt = stackalloc ulong[4];
             gdt[0] = 0;

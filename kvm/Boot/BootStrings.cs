@@ -17,7 +17,7 @@ namespace Tandem.Kvm.Boot
         }
 
         /// <summary>Writes the <paramref name="length"/> bytes at <paramref name="text"/> and a NUL at <paramref name="gpa"/>.</summary>
-        public static bool Write<TRam>(ref TRam ram, ulong gpa, byte* text, ulong length) where TRam : IGuestRam
+        public static bool Write<TRam>(ref TRam ram, ulong gpa, byte* text, ulong length) where TRam : struct, IGuestRam
         {
             if (length != 0 && !ram.Write(gpa, text, length))
                 return false;
@@ -28,7 +28,7 @@ namespace Tandem.Kvm.Boot
         public const int LoaderNameLength = 6;
 
         /// <summary>Writes "Tandem" and a NUL at <paramref name="gpa"/>.</summary>
-        public static bool WriteLoaderName<TRam>(ref TRam ram, ulong gpa) where TRam : IGuestRam
+        public static bool WriteLoaderName<TRam>(ref TRam ram, ulong gpa) where TRam : struct, IGuestRam
         {
             byte* name = stackalloc byte[LoaderNameLength + 1];
             name[0] = (byte)'T';

@@ -278,7 +278,7 @@ namespace Tandem.Kvm.Boot
         }
 
         /// <summary>Copies the PT_LOAD segments (checked by <see cref="ValidateSegments"/>) and zeroes their bss.</summary>
-        public readonly bool LoadSegments<TRam>(ref TRam ram, in ImageReader image) where TRam : IGuestRam
+        public readonly bool LoadSegments<TRam>(ref TRam ram, in ImageReader image) where TRam : struct, IGuestRam
         {
             for (uint i = 0; i < ProgramHeaderCount; i++)
             {

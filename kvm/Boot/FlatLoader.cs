@@ -19,7 +19,7 @@ namespace Tandem.Kvm.Boot
 
         /// <summary>Loads <paramref name="input"/>'s image into <paramref name="ram"/>; on failure nothing is written unless the error is <see cref="LoadErrorKind.WriteFailed"/>.</summary>
         public static bool Load<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, out BootEntry entry, out LoadError error)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             entry = default;
             error = default;
@@ -80,7 +80,7 @@ namespace Tandem.Kvm.Boot
         }
 
         /// <summary>Identity-maps the first GiB with 2 MiB pages: PML4[0] → PDPT[0] → PD (SDM Vol. 3A, 4.5).</summary>
-        private static bool WritePageTables<TRam>(ref TRam ram) where TRam : IGuestRam
+        private static bool WritePageTables<TRam>(ref TRam ram) where TRam : struct, IGuestRam
         {
             ulong* table = stackalloc ulong[512];
             new System.Span<ulong>(table, 512).Clear();

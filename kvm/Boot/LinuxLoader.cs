@@ -48,7 +48,7 @@ namespace Tandem.Kvm.Boot
 
         /// <summary>Loads <paramref name="input"/>'s image into <paramref name="ram"/>; on failure nothing is written unless the error is <see cref="LoadErrorKind.WriteFailed"/>.</summary>
         public static bool Load<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, out BootEntry entry, out LoadError error)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             entry = default;
             var image = new ImageReader(input.Image, input.ImageLength);
@@ -243,7 +243,7 @@ namespace Tandem.Kvm.Boot
         }
 
         /// <summary>PML4[0] → PDPT[0..3] → four page directories of 2 MiB pages: 0-4 GiB identity-mapped (SDM Vol. 3A, 4.5).</summary>
-        private static bool WritePageTables<TRam>(ref TRam ram) where TRam : IGuestRam
+        private static bool WritePageTables<TRam>(ref TRam ram) where TRam : struct, IGuestRam
         {
             ulong* table = stackalloc ulong[512];
             var span = new System.Span<ulong>(table, 512);
@@ -265,7 +265,7 @@ namespace Tandem.Kvm.Boot
             return true;
         }
 
-        private static bool WriteZeroPage<TRam>(ref TRam ram, in ImageReader image, in GuestMemoryMap map, in Plan plan) where TRam : IGuestRam
+        private static bool WriteZeroPage<TRam>(ref TRam ram, in ImageReader image, in GuestMemoryMap map, in Plan plan) where TRam : struct, IGuestRam
         {
             byte* page = stackalloc byte[4096];
             new System.Span<byte>(page, 4096).Clear();

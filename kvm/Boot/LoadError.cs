@@ -54,7 +54,7 @@ namespace Tandem.Kvm.Boot
         public ulong Value(int index) => index == 0 ? Value0 : index == 1 ? Value1 : Value2;
 
         /// <summary>Prints the message (without a trailing newline) through <paramref name="sink"/>.</summary>
-        public void WriteTo<TSink>(ref TSink sink) where TSink : ITextSink
+        public void WriteTo<TSink>(ref TSink sink) where TSink : struct, ITextSink
         {
             string? text = Template;
             if (text == null)

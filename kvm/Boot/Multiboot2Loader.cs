@@ -165,7 +165,7 @@ namespace Tandem.Kvm.Boot
 
         /// <summary>Loads <paramref name="input"/>'s image into <paramref name="ram"/>; on failure nothing is written unless the error is <see cref="LoadErrorKind.WriteFailed"/>.</summary>
         public static bool Load<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, out BootEntry entry, out LoadError error)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             entry = default;
             var image = new ImageReader(input.Image, input.ImageLength);
@@ -262,7 +262,7 @@ namespace Tandem.Kvm.Boot
         }
 
         private static bool WriteInfo<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, ulong cmdlineLength,
-            ulong info, ulong infoSize, ulong firstModule) where TRam : IGuestRam
+            ulong info, ulong infoSize, ulong firstModule) where TRam : struct, IGuestRam
         {
             // The whole block is zeroed first so the padding between tags is defined.
             if (!ram.Zero(info, infoSize))

@@ -58,7 +58,7 @@ namespace Tandem.Kvm.Boot
 
         /// <summary>Loads <paramref name="input"/>'s image into <paramref name="ram"/>; on failure nothing is written unless the error is <see cref="LoadErrorKind.WriteFailed"/>.</summary>
         public static bool Load<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, out BootEntry entry, out LoadError error)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             entry = default;
             var image = new ImageReader(input.Image, input.ImageLength);
@@ -179,7 +179,7 @@ namespace Tandem.Kvm.Boot
                 && placer.Allocate(BootStrings.Length(module.Cmdline, module.CmdlineLength) + 1, 1, out cmdline);
         }
 
-        private static bool WriteInfo<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, in Layout layout) where TRam : IGuestRam
+        private static bool WriteInfo<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, in Layout layout) where TRam : struct, IGuestRam
         {
             uint* info = stackalloc uint[(int)(InfoSize / 4)];
             new System.Span<uint>(info, (int)(InfoSize / 4)).Clear();

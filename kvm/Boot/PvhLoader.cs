@@ -47,7 +47,7 @@ namespace Tandem.Kvm.Boot
 
         /// <summary>Loads <paramref name="input"/>'s image into <paramref name="ram"/>; on failure nothing is written unless the error is <see cref="LoadErrorKind.WriteFailed"/>.</summary>
         public static bool Load<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, out BootEntry entry, out LoadError error)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             entry = default;
             var image = new ImageReader(input.Image, input.ImageLength);
@@ -105,7 +105,7 @@ namespace Tandem.Kvm.Boot
         }
 
         private static bool WriteStartInfo<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, ulong at, ulong modlist, ulong cmdline, ulong memmap)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             byte* info = stackalloc byte[(int)StartInfoSize];
             new System.Span<byte>(info, (int)StartInfoSize).Clear();
@@ -121,7 +121,7 @@ namespace Tandem.Kvm.Boot
             return ram.Write(at, info, StartInfoSize);
         }
 
-        private static bool WriteMemoryMap<TRam>(ref TRam ram, in GuestMemoryMap map, ulong at) where TRam : IGuestRam
+        private static bool WriteMemoryMap<TRam>(ref TRam ram, in GuestMemoryMap map, ulong at) where TRam : struct, IGuestRam
         {
             byte* e = stackalloc byte[(int)MapEntrySize];
             for (int i = 0; i < map.Count; i++)
@@ -138,7 +138,7 @@ namespace Tandem.Kvm.Boot
         }
 
         private static bool WriteModules<TRam>(ref TRam ram, in GuestMemoryMap map, in BootInput input, ulong modlist, ulong firstModule)
-            where TRam : IGuestRam
+            where TRam : struct, IGuestRam
         {
             var placer = new GuestPlacer(map, firstModule, GuestMemoryMap.FourGiB);
             ulong* e = stackalloc ulong[4];
