@@ -5,7 +5,7 @@ namespace Tandem.Kvm.Boot
     /// protocol 2.06 or later that set XLF_KERNEL_64: parses the setup header at 0x1F1, places the
     /// protected-mode kernel at pref_address (or, when relocatable, at the first kernel_alignment
     /// boundary from 1 MiB that fits), the initrd (the first module) as high as initrd_addr_max
-    /// allows, builds the zero page (boot_params) with the e820 map, and an identity map of the
+    /// allows (above the kernel, else below it), builds the zero page (boot_params) with the e820 map, and an identity map of the
     /// first 4 GiB with 2 MiB pages, and enters at load address + 0x200 in long mode with RSI = the
     /// zero page, CS = __BOOT_CS (0x10), DS = ES = SS = __BOOT_DS (0x18), interrupts off.
     /// </summary>
@@ -177,9 +177,9 @@ namespace Tandem.Kvm.Boot
             if (input.ModuleCount == 1 && input.Modules[0].Length != 0)
             {
                 plan.InitrdSize = input.Modules[0].Length;
-                if (!PlaceInitrd(map, plan.InitrdSize, kernelEnd, (ulong)initrdAddrMax + 1, out plan.InitrdAddress))
+                if (!PlaceInitrd(map, plan.InitrdSize, plan.LoadAddress, kernelEnd, (ulong)initrdAddrMax + 1, out plan.InitrdAddress))
                 {
-                    error = new LoadError(LoadErrorKind.DoesNotFit, "Linux: no room for the initrd ({x} bytes) in guest RAM above the kernel (ends at {x}) and below initrd_addr_max {x}", plan.InitrdSize, kernelEnd, initrdAddrMax);
+                    error = new LoadError(LoadErrorKind.DoesNotFit, "Linux: no room for the initrd ({x} bytes) in guest RAM from 1 MiB beside the kernel (ends at {x}) and below initrd_addr_max {x}", plan.InitrdSize, kernelEnd, initrdAddrMax);
                     return false;
                 }
             }
@@ -216,8 +216,11 @@ namespace Tandem.Kvm.Boot
             return false;
         }
 
-        /// <summary>The highest page-aligned place below <paramref name="limit"/> and 4 GiB, at or above <paramref name="floor"/>.</summary>
-        private static bool PlaceInitrd(in GuestMemoryMap map, ulong size, ulong floor, ulong limit, out ulong address)
+        /// <summary>
+        /// The highest page-aligned place below <paramref name="limit"/> and 4 GiB, in RAM from 1 MiB,
+        /// that does not overlap the kernel's [<paramref name="kernelStart"/>, <paramref name="kernelEnd"/>).
+        /// </summary>
+        private static bool PlaceInitrd(in GuestMemoryMap map, ulong size, ulong kernelStart, ulong kernelEnd, ulong limit, out ulong address)
         {
             address = 0;
             for (int i = map.Count - 1; i >= 0; i--)
@@ -230,16 +233,26 @@ namespace Tandem.Kvm.Boot
                     top = limit;
                 if (top > GuestMemoryMap.FourGiB)
                     top = GuestMemoryMap.FourGiB;
-                ulong bottom = r.Start > floor ? r.Start : floor;
-                if (top < bottom || size > top - bottom)
-                    continue;
-                ulong candidate = (top - size) & ~(GuestPlacer.PageSize - 1);
-                if (candidate < bottom)
-                    continue;
-                address = candidate;
-                return true;
+                ulong bottom = r.Start > OneMiB ? r.Start : OneMiB;
+                // Above the kernel first, then below it.
+                if (Highest(kernelEnd > bottom ? kernelEnd : bottom, top, size, out address)
+                    || Highest(bottom, kernelStart < top ? kernelStart : top, size, out address))
+                    return true;
             }
             return false;
+        }
+
+        /// <summary>The highest page-aligned start of <paramref name="size"/> bytes inside [bottom, top).</summary>
+        private static bool Highest(ulong bottom, ulong top, ulong size, out ulong address)
+        {
+            address = 0;
+            if (top < bottom || size > top - bottom)
+                return false;
+            ulong candidate = (top - size) & ~(GuestPlacer.PageSize - 1);
+            if (candidate < bottom)
+                return false;
+            address = candidate;
+            return true;
         }
 
         /// <summary>PML4[0] → PDPT[0..3] → four page directories of 2 MiB pages: 0-4 GiB identity-mapped (SDM Vol. 3A, 4.5).</summary>
