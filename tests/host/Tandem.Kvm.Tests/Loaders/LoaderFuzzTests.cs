@@ -38,7 +38,8 @@ public sealed unsafe class LoaderFuzzTests
                 const uint load = 0x30_0000;
                 byte[] aout = Concat(Pattern(0x40, 5), Multiboot(0, new uint[] { load + 0x40, load, load + 0x160, load + 0x2160, load + 0x60 }), Pattern(0x100, 4));
                 ElfFile e32 = MultibootTests.Kernel(false), e64 = MultibootTests.Kernel(true), ev = MultibootTests.Kernel(false, vaddr: 0xC020_0000);
-                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(ev.Bytes, (int)ev.SegmentOffsets[0]), new Seed(aout, 0x40) };
+                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(ev.Bytes, (int)ev.SegmentOffsets[0]), new Seed(aout, 0x40),
+                    new Seed(e32.Bytes, (int)e32.PhOff), new Seed(e64.Bytes, (int)e64.PhOff) };
             }
             case LoaderKind.Multiboot2:
             {
@@ -46,7 +47,8 @@ public sealed unsafe class LoaderFuzzTests
                 ElfFile e64 = Multiboot2Tests.Kernel(true, Tag(3, 0, 0x20_0040), Tag(4, 1, 1));
                 const uint load = 0x30_0000;
                 byte[] h = Multiboot2(0, Tag(2, 0, load, load, 0, load + 0x4000), Tag(3, 0, load + 0x40));
-                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(Concat(h, Pattern(0x200)), 0) };
+                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(Concat(h, Pattern(0x200)), 0),
+                    new Seed(e32.Bytes, (int)e32.PhOff), new Seed(e64.Bytes, (int)e64.PhOff) };
             }
             case LoaderKind.Linux:
                 return new[] { new Seed(BzImage(new BzOptions()), 0x1F0), new Seed(BzImage(new BzOptions { SetupSects = 0, InitSize = 0x8_0000, PrefAddress = 0x40_0000 }), 0x1F0) };
