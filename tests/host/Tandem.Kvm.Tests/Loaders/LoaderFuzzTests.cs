@@ -34,36 +34,36 @@ public sealed unsafe class LoaderFuzzTests
         switch (kind)
         {
             case LoaderKind.Multiboot:
-            {
-                const uint load = 0x30_0000;
-                byte[] aout = Concat(Pattern(0x40, 5), Multiboot(0, new uint[] { load + 0x40, load, load + 0x160, load + 0x2160, load + 0x60 }), Pattern(0x100, 4));
-                ElfFile e32 = MultibootTests.Kernel(false), e64 = MultibootTests.Kernel(true), ev = MultibootTests.Kernel(false, vaddr: 0xC020_0000);
-                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(ev.Bytes, (int)ev.SegmentOffsets[0]), new Seed(aout, 0x40),
+                {
+                    const uint load = 0x30_0000;
+                    byte[] aout = Concat(Pattern(0x40, 5), Multiboot(0, new uint[] { load + 0x40, load, load + 0x160, load + 0x2160, load + 0x60 }), Pattern(0x100, 4));
+                    ElfFile e32 = MultibootTests.Kernel(false), e64 = MultibootTests.Kernel(true), ev = MultibootTests.Kernel(false, vaddr: 0xC020_0000);
+                    return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(ev.Bytes, (int)ev.SegmentOffsets[0]), new Seed(aout, 0x40),
                     new Seed(e32.Bytes, (int)e32.PhOff), new Seed(e64.Bytes, (int)e64.PhOff) };
-            }
+                }
             case LoaderKind.Multiboot2:
-            {
-                ElfFile e32 = Multiboot2Tests.Kernel(false, Multiboot2Tests.InfoRequest(0, 1, 2, 6), Tag(6, 0));
-                ElfFile e64 = Multiboot2Tests.Kernel(true, Tag(3, 0, 0x20_0040), Tag(4, 1, 1));
-                const uint load = 0x30_0000;
-                byte[] h = Multiboot2(0, Tag(2, 0, load, load, 0, load + 0x4000), Tag(3, 0, load + 0x40));
-                return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(Concat(h, Pattern(0x200)), 0),
+                {
+                    ElfFile e32 = Multiboot2Tests.Kernel(false, Multiboot2Tests.InfoRequest(0, 1, 2, 6), Tag(6, 0));
+                    ElfFile e64 = Multiboot2Tests.Kernel(true, Tag(3, 0, 0x20_0040), Tag(4, 1, 1));
+                    const uint load = 0x30_0000;
+                    byte[] h = Multiboot2(0, Tag(2, 0, load, load, 0, load + 0x4000), Tag(3, 0, load + 0x40));
+                    return new[] { new Seed(e32.Bytes, (int)e32.SegmentOffsets[0]), new Seed(e64.Bytes, (int)e64.SegmentOffsets[0]), new Seed(Concat(h, Pattern(0x200)), 0),
                     new Seed(e32.Bytes, (int)e32.PhOff), new Seed(e64.Bytes, (int)e64.PhOff) };
-            }
+                }
             case LoaderKind.Linux:
                 return new[] { new Seed(BzImage(new BzOptions()), 0x1F0), new Seed(BzImage(new BzOptions { SetupSects = 0, InitSize = 0x8_0000, PrefAddress = 0x40_0000 }), 0x1F0) };
             case LoaderKind.Pvh:
-            {
-                ElfFile a = PvhTests.Kernel(true), b = PvhTests.Kernel(false, asSection: true);
-                return new[] { new Seed(a.Bytes, (int)a.PhOff), new Seed(b.Bytes, (int)b.PhOff), new Seed(a.Bytes, (int)a.SegmentOffsets[1]) };
-            }
+                {
+                    ElfFile a = PvhTests.Kernel(true), b = PvhTests.Kernel(false, asSection: true);
+                    return new[] { new Seed(a.Bytes, (int)a.PhOff), new Seed(b.Bytes, (int)b.PhOff), new Seed(a.Bytes, (int)a.SegmentOffsets[1]) };
+                }
             default:
-            {
-                byte[] t64 = Pattern(0x200), t32 = Pattern(0x80);
-                Put32(t64, 0, 0x54534754); Put32(t64, 4, 64); Put32(t64, 8, 0x10);
-                Put32(t32, 0, 0x54534754); Put32(t32, 4, 32); Put32(t32, 8, 0x10);
-                return new[] { new Seed(t64, 0), new Seed(t32, 0), new Seed(Pattern(0x1000), 0) };
-            }
+                {
+                    byte[] t64 = Pattern(0x200), t32 = Pattern(0x80);
+                    Put32(t64, 0, 0x54534754); Put32(t64, 4, 64); Put32(t64, 8, 0x10);
+                    Put32(t32, 0, 0x54534754); Put32(t32, 4, 32); Put32(t32, 8, 0x10);
+                    return new[] { new Seed(t64, 0), new Seed(t32, 0), new Seed(Pattern(0x1000), 0) };
+                }
         }
     }
 
@@ -119,8 +119,12 @@ public sealed unsafe class LoaderFuzzTests
                 {
                     var input = new BootInput
                     {
-                        Image = img, ImageLength = (ulong)image.Length, Cmdline = c, CmdlineLength = (ulong)cmdline.Length,
-                        Modules = module, ModuleCount = random.Next(3) == 0 ? 0 : 1,
+                        Image = img,
+                        ImageLength = (ulong)image.Length,
+                        Cmdline = c,
+                        CmdlineLength = (ulong)cmdline.Length,
+                        Modules = module,
+                        ModuleCount = random.Next(3) == 0 ? 0 : 1,
                     };
                     try
                     {

@@ -63,9 +63,13 @@ public sealed unsafe class LoaderRun
             }
             var input = new BootInput
             {
-                Image = Copy(image), ImageLength = (ulong)image.Length,
-                Cmdline = cmd.Length == 0 && cmdline == null && rawCmdline == null ? null : Copy(cmd), CmdlineLength = (ulong)cmd.Length,
-                Modules = mods, ModuleCount = modules.Length, RsdpAddress = rsdp,
+                Image = Copy(image),
+                ImageLength = (ulong)image.Length,
+                Cmdline = cmd.Length == 0 && cmdline == null && rawCmdline == null ? null : Copy(cmd),
+                CmdlineLength = (ulong)cmd.Length,
+                Modules = mods,
+                ModuleCount = modules.Length,
+                RsdpAddress = rsdp,
             };
             run.Ok = Invoke(kind, run.Ram, map, input, out run.Entry, out run.Error);
         }
