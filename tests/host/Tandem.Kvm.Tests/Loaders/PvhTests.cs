@@ -86,8 +86,7 @@ public class PvhTests
         yield return new object[] { "note past file", b, "note program header 1 ends past the file (offset 0x7FFFFFFF" };
         e = Kernel(true);
         b = (byte[])e.Bytes.Clone();
-        Put64(b, e.PhOff + 40, 0x7F_0000);      // p_memsz past 16 MiB of RAM? 2 MiB + 8 MiB fits; use more
-        Put64(b, e.PhOff + 40, 0x100_0000);
+        Put64(b, e.PhOff + 40, 0x100_0000);     // p_memsz: 2 MiB + 16 MiB ends past 16 MiB of RAM
         yield return new object[] { "segment past RAM", b, "program header 0 is not inside guest RAM (p_paddr 0x200000, p_memsz 0x1000000)" };
         yield return new object[] { "not ELF", Pattern(100), "not an ELF image: no ELF magic at offset 0" };
     }
