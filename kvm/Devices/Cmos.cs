@@ -188,9 +188,10 @@ namespace Tandem.Kvm.Devices
         }
 
         /// <summary>
-        /// The clock time (<see cref="IDeviceClock.NowNs"/>) of the next event that would raise
-        /// IRQ 8 with the present enables, or <see cref="ulong.MaxValue"/> if none would (the VM
-        /// loop arms its timer for it and calls <see cref="Poll"/>).
+        /// The clock time (<see cref="IDeviceClock.NowNs"/>) by which <see cref="Poll"/> must run
+        /// for IRQ 8 to be on time with the present enables: the next periodic tick if PIE, the
+        /// next second if UIE or AIE (the alarm may not match then; polling early is harmless), or
+        /// <see cref="ulong.MaxValue"/> if nothing is enabled. The VM loop arms its timer for it.
         /// </summary>
         public ulong NextEventNs
         {

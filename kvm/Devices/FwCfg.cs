@@ -78,6 +78,13 @@ namespace Tandem.Kvm.Devices
             _lengths[KeyFileDir] = 4;
         }
 
+        /// <summary>Back to the power-on state (the VM restarts): key 0 selected, offset 0. Items stay.</summary>
+        public void Reset()
+        {
+            _key = 0;
+            _offset = 0;
+        }
+
         /// <summary>Files added so far.</summary>
         public int Files => _files;
 

@@ -7,15 +7,18 @@ namespace Tandem.Kvm.Devices
     /// <list type="bullet">
     /// <item>Only 32-bit accesses to 0xCF8 reach the address register (bit 31 enable, bits 23:16
     /// bus, 15:11 device, 10:8 function, 7:2 register; reserved bits 30:24 and 1:0 read 0). Other
-    /// widths at 0xCF8-0xCFB are ordinary ports: reads all ones, writes ignored.</item>
+    /// widths at 0xCF8-0xCFB are ordinary ports: reads all ones, writes ignored (but for 0xCF9,
+    /// below).</item>
     /// <item>Data accesses of 1, 2 or 4 bytes at 0xCFC + n reach configuration offset
     /// register + n. With the enable bit clear, or for any function but 00:00.0, reads are all
     /// ones and writes are dropped.</item>
     /// <item>The bridge's space is read-only except the command register's I/O, memory and bus
     /// master bits, the latency timer and the interrupt line.</item>
+    /// <item>0xCF9, the PIIX reset control register, takes byte accesses: bits 1 (system reset)
+    /// and 2 (reset CPU) are kept, and bit 2 going from 0 to 1 pulls the reset line.</item>
     /// </list>
-    /// Not emulated: the 440FX's own registers (PAM, SMRAM), 0xCF9 reset control, mechanism 2,
-    /// extended (PCIe) configuration space, BARs and every other device.
+    /// Not emulated: the 440FX's own registers (PAM, SMRAM), mechanism 2, extended (PCIe)
+    /// configuration space, BARs and every other device.
     /// </summary>
     public sealed class PciHost : IPortDevice
     {
@@ -25,6 +28,8 @@ namespace Tandem.Kvm.Devices
         public const ushort DataPort = 0xCFC;
         /// <summary>Ports the device claims: 0xCF8-0xCFF.</summary>
         public const int PortCount = 8;
+        /// <summary>The reset control register (byte accesses).</summary>
+        public const ushort ResetControlPort = 0xCF9;
 
         /// <summary>Intel.</summary>
         public const ushort VendorId = 0x8086;
@@ -36,11 +41,14 @@ namespace Tandem.Kvm.Devices
 
         private readonly byte[] _config = new byte[256];
         private readonly byte[] _writable = new byte[256];
+        private readonly ResetLine? _reset;
         private uint _address;
+        private byte _resetControl;
 
-        /// <summary>A host bridge in its power-on state.</summary>
-        public PciHost()
+        /// <summary>A host bridge in its power-on state; 0xCF9 pulls <paramref name="reset"/> (null: 0xCF9 is an empty port).</summary>
+        public PciHost(ResetLine? reset)
         {
+            _reset = reset;
             Put16(0x00, VendorId);
             Put16(0x02, DeviceId);
             Put16(0x06, 0x0280); // status: fast back-to-back capable, medium DEVSEL timing
@@ -54,6 +62,15 @@ namespace Tandem.Kvm.Devices
             _writable[0x3C] = 0xFF; // interrupt line (scratch for software)
         }
 
+        /// <summary>Back to the power-on state (the VM restarts): latch, writable bits and reset control cleared.</summary>
+        public void Reset()
+        {
+            _address = 0;
+            _resetControl = 0;
+            for (int i = 0; i < _config.Length; i++)
+                _config[i] &= (byte)~_writable[i];
+        }
+
         /// <summary>The address register as last latched.</summary>
         public uint Address => _address;
 
@@ -62,6 +79,8 @@ namespace Tandem.Kvm.Devices
         {
             if (port == AddressPort && size == 4)
                 return _address;
+            if (port == ResetControlPort && size == 1 && _reset != null)
+                return _resetControl;
             if (port < DataPort)
                 return 0xFFFF_FFFFu;
             if (!Selected())
@@ -79,6 +98,14 @@ namespace Tandem.Kvm.Devices
             if (port == AddressPort && size == 4)
             {
                 _address = value & AddressMask;
+                return;
+            }
+            if (port == ResetControlPort && size == 1 && _reset != null)
+            {
+                bool pull = (value & 4) != 0 && (_resetControl & 4) == 0;
+                _resetControl = (byte)(value & 0x06);
+                if (pull)
+                    _reset.Pull();
                 return;
             }
             if (port < DataPort || !Selected())

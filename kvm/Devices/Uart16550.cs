@@ -11,7 +11,8 @@ namespace Tandem.Kvm.Devices
     /// drains into the 16-byte receive FIFO (1 byte, the RBR, while FIFOs are off) as the guest
     /// reads. A byte that finds both full is dropped, counted in <see cref="Dropped"/>, and sets
     /// LSR OE (overrun) so the guest sees the loss. FCR enables and clears the FIFO and sets the
-    /// trigger level (1, 4, 8, 14).</item>
+    /// trigger level (1, 4, 8, 14); clearing empties the FIFO only, and the host buffer (the
+    /// "wire") refills it at once.</item>
     /// <item>Interrupts, by priority as IIR reports them: line status (OE; IER bit 2), received
     /// data at or above the trigger level (IER bit 0), character timeout, THR empty (IER bit 1),
     /// modem status (IER bit 3). There is no timer, so data below the trigger level reports the

@@ -149,4 +149,13 @@ public class FwCfgTests
         _bus.Write(FwCfg.DataPort, 1, 0);
         Assert.Equal((uint)'Q', _bus.Read(FwCfg.DataPort, 1));
     }
+
+    [Fact]
+    public void ResetSelectsTheSignatureFromItsStart()
+    {
+        ReadItem(FwCfg.KeyRamSize, 3);
+        _fw.Reset();
+        Assert.Equal(FwCfg.KeySignature, _fw.Selected);
+        Assert.Equal((uint)'Q', _bus.Read(FwCfg.DataPort, 1));
+    }
 }

@@ -5,11 +5,13 @@ namespace Tandem.Kvm.Tests.Devices;
 
 public class PciHostTests
 {
-    private readonly PciHost _pci = new PciHost();
+    private readonly ResetLine _reset = new ResetLine();
+    private readonly PciHost _pci;
     private readonly PortBus _bus;
 
     public PciHostTests()
     {
+        _pci = new PciHost(_reset);
         _bus = PortBusWith.New(_pci, PciHost.AddressPort, PciHost.PortCount);
     }
 
@@ -110,5 +112,40 @@ public class PciHostTests
         _bus.Write(PciHost.AddressPort, 4, Address(0, 0, 0, 0x0C));
         _bus.Write(0xCFD, 1, 0x40); // latency timer
         Assert.Equal(0x0000_4000u, _bus.Read(PciHost.DataPort, 4));
+    }
+
+    [Fact]
+    public void ResetControlAt0xCF9PullsResetOnBit2Rising()
+    {
+        _bus.Write(PciHost.AddressPort, 4, Address(0, 0, 0, 0x08));
+        _bus.Write(PciHost.ResetControlPort, 1, 0x02); // system reset selected, no reset yet
+        Assert.Equal(0x02u, _bus.Read(PciHost.ResetControlPort, 1));
+        Assert.Equal(0u, _reset.Count);
+        _bus.Write(PciHost.ResetControlPort, 1, 0x06);
+        Assert.True(_reset.Requested);
+        _bus.Write(PciHost.ResetControlPort, 1, 0x06); // no new edge
+        Assert.Equal(1u, _reset.Count);
+        Assert.Equal(Address(0, 0, 0, 0x08), _bus.Read(PciHost.AddressPort, 4)); // the latch is untouched
+    }
+
+    [Fact]
+    public void WithoutAResetLine0xCF9IsAnEmptyPort()
+    {
+        PciHost pci = new PciHost(null);
+        pci.Write(PciHost.ResetControlPort, 1, 0x06);
+        Assert.Equal(0xFFu, pci.Read(PciHost.ResetControlPort, 1) & 0xFF);
+    }
+
+    [Fact]
+    public void ResetClearsTheLatchAndTheWritableBits()
+    {
+        _bus.Write(PciHost.AddressPort, 4, Address(0, 0, 0, 0x04));
+        _bus.Write(PciHost.DataPort, 2, 0x0007);
+        _bus.Write(PciHost.ResetControlPort, 1, 0x02);
+        _pci.Reset();
+        Assert.Equal(0u, _bus.Read(PciHost.AddressPort, 4));
+        Assert.Equal(0u, _bus.Read(PciHost.ResetControlPort, 1));
+        Assert.Equal(0x0280_0000u, ReadDword(Address(0, 0, 0, 0x04)));
+        Assert.Equal(0x1237_8086u, ReadDword(Address(0, 0, 0, 0x00)));
     }
 }

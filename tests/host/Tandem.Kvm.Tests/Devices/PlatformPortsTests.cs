@@ -21,7 +21,7 @@ public class PlatformPortsTests
     private readonly Cmos _cmos;
     private readonly I8042 _kbc;
     private readonly SystemControlA _portA;
-    private readonly PciHost _pci = new PciHost();
+    private readonly PciHost _pci;
     private readonly FwCfg _fw = new FwCfg(64 << 20, 1, 1, 4);
     private readonly DebugExit _exit = new DebugExit();
 
@@ -31,6 +31,7 @@ public class PlatformPortsTests
         _cmos = new Cmos(_clock, _irq, 64 << 20, 0);
         _kbc = new I8042(_reset, _irq);
         _portA = new SystemControlA(_reset);
+        _pci = new PciHost(_reset);
         Assert.True(_bus.Register(Uart16550.Com1Port, Uart16550.PortCount, _uart));
         Assert.True(_bus.Register(Cmos.IndexPort, 2, _cmos));
         Assert.True(_bus.Register(I8042.DataPort, 1, _kbc));
