@@ -3,28 +3,35 @@ using Tandem.Kvm.Devices;
 
 namespace Tandem.Kvm.Tests.Devices;
 
-/// <summary>A clock the test advances by hand.</summary>
+/// <summary>Records every line change: the current level per line and the rising edges.</summary>
+public sealed class RecordingIrqSink : IIrqSink
+{
+    public readonly bool[] Level = new bool[24];
+    public readonly int[] RisingEdges = new int[24];
+    public readonly int[] Calls = new int[24];
+
+    public void SetIrq(int irq, bool level)
+    {
+        Calls[irq]++;
+        if (level && !Level[irq])
+            RisingEdges[irq]++;
+        Level[irq] = level;
+    }
+}
+
+/// <summary>A clock the test moves by hand.</summary>
 public sealed class ManualClock : IDeviceClock
 {
     public ulong NowNs { get; set; }
-
     public ulong WallSecondsAtZero { get; set; }
 
     public void Advance(ulong ns) => NowNs += ns;
 }
 
-/// <summary>Records every line change and counts rising edges per line.</summary>
-public sealed class RecordingIrqSink : IIrqSink
+/// <summary>Collects transmitted bytes.</summary>
+public sealed class RecordingSerialSink : ISerialSink
 {
-    public readonly bool[] Level = new bool[24];
-    public readonly int[] Rises = new int[24];
-    public readonly List<(int Irq, bool Level)> Changes = new List<(int, bool)>();
+    public readonly List<byte> Bytes = new();
 
-    public void SetIrq(int irq, bool level)
-    {
-        if (level && !Level[irq])
-            Rises[irq]++;
-        Level[irq] = level;
-        Changes.Add((irq, level));
-    }
+    public void Put(byte b) => Bytes.Add(b);
 }

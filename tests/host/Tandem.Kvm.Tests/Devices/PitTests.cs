@@ -46,13 +46,13 @@ public class PitTests
         ulong period = Pit8254.NsFor(11932);
         Assert.Equal(start + period, pit.NextIrqNs);
         pit.Poll();
-        Assert.Equal(0, irq.Rises[0]);
+        Assert.Equal(0, irq.RisingEdges[0]);
         clock.NowNs = start + period - 1;
         pit.Poll();
-        Assert.Equal(0, irq.Rises[0]);
+        Assert.Equal(0, irq.RisingEdges[0]);
         clock.NowNs = start + period;
         pit.Poll();
-        Assert.Equal(1, irq.Rises[0]);
+        Assert.Equal(1, irq.RisingEdges[0]);
         Assert.False(irq.Level[0]);                 // an edge: raised, then lowered
         Assert.Equal(start + Pit8254.NsFor(2 * 11932), pit.NextIrqNs);
         for (int i = 2; i <= 100; i++)
@@ -61,7 +61,7 @@ public class PitTests
             pit.Poll();
             pit.Poll();
         }
-        Assert.Equal(100, irq.Rises[0]);
+        Assert.Equal(100, irq.RisingEdges[0]);
     }
 
     [Fact]
@@ -73,7 +73,7 @@ public class PitTests
         clock.NowNs = start + Pit8254.NsFor(10_500);
         pit.Poll();
         pit.Poll();
-        Assert.Equal(1, irq.Rises[0]);
+        Assert.Equal(1, irq.RisingEdges[0]);
         Assert.Equal(start + Pit8254.NsFor(11_000), pit.NextIrqNs);
     }
 
@@ -87,7 +87,7 @@ public class PitTests
         pit.Poll();
         clock.NowNs = start + Pit8254.NsFor(5000);
         pit.Poll();
-        Assert.Equal(1, irq.Rises[0]);
+        Assert.Equal(1, irq.RisingEdges[0]);
         Assert.Equal(ulong.MaxValue, pit.NextIrqNs);
     }
 
