@@ -35,6 +35,13 @@ namespace Tandem.Kvm.Devices
         /// <inheritdoc/>
         public void SetIrq(int irq, bool level) => Pic.SetIrq(irq, level);
 
+        /// <summary>Nothing to do before an entry: no timer armed and no interrupt waiting (the exit path's fast check).</summary>
+        public bool Quiet
+        {
+            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            get => !Pit.Armed && !Pic.HasInterrupt;
+        }
+
         /// <summary>Lets the timers raise what is due by now.</summary>
         public void Poll() => Pit.Poll();
 

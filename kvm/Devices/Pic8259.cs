@@ -24,6 +24,7 @@ namespace Tandem.Kvm.Devices
 
         private Chip _master;
         private Chip _slave;
+        private bool _int;       // the master's INT output, recomputed after every state change
 
         /// <summary>Acknowledged interrupts (vectors delivered), spurious ones included.</summary>
         public ulong Acknowledged;
@@ -60,7 +61,11 @@ namespace Tandem.Kvm.Devices
         }
 
         /// <summary>True when the master's INT output is raised: an interrupt waits for the CPU.</summary>
-        public bool HasInterrupt => Output(ref _master) >= 0;
+        public bool HasInterrupt
+        {
+            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            get => _int;
+        }
 
         /// <summary>
         /// The CPU's interrupt acknowledge: the vector of the highest-priority pending interrupt,
@@ -150,6 +155,7 @@ namespace Tandem.Kvm.Devices
         private void UpdateCascade()
         {
             SetLine(ref _master, 2, Output(ref _slave) >= 0);
+            _int = Output(ref _master) >= 0;
         }
 
         /// <summary>The highest-priority IRQ in <paramref name="mask"/> (rotation applied), or -1.</summary>

@@ -53,6 +53,7 @@ namespace Tandem.Kvm.Devices
         {
             _irq = irq;
             _clock = clock;
+            _irqTicks = ulong.MaxValue;
             for (int i = 0; i < 3; i++)
             {
                 _ch[i].Gate = i != 2;
@@ -125,6 +126,13 @@ namespace Tandem.Kvm.Devices
                 default:
                     return t != n;       // modes 4, 5: one low tick at terminal count
             }
+        }
+
+        /// <summary>Channel 0 has an interrupt point ahead (<see cref="Poll"/> and <see cref="NextIrqNs"/> have work).</summary>
+        public bool Armed
+        {
+            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            get => _irqTicks != ulong.MaxValue;
         }
 
         /// <summary>Raises IRQ 0 if channel 0 reached its next interrupt point by now.</summary>

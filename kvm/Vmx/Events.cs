@@ -15,12 +15,15 @@ namespace Tandem.Kvm.Vmx
         private const ulong ProcInterruptWindow = 1UL << 2;
 
         /// <summary>
-        /// After every exit: an event whose delivery this exit interrupted (an EPT violation on the
-        /// IDT or the handler's stack, typically) is delivered again on the next entry, with its
-        /// error code and, for software events, its instruction length. An acknowledged PIC
-        /// interrupt is never lost this way.
+        /// For the exits that can occur during event delivery (SDM 27.2.3: an intercepted
+        /// exception, an EPT violation or misconfiguration; task switches, APIC accesses and a full
+        /// page-modification log cannot happen here, they are not enabled): an event whose delivery
+        /// the exit interrupted (an EPT violation on the IDT or the handler's stack, typically) is
+        /// delivered again on the next entry, with its error code and, for software events, its
+        /// instruction length. An acknowledged PIC interrupt is never lost this way. The run loop
+        /// calls it from those exits' dispatch only, so every other exit pays nothing.
         /// </summary>
-        public static void AfterExit(Vcpu v)
+        public static void Reinject(Vcpu v)
         {
             ulong info = Vmcs.Read(VmcsField.IdtVectoringInfo);
             if ((info & Valid) == 0)
@@ -39,9 +42,19 @@ namespace Tandem.Kvm.Vmx
         /// guest can take it (IF set, no STI or MOV SS shadow, no other event queued) or ask for an
         /// interrupt-window exit, and arm the preemption timer for the next device event.
         /// </summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public static void BeforeEntry(Vcpu v)
         {
-            PcPlatform p = v.Vm.Platform;
+            // The common case on the exit path: no device timer armed, nothing pending, no window
+            // requested, a full quantum armed. Device state changes only through the guest's port
+            // I/O (which sets EntryWork), time (only while a timer is armed: EntryWork stays set)
+            // and host-side input (whoever queues it sets EntryWork), so one flag says it all.
+            if (v.EntryWork)
+                Deliver(v, v.Platform);
+        }
+
+        private static void Deliver(Vcpu v, PcPlatform p)
+        {
             p.Poll();
             if (p.HasInterrupt)
             {
@@ -62,6 +75,7 @@ namespace Tandem.Kvm.Vmx
                 SetWindow(v, false);
             }
             ArmTimer(v, p);
+            v.EntryWork = v.WindowRequested || v.TimerValue != VmcsSetup.PreemptionQuantum || !p.Quiet;
         }
 
         private static bool Interruptible() =>

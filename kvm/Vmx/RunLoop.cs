@@ -38,8 +38,6 @@ namespace Tandem.Kvm.Vmx
                 vcpu.Launched = true;
                 vcpu.Exits++;
                 ExitInfo e = ExitInfo.Read();
-                if (!e.EntryFailed)
-                    Events.AfterExit(vcpu);
                 if (e.Reason < ExitReason.Count)
                     vcpu.ExitCounts[e.Reason]++;
                 ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
@@ -58,7 +56,8 @@ namespace Tandem.Kvm.Vmx
         {
             switch (e.Reason)
             {
-                case ExitReason.ExceptionOrNmi: return ExceptionExit.Handle(v, e);
+                // The exits that can occur during event delivery (SDM 27.2.3) re-inject the event first.
+                case ExitReason.ExceptionOrNmi: Events.Reinject(v); return ExceptionExit.Handle(v, e);
                 case ExitReason.ExternalInterrupt: return ExternalInterruptExit.Handle(v, e);
                 case ExitReason.TripleFault: return TripleFaultExit.Handle(v, e);
                 case ExitReason.InterruptWindow: return InterruptWindowExit.Handle(v, e);
@@ -71,8 +70,8 @@ namespace Tandem.Kvm.Vmx
                 case ExitReason.IoInstruction: return IoExit.Handle(v, e);
                 case ExitReason.Rdmsr: return MsrExit.HandleRead(v, e);
                 case ExitReason.Wrmsr: return MsrExit.HandleWrite(v, e);
-                case ExitReason.EptViolation: return EptViolationExit.Handle(v, e);
-                case ExitReason.EptMisconfiguration: return EptMisconfigExit.Handle(v, e);
+                case ExitReason.EptViolation: Events.Reinject(v); return EptViolationExit.Handle(v, e);
+                case ExitReason.EptMisconfiguration: Events.Reinject(v); return EptMisconfigExit.Handle(v, e);
                 case ExitReason.PreemptionTimer: return PreemptionTimerExit.Handle(v, e);
                 case ExitReason.Xsetbv: return XsetbvExit.Handle(v, e);
                 default:

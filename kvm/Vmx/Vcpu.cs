@@ -20,6 +20,13 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The value last written to the preemption-timer field (it is not saved on exit, so it is the next entry's).</summary>
         public uint TimerValue;
         public bool WindowRequested;
+        /// <summary>The VM's devices (the same object as <c>Vm.Platform</c>, one load closer on the exit path).</summary>
+        public readonly Devices.PcPlatform Platform;
+        /// <summary>
+        /// The next entry must look at the devices (<see cref="Events.BeforeEntry"/>): a device may
+        /// have changed (port I/O, host input), a timer is armed, an interrupt or window is pending.
+        /// </summary>
+        public bool EntryWork = true;
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts;
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
@@ -30,6 +37,7 @@ namespace Tandem.Kvm.Vmx
         public Vcpu(Vm vm, ulong vmcs, ulong registersPage)
         {
             Vm = vm;
+            Platform = vm.Platform;
             VmcsPhysical = vmcs;
             Registers = (GuestRegisters*)registersPage;
             FxArea = (byte*)registersPage + 1024;               // 16-byte aligned, 512 bytes

@@ -76,10 +76,10 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
             Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
             vcpu.PreemptionTimer = (pin & PinPreemptionTimer) != 0;
+            vcpu.TimerValue = PreemptionQuantum;
             if (vcpu.PreemptionTimer)
             {
                 Vmcs.Write(VmcsField.PreemptionTimerValue, PreemptionQuantum);
-                vcpu.TimerValue = PreemptionQuantum;
                 PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]
             }
 

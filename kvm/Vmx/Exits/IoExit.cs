@@ -24,6 +24,7 @@ namespace Tandem.Kvm.Vmx.Exits
                 return ExitAction.Stop;
             }
             GuestRegisters* r = v.Registers;
+            v.EntryWork = true;           // a device may have changed: the next entry looks
             ulong mask = size == 1 ? 0xFFUL : size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
             if (input)
             {
