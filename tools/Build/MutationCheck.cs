@@ -30,18 +30,10 @@ internal static partial class MutationCheck
     private static string Scratch => Path.Combine(Repo.Out, "mutate");
 
     /// <summary>The verb: ./build.sh mutate [--only NAME]. Exit code 0 only when every mutation was killed.</summary>
-    public static int Verb(List<string> args)
+    public static int Verb(string? only)
     {
-        string? only = null;
-        for (int i = 0; i < args.Count; i++)
-        {
-            if (args[i] == "--only" && i + 1 < args.Count)
-                only = args[++i];
-            else
-                throw new BuildException($"unknown option '{args[i]}' for mutate (usage: mutate [--only NAME])");
-        }
         var (killed, bad) = Run(only);
-        return bad.Count == 0 && killed > 0 ? 0 : 1;
+        return bad.Count == 0 && killed > 0 ? ExitCodes.Success : ExitCodes.Failed;
     }
 
     /// <summary>
@@ -66,7 +58,7 @@ internal static partial class MutationCheck
         List<Mutation> all = Parse(Path.Combine(Repo.Root, ListPath));
         List<Mutation> selected = only == null ? all : all.Where(m => m.Name == only).ToList();
         if (selected.Count == 0)
-            throw new BuildException(only == null ? $"{ListPath} lists no mutations" : $"no mutation named '{only}' in {ListPath}");
+            throw new BuildException(only == null ? $"{ListPath} lists no mutations" : $"no mutation named '{only}' in {ListPath}", only == null ? ExitCodes.StepFailed : ExitCodes.Usage);
 
         var outcomes = new List<Outcome>();
         var runnable = new List<Mutation>();
@@ -325,7 +317,7 @@ internal static partial class MutationCheck
         if (Shell.Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
         var output = new List<string>();
-        using var p = Process.Start(psi) ?? throw new BuildException($"could not start {file}");
+        using var p = Shell.Start(psi);
         void Handle(string? line)
         {
             if (line == null)

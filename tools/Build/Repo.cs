@@ -16,7 +16,7 @@ internal static class Repo
         while (dir != null && !File.Exists(Path.Combine(dir, "linker.ld")))
             dir = Path.GetDirectoryName(dir);
         if (dir == null)
-            throw new BuildException("run this from inside the Tandem repository (no linker.ld found above the current directory)");
+            throw new BuildException("run this from inside the Tandem repository (no linker.ld found above the current directory)", ExitCodes.Usage);
         return dir;
     }
 
@@ -31,7 +31,7 @@ internal static class Repo
         {
             string path = Path.Combine(NuGetPackages, "runtime.linux-x64.microsoft.dotnet.ilcompiler", "10.0.14", "tools", "ilc");
             if (!File.Exists(path))
-                throw new BuildException($"ILC 10.0.14 not found at {path}; run 'dotnet restore tools/Build' first");
+                throw new BuildException($"ILC 10.0.14 not found at {path}; run 'dotnet restore tools/Build' first", ExitCodes.MissingTool);
             return path;
         }
     }
@@ -61,8 +61,11 @@ internal static class Repo
     }
 }
 
-/// <summary>A failure with a message meant for the user; the driver prints it and exits non-zero.</summary>
-internal sealed class BuildException(string message, int exitCode = 2) : Exception(message)
+/// <summary>
+/// A failure with a message meant for the user; the driver prints it and exits with
+/// <see cref="ExitCode"/> (a failed step unless said otherwise; see <see cref="ExitCodes"/>).
+/// </summary>
+internal sealed class BuildException(string message, int exitCode = ExitCodes.StepFailed) : Exception(message)
 {
     public int ExitCode { get; } = exitCode;
 }

@@ -6,6 +6,8 @@ namespace Tandem.Build;
 /// The whole suite: host tests (dotnet test), the formatting check, then the in-kernel tests in
 /// four configurations. Ends with one line "N passed, N failed, N skipped" summed over all of them.
 /// </summary>
+internal sealed record TestOptions(bool Host, bool Kernel, IReadOnlyList<string> Configs, string? Filter);
+
 internal static partial class TestVerb
 {
     private sealed record Config(string Name, EmulatorKind Emulator, int Cpus, bool Uefi, string ExpectVmx, int Timeout);
@@ -19,12 +21,11 @@ internal static partial class TestVerb
         new("bochs-tigerlake-2cpu", EmulatorKind.Bochs, 2, false, "yes", 1200),
     ];
 
-    public static int Run(List<string> args)
+    public static IEnumerable<string> ConfigNames => Configs.Select(c => c.Name);
+
+    public static int Run(TestOptions options)
     {
-        bool host = !args.Remove("--skip-host");
-        bool kernel = !args.Remove("--skip-kernel");
-        if (args.Count > 0)
-            throw new BuildException($"unknown option '{args[0]}' for test");
+        bool host = options.Host, kernel = options.Kernel;
         int passed = 0, failed = 0, skipped = 0;
         var report = new List<string>();
 
@@ -48,15 +49,15 @@ internal static partial class TestVerb
         {
             Tools.EnsureAll();
             Driver.BuildIfNeeded();
-            foreach (Config c in Configs)
+            foreach (Config c in Configs.Where(c => options.Configs.Count == 0 || options.Configs.Contains(c.Name)))
             {
-                string cmdline = $"test expect_vmx={c.ExpectVmx}";
-                string configIso = Path.Combine(Repo.Out, "test", c.Name, "tandem.iso");
-                Directory.CreateDirectory(Path.GetDirectoryName(configIso)!);
+                string cmdline = (options.Filter != null ? $"test={options.Filter}" : "test") + $" expect_vmx={c.ExpectVmx}";
+                string dir = RunFolder.Create(c.Name);
+                string configIso = Path.Combine(dir, "tandem.iso");
                 ImageBuilder.BuildIso(configIso, cmdline, menu: false, Guests.Modules());
                 Console.WriteLine($"=== kernel tests: {c.Name}");
                 var o = new RunOptions(c.Emulator, cmdline, c.Cpus, 512, c.Uefi, c.Timeout, Echo: true);
-                RunResult r = Emulator.Run(configIso, o, Path.Combine(Repo.Out, "test", c.Name));
+                RunResult r = Emulator.Run(configIso, o, dir);
                 var m = Driver.SummaryLine().Match(r.Serial);
                 if (!m.Success)
                 {
