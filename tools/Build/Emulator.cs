@@ -20,6 +20,9 @@ internal sealed record RunOptions(EmulatorKind Emulator, string Cmdline, int Cpu
 /// </summary>
 internal sealed record RunResult(int? KernelStatus, bool TimedOut, string Serial, string Description, int ProcessExit, string RunDir)
 {
+    /// <summary>Each serial line with the seconds since boot at which the host saw it.</summary>
+    public IReadOnlyList<(double Seconds, string Line)> Lines { get; init; } = [];
+
     public string SerialLog => Path.Combine(RunDir, "serial.log");
 }
 
@@ -189,7 +192,9 @@ internal static partial class Emulator
         foreach (string a in args)
             psi.ArgumentList.Add(a);
         var text = new System.Text.StringBuilder();
+        var timed = new List<(double, string)>();
         var sync = new object();
+        var watch = Stopwatch.StartNew();
         // QEMU writes the serial console to stdout, so serial.log is ours to write; Bochs writes
         // its own serial.log (com1 mode=file) and only the --serial copy is ours.
         using StreamWriter? serialLog = serialFile == null ? new StreamWriter(Path.Combine(workDir, "serial.log")) : null;
@@ -200,6 +205,7 @@ internal static partial class Emulator
             lock (sync)
             {
                 text.Append(line).Append('\n');
+                timed.Add((watch.Elapsed.TotalSeconds, line));
                 serialLog?.WriteLine(line);
                 serialLog?.Flush();
                 serialCopy?.WriteLine(line);
@@ -235,7 +241,6 @@ internal static partial class Emulator
         else
             p.OutputDataReceived += (_, e) => Own(e.Data);
         p.BeginOutputReadLine();
-        var watch = Stopwatch.StartNew();
         long serialPos = 0;
         string partial = "";
         bool timedOut = false;
@@ -274,7 +279,10 @@ internal static partial class Emulator
             if (emulatorLog != null)
                 ShowTail($"{name}'s log", emulatorLog, File.Exists(emulatorLog) ? File.ReadAllLines(emulatorLog).ToList() : [], 30);
         }
-        return new RunResult(status, timedOut, serialText, name, timedOut ? -1 : p.ExitCode, workDir);
+        List<(double, string)> lines;
+        lock (sync)
+            lines = [.. timed];
+        return new RunResult(status, timedOut, serialText, name, timedOut ? -1 : p.ExitCode, workDir) { Lines = lines };
     }
 
     private static void ShowTail(string what, string path, List<string> lines, int count)
