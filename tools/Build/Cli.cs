@@ -50,12 +50,15 @@ internal static class Cli
         if (dashDash >= 0 && result.CommandResult.Command.Name != "run")
             throw new BuildException($"only 'run' passes arguments after '--' to the emulator (got '-- {string.Join(' ', extra)}')", ExitCodes.Usage);
         Shell.Verbose = result.GetValue(s_verbose);
-        return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        int code = result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        if (result.Action is HelpAction && result.CommandResult.Command.Name == "run")
+            Console.WriteLine(ExitCodeHelp);
+        return code;
     }
 
     private static Command BuildRoot(string[] extra)
     {
-        var root = new Command("./build.sh", "Tandem's build driver: builds the kernel image, boots it under an emulator, runs the tests and benchmarks. See README.md.")
+        var root = new Command("./build.sh", "Tandem's build driver: builds the kernel image, boots it under an emulator, runs the tests and benchmarks. See README.md; the exit codes are in './build.sh run --help'.")
         {
             s_verbose,
             new HelpOption(),
@@ -87,7 +90,7 @@ internal static class Cli
         emulator.AcceptOnlyFromAmong("auto", "qemu", "bochs", "kvm");
         var cmdline = new Option<string>("--cmdline")
         {
-            Description = "The kernel command line, e.g. \"test=boot\" or \"vm=hello32\" (see README.md)",
+            Description = "The kernel command line, e.g. \"test=timer\" or \"vm=hello32\" (see README.md)",
             DefaultValueFactory = _ => "",
             HelpName = "TEXT",
         };
@@ -106,7 +109,7 @@ internal static class Cli
             Description = "Also write a copy of the serial console to FILE (every run keeps one in out/runs/<time>-<config>/serial.log)",
             HelpName = "FILE",
         };
-        var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status. Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).\n\n" + ExitCodeHelp)
+        var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
         {
             emulator, cmdline, cpus, memory, uefi, timeout, serial,
         };
