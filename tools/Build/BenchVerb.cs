@@ -10,11 +10,8 @@ namespace Tandem.Build;
 /// </summary>
 internal static class BenchVerb
 {
-    public static int Run(List<string> args)
+    public static int Run(bool skipKernel, string? filter)
     {
-        bool skipKernel = args.Remove("--skip-kernel");
-        if (args.Count > 0)
-            throw new BuildException($"'bench' takes only --skip-kernel (got '{args[0]}')");
         var clock = System.Diagnostics.Stopwatch.StartNew();
         string dir = Path.Combine(Repo.Root, "tests", "bench");
         var projects = Directory.Exists(dir)
@@ -22,6 +19,13 @@ internal static class BenchVerb
             : [];
         if (projects.Count == 0)
             throw new BuildException("no benchmark projects under tests/bench");
+        if (filter != null)
+        {
+            var all = projects.Select(Path.GetFileNameWithoutExtension).ToList();
+            projects = projects.Where(p => Path.GetFileNameWithoutExtension(p).Contains(filter, StringComparison.OrdinalIgnoreCase)).ToList();
+            if (projects.Count == 0)
+                throw new BuildException($"--filter {filter}: no benchmark project matches (there are {string.Join(", ", all)})", ExitCodes.Usage);
+        }
         // One benchmark process at a time; each writes BenchmarkDotNet's JSON reports and its ratio
         // table (JSON) under out/bench/NAME/results, replacing the previous run's.
         var failures = new List<string>();
@@ -44,6 +48,8 @@ internal static class BenchVerb
         }
         if (skipKernel)
             Console.WriteLine("=== bench: in-kernel part skipped (--skip-kernel)");
+        else if (filter != null)
+            Console.WriteLine($"=== bench: in-kernel part skipped (--filter {filter} names host benchmark projects)");
         else if (KernelBench() != 0)
             failures.Add("in-kernel");
         Console.WriteLine();
@@ -62,11 +68,12 @@ internal static class BenchVerb
         Console.WriteLine("=== bench: in-kernel (Bochs tigerlake, instruction counts)");
         Tools.EnsureAll();
         Driver.BuildIfNeeded();
-        string iso = Path.Combine(Repo.Out, "bench", "tandem-bench.iso");
-        Directory.CreateDirectory(Path.GetDirectoryName(iso)!);
+        string dir = RunFolder.Create("bench-bochs-1cpu");
+        string iso = Path.Combine(dir, "tandem.iso");
         ImageBuilder.BuildIso(iso, "bench", menu: false, Guests.Modules());
         var o = new RunOptions(EmulatorKind.Bochs, "bench", 1, 512, false, 900, Echo: false);
-        RunResult r = Emulator.Run(iso, o, Path.Combine(Repo.Out, "bench"));
+        RunResult r = Emulator.Run(iso, o, dir);
+        Console.WriteLine($"bench: serial log {Path.GetRelativePath(Repo.Root, r.SerialLog)}");
         int missed = 0;
         foreach (string line in r.Serial.Split('\n').Where(l => l.StartsWith("bench:", StringComparison.Ordinal)))
         {

@@ -5,10 +5,26 @@ namespace Tandem.Build;
 
 internal enum EmulatorKind { Auto, Qemu, Bochs, Kvm }
 
-internal sealed record RunOptions(EmulatorKind Emulator, string Cmdline, int Cpus, int MemoryMiB, bool Uefi, int TimeoutSeconds, bool Echo);
+internal sealed record RunOptions(EmulatorKind Emulator, string Cmdline, int Cpus, int MemoryMiB, bool Uefi, int TimeoutSeconds, bool Echo)
+{
+    /// <summary>Arguments after '--': QEMU options, or bochsrc lines for Bochs.</summary>
+    public IReadOnlyList<string> Extra { get; init; } = [];
 
-/// <summary>What one boot produced: the kernel's own status (null if it never said) and the serial text.</summary>
-internal sealed record RunResult(int? KernelStatus, bool TimedOut, string Serial, string Description, int ProcessExit);
+    /// <summary>--serial FILE: a copy of the serial console.</summary>
+    public string? SerialCopy { get; init; }
+}
+
+/// <summary>
+/// What one boot produced: the kernel's own status (null if it never said), the serial text, and
+/// the run folder with its logs (serial.log, the emulator's own output and log).
+/// </summary>
+internal sealed record RunResult(int? KernelStatus, bool TimedOut, string Serial, string Description, int ProcessExit, string RunDir)
+{
+    /// <summary>Each serial line with the seconds since boot at which the host saw it.</summary>
+    public IReadOnlyList<(double Seconds, string Line)> Lines { get; init; } = [];
+
+    public string SerialLog => Path.Combine(RunDir, "serial.log");
+}
 
 /// <summary>
 /// Boots an ISO under QEMU (TCG or KVM) or Bochs, streams the serial console, and reads the
@@ -54,9 +70,42 @@ internal static partial class Emulator
         return needsVmx && !o.Uefi ? EmulatorKind.Bochs : EmulatorKind.Qemu;
     }
 
+    /// <summary>The largest guest RAM each emulator takes (Bochs refuses megs/host_size above 2048).</summary>
+    public static int MaxMemoryMiB(EmulatorKind kind) => kind == EmulatorKind.Bochs ? 2048 : 16384;
+
+    public static string Name(EmulatorKind kind) => kind switch
+    {
+        EmulatorKind.Bochs => "Bochs",
+        EmulatorKind.Kvm => "QEMU/KVM",
+        _ => "QEMU",
+    };
+
+    /// <summary>A short name for the run folder, e.g. bochs-2cpu or qemu-uefi-1cpu.</summary>
+    public static string ConfigName(RunOptions o, EmulatorKind kind) =>
+        $"{kind.ToString().ToLowerInvariant()}{(o.Uefi ? "-uefi" : "")}-{o.Cpus}cpu";
+
+    /// <summary>
+    /// Picks the emulator and checks the options against it before anything is built or booted;
+    /// a mismatch is a usage error that names the emulator.
+    /// </summary>
+    public static EmulatorKind Check(RunOptions o)
+    {
+        if (o.Emulator == EmulatorKind.Kvm && !KvmOffersVmx(out string why))
+            throw new BuildException($"--emulator kvm: KVM here cannot give guests VT-x ({why}); use --emulator bochs for VMX or qemu without it", ExitCodes.Usage);
+        EmulatorKind kind = Resolve(o);
+        string picked = o.Emulator == EmulatorKind.Auto ? $" (picked by --emulator auto{(kind == EmulatorKind.Bochs ? ": the command line needs VMX" : "")})" : "";
+        int max = MaxMemoryMiB(kind);
+        if (o.MemoryMiB > max)
+            throw new BuildException($"--memory {o.MemoryMiB} MiB: {Name(kind)}{picked} takes at most {max} MiB" +
+                (kind == EmulatorKind.Bochs ? " (it refuses a larger megs/host_size)" : ""), ExitCodes.Usage);
+        if (o.Uefi && kind == EmulatorKind.Bochs)
+            throw new BuildException($"--uefi is not supported with Bochs{picked} (no OVMF for Bochs here); use --emulator qemu", ExitCodes.Usage);
+        return kind;
+    }
+
     public static RunResult Run(string iso, RunOptions o, string workDir)
     {
-        EmulatorKind kind = Resolve(o);
+        EmulatorKind kind = Check(o);
         Directory.CreateDirectory(workDir);
         return kind == EmulatorKind.Bochs ? RunBochs(iso, o, workDir) : RunQemu(iso, o, workDir, kind == EmulatorKind.Kvm);
     }
@@ -81,16 +130,16 @@ internal static partial class Emulator
             args.AddRange(["-drive", "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
                 "-drive", $"if=pflash,format=raw,file={vars}"]);
         }
+        args.AddRange(o.Extra);
         string name = (kvm ? "QEMU/KVM" : "QEMU") + (o.Uefi ? " UEFI" : " BIOS") + $", {o.Cpus} cpu";
-        return Stream("qemu-system-x86_64", args, o, name, serialFile: null);
+        File.WriteAllText(Path.Combine(workDir, "command.txt"), "qemu-system-x86_64 " + string.Join(' ', args.Select(ShellQuote)) + "\n");
+        return Stream("qemu-system-x86_64", args, o, name, workDir, serialFile: null, emulatorLog: null);
     }
 
     private static RunResult RunBochs(string iso, RunOptions o, string workDir)
     {
         Tools.EnsureBochs();
-        if (o.Uefi)
-            throw new BuildException("--uefi is not supported with Bochs (no OVMF for Bochs here); use --emulator qemu");
-        string serial = Path.Combine(workDir, "serial.txt");
+        string serial = Path.Combine(workDir, "serial.log");
         string log = Path.Combine(workDir, "bochs.log");
         string rc = Path.Combine(workDir, "bochs.rc");
         string config = Path.Combine(workDir, "bochsrc");
@@ -115,13 +164,23 @@ internal static partial class Emulator
             debugger_log: -
 
             """);
-        string command = $"bochs -q -f {config} -rc {rc}";
+        // Bochs takes bochsrc lines after its options: the '-- EXTRA' arguments go there.
+        string command = $"bochs -q -f {ShellQuote(config)} -rc {ShellQuote(rc)}" + string.Concat(o.Extra.Select(e => " " + ShellQuote(e)));
+        File.WriteAllText(Path.Combine(workDir, "command.txt"), command + "\n");
         string name = $"Bochs tigerlake, {o.Cpus} cpu";
-        return Stream("script", ["-qec", command, "/dev/null"], o, name, serial);
+        return Stream("script", ["-qec", command, "/dev/null"], o, name, workDir, serial, log);
     }
 
-    /// <summary>Runs the emulator, echoing serial lines as they come, until it exits or times out.</summary>
-    private static RunResult Stream(string file, List<string> args, RunOptions o, string name, string? serialFile)
+    private static string ShellQuote(string s) =>
+        s.Length > 0 && s.All(c => char.IsAsciiLetterOrDigit(c) || "/._-=:,+@%".Contains(c)) ? s : "'" + s.Replace("'", "'\\''") + "'";
+
+    /// <summary>
+    /// Runs the emulator, echoing serial lines as they come, until it exits or times out. The
+    /// serial text goes to the run folder's serial.log (and the --serial copy); the emulator's own
+    /// output goes to emulator.out; when the kernel reported no status, both that output and the
+    /// tail of the emulator's log are shown.
+    /// </summary>
+    private static RunResult Stream(string file, List<string> args, RunOptions o, string name, string workDir, string? serialFile, string? emulatorLog)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -133,35 +192,55 @@ internal static partial class Emulator
         foreach (string a in args)
             psi.ArgumentList.Add(a);
         var text = new System.Text.StringBuilder();
+        var timed = new List<(double, string)>();
         var sync = new object();
+        var watch = Stopwatch.StartNew();
+        // QEMU writes the serial console to stdout, so serial.log is ours to write; Bochs writes
+        // its own serial.log (com1 mode=file) and only the --serial copy is ours.
+        using StreamWriter? serialLog = serialFile == null ? new StreamWriter(Path.Combine(workDir, "serial.log")) : null;
+        using StreamWriter? serialCopy = o.SerialCopy != null ? new StreamWriter(Path.GetFullPath(o.SerialCopy)) : null;
         void Emit(string line)
         {
             line = Ansi().Replace(line, "").TrimEnd('\r');
             lock (sync)
             {
                 text.Append(line).Append('\n');
+                timed.Add((watch.Elapsed.TotalSeconds, line));
+                serialLog?.WriteLine(line);
+                serialLog?.Flush();
+                serialCopy?.WriteLine(line);
+                serialCopy?.Flush();
                 if (o.Echo)
                     Console.WriteLine(line);
             }
         }
         if (o.Echo)
-            Console.Error.WriteLine($"run: booting on {name} (timeout {o.TimeoutSeconds} s)");
-        using var p = Process.Start(psi) ?? throw new BuildException($"could not start {file}");
+            Console.Error.WriteLine($"run: booting on {name} (timeout {o.TimeoutSeconds} s; logs in {Path.GetRelativePath(Repo.Root, workDir)}/)");
+        if (Shell.Verbose)
+            Console.Error.WriteLine($"+ {file} {string.Join(' ', args.Select(ShellQuote))}");
+        using var p = Shell.Start(psi);
         p.StandardInput.Close();
-        var stderr = new System.Text.StringBuilder();
-        p.ErrorDataReceived += (_, e) => { if (e.Data != null) lock (stderr) stderr.AppendLine(e.Data); };
+        // The emulator's own output: QEMU's stderr, or everything Bochs prints on its terminal.
+        using var own = new StreamWriter(Path.Combine(workDir, "emulator.out"));
+        var ownLines = new List<string>();
+        void Own(string? line)
+        {
+            if (line == null)
+                return;
+            line = Ansi().Replace(line, "").TrimEnd('\r');
+            lock (ownLines)
+            {
+                ownLines.Add(line);
+                own.WriteLine(line);
+            }
+        }
+        p.ErrorDataReceived += (_, e) => Own(e.Data);
         p.BeginErrorReadLine();
         if (serialFile == null)
-        {
             p.OutputDataReceived += (_, e) => { if (e.Data != null) Emit(e.Data); };
-            p.BeginOutputReadLine();
-        }
         else
-        {
-            p.OutputDataReceived += (_, _) => { };
-            p.BeginOutputReadLine();
-        }
-        var watch = Stopwatch.StartNew();
+            p.OutputDataReceived += (_, e) => Own(e.Data);
+        p.BeginOutputReadLine();
         long serialPos = 0;
         string partial = "";
         bool timedOut = false;
@@ -189,16 +268,34 @@ internal static partial class Emulator
             serialText = text.ToString();
         var m = StatusLine().Match(serialText);
         int? status = m.Success ? int.Parse(m.Groups[1].Value) : null;
+        lock (ownLines)
+            own.Flush();
         if (timedOut)
             Console.Error.WriteLine($"run: TIMEOUT after {o.TimeoutSeconds} s on {name}: the kernel did not end the run (hang?); killed the emulator");
         else if (status == null)
         {
             Console.Error.WriteLine($"run: {name} exited (code {p.ExitCode}) without the kernel reporting a status");
-            string err = stderr.ToString().Trim();
-            if (err.Length > 0)
-                Console.Error.WriteLine(err.Length > 2000 ? err[^2000..] : err);
+            ShowTail($"{name}'s own output", Path.Combine(workDir, "emulator.out"), ownLines.Where(l => l.Trim().Length > 0).ToList(), 30);
+            if (emulatorLog != null)
+                ShowTail($"{name}'s log", emulatorLog, File.Exists(emulatorLog) ? File.ReadAllLines(emulatorLog).ToList() : [], 30);
         }
-        return new RunResult(status, timedOut, serialText, name, timedOut ? -1 : p.ExitCode);
+        List<(double, string)> lines;
+        lock (sync)
+            lines = [.. timed];
+        return new RunResult(status, timedOut, serialText, name, timedOut ? -1 : p.ExitCode, workDir) { Lines = lines };
+    }
+
+    private static void ShowTail(string what, string path, List<string> lines, int count)
+    {
+        string rel = Path.GetRelativePath(Repo.Root, path);
+        if (lines.Count == 0)
+        {
+            Console.Error.WriteLine($"run: {what} is empty ({rel})");
+            return;
+        }
+        Console.Error.WriteLine($"run: {what}{(lines.Count > count ? $", last {count} of {lines.Count} lines" : "")} ({rel}):");
+        foreach (string l in lines.TakeLast(count))
+            Console.Error.WriteLine("  | " + l);
     }
 
     private static (long, string) Tail(string path, long position, string partial, Action<string> emit)

@@ -97,7 +97,10 @@ internal static class ImageBuilder
     /// <summary>Writes a GRUB ISO whose menu boots Tandem with <paramref name="cmdline"/>.</summary>
     public static void BuildIso(string isoPath, string cmdline, bool menu, IReadOnlyList<(string Path, string Name)> modules)
     {
-        string stage = Path.Combine(Repo.Obj, "iso-" + Path.GetFileNameWithoutExtension(isoPath));
+        // One staging folder per ISO path (out/tandem.iso: obj/iso-tandem; a run's ISO:
+        // obj/iso-runs_<run>_tandem), so that parallel runs do not share one.
+        string stage = Path.Combine(Repo.Obj, "iso-" + Path.GetRelativePath(Repo.Out, Path.ChangeExtension(Path.GetFullPath(isoPath), null))
+            .Replace(Path.DirectorySeparatorChar, '_').Replace("..", "_"));
         if (Directory.Exists(stage))
             Directory.Delete(stage, recursive: true);
         Directory.CreateDirectory(Path.Combine(stage, "boot", "grub"));
@@ -131,9 +134,11 @@ internal static class ImageBuilder
             "-volume_date", "m", "=1767225600",
         ], "grub-mkrescue", env: env);
         FixFatSerials(isoPath);
+        Directory.Delete(stage, recursive: true);
     }
 
-    public const string Version = "0.1.0";
+    /// <summary>The version in the GRUB menu: the driver's own (Build.csproj), printed by --version.</summary>
+    public static readonly string Version = typeof(ImageBuilder).Assembly.GetName().Version!.ToString(3);
     private static readonly DateTime FixedDate = new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
 
     /// <summary>

@@ -30,43 +30,46 @@ internal static partial class MutationCheck
     private static string Scratch => Path.Combine(Repo.Out, "mutate");
 
     /// <summary>The verb: ./build.sh mutate [--only NAME]. Exit code 0 only when every mutation was killed.</summary>
-    public static int Verb(List<string> args)
+    public static int Verb(string? only)
     {
-        string? only = null;
-        for (int i = 0; i < args.Count; i++)
-        {
-            if (args[i] == "--only" && i + 1 < args.Count)
-                only = args[++i];
-            else
-                throw new BuildException($"unknown option '{args[i]}' for mutate (usage: mutate [--only NAME])");
-        }
-        var (killed, bad) = Run(only);
-        return bad.Count == 0 && killed > 0 ? 0 : 1;
+        var (killed, bad, _) = Run(only);
+        return bad.Count == 0 && killed > 0 ? ExitCodes.Success : ExitCodes.Failed;
     }
 
     /// <summary>
     /// The host-test part of ./build.sh test: runs every mutation, counts each killed one as passed
     /// and each survivor or broken entry as failed, and lists them in the closing summary.
     /// </summary>
-    public static void AddToTestRun(List<string> report, ref int passed, ref int failed)
+    public static void AddToTestRun(List<string> report, ref int passed, ref int failed, JUnitSuite suite)
     {
-        var (killed, bad) = Run(null);
+        var (killed, bad, outcomes) = Run(null);
         passed += killed;
         failed += bad.Count;
         report.Add($"mutations: {killed} killed, {bad.Count} not killed ({ListPath}; ./build.sh mutate --only NAME to rerun one)");
         foreach (string line in bad)
             report.Add("  " + line);
+        foreach (Outcome o in outcomes)
+        {
+            string? failure = o.Verdict switch
+            {
+                Verdict.Killed => null,
+                Verdict.Survived => $"SURVIVED: every test of {string.Join(", ", o.M.Projects)} passed (invariant {o.M.Invariant})",
+                _ => $"ERROR: {o.Detail} (invariant {o.M.Invariant})",
+            };
+            suite.Cases.Add(new JUnitCase(o.M.Name, o.Time.TotalSeconds, failure, Skipped: null,
+                Output: o.Verdict == Verdict.Killed ? "killed by " + o.Detail : null));
+        }
     }
 
     /// <summary>Runs the check; returns the number killed and one line per mutation that was not.</summary>
-    private static (int Killed, List<string> Bad) Run(string? only)
+    private static (int Killed, List<string> Bad, List<Outcome> Outcomes) Run(string? only)
     {
         Stopwatch total = Stopwatch.StartNew();
         Console.WriteLine($"=== mutation check: {ListPath}");
         List<Mutation> all = Parse(Path.Combine(Repo.Root, ListPath));
         List<Mutation> selected = only == null ? all : all.Where(m => m.Name == only).ToList();
         if (selected.Count == 0)
-            throw new BuildException(only == null ? $"{ListPath} lists no mutations" : $"no mutation named '{only}' in {ListPath}");
+            throw new BuildException(only == null ? $"{ListPath} lists no mutations" : $"no mutation named '{only}' in {ListPath}", only == null ? ExitCodes.StepFailed : ExitCodes.Usage);
 
         var outcomes = new List<Outcome>();
         var runnable = new List<Mutation>();
@@ -101,7 +104,7 @@ internal static partial class MutationCheck
             .ToList();
         Console.WriteLine($"mutations: {killed} killed, {outcomes.Count(o => o.Verdict == Verdict.Survived)} survived, " +
             $"{outcomes.Count(o => o.Verdict == Verdict.Error)} errors, in {total.Elapsed.TotalSeconds:F0} s");
-        return (killed, bad);
+        return (killed, bad, outcomes);
     }
 
     private static Outcome Report(Outcome o)
@@ -325,7 +328,7 @@ internal static partial class MutationCheck
         if (Shell.Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
         var output = new List<string>();
-        using var p = Process.Start(psi) ?? throw new BuildException($"could not start {file}");
+        using var p = Shell.Start(psi);
         void Handle(string? line)
         {
             if (line == null)

@@ -16,7 +16,7 @@ internal static class Repo
         while (dir != null && !File.Exists(Path.Combine(dir, "linker.ld")))
             dir = Path.GetDirectoryName(dir);
         if (dir == null)
-            throw new BuildException("run this from inside the Tandem repository (no linker.ld found above the current directory)");
+            throw new BuildException("run this from inside the Tandem repository (no linker.ld found above the current directory)", ExitCodes.Usage);
         return dir;
     }
 
@@ -31,32 +31,41 @@ internal static class Repo
         {
             string path = Path.Combine(NuGetPackages, "runtime.linux-x64.microsoft.dotnet.ilcompiler", "10.0.14", "tools", "ilc");
             if (!File.Exists(path))
-                throw new BuildException($"ILC 10.0.14 not found at {path}; run 'dotnet restore tools/Build' first");
+                throw new BuildException($"ILC 10.0.14 not found at {path}; run 'dotnet restore tools/Build' first", ExitCodes.MissingTool);
             return path;
         }
     }
 
-    /// <summary>csc.dll from the SDK that runs this driver.</summary>
-    public static string Csc
+    /// <summary>
+    /// csc.dll of the SDK that global.json selects for the repository (what <c>dotnet --version</c>
+    /// reports there): the kernel's bytes depend on this Roslyn, so it is the pinned one, not merely
+    /// the newest installed.
+    /// </summary>
+    public static string Csc => s_csc ??= FindCsc();
+
+    private static string? s_csc;
+
+    private static string FindCsc()
     {
-        get
-        {
-            string dotnetRoot = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(
-                Path.GetDirectoryName(typeof(object).Assembly.Location)!)!)!)!;
-            string sdkDir = Path.Combine(dotnetRoot, "sdk");
-            string? best = Directory.Exists(sdkDir)
-                ? Directory.GetDirectories(sdkDir).Where(d => File.Exists(Path.Combine(d, "Roslyn", "bincore", "csc.dll")))
-                    .OrderBy(d => Version.TryParse(Path.GetFileName(d).Split('-')[0], out var v) ? v : new Version(0, 0)).LastOrDefault()
-                : null;
-            if (best == null)
-                throw new BuildException($"no Roslyn compiler (sdk/*/Roslyn/bincore/csc.dll) under {dotnetRoot}");
-            return Path.Combine(best, "Roslyn", "bincore", "csc.dll");
-        }
+        string dotnetRoot = Path.GetDirectoryName(Path.GetDirectoryName(Path.GetDirectoryName(
+            Path.GetDirectoryName(typeof(object).Assembly.Location)!)!)!)!;
+        var lines = new List<string>();
+        int code = Shell.Run("dotnet", ["--version"], Root, quiet: true, onLine: l => { lock (lines) lines.Add(l); });
+        string version = lines.LastOrDefault(l => l.Trim().Length > 0)?.Trim() ?? "";
+        if (code != 0 || version.Length == 0)
+            throw new BuildException($"'dotnet --version' in {Root} failed (exit code {code}): the SDK that global.json asks for is not installed?\n{string.Join('\n', lines)}", ExitCodes.MissingTool);
+        string csc = Path.Combine(dotnetRoot, "sdk", version, "Roslyn", "bincore", "csc.dll");
+        if (!File.Exists(csc))
+            throw new BuildException($"no Roslyn compiler at {csc} (the SDK {version} that global.json selects)", ExitCodes.MissingTool);
+        return csc;
     }
 }
 
-/// <summary>A failure with a message meant for the user; the driver prints it and exits non-zero.</summary>
-internal sealed class BuildException(string message, int exitCode = 2) : Exception(message)
+/// <summary>
+/// A failure with a message meant for the user; the driver prints it and exits with
+/// <see cref="ExitCode"/> (a failed step unless said otherwise; see <see cref="ExitCodes"/>).
+/// </summary>
+internal sealed class BuildException(string message, int exitCode = ExitCodes.StepFailed) : Exception(message)
 {
     public int ExitCode { get; } = exitCode;
 }

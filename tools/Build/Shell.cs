@@ -20,7 +20,7 @@ internal static class Shell
                 psi.Environment[k] = v;
         if (Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
-        using var p = Process.Start(psi) ?? throw new BuildException($"could not start {file}");
+        using var p = Start(psi);
         var output = new List<string>();
         void Handle(string? line)
         {
@@ -43,11 +43,25 @@ internal static class Shell
         return p.ExitCode;
     }
 
-    public static void Check(string file, IEnumerable<string> args, string what, string? workDir = null, Dictionary<string, string>? env = null)
+    public static void Check(string file, IEnumerable<string> args, string what, string? workDir = null, Dictionary<string, string>? env = null,
+        int exitCode = ExitCodes.StepFailed)
     {
         int code = Run(file, args, workDir, env: env);
         if (code != 0)
-            throw new BuildException($"{what} failed (exit code {code})");
+            throw new BuildException($"{what} failed (exit code {code})", exitCode);
+    }
+
+    /// <summary>Process.Start, with a missing program reported as a missing tool (exit code 69).</summary>
+    public static Process Start(ProcessStartInfo psi)
+    {
+        try
+        {
+            return Process.Start(psi) ?? throw new BuildException($"could not start {psi.FileName}", ExitCodes.MissingTool);
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new BuildException($"could not start {psi.FileName}: {e.Message}", ExitCodes.MissingTool);
+        }
     }
 
     public static string? Which(string name)

@@ -2,9 +2,14 @@ using System.Text.RegularExpressions;
 
 namespace Tandem.Build;
 
+internal sealed record TestOptions(bool Host, bool Kernel, IReadOnlyList<string> Configs, string? Filter);
+
 /// <summary>
-/// The whole suite: host tests (dotnet test), the formatting check, then the in-kernel tests in
-/// four configurations. Ends with one line "N passed, N failed, N skipped" summed over all of them.
+/// The whole suite: host tests (dotnet test, read from its TRX files), the mutation check, the
+/// formatting check, then the in-kernel tests in five configurations, each booted in a run folder
+/// of its own that keeps its serial log. Writes out/test/results.xml (JUnit: one suite per host
+/// project, per kernel configuration, for the mutations and for the format check), lists every
+/// FAIL and SKIP, and ends with one line "N passed, N failed, N skipped" summed over all of them.
 /// </summary>
 internal static partial class TestVerb
 {
@@ -19,100 +24,199 @@ internal static partial class TestVerb
         new("bochs-tigerlake-2cpu", EmulatorKind.Bochs, 2, false, "yes", 1200),
     ];
 
-    public static int Run(List<string> args)
+    public static IEnumerable<string> ConfigNames => Configs.Select(c => c.Name);
+
+    private static string ResultsDir => Path.Combine(Repo.Out, "test");
+
+    public static string ResultsXml => Path.Combine(ResultsDir, "results.xml");
+
+    public static int Run(TestOptions options)
     {
-        bool host = !args.Remove("--skip-host");
-        bool kernel = !args.Remove("--skip-kernel");
-        if (args.Count > 0)
-            throw new BuildException($"unknown option '{args[0]}' for test");
         int passed = 0, failed = 0, skipped = 0;
         var report = new List<string>();
+        var failures = new List<string>();
+        var suites = new List<JUnitSuite>();
+        Directory.CreateDirectory(ResultsDir);
+        if (File.Exists(ResultsXml))
+            File.Delete(ResultsXml);
 
-        if (host)
+        if (options.Host)
         {
             foreach (string project in HostTestProjects())
             {
-                var (p, f, s, ok) = DotnetTest(project);
+                string name = Path.GetFileNameWithoutExtension(project);
+                JUnitSuite suite = DotnetTest(project, options.Filter);
+                suites.Add(suite);
+                int p = suite.Cases.Count(c => c.Failure == null && c.Skipped == null);
+                int f = suite.Cases.Count(c => c.Failure != null);
+                int s = suite.Cases.Count(c => c.Failure == null && c.Skipped != null);
                 passed += p; failed += f; skipped += s;
-                if (!ok && f == 0)
+                if (suite.Error != null)
+                {
                     failed++;
-                report.Add($"host {Path.GetFileNameWithoutExtension(project)}: {p} passed, {f} failed, {s} skipped{(ok ? "" : " (dotnet test failed)")}");
+                    failures.Add($"FAIL [host {name}] {suite.Error}");
+                }
+                failures.AddRange(suite.Cases.Where(c => c.Failure != null).Select(c => $"FAIL [host {name}] {c.Name}: {FirstLine(c.Failure!)}"));
+                string note = suite.Error != null ? $" ({suite.Error})" : suite.Cases.Count == 0 ? $" (no test matches --filter {options.Filter})" : "";
+                report.Add($"host {name}: {p} passed, {f} failed, {s} skipped{note}");
+                foreach (JUnitCase c in suite.Cases.Where(c => c.Failure == null && c.Skipped != null))
+                    report.Add($"  SKIP {c.Name}: {FirstLine(c.Skipped!)}");
             }
-            MutationCheck.AddToTestRun(report, ref passed, ref failed);
+            if (options.Filter == null)
+            {
+                var mutations = new JUnitSuite("mutations");
+                MutationCheck.AddToTestRun(report, ref passed, ref failed, mutations);
+                suites.Add(mutations);
+                failures.AddRange(mutations.Cases.Where(c => c.Failure != null).Select(c => $"FAIL [mutations] {c.Name}: {FirstLine(c.Failure!)}"));
+            }
+            else
+                report.Add($"mutations: not run (--filter {options.Filter})");
+            var format = new JUnitSuite("format");
             bool formatted = FormatCheck();
+            string? formatFailure = formatted ? null : "files are not formatted (run: dotnet format whitespace --folder)";
+            format.Cases.Add(new JUnitCase("dotnet format whitespace --verify-no-changes", 0, formatFailure, null));
+            suites.Add(format);
             if (formatted) passed++; else failed++;
+            if (!formatted)
+                failures.Add($"FAIL [format] {formatFailure}");
             report.Add($"format: {(formatted ? "clean" : "FAILED (run: dotnet format whitespace --folder)")}");
         }
 
-        if (kernel)
+        if (options.Kernel)
         {
             Tools.EnsureAll();
             Driver.BuildIfNeeded();
-            foreach (Config c in Configs)
+            foreach (Config c in Configs.Where(c => options.Configs.Count == 0 || options.Configs.Contains(c.Name)))
             {
-                string cmdline = $"test expect_vmx={c.ExpectVmx}";
-                string configIso = Path.Combine(Repo.Out, "test", c.Name, "tandem.iso");
-                Directory.CreateDirectory(Path.GetDirectoryName(configIso)!);
-                ImageBuilder.BuildIso(configIso, cmdline, menu: false, Guests.Modules());
-                Console.WriteLine($"=== kernel tests: {c.Name}");
-                var o = new RunOptions(c.Emulator, cmdline, c.Cpus, 512, c.Uefi, c.Timeout, Echo: true);
-                RunResult r = Emulator.Run(configIso, o, Path.Combine(Repo.Out, "test", c.Name));
-                var m = Driver.SummaryLine().Match(r.Serial);
-                if (!m.Success)
-                {
-                    failed++;
-                    report.Add($"kernel {c.Name}: no summary line ({(r.TimedOut ? "timed out" : "status " + (r.KernelStatus?.ToString() ?? "none"))}) counted as 1 failure");
-                    continue;
-                }
-                int p = int.Parse(m.Groups[1].Value), f = int.Parse(m.Groups[2].Value), s = int.Parse(m.Groups[3].Value);
+                JUnitSuite suite = KernelTests(c, options.Filter, out RunResult r);
+                suites.Add(suite);
+                int p = suite.Cases.Count(t => t.Failure == null && t.Skipped == null);
+                int f = suite.Cases.Count(t => t.Failure != null);
+                int s = suite.Cases.Count(t => t.Failure == null && t.Skipped != null);
                 passed += p; failed += f; skipped += s;
-                if (r.KernelStatus != (f == 0 ? 0 : 1))
+                failures.AddRange(suite.Cases.Where(t => t.Failure != null).Select(t => $"FAIL [{c.Name}] {t.Name}: {FirstLine(t.Failure!)}"));
+                if (suite.Error != null)
                 {
                     failed++;
-                    report.Add($"kernel {c.Name}: exit status {r.KernelStatus?.ToString() ?? "none"} disagrees with its summary");
+                    failures.Add($"FAIL [{c.Name}] {suite.Error}");
                 }
-                report.Add($"kernel {c.Name}: {p} passed, {f} failed, {s} skipped");
-                foreach (Match skip in SkipLine().Matches(r.Serial))
-                    report.Add($"  {skip.Value}");
+                report.Add($"kernel {c.Name}: {p} passed, {f} failed, {s} skipped{(suite.Error != null ? $" ({suite.Error})" : "")}; serial log {Path.GetRelativePath(Repo.Root, r.SerialLog)}");
+                foreach (JUnitCase t in suite.Cases.Where(t => t.Failure == null && t.Skipped != null))
+                    report.Add($"  SKIP {t.Name}: {t.Skipped}");
             }
         }
 
+        JUnit.Write(ResultsXml, suites);
         Console.WriteLine("=== summary");
         foreach (string line in report)
             Console.WriteLine(line);
+        Console.WriteLine($"results: {Path.GetRelativePath(Repo.Root, ResultsXml)} (JUnit)");
+        if (failures.Count > 0)
+        {
+            Console.WriteLine($"=== failures ({failures.Count})");
+            foreach (string line in failures)
+                Console.WriteLine(line);
+        }
         Console.WriteLine($"{passed} passed, {failed} failed, {skipped} skipped");
-        return failed == 0 ? 0 : 1;
+        return failed == 0 ? ExitCodes.Success : ExitCodes.Failed;
     }
+
+    private static string FirstLine(string s) => s.Split('\n')[0].Trim();
 
     private static IEnumerable<string> HostTestProjects() =>
         Directory.Exists(Path.Combine(Repo.Root, "tests", "host"))
             ? Directory.GetFiles(Path.Combine(Repo.Root, "tests", "host"), "*.Tests.csproj", SearchOption.AllDirectories).OrderBy(p => p, StringComparer.Ordinal)
             : [];
 
-    [GeneratedRegex(@"(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+)")]
-    private static partial Regex DotnetSummary();
+    [GeneratedRegex(@"^(PASS|FAIL|SKIP) (\S+?)(?:: (.*))?$")]
+    private static partial Regex ResultLine();
 
-    [GeneratedRegex(@"^SKIP .*$", RegexOptions.Multiline)]
-    private static partial Regex SkipLine();
-
-    private static (int Passed, int Failed, int Skipped, bool Ok) DotnetTest(string project)
+    /// <summary>
+    /// Boots one configuration with "test" and turns its serial console into a suite: one case per
+    /// PASS/FAIL/SKIP line. The kernel prints no durations, so a case's time is what the host saw:
+    /// the seconds between its line and the serial line before it.
+    /// </summary>
+    private static JUnitSuite KernelTests(Config c, string? filter, out RunResult r)
     {
-        Console.WriteLine($"=== host tests: {Path.GetRelativePath(Repo.Root, project)}");
-        var lines = new List<string>();
-        int code = Shell.Run("dotnet", ["test", project, "-c", "Release", "--nologo"], Repo.Root,
-            onLine: l => { lock (lines) lines.Add(l); Console.WriteLine(l); });
-        int p = 0, f = 0, s = 0;
-        foreach (string l in lines)
+        string cmdline = (filter != null ? $"test={filter}" : "test") + $" expect_vmx={c.ExpectVmx}";
+        string dir = RunFolder.Create(c.Name);
+        string iso = Path.Combine(dir, "tandem.iso");
+        ImageBuilder.BuildIso(iso, cmdline, menu: false, Guests.Modules());
+        Console.WriteLine($"=== kernel tests: {c.Name}");
+        var o = new RunOptions(c.Emulator, cmdline, c.Cpus, 512, c.Uefi, c.Timeout, Echo: true);
+        r = Emulator.Run(iso, o, dir);
+
+        var suite = new JUnitSuite("kernel " + c.Name);
+        suite.Properties["emulator"] = r.Description;
+        suite.Properties["cmdline"] = cmdline;
+        suite.Properties["serial_log"] = Path.GetRelativePath(Repo.Root, r.SerialLog);
+        double previous = 0;
+        foreach (var (seconds, line) in r.Lines)
         {
-            var m = DotnetSummary().Match(l);
+            Match m = ResultLine().Match(line);
             if (m.Success)
             {
-                f += int.Parse(m.Groups[2].Value);
-                p += int.Parse(m.Groups[3].Value);
-                s += int.Parse(m.Groups[4].Value);
+                string? reason = m.Groups[3].Success ? m.Groups[3].Value : null;
+                suite.Cases.Add(new JUnitCase(m.Groups[2].Value, Math.Max(0, seconds - previous),
+                    m.Groups[1].Value == "FAIL" ? reason ?? "failed" : null,
+                    m.Groups[1].Value == "SKIP" ? reason ?? "skipped" : null));
             }
+            previous = seconds;
         }
-        return (p, f, s, code == 0 && p + f + s > 0);
+
+        Match summary = Driver.SummaryLine().Match(r.Serial);
+        string outcome = r.TimedOut ? $"timed out after {c.Timeout} s" : "status " + (r.KernelStatus?.ToString() ?? "none");
+        if (!summary.Success)
+        {
+            string last = string.Join("\n", r.Lines.TakeLast(20).Select(l => l.Line));
+            suite.Error = $"no summary line ({outcome}); counted as 1 failure";
+            suite.Cases.Add(new JUnitCase("(run)", r.Lines.Count > 0 ? r.Lines[^1].Seconds : 0,
+                $"the kernel's test run did not finish ({outcome}); last serial lines:\n{last}", null));
+            return suite;
+        }
+        int p = int.Parse(summary.Groups[1].Value), f = int.Parse(summary.Groups[2].Value), s = int.Parse(summary.Groups[3].Value);
+        int seenP = suite.Cases.Count(t => t.Failure == null && t.Skipped == null);
+        int seenF = suite.Cases.Count(t => t.Failure != null);
+        int seenS = suite.Cases.Count(t => t.Failure == null && t.Skipped != null);
+        if ((p, f, s) != (seenP, seenF, seenS))
+            suite.Error = $"the kernel's summary ({p} passed, {f} failed, {s} skipped) disagrees with its result lines ({seenP}, {seenF}, {seenS})";
+        else if (r.KernelStatus != (f == 0 ? 0 : 1))
+            suite.Error = $"exit status {r.KernelStatus?.ToString() ?? "none"} disagrees with its summary ({outcome})";
+        return suite;
+    }
+
+    /// <summary>
+    /// Runs one host test project with the TRX logger and reads the TRX file (never the console
+    /// text). A run that ends badly with no test failure (a build error, a crash, no tests) is the
+    /// suite's error.
+    /// </summary>
+    private static JUnitSuite DotnetTest(string project, string? filter)
+    {
+        string name = Path.GetFileNameWithoutExtension(project);
+        Console.WriteLine($"=== host tests: {Path.GetRelativePath(Repo.Root, project)}");
+        string trxDir = Path.Combine(ResultsDir, "host");
+        string trx = Path.Combine(trxDir, name + ".trx");
+        Directory.CreateDirectory(trxDir);
+        if (File.Exists(trx))
+            File.Delete(trx);
+        var args = new List<string> { "test", project, "-c", "Release", "--nologo", "--logger", $"trx;LogFileName={trx}" };
+        if (filter != null)
+            args.AddRange(["--filter", filter]);
+        int code = Shell.Run("dotnet", args, Repo.Root, onLine: Console.WriteLine);
+        var suite = new JUnitSuite("host " + name);
+        suite.Properties["trx"] = Path.GetRelativePath(Repo.Root, trx);
+        if (!File.Exists(trx))
+        {
+            suite.Error = $"dotnet test wrote no TRX file (exit code {code}; a build error?)";
+            return suite;
+        }
+        suite.Cases.AddRange(Trx.Read(trx));
+        bool anyFailed = suite.Cases.Any(c => c.Failure != null);
+        if (code != 0 && !anyFailed)
+            suite.Error = $"dotnet test failed (exit code {code}) with no failing test";
+        else if (suite.Cases.Count == 0 && filter == null)
+            suite.Error = "dotnet test ran no test";
+        return suite;
     }
 
     private static bool FormatCheck()

@@ -49,17 +49,17 @@ internal static class Tools
         bool root = Environment.UserName == "root";
         bool debian = File.Exists("/etc/debian_version") && Shell.Which("apt-get") != null;
         if (!root || !debian)
-            throw new BuildException($"missing tools ({string.Join(", ", missing)}). Install them with:\n  sudo apt-get update && sudo {command}");
+            throw new BuildException($"missing tools ({string.Join(", ", missing)}). Install them with:\n  sudo apt-get update && sudo {command}", ExitCodes.MissingTool);
         Console.Error.WriteLine($"build: installing {string.Join(' ', missing)}");
         var env = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" };
         if (!s_updated)
         {
-            Shell.Check("apt-get", ["update"], "apt-get update", env: env);
+            Shell.Check("apt-get", ["update"], "apt-get update", env: env, exitCode: ExitCodes.MissingTool);
             s_updated = true;
         }
-        Shell.Check("apt-get", ["install", "-y", "--no-install-recommends", .. missing], command, env: env);
+        Shell.Check("apt-get", ["install", "-y", "--no-install-recommends", .. missing], command, env: env, exitCode: ExitCodes.MissingTool);
         var still = needs.Where(n => !Present(n)).Select(n => n.ProbePath).ToList();
         if (still.Count > 0)
-            throw new BuildException($"installed packages but still missing: {string.Join(", ", still)}");
+            throw new BuildException($"installed packages but still missing: {string.Join(", ", still)}", ExitCodes.MissingTool);
     }
 }

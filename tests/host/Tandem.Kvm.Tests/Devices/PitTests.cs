@@ -65,6 +65,19 @@ public class PitTests
     }
 
     [Fact]
+    public void AFreshPitHasNothingArmedUntilChannel0IsLoaded()
+    {
+        (Pit8254 pit, PortBus bus, ManualClock _, RecordingIrqSink _) = Make();
+        Assert.False(pit.Armed);
+        Assert.Equal(ulong.MaxValue, pit.NextIrqNs);
+        bus.Write(0x43, 1, 0x34);
+        Assert.False(pit.Armed);                    // control word alone: no count yet
+        bus.Write(0x40, 1, 0x10);
+        bus.Write(0x40, 1, 0x00);
+        Assert.True(pit.Armed);
+    }
+
+    [Fact]
     public void MissedPeriodsCoalesceIntoOneEdge()
     {
         (Pit8254 pit, PortBus bus, ManualClock clock, RecordingIrqSink irq) = Make();

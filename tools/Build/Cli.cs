@@ -1,0 +1,286 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Parsing;
+
+namespace Tandem.Build;
+
+/// <summary>
+/// The driver's command line (System.CommandLine): verbs, their options, help, version, and usage
+/// errors (exit code 64, with a suggestion for a misspelt verb or option). Everything after the
+/// first <c>--</c> goes to the emulator unchanged (run only).
+/// </summary>
+internal static class Cli
+{
+    private const string ExitCodeHelp = """
+        Exit codes:
+          0-3  the kernel's own status ("tandem: exit status N": 0 success, 1 test failures,
+               2 bad boot information, 3 panic)
+          124  timeout: the emulator ran past --timeout and was killed
+          125  the emulator ended without the kernel reporting a status
+          64   usage: a bad verb, option or value (also a limit of the chosen emulator)
+          69   a tool the driver needs is missing and could not be installed
+          70   a build step or another step of the driver failed
+        """;
+
+    private static readonly Option<bool> s_verbose = new("--verbose", "-v")
+    {
+        Description = "Echo every command the driver runs",
+        Recursive = true,
+    };
+
+    public static int Execute(string[] args)
+    {
+        int dashDash = Array.IndexOf(args, "--");
+        string[] driverArgs = dashDash < 0 ? args : args[..dashDash];
+        string[] extra = dashDash < 0 ? [] : args[(dashDash + 1)..];
+
+        Command root = BuildRoot(extra);
+        if (driverArgs.Length == 0)
+        {
+            root.Parse(["--help"]).Invoke();
+            Console.Error.WriteLine("build: error: no verb given (see the list above)");
+            return ExitCodes.Usage;
+        }
+        ParseResult result = root.Parse(driverArgs);
+        if (result.Errors.Count > 0)
+        {
+            ReportErrors(result);
+            return ExitCodes.Usage;
+        }
+        if (dashDash >= 0 && result.CommandResult.Command.Name != "run")
+            throw new BuildException($"only 'run' passes arguments after '--' to the emulator (got '-- {string.Join(' ', extra)}')", ExitCodes.Usage);
+        Shell.Verbose = result.GetValue(s_verbose);
+        int code = result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        if (result.Action is HelpAction && result.CommandResult.Command.Name == "run")
+            Console.WriteLine(ExitCodeHelp);
+        return code;
+    }
+
+    private static Command BuildRoot(string[] extra)
+    {
+        var root = new Command("./build.sh", "Tandem's build driver: builds the kernel image, boots it under an emulator, runs the tests and benchmarks. See README.md; the exit codes are in './build.sh run --help'.")
+        {
+            s_verbose,
+            new HelpOption(),
+            new VersionOption(),
+            ImageCommand(),
+            RunCommand(extra),
+            TestCommand(),
+            BenchCommand(),
+            MutateCommand(),
+        };
+        return root;
+    }
+
+    private static Command ImageCommand()
+    {
+        var image = new Command("image", "Build out/tandem.elf, out/tandem.sym and the hybrid BIOS + UEFI ISO out/tandem.iso, and print their SHA-256 sums (two builds of the same tree are byte-identical).");
+        image.SetAction(_ => Driver.Image());
+        return image;
+    }
+
+    private static Command RunCommand(string[] extra)
+    {
+        var emulator = new Option<string>("--emulator")
+        {
+            Description = "auto: QEMU with KVM when /dev/kvm offers VT-x to guests, else Bochs when the command line needs VMX (vm=, or test without vmx=off), else QEMU",
+            DefaultValueFactory = _ => "auto",
+            HelpName = "auto|qemu|bochs|kvm",
+        };
+        emulator.AcceptOnlyFromAmong("auto", "qemu", "bochs", "kvm");
+        var cmdline = new Option<string>("--cmdline")
+        {
+            Description = "The kernel command line, e.g. \"test=timer\" or \"vm=hello32\" (see README.md)",
+            DefaultValueFactory = _ => "",
+            HelpName = "TEXT",
+        };
+        var cpus = IntOption("--cpus", "Number of CPUs", 1, 64, 2, "N");
+        var memory = new Option<int>("--memory")
+        {
+            Description = "Guest RAM: a number of MiB, or with a suffix K, M, G (1G, 512M); Bochs takes at most 2048 MiB, QEMU 16384",
+            DefaultValueFactory = _ => 512,
+            CustomParser = r => Sizes.ParseMiB(r),
+            HelpName = "SIZE",
+        };
+        var uefi = new Option<bool>("--uefi") { Description = "Boot through OVMF (QEMU only)" };
+        var timeout = IntOption("--timeout", "Kill the emulator after this many seconds (default 120, 900 under Bochs)", 1, 86400, 0, "S");
+        var serial = new Option<string?>("--serial")
+        {
+            Description = "Also write a copy of the serial console to FILE (every run keeps one in out/runs/<time>-<config>/serial.log)",
+            HelpName = "FILE",
+        };
+        var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
+        {
+            emulator, cmdline, cpus, memory, uefi, timeout, serial,
+        };
+        run.SetAction(r => Driver.Run(new RunOptions(
+            ParseEmulator(r.GetValue(emulator)!), r.GetValue(cmdline) ?? "", r.GetValue(cpus), r.GetValue(memory),
+            r.GetValue(uefi), r.GetValue(timeout), Echo: true)
+        {
+            Extra = extra,
+            SerialCopy = r.GetValue(serial),
+        }));
+        return run;
+    }
+
+    private static Command TestCommand()
+    {
+        var skipHost = new Option<bool>("--skip-host") { Description = "Skip the host tests, the mutation check and the format check" };
+        var skipKernel = new Option<bool>("--skip-kernel") { Description = "Skip the in-kernel tests" };
+        var config = new Option<string[]>("--config")
+        {
+            Description = "Run the in-kernel tests only in this configuration (repeatable): " + string.Join(", ", TestVerb.ConfigNames),
+            HelpName = "NAME",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        config.AcceptOnlyFromAmong([.. TestVerb.ConfigNames]);
+        var filter = new Option<string?>("--filter")
+        {
+            Description = "Run only the kernel tests whose name contains PATTERN (the kernel's test=PATTERN); the host tests get it as 'dotnet test --filter PATTERN'. The mutation check is skipped when a filter is given.",
+            HelpName = "PATTERN",
+        };
+        var test = new Command("test", "The whole suite: host tests (dotnet test, TRX), the mutation check, the format check, then the in-kernel tests in five configurations. Writes out/test/results.xml (JUnit) and ends with 'N passed, N failed, N skipped'. Exit code 0 when nothing failed, else 1.")
+        {
+            skipHost, skipKernel, config, filter,
+        };
+        test.SetAction(r => TestVerb.Run(new TestOptions(!r.GetValue(skipHost), !r.GetValue(skipKernel),
+            r.GetValue(config) ?? [], r.GetValue(filter))));
+        return test;
+    }
+
+    private static Command BenchCommand()
+    {
+        var skipKernel = new Option<bool>("--skip-kernel", "--no-kernel") { Description = "Skip the in-kernel benchmark under Bochs" };
+        var filter = new Option<string?>("--filter")
+        {
+            Description = "Run only the benchmark projects under tests/bench whose name contains PATTERN (e.g. Kvm)",
+            HelpName = "PATTERN",
+        };
+        var bench = new Command("bench", "Run the BenchmarkDotNet projects under tests/bench (goals, JSON under out/bench), then the in-kernel benchmark under Bochs. Exit code 1 if a goal is missed or a part fails.")
+        {
+            skipKernel, filter,
+        };
+        bench.SetAction(r => BenchVerb.Run(r.GetValue(skipKernel), r.GetValue(filter)));
+        return bench;
+    }
+
+    private static Command MutateCommand()
+    {
+        var only = new Option<string?>("--only") { Description = "Run only the mutation named NAME", HelpName = "NAME" };
+        var mutate = new Command("mutate", "The mutation check alone (tests/mutations/mutations.txt): killed or SURVIVED per mutation. Exit code 1 if any survives.")
+        {
+            only,
+        };
+        mutate.SetAction(r => MutationCheck.Verb(r.GetValue(only)));
+        return mutate;
+    }
+
+    /// <summary>A whole-number option; a fallback of 0 means "not given" and is not shown as a default.</summary>
+    private static Option<int> IntOption(string name, string description, int min, int max, int fallback, string helpName) => new(name)
+    {
+        Description = description,
+        DefaultValueFactory = fallback == 0 ? null : _ => fallback,
+        HelpName = helpName,
+        CustomParser = r =>
+        {
+            string text = r.Tokens.Count > 0 ? r.Tokens[0].Value : "";
+            if (int.TryParse(text, out int n) && n >= min && n <= max)
+                return n;
+            r.AddError($"{name} needs a whole number from {min} to {max} (got '{text}')");
+            return fallback;
+        },
+    };
+
+    private static EmulatorKind ParseEmulator(string name) => name switch
+    {
+        "qemu" => EmulatorKind.Qemu,
+        "bochs" => EmulatorKind.Bochs,
+        "kvm" => EmulatorKind.Kvm,
+        _ => EmulatorKind.Auto,
+    };
+
+    /// <summary>Prints each parse error once, with a suggestion for a misspelt verb or option.</summary>
+    private static void ReportErrors(ParseResult result)
+    {
+        Command command = result.CommandResult.Command;
+        bool atRoot = command.Parents.FirstOrDefault() == null;
+        var unmatched = new HashSet<string>(result.UnmatchedTokens, StringComparer.Ordinal);
+        foreach (string token in result.UnmatchedTokens)
+        {
+            if (atRoot && !token.StartsWith('-'))
+            {
+                var verbs = Candidates(command, verbs: true).ToList();
+                string? verb = Suggest(token, verbs);
+                Console.Error.WriteLine($"build: error: unknown verb '{token}'; " +
+                    (verb != null ? $"did you mean '{verb}'?" : $"the verbs are {string.Join(", ", verbs)}"));
+            }
+            else if (token.StartsWith('-'))
+            {
+                var options = Candidates(command, verbs: false).ToList();
+                string? option = Suggest(token, options);
+                Console.Error.WriteLine($"build: error: {command.Name}: unknown option '{token}'; " +
+                    (option != null ? $"did you mean '{option}'?" : $"it takes {string.Join(", ", options)}"));
+            }
+            else
+            {
+                Console.Error.WriteLine($"build: error: {command.Name}: unexpected argument '{token}' ({command.Name} takes no arguments" +
+                    (command.Name == "run" ? "; arguments for the emulator go after '--')" : ")"));
+            }
+        }
+        foreach (ParseError e in result.Errors)
+        {
+            if (e.Message.StartsWith("Unrecognized command or argument", StringComparison.Ordinal) && unmatched.Count > 0)
+                continue;
+            if (atRoot && e.Message == "Required command was not provided." && unmatched.Count > 0)
+                continue;
+            Console.Error.WriteLine($"build: error: {e.Message}");
+        }
+        string path = atRoot ? "./build.sh" : $"./build.sh {command.Name}";
+        Console.Error.WriteLine($"(see '{path} --help')");
+    }
+
+    /// <summary>The verbs (for a word at the root), else the options the command takes.</summary>
+    private static IEnumerable<string> Candidates(Command command, bool verbs)
+    {
+        if (verbs)
+            return command.Subcommands.Select(c => c.Name);
+        return command.Options.Where(o => !o.Hidden).Select(o => o.Name)
+            .Append(s_verbose.Name).Append("--help").Distinct();
+    }
+
+    /// <summary>The nearest name by edit distance, if it is near enough to be a typo.</summary>
+    private static string? Suggest(string token, IEnumerable<string> candidates)
+    {
+        string bare = token.Split('=')[0];
+        string? best = null;
+        int bestDistance = int.MaxValue;
+        foreach (string c in candidates)
+        {
+            int d = Distance(bare.TrimStart('-'), c.TrimStart('-'));
+            if (d < bestDistance)
+                (best, bestDistance) = (c, d);
+        }
+        int allowed = Math.Max(2, bare.TrimStart('-').Length / 3);
+        return bestDistance <= allowed ? best : null;
+    }
+
+    private static int Distance(string a, string b)
+    {
+        var row = new int[b.Length + 1];
+        for (int j = 0; j <= b.Length; j++)
+            row[j] = j;
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                int cost = char.ToLowerInvariant(a[i - 1]) == char.ToLowerInvariant(b[j - 1]) ? 0 : 1;
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + cost);
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
+    }
+}
