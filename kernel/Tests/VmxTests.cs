@@ -342,6 +342,19 @@ namespace Tandem.Kernel.Tests
             t.Check(v.Reinjected >= 1, "no event was re-injected after an exit during its delivery", v.Reinjected);
         }
 
+        public static void DevicesAnswerTheGuest(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "devices32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // The guest exits with the number of the first check that failed (see TestGuests.Devices32).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a device check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

@@ -2,10 +2,12 @@ namespace Tandem.Kvm.Devices
 {
     /// <summary>
     /// One VM's PC devices and their wiring: the port bus, the 8259A pair (the interrupt
-    /// controller every device line reaches) and the 8254 PIT. The VM loop calls
-    /// <see cref="Poll"/> before each entry, injects <see cref="AcknowledgeInterrupt"/>'s vector
-    /// when <see cref="HasInterrupt"/> and the guest can take it, and bounds the guest's run (or a
-    /// halted vCPU's wait) by <see cref="NextEventNs"/>.
+    /// controller every device line reaches), the 8254 PIT, COM1 (16550A, IRQ 4), the CMOS/RTC
+    /// (IRQ 8), the i8042 and port 0x92 (the reset line), the PCI host bridge (and 0xCF9), fw_cfg
+    /// and the debug-exit port 0xF4. The VM loop calls <see cref="Poll"/> before an entry, injects
+    /// <see cref="AcknowledgeInterrupt"/>'s vector when <see cref="HasInterrupt"/> and the guest
+    /// can take it, bounds the guest's run (or a halted vCPU's wait) by <see cref="NextEventNs"/>,
+    /// and ends the VM when <see cref="DebugExit"/> or <see cref="Reset"/> asks.
     /// </summary>
     public sealed class PcPlatform : IIrqSink
     {
@@ -18,35 +20,98 @@ namespace Tandem.Kvm.Devices
         /// <summary>The interval timer (IRQ 0).</summary>
         public readonly Pit8254 Pit;
 
+        /// <summary>COM1 at 0x3F8, IRQ 4.</summary>
+        public readonly Uart16550 Com1;
+
+        /// <summary>CMOS RAM and the RTC (IRQ 8).</summary>
+        public readonly Cmos Cmos;
+
+        /// <summary>The keyboard controller (its reset line).</summary>
+        public readonly I8042 Kbc;
+
+        /// <summary>System control port A (0x92).</summary>
+        public readonly SystemControlA Port92;
+
+        /// <summary>PCI configuration mechanism 1 with the host bridge, and the reset control register 0xCF9.</summary>
+        public readonly PciHost Pci;
+
+        /// <summary>QEMU's fw_cfg interface (signature, CPU count, RAM size, etc/e820).</summary>
+        public readonly FwCfg FwCfg;
+
+        /// <summary>Port 0xF4: the guest's exit status.</summary>
+        public readonly DebugExit DebugExit;
+
+        /// <summary>The CPU reset line the i8042, port 0x92 and 0xCF9 pull.</summary>
+        public readonly ResetLine Reset;
+
         /// <summary>The VM's clock.</summary>
         public readonly IDeviceClock Clock;
 
-        /// <summary>Devices on a fresh bus, timed by <paramref name="clock"/>.</summary>
-        public PcPlatform(IDeviceClock clock)
+        /// <summary>
+        /// Devices on a fresh bus, timed by <paramref name="clock"/>, for a VM with
+        /// <paramref name="ramBytes"/> of RAM from guest-physical 0 and <paramref name="cpus"/>
+        /// vCPUs; COM1's output goes to <paramref name="serial"/>.
+        /// </summary>
+        public PcPlatform(IDeviceClock clock, ISerialSink serial, ulong ramBytes, ushort cpus)
         {
             Clock = clock;
             Ports = new PortBus(32);
+            Reset = new ResetLine();
             Pic = new Pic8259();
             Pit = new Pit8254(this, clock);
-            if (!Pic.Attach(Ports) || !Pit.Attach(Ports))
+            Com1 = new Uart16550(0x3F8, 4, this, serial);
+            ulong below4G = ramBytes < 0xC000_0000UL ? ramBytes : 0xC000_0000UL;
+            Cmos = new Cmos(clock, this, below4G, ramBytes - below4G);
+            Kbc = new I8042(Reset, this);
+            Port92 = new SystemControlA(Reset);
+            Pci = new PciHost(Reset);
+            FwCfg = new FwCfg(ramBytes, cpus, cpus, 4);
+            DebugExit = new DebugExit();
+            bool ok = Pic.Attach(Ports) && Pit.Attach(Ports)
+                && Ports.Register(0x3F8, 8, Com1)
+                && Ports.Register(0x70, 2, Cmos)
+                && Ports.Register(0x60, 1, Kbc) && Ports.Register(0x64, 1, Kbc)
+                && Ports.Register(0x92, 1, Port92)
+                && Ports.Register(0xCF8, 8, Pci)
+                && Ports.Register(FwCfg.SelectorPort, FwCfg.PortCount, FwCfg)
+                && Ports.Register(DebugExit.Port, 1, DebugExit);
+            if (!ok)
                 throw new System.InvalidOperationException("PC platform: overlapping device ports");
+            // The e820 map the memory is really backed by: RAM from 0, the legacy hole reserved.
+            E820Entry[] map = new E820Entry[3];
+            ulong low = ramBytes < 0xA_0000UL ? ramBytes : 0xA_0000UL;
+            int n = 0;
+            map[n++] = new E820Entry(0, low, E820Entry.Ram);
+            map[n++] = new E820Entry(0xA_0000, 0x6_0000, E820Entry.Reserved);
+            if (ramBytes > 0x10_0000)
+                map[n++] = new E820Entry(0x10_0000, ramBytes - 0x10_0000, E820Entry.Ram);
+            FwCfg.AddFile(E820Name, E820Entry.BuildFile(new System.ReadOnlySpan<E820Entry>(map, 0, n)));
         }
+
+        private static readonly byte[] E820Name = { (byte)'e', (byte)'t', (byte)'c', (byte)'/', (byte)'e', (byte)'8', (byte)'2', (byte)'0' };
 
         /// <inheritdoc/>
         public void SetIrq(int irq, bool level) => Pic.SetIrq(irq, level);
 
-        /// <summary>Nothing to do before an entry: no timer armed and no interrupt waiting (the exit path's fast check).</summary>
-        public bool Quiet
-        {
-            [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            get => !Pit.Armed && !Pic.HasInterrupt;
-        }
+        /// <summary>Nothing to do before an entry: no timer armed and no interrupt waiting.</summary>
+        public bool Quiet => !Pit.Armed && !Pic.HasInterrupt && Cmos.NextEventNs == ulong.MaxValue;
 
         /// <summary>Lets the timers raise what is due by now.</summary>
-        public void Poll() => Pit.Poll();
+        public void Poll()
+        {
+            Pit.Poll();
+            Cmos.Poll();
+        }
 
         /// <summary>The VM clock's time of the next timer event, or <see cref="ulong.MaxValue"/>.</summary>
-        public ulong NextEventNs => Pit.NextIrqNs;
+        public ulong NextEventNs
+        {
+            get
+            {
+                ulong pit = Pit.NextIrqNs, rtc = Cmos.NextEventNs;
+                return pit < rtc ? pit : rtc;
+            }
+        }
 
         /// <summary>An external interrupt waits for the vCPU.</summary>
         public bool HasInterrupt => Pic.HasInterrupt;

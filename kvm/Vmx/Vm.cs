@@ -4,7 +4,7 @@ namespace Tandem.Kvm.Vmx
     /// A virtual machine: its guest memory (EPT-mapped), its vCPU, the relay of its serial port to
     /// the host console, and how it ended.
     /// </summary>
-    public sealed unsafe class Vm
+    public sealed unsafe class Vm : Devices.ISerialSink
     {
         public readonly int Id;
         public readonly IGuestMemory Memory;
@@ -35,7 +35,7 @@ namespace Tandem.Kvm.Vmx
         {
             Id = id;
             Memory = memory;
-            Platform = new Devices.PcPlatform(TscClock.Instance);
+            Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, 1);
         }
 
         public void Stop(int status, string? reason)
@@ -46,6 +46,9 @@ namespace Tandem.Kvm.Vmx
                 StopReason = reason;
             }
         }
+
+        /// <summary>COM1's transmitter: every byte the guest sends.</summary>
+        public void Put(byte value) => SerialOut(value);
 
         /// <summary>A byte the guest wrote to its COM1 data port: relayed by lines, prefixed with the VM id.</summary>
         public void SerialOut(byte value)

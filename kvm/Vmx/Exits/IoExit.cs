@@ -1,15 +1,16 @@
 namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
-    /// Port I/O (exit reason 30; qualification per SDM Vol. 3C table 28-5): the guest's COM1
-    /// (data port relayed to the host console, line status always "ready"), the exit port 0xF4
-    /// (ends the VM with the byte written), the phase port 0x502 (test synchronisation); every
-    /// other port goes to the VM's port bus (<see cref="Devices.PcPlatform"/>: PIC, PIT), where
-    /// unclaimed ports read as all ones and ignore writes.
+    /// Port I/O (exit reason 30; qualification per SDM Vol. 3C table 28-5). Every port goes to the
+    /// VM's port bus (<see cref="Devices.PcPlatform"/>: PIC, PIT, COM1, CMOS, i8042, port 0x92,
+    /// PCI, fw_cfg, the debug-exit port 0xF4), where unclaimed ports read as all ones and ignore
+    /// writes, except the test phase port 0x502 (the host's tests act at each phase). After a
+    /// write, a debug-exit write ends the VM with that status, and a pulled reset line ends it too
+    /// (restarting is not supported yet).
     /// </summary>
     internal static unsafe class IoExit
     {
-        public const ushort SerialData = 0x3F8, SerialLineStatus = 0x3FD, ExitPort = 0xF4, PhasePort = 0x502;
+        public const ushort PhasePort = 0x502;
 
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
@@ -25,40 +26,40 @@ namespace Tandem.Kvm.Vmx.Exits
             }
             GuestRegisters* r = v.Registers;
             v.EntryWork = true;           // a device may have changed: the next entry looks
+            Devices.PcPlatform p = v.Platform;
             ulong mask = size == 1 ? 0xFFUL : size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
             if (input)
             {
-                ulong value = port == SerialLineStatus ? 0x60UL : port == SerialData ? 0 : v.Vm.Platform.Ports.Read(port, size);
-                r->Rax = (r->Rax & ~mask) | (value & mask);
+                r->Rax = (r->Rax & ~mask) | (p.Ports.Read(port, size) & mask);
+                e.Skip();
+                return ExitAction.Resume;
             }
-            else
-            {
-                ulong value = r->Rax & mask;
-                switch (port)
-                {
-                    case SerialData:
-                        v.Vm.SerialOut((byte)value);
-                        break;
-                    case ExitPort:
-                        e.Skip();
-                        v.Vm.FlushSerial();
-                        v.Vm.Stop((int)(value & 0xFF), null);
-                        return ExitAction.Stop;
-                    case PhasePort:
-                        v.Vm.LastPhase = value;
-                        if (v.Vm.PhaseHandler != null)
-                        {
-                            e.Skip();
-                            v.Vm.PhaseHandler(v.Vm, value);
-                            return v.Vm.Stopped ? ExitAction.Stop : ExitAction.Resume;
-                        }
-                        break;
-                    default:
-                        v.Vm.Platform.Ports.Write(port, size, (uint)value);
-                        break;
-                }
-            }
+            ulong value = r->Rax & mask;
             e.Skip();
+            if (port == PhasePort)
+            {
+                v.Vm.LastPhase = value;
+                if (v.Vm.PhaseHandler != null)
+                {
+                    v.Vm.PhaseHandler(v.Vm, value);
+                    return v.Vm.Stopped ? ExitAction.Stop : ExitAction.Resume;
+                }
+                return ExitAction.Resume;
+            }
+            p.Ports.Write(port, size, (uint)value);
+            if (p.DebugExit.ExitRequested)
+            {
+                v.Vm.FlushSerial();
+                v.Vm.Stop((int)(p.DebugExit.ExitStatus & 0x7FFF_FFFF), null);
+                return ExitAction.Stop;
+            }
+            if (p.Reset.Requested)
+            {
+                v.Vm.FlushSerial();
+                KvmHost.Line("vm: the guest reset its machine (i8042, port 0x92 or 0xCF9): the VM ends (restart is not supported yet)");
+                v.Vm.Stop(0, null);
+                return ExitAction.Stop;
+            }
             return ExitAction.Resume;
         }
     }

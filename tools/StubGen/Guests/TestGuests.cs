@@ -35,7 +35,95 @@ public static class TestGuests
         ("spin32", Spin32()),
         ("timer32", Timer32()),
         ("halt32", Halt32()),
+        ("devices32", Devices32()),
     ];
+
+    /// <summary>
+    /// 32-bit: reads the platform's devices as firmware and Linux do and exits with the number of
+    /// the first check that failed (0 when all hold): 1-4 fw_cfg's signature "QEMU" (selector
+    /// 0x510, data 0x511), 5 its CPU count (1), 6 the PCI host bridge's ID 8086:1237 at 00:00.0
+    /// (0xCF8/0xCFC), 7 all ones from the absent device 00:01.0, 8 CMOS status register D (0x80,
+    /// valid RAM), 9 COM1's line status (transmitter empty), 10 the PIT's read-back of a counter
+    /// just loaded.
+    /// </summary>
+    private static byte[] Devices32()
+    {
+        var strings = new Strings("devices guest: fw_cfg, PCI, CMOS, COM1, PIT\n", "devices guest: every device answered\n", "DEVICE CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        a.xor(ebx, ebx);                                    // bl: the number of the check running
+        void Expect8(byte value)
+        {
+            a.inc(ebx);
+            a.cmp(al, value);
+            a.jne(fail);
+        }
+        a.mov(dx, (ushort)0x510);
+        a.xor(eax, eax);
+        a.@out(dx, ax);                                     // select the signature
+        a.mov(dx, (ushort)0x511);
+        foreach (char c in "QEMU")
+        {
+            a.@in(al, dx);
+            Expect8((byte)c);
+        }
+        a.mov(dx, (ushort)0x510);
+        a.mov(eax, 0x05);
+        a.@out(dx, ax);                                     // CPU count, 16-bit little-endian
+        a.mov(dx, (ushort)0x511);
+        a.@in(al, dx);
+        Expect8(1);
+        a.mov(dx, (ushort)0xCF8);
+        a.mov(eax, 0x8000_0000u);
+        a.@out(dx, eax);                                    // 00:00.0, register 0
+        a.mov(dx, (ushort)0xCFC);
+        a.@in(eax, dx);
+        a.inc(ebx);
+        a.cmp(eax, 0x1237_8086);
+        a.jne(fail);
+        a.mov(dx, (ushort)0xCF8);
+        a.mov(eax, 0x8000_0800u);
+        a.@out(dx, eax);                                    // 00:01.0: nothing there
+        a.mov(dx, (ushort)0xCFC);
+        a.@in(eax, dx);
+        a.inc(ebx);
+        a.cmp(eax, -1);
+        a.jne(fail);
+        a.mov(al, 0x0D);
+        a.@out(0x70, al);
+        a.@in(al, 0x71);
+        Expect8(0x80);
+        a.mov(dx, SerialStatus);
+        a.@in(al, dx);
+        a.and(al, 0x60);
+        Expect8(0x60);
+        a.mov(al, 0xB0);                                    // channel 2, lo/hi, mode 0
+        a.@out(0x43, al);
+        a.mov(al, 0x34);
+        a.@out(0x42, al);
+        a.mov(al, 0x12);
+        a.@out(0x42, al);                                   // count 0x1234
+        a.mov(al, 0xC0 | 0x20 | 0x08);                      // read-back: status of channel 2
+        a.@out(0x43, al);
+        a.@in(al, 0x42);
+        a.and(al, 0x3F);                                    // access lo/hi, mode 0, binary
+        Expect8(0x30);
+
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 0);
+        var halt = a.CreateLabel();
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: false);
+        a.mov(eax, ebx);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
+        return strings.Image(a, 32);
+    }
 
     /// <summary>A guest that can never be woken: <c>cli; hlt</c> (the host stops it with the reason).</summary>
     private static byte[] Halt32()
