@@ -3,9 +3,10 @@ using Tandem.Kernel.Console;
 namespace Tandem.Kernel
 {
     /// <summary>
-    /// The kernel command line: space-separated words, each "name" or "name=value".
-    /// Known: <c>test</c>, <c>test=PATTERN</c>, <c>vm=MODULE[,mem=MiB][,cpus=N]</c>, <c>vmx=off</c>.
-    /// Anything else is reported by name and ignored.
+    /// The kernel command line: space-separated words, each "name" or "name=value"; a double-quoted
+    /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
+    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,cmdline="..."][,initrd=MODULE][,modules=A+B]</c>,
+    /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>. Anything else is reported by name and ignored.
     /// </summary>
     public static unsafe class CommandLine
     {
@@ -31,6 +32,15 @@ namespace Tandem.Kernel
             public int ModuleLength;
             public ulong MemoryMiB;
             public int Cpus;
+            /// <summary>The guest's own command line (quotes removed), or null.</summary>
+            public byte* Cmdline;
+            public int CmdlineLength;
+            /// <summary>The module to load as the initrd (Linux) or first module, or null.</summary>
+            public byte* Initrd;
+            public int InitrdLength;
+            /// <summary>More modules, names separated by '+', or null.</summary>
+            public byte* Modules;
+            public int ModulesLength;
         }
 
         public static ref VmSpec Vm(int i) => ref s_vms[i];
@@ -48,12 +58,17 @@ namespace Tandem.Kernel
                     break;
                 int start = i;
                 int eq = -1;
-                while (text[i] != 0 && text[i] != ' ')
+                bool quoted = false;
+                while (text[i] != 0 && (quoted || text[i] != ' '))
                 {
-                    if (text[i] == '=' && eq < 0)
+                    if (text[i] == '"')
+                        quoted = !quoted;
+                    else if (text[i] == '=' && eq < 0)
                         eq = i;
                     i++;
                 }
+                if (quoted)
+                    Log.Line("cmdline: a double quote is not closed; the word runs to the end of the line");
                 int nameEnd = eq < 0 ? i : eq;
                 byte* name = text + start;
                 int nameLength = nameEnd - start;
@@ -111,6 +126,7 @@ namespace Tandem.Kernel
                 return;
             }
             ref VmSpec spec = ref s_vms[VmCount];
+            spec = default;
             spec.MemoryMiB = 16;
             spec.Cpus = 1;
             int i = 0;
@@ -122,30 +138,66 @@ namespace Tandem.Kernel
             {
                 i++; // skip ','
                 int start = i;
-                while (i < length && value[i] != ',')
+                bool quoted = false;
+                while (i < length && (quoted || value[i] != ','))
+                {
+                    if (value[i] == '"')
+                        quoted = !quoted;
                     i++;
+                }
                 byte* part = value + start;
                 int partLength = i - start;
-                if (partLength > 4 && Matches(part, 4, "mem="))
+                int eq = 0;
+                while (eq < partLength && part[eq] != '=')
+                    eq++;
+                byte* arg = part + eq + 1;
+                int argLength = partLength - eq - 1;
+                if (eq == partLength || argLength <= 0)
                 {
-                    if (!TryParseNumber(part + 4, partLength - 4, out spec.MemoryMiB) || spec.MemoryMiB == 0 || spec.MemoryMiB > 4096)
+                    VmRefused("a vm= suboption needs a value: ", part, partLength);
+                    return;
+                }
+                if (Matches(part, eq, "mem"))
+                {
+                    if (!TryParseSize(arg, argLength, out spec.MemoryMiB) || spec.MemoryMiB == 0 || spec.MemoryMiB > 4096)
                     {
-                        Log.Line("cmdline: vm= mem must be 1..4096 MiB; vm ignored");
+                        VmRefused("vm= mem must be 1M..4G (a number of MiB, or with a suffix: 256M, 1G): ", arg, argLength);
                         return;
                     }
                 }
-                else if (partLength > 5 && Matches(part, 5, "cpus="))
+                else if (Matches(part, eq, "cpus"))
                 {
-                    if (!TryParseNumber(part + 5, partLength - 5, out ulong cpus) || cpus == 0 || cpus > 64)
+                    if (!TryParseNumber(arg, argLength, out ulong cpus) || cpus == 0 || cpus > 64)
                     {
-                        Log.Line("cmdline: vm= cpus must be 1..64; vm ignored");
+                        VmRefused("vm= cpus must be 1..64: ", arg, argLength);
                         return;
                     }
                     spec.Cpus = (int)cpus;
                 }
+                else if (Matches(part, eq, "cmdline"))
+                {
+                    if (arg[0] == '"' && argLength >= 2 && arg[argLength - 1] == '"')
+                    {
+                        arg++;
+                        argLength -= 2;
+                    }
+                    spec.Cmdline = arg;
+                    spec.CmdlineLength = argLength;
+                }
+                else if (Matches(part, eq, "initrd"))
+                {
+                    spec.Initrd = arg;
+                    spec.InitrdLength = argLength;
+                }
+                else if (Matches(part, eq, "modules"))
+                {
+                    spec.Modules = arg;
+                    spec.ModulesLength = argLength;
+                }
                 else
                 {
-                    Log.Line("cmdline: unknown vm= suboption ignored");
+                    VmRefused("unknown vm= suboption (known: mem, cpus, cmdline, initrd, modules): ", part, eq);
+                    return;
                 }
             }
             if (spec.ModuleLength == 0)
@@ -154,6 +206,51 @@ namespace Tandem.Kernel
                 return;
             }
             VmCount++;
+        }
+
+        private static void VmRefused(string what, byte* text, int length)
+        {
+            ulong f = Log.Begin();
+            Log.Write("cmdline: ");
+            Log.Write(what);
+            Log.WriteChar('\'');
+            for (int k = 0; k < length; k++)
+                Log.WriteChar((char)text[k]);
+            Log.Write("'; vm ignored\n");
+            Log.End(f);
+        }
+
+        /// <summary>A size in MiB: a number of MiB, or a number with K, M or G (KiB, MiB, GiB also accepted).</summary>
+        public static bool TryParseSize(byte* text, int length, out ulong mib)
+        {
+            mib = 0;
+            int digits = 0;
+            while (digits < length && text[digits] >= '0' && text[digits] <= '9')
+                digits++;
+            if (!TryParseNumber(text, digits, out ulong n))
+                return false;
+            byte* unit = text + digits;
+            int unitLength = length - digits;
+            if (unitLength == 0 || Matches(unit, unitLength, "M") || Matches(unit, unitLength, "MiB"))
+            {
+                mib = n;
+                return true;
+            }
+            if (Matches(unit, unitLength, "G") || Matches(unit, unitLength, "GiB"))
+            {
+                if (n > (1UL << 40))
+                    return false;
+                mib = n << 10;
+                return true;
+            }
+            if (Matches(unit, unitLength, "K") || Matches(unit, unitLength, "KiB"))
+            {
+                if ((n & 1023) != 0)
+                    return false;
+                mib = n >> 10;
+                return true;
+            }
+            return false;
         }
 
         public static bool TryParseNumber(byte* text, int length, out ulong value)

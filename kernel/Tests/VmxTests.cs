@@ -355,6 +355,37 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a device check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
         }
 
+        /// <summary>tests/guests/mbtest: a multiboot ELF kernel built with gcc, linked at 4 MiB.</summary>
+        public static void MultibootKernelBuiltWithGccRuns(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            if (!KvmGlue.FindModule("mbtest", out byte* image, out ulong length))
+            {
+                t.Fail("the mbtest module is not on the boot image");
+                return;
+            }
+            byte* cmdline = stackalloc byte[32];
+            string text = "hello from the command line";
+            for (int k = 0; k < text.Length; k++)
+                cmdline[k] = (byte)text[k];
+            Tandem.Kvm.Boot.BootInput input = default;
+            input.Image = image;
+            input.ImageLength = length;
+            input.Cmdline = cmdline;
+            input.CmdlineLength = (ulong)text.Length;
+            Vm? vm = GuestRunner.Create(GuestRam, input, out string? problem);
+            if (vm == null)
+            {
+                t.Fail(problem ?? "VM creation failed");
+                return;
+            }
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // mbtest exits with the number of the first check that failed (tests/guests/mbtest/mbtest.c).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a check in the multiboot kernel failed (exit status = its number)", (ulong)vm.ExitStatus);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

@@ -3,29 +3,111 @@ using Tandem.Kvm.Boot;
 namespace Tandem.Kvm.Vmx
 {
     /// <summary>
-    /// A guest image: a flat binary loaded at <see cref="LoadAddress"/>. Tandem's test guests start
-    /// with a 16-byte header, "TGST", u32 mode (32 or 64), u32 entry offset, u32 reserved; an image
-    /// without it is a 32-bit protected-mode image entered at its first byte. The loading itself is
-    /// <see cref="FlatLoader"/> (kvm/Boot); this class hands its result to the VMCS.
+    /// Loads a guest image into a VM and prepares its VMCS from the loader's <see cref="BootEntry"/>.
+    /// The format is recognised in this order: Tandem's test-guest header ("TGST": <see cref="FlatLoader"/>),
+    /// a Linux bzImage (the "HdrS" setup header: <see cref="LinuxLoader"/>, 64-bit entry), a
+    /// multiboot2 header, a multiboot (v1) header, an ELF with the Xen PHYS32_ENTRY note (PVH), and
+    /// otherwise a flat 32-bit image loaded at 1 MiB. A malformed image is refused before anything
+    /// runs, with the loader's message naming the field and its value (docs/guests.md).
     /// </summary>
     public static unsafe class GuestImage
     {
         public const ulong LoadAddress = FlatLoader.LoadAddress;
 
+        /// <summary>The loader a format check picked, for the log.</summary>
+        public enum Format
+        {
+            Flat,
+            Linux,
+            Multiboot2,
+            Multiboot,
+            Pvh,
+        }
+
         /// <summary>Copies the image into guest RAM and prepares the VMCS. Returns null or the reason it cannot run.</summary>
         public static string? Load(Vcpu vcpu, byte* image, ulong length)
+        {
+            BootInput input = default;
+            input.Image = image;
+            input.ImageLength = length;
+            return Load(vcpu, input, out _);
+        }
+
+        /// <summary>Loads <paramref name="input"/> (image, command line, modules) with the loader its format asks for.</summary>
+        public static string? Load(Vcpu vcpu, in BootInput input, out Format format)
         {
             IGuestMemory memory = vcpu.Vm.Memory;
             var ram = new GuestMemoryRam(memory);
             var map = new GuestMemoryMap(memory.Size);
-            BootInput input = default;
-            input.Image = image;
-            input.ImageLength = length;
-            if (!FlatLoader.Load(ref ram, map, input, out BootEntry entry, out LoadError error))
-                return error.Template;
+            format = Detect(input);
+            BootEntry entry;
+            LoadError error;
+            bool ok;
+            switch (format)
+            {
+                case Format.Linux: ok = LinuxLoader.Load(ref ram, map, input, out entry, out error); break;
+                case Format.Multiboot2: ok = Multiboot2Loader.Load(ref ram, map, input, out entry, out error); break;
+                case Format.Multiboot: ok = MultibootLoader.Load(ref ram, map, input, out entry, out error); break;
+                case Format.Pvh: ok = PvhLoader.Load(ref ram, map, input, out entry, out error); break;
+                default: ok = FlatLoader.Load(ref ram, map, input, out entry, out error); break;
+            }
+            if (!ok)
+            {
+                // The message names the field and its value; the caller says which VM.
+                var sink = new LogSink();
+                ulong f = KvmHost.LogBegin();
+                KvmHost.Write("vm: ");
+                KvmHost.Write(FormatName(format));
+                KvmHost.Write(": ");
+                error.WriteTo(ref sink);
+                KvmHost.WriteChar('\n');
+                KvmHost.LogEnd(f);
+                return "the guest image was refused (see the line above)";
+            }
+            GuestRegisters* r = vcpu.Registers;
+            r->Rax = entry.Rax;
+            r->Rbx = entry.Rbx;
+            r->Rsi = entry.Rsi;
             vcpu.MakeCurrent();
-            GuestMode mode = entry.Mode == BootMode.Long64 ? GuestMode.Long64 : GuestMode.Protected32;
-            return VmcsSetup.Initialize(vcpu, mode, entry.Rip, entry.Rsp, entry.Cr3);
+            return VmcsSetup.Initialize(vcpu, entry);
+        }
+
+        public static string FormatName(Format format)
+        {
+            switch (format)
+            {
+                case Format.Linux: return "Linux bzImage";
+                case Format.Multiboot2: return "multiboot2";
+                case Format.Multiboot: return "multiboot";
+                case Format.Pvh: return "PVH ELF";
+                default: return "flat image";
+            }
+        }
+
+        private static Format Detect(in BootInput input)
+        {
+            var image = new ImageReader(input.Image, input.ImageLength);
+            if (input.ImageLength >= 4 && *(uint*)input.Image == 0x54534754)    // "TGST"
+                return Format.Flat;
+            if (LinuxLoader.HasSetupHeader(image))
+                return Format.Linux;
+            if (Multiboot2Loader.FindHeader(image, out _, out LoadError e2) || e2.Kind == LoadErrorKind.Malformed)
+                return Format.Multiboot2;
+            if (MultibootLoader.FindHeader(image, out _, out LoadError e1) || e1.Kind == LoadErrorKind.Malformed)
+                return Format.Multiboot;
+            if (ElfImage.HasMagic(image))
+                return Format.Pvh;
+            return Format.Flat;
+        }
+
+        /// <summary>A loader's message into the kernel log.</summary>
+        private struct LogSink : ITextSink
+        {
+            public void WriteChar(char c) => KvmHost.WriteChar(c);
+
+            public void WriteHex(ulong value) => KvmHost.WriteHex(value);
+
+            public void WriteDecimal(ulong value) => KvmHost.WriteDecimal(value);
         }
     }
 }

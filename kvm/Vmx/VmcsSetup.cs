@@ -33,8 +33,9 @@ namespace Tandem.Kvm.Vmx
         private static ulong s_ioBitmapA, s_ioBitmapB, s_msrBitmap;
 
         /// <summary>Sets up the current VMCS. Returns null or why the VM cannot run here.</summary>
-        public static string? Initialize(Vcpu vcpu, GuestMode mode, ulong entry, ulong stackTop, ulong guestCr3)
+        public static string? Initialize(Vcpu vcpu, in Boot.BootEntry boot)
         {
+            GuestMode mode = boot.Mode == Boot.BootMode.Long64 ? GuestMode.Long64 : GuestMode.Protected32;
             if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer, out uint pin, out uint missing))
                 return Missing("pin-based", missing);
             if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, 0, out uint proc, out missing))
@@ -90,7 +91,7 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.Cr4GuestHostMask, cr4Fixed0);
 
             WriteHostState();
-            WriteGuestState(mode, entry, stackTop, guestCr3, cr0Fixed0, cr4Fixed0);
+            WriteGuestState(boot, cr0Fixed0, cr4Fixed0);
             return null;
         }
 
@@ -143,21 +144,26 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.HostIa32Efer, Native.ReadMsr(0xC0000080));
         }
 
-        private static void WriteGuestState(GuestMode mode, ulong entry, ulong stackTop, ulong guestCr3, ulong cr0Fixed0, ulong cr4Fixed0)
+        /// <summary>
+        /// The guest state of <paramref name="boot"/> (docs/guests.md, "What the VMCS setup takes
+        /// from BootEntry"). A loader that wrote no GDT (the flat test images) gets the legacy
+        /// layout: GDTR and IDTR at base 0 with limit 0xFFFF, CS 0x08, the data segments 0x10.
+        /// </summary>
+        private static void WriteGuestState(in Boot.BootEntry boot, ulong cr0Fixed0, ulong cr4Fixed0)
         {
-            bool long64 = mode == GuestMode.Long64;
-            ulong cr0 = 1UL /*PE*/ | (1UL << 4) /*ET*/ | (1UL << 5) /*NE*/ | (long64 ? 1UL << 31 /*PG*/ : 0);
-            ulong cr4 = long64 ? 1UL << 5 /*PAE*/ : 0;
+            bool long64 = boot.Mode == Boot.BootMode.Long64;
+            ulong cr0 = boot.Cr0;
+            ulong cr4 = boot.Cr4;
             Vmcs.Write(VmcsField.Cr0ReadShadow, cr0);
             Vmcs.Write(VmcsField.Cr4ReadShadow, cr4);
             Vmcs.Write(VmcsField.GuestCr0, cr0 | cr0Fixed0);
             Vmcs.Write(VmcsField.GuestCr4, cr4 | cr4Fixed0);
-            Vmcs.Write(VmcsField.GuestCr3, guestCr3);
-            Vmcs.Write(VmcsField.GuestIa32Efer, long64 ? 0x500UL /*LME|LMA*/ : 0);
+            Vmcs.Write(VmcsField.GuestCr3, boot.Cr3);
+            Vmcs.Write(VmcsField.GuestIa32Efer, boot.Efer);
             Vmcs.Write(VmcsField.GuestDr7, 0x400);
             Vmcs.Write(VmcsField.GuestRflags, 0x2);
-            Vmcs.Write(VmcsField.GuestRip, entry);
-            Vmcs.Write(VmcsField.GuestRsp, stackTop);
+            Vmcs.Write(VmcsField.GuestRip, boot.Rip);
+            Vmcs.Write(VmcsField.GuestRsp, boot.Rsp);
             Vmcs.Write(VmcsField.GuestPendingDebug, 0);
             Vmcs.Write(VmcsField.GuestInterruptibility, 0);
             Vmcs.Write(VmcsField.GuestActivityState, 0);
@@ -165,21 +171,24 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
             Vmcs.Write(VmcsField.GuestSysenterEip, 0);
 
+            bool legacy = boot.GdtLimit == 0;
+            ushort codeSelector = legacy ? (ushort)0x08 : boot.CodeSelector;
+            ushort dataSelector = legacy ? (ushort)0x10 : boot.DataSelector;
             // Flat segments (access rights: SDM 25.4.1, table 25-2).
             uint code = long64 ? 0xA09Bu : 0xC09Bu;   // present, S, execute/read accessed; L (64) or D/B (32); G
-            Segment(VmcsField.GuestCsSelector, VmcsField.GuestCsBase, VmcsField.GuestCsLimit, VmcsField.GuestCsAccessRights, 0x08, code);
-            Segment(VmcsField.GuestDsSelector, VmcsField.GuestDsBase, VmcsField.GuestDsLimit, VmcsField.GuestDsAccessRights, 0x10, 0xC093);
-            Segment(VmcsField.GuestEsSelector, VmcsField.GuestEsBase, VmcsField.GuestEsLimit, VmcsField.GuestEsAccessRights, 0x10, 0xC093);
-            Segment(VmcsField.GuestSsSelector, VmcsField.GuestSsBase, VmcsField.GuestSsLimit, VmcsField.GuestSsAccessRights, 0x10, 0xC093);
-            Segment(VmcsField.GuestFsSelector, VmcsField.GuestFsBase, VmcsField.GuestFsLimit, VmcsField.GuestFsAccessRights, 0x10, 0xC093);
-            Segment(VmcsField.GuestGsSelector, VmcsField.GuestGsBase, VmcsField.GuestGsLimit, VmcsField.GuestGsAccessRights, 0x10, 0xC093);
+            Segment(VmcsField.GuestCsSelector, VmcsField.GuestCsBase, VmcsField.GuestCsLimit, VmcsField.GuestCsAccessRights, codeSelector, code);
+            Segment(VmcsField.GuestDsSelector, VmcsField.GuestDsBase, VmcsField.GuestDsLimit, VmcsField.GuestDsAccessRights, dataSelector, 0xC093);
+            Segment(VmcsField.GuestEsSelector, VmcsField.GuestEsBase, VmcsField.GuestEsLimit, VmcsField.GuestEsAccessRights, dataSelector, 0xC093);
+            Segment(VmcsField.GuestSsSelector, VmcsField.GuestSsBase, VmcsField.GuestSsLimit, VmcsField.GuestSsAccessRights, dataSelector, 0xC093);
+            Segment(VmcsField.GuestFsSelector, VmcsField.GuestFsBase, VmcsField.GuestFsLimit, VmcsField.GuestFsAccessRights, dataSelector, 0xC093);
+            Segment(VmcsField.GuestGsSelector, VmcsField.GuestGsBase, VmcsField.GuestGsLimit, VmcsField.GuestGsAccessRights, dataSelector, 0xC093);
             Segment(VmcsField.GuestTrSelector, VmcsField.GuestTrBase, VmcsField.GuestTrLimit, VmcsField.GuestTrAccessRights, 0x18, 0x008B);
             Vmcs.Write(VmcsField.GuestTrLimit, 0x67);
             Segment(VmcsField.GuestLdtrSelector, VmcsField.GuestLdtrBase, VmcsField.GuestLdtrLimit, VmcsField.GuestLdtrAccessRights, 0, 0x10000);
-            Vmcs.Write(VmcsField.GuestGdtrBase, 0);
-            Vmcs.Write(VmcsField.GuestGdtrLimit, 0xFFFF);
+            Vmcs.Write(VmcsField.GuestGdtrBase, legacy ? 0 : boot.GdtBase);
+            Vmcs.Write(VmcsField.GuestGdtrLimit, legacy ? 0xFFFFUL : boot.GdtLimit);
             Vmcs.Write(VmcsField.GuestIdtrBase, 0);
-            Vmcs.Write(VmcsField.GuestIdtrLimit, 0xFFFF);
+            Vmcs.Write(VmcsField.GuestIdtrLimit, legacy ? 0xFFFFUL : 0);
         }
 
         private static void Segment(ulong selectorField, ulong baseField, ulong limitField, ulong arField, ushort selector, uint accessRights)

@@ -48,6 +48,7 @@ internal static class ImageBuilder
         Directory.CreateDirectory(guests);
         foreach (var (name, image) in Tandem.StubGen.Guests.TestGuests.All())
             File.WriteAllBytes(Path.Combine(guests, name), image);
+        BuildCGuests(guests);
 
         Shell.Check("ld.lld",
         [
@@ -55,6 +56,33 @@ internal static class ImageBuilder
             "-T", Path.Combine(Repo.Root, "linker.ld"), "-o", Repo.Elf, stubs, kernelObject,
         ], "link (ld.lld)");
         SymbolTable.Write(Repo.Elf, Repo.Symbols);
+    }
+
+    /// <summary>
+    /// The test kernels written in C under <c>tests/guests/NAME/</c> (NAME.c and link.ld), built with
+    /// the Debian toolchain the way small hypervisor test kernels are: freestanding, 32-bit, no Tandem
+    /// code. Each becomes the module NAME. The output depends only on the sources and the compiler.
+    /// </summary>
+    private static void BuildCGuests(string guests)
+    {
+        string root = Path.Combine(Repo.Root, "tests", "guests");
+        if (!Directory.Exists(root))
+            return;
+        foreach (string dir in Directory.GetDirectories(root).OrderBy(d => d, StringComparer.Ordinal))
+        {
+            string name = Path.GetFileName(dir);
+            string source = Path.Combine(dir, name + ".c");
+            string script = Path.Combine(dir, "link.ld");
+            if (!File.Exists(source) || !File.Exists(script))
+                continue;
+            Shell.Check("gcc",
+            [
+                "-m32", "-ffreestanding", "-fno-pie", "-no-pie", "-nostdlib", "-O2", "-fno-stack-protector",
+                "-fno-asynchronous-unwind-tables", "-Wall", "-Wextra", "-Werror",
+                "-Wl,-T," + script, "-Wl,--build-id=none", "-Wl,--no-warn-rwx-segments",
+                "-o", Path.Combine(guests, name), source,
+            ], $"gcc (test kernel {name})");
+        }
     }
 
     private static void Compile(Layer layer)

@@ -17,6 +17,7 @@ internal static class Tools
         new("grub-efi-amd64-bin", "/usr/lib/grub/x86_64-efi/kernel.img", false),
         new("xorriso", "xorriso", true),
         new("mtools", "mformat", true),
+        new("gcc", "gcc", true),                 // the C test kernels under tests/guests
     ];
 
     private static readonly Need[] QemuNeeds = [new("qemu-system-x86", "qemu-system-x86_64", true)];

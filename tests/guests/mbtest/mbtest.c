@@ -1,0 +1,128 @@
+/*
+ * mbtest: a multiboot (v1) test kernel built with the Debian toolchain, no Tandem code, the way
+ * small hypervisor test kernels are built. Linked at 4 MiB (link.ld). It prints on COM1, checks
+ * the boot loader's magic and information block (memory, command line, loader name), reads the
+ * CPU count and the signature from fw_cfg, and ends through the debug-exit port 0xF4 with the
+ * number of the first check that failed, or 0.
+ */
+
+#define MB_MAGIC 0x1BADB002u
+#define MB_FLAGS 0x00000003u /* modules page-aligned, memory information wanted */
+
+__attribute__((section(".multiboot"), used, aligned(4)))
+static const unsigned int multiboot_header[3] = { MB_MAGIC, MB_FLAGS, -(MB_MAGIC + MB_FLAGS) };
+
+struct multiboot_info {
+    unsigned int flags, mem_lower, mem_upper, boot_device, cmdline, mods_count, mods_addr;
+    unsigned int syms[4];
+    unsigned int mmap_length, mmap_addr, drives_length, drives_addr, config_table, boot_loader_name;
+};
+
+static inline void outb(unsigned short port, unsigned char v) { __asm__ volatile("outb %0, %1" : : "a"(v), "Nd"(port)); }
+static inline void outw(unsigned short port, unsigned short v) { __asm__ volatile("outw %0, %1" : : "a"(v), "Nd"(port)); }
+static inline void outl(unsigned short port, unsigned int v) { __asm__ volatile("outl %0, %1" : : "a"(v), "Nd"(port)); }
+static inline unsigned char inb(unsigned short port)
+{
+    unsigned char v;
+    __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port));
+    return v;
+}
+
+static void putc(char c)
+{
+    while (!(inb(0x3FD) & 0x20))
+        ;
+    outb(0x3F8, (unsigned char)c);
+}
+
+static void puts(const char *s)
+{
+    while (*s)
+        putc(*s++);
+}
+
+static void putdec(unsigned int v)
+{
+    char buf[12];
+    int i = 0;
+    do {
+        buf[i++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (i)
+        putc(buf[--i]);
+}
+
+static int same(const char *a, const char *b)
+{
+    while (*a && *a == *b) {
+        a++;
+        b++;
+    }
+    return *a == *b;
+}
+
+static void __attribute__((noreturn)) finish(unsigned int status)
+{
+    puts(status == 0 ? "mbtest: all checks passed\n" : "mbtest: CHECK FAILED\n");
+    outl(0xF4, status);
+    for (;;)
+        __asm__ volatile("cli; hlt");
+}
+
+void kmain(unsigned int magic, const struct multiboot_info *mbi)
+{
+    puts("mbtest: a multiboot kernel built with gcc, linked at 4 MiB\n");
+    if (magic != 0x2BADB002u)
+        finish(1);
+    if (!(mbi->flags & 1) || mbi->mem_lower < 512 || mbi->mem_lower > 640 || mbi->mem_upper < 1024)
+        finish(2);
+    puts("mbtest: mem_upper ");
+    putdec(mbi->mem_upper);
+    puts(" KiB\n");
+    if (!(mbi->flags & 4))
+        finish(3);
+    puts("mbtest: cmdline '");
+    puts((const char *)mbi->cmdline);
+    puts("'\n");
+    if (!same((const char *)mbi->cmdline, "hello from the command line"))
+        finish(4);
+    if (!(mbi->flags & (1u << 6)) || mbi->mmap_length == 0)
+        finish(5);
+    if (!(mbi->flags & (1u << 9)))
+        finish(6);
+    puts("mbtest: boot loader '");
+    puts((const char *)mbi->boot_loader_name);
+    puts("'\n");
+
+    outw(0x510, 0x0000); /* fw_cfg signature */
+    if (inb(0x511) != 'Q' || inb(0x511) != 'E' || inb(0x511) != 'M' || inb(0x511) != 'U')
+        finish(7);
+    outw(0x510, 0x0005); /* fw_cfg CPU count, 16-bit little-endian */
+    unsigned int cpus = inb(0x511);
+    cpus |= (unsigned int)inb(0x511) << 8;
+    puts("mbtest: cpus from fw_cfg ");
+    putdec(cpus);
+    puts("\n");
+    if (cpus != 1)
+        finish(8);
+    finish(0);
+}
+
+/* The entry: a stack, then kmain(eax, ebx). Interrupts stay off. */
+__asm__(".pushsection .text\n"
+        ".global _start\n"
+        "_start:\n"
+        "  mov $stack_top, %esp\n"
+        "  push %ebx\n"
+        "  push %eax\n"
+        "  call kmain\n"
+        "1: cli\n"
+        "  hlt\n"
+        "  jmp 1b\n"
+        ".popsection\n"
+        ".pushsection .bss\n"
+        ".align 16\n"
+        "  .skip 16384\n"
+        "stack_top:\n"
+        ".popsection\n");
