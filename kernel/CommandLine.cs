@@ -49,31 +49,51 @@ namespace Tandem.Kernel
         {
             if (text == null)
                 return;
-            int i = 0;
-            while (text[i] != 0)
+            // GRUB hands over each of its words as typed, except that a word with spaces arrives
+            // in double quotes with its own double quotes and backslashes escaped (\" and \\).
+            // Words are unquoted in place (bytes only move left, so the pointers the options keep
+            // stay valid): an unescaped double quote groups, an escaped one is a literal double
+            // quote for the option to see (vm=...,cmdline="a, b").
+            int r = 0;
+            while (text[r] != 0)
             {
-                while (text[i] == ' ')
-                    i++;
-                if (text[i] == 0)
+                while (text[r] == ' ')
+                    r++;
+                if (text[r] == 0)
                     break;
-                int start = i;
+                int start = r;
+                int w = r;
                 int eq = -1;
                 bool quoted = false;
-                while (text[i] != 0 && (quoted || text[i] != ' '))
+                while (text[r] != 0 && (quoted || text[r] != ' '))
                 {
-                    if (text[i] == '"')
+                    byte c = text[r];
+                    if (c == '\\' && (text[r + 1] == '"' || text[r + 1] == '\\'))
+                    {
+                        text[w++] = text[r + 1];
+                        r += 2;
+                        continue;
+                    }
+                    r++;
+                    if (c == '"')
+                    {
                         quoted = !quoted;
-                    else if (text[i] == '=' && eq < 0)
-                        eq = i;
-                    i++;
+                        continue;
+                    }
+                    if (c == '=' && eq < 0)
+                        eq = w;
+                    text[w++] = c;
                 }
                 if (quoted)
                     Log.Line("cmdline: a double quote is not closed; the word runs to the end of the line");
-                int nameEnd = eq < 0 ? i : eq;
+                int end = w;
+                if (text[r] != 0)
+                    r++;                          // the space after the word
+                int nameEnd = eq < 0 ? end : eq;
                 byte* name = text + start;
                 int nameLength = nameEnd - start;
                 byte* value = eq < 0 ? null : text + eq + 1;
-                int valueLength = eq < 0 ? 0 : i - eq - 1;
+                int valueLength = eq < 0 ? 0 : end - eq - 1;
                 Apply(name, nameLength, value, valueLength);
             }
         }

@@ -74,8 +74,16 @@ internal static class Cli
 
     private static Command ImageCommand()
     {
-        var image = new Command("image", "Build out/tandem.elf, out/tandem.sym and the hybrid BIOS + UEFI ISO out/tandem.iso, and print their SHA-256 sums (two builds of the same tree are byte-identical).");
-        image.SetAction(_ => Driver.Image());
+        var module = ModuleOption();
+        var image = new Command("image", "Build out/tandem.elf, out/tandem.sym and the hybrid BIOS + UEFI ISO out/tandem.iso, and print their SHA-256 sums (two builds of the same tree are byte-identical).")
+        {
+            module,
+        };
+        image.SetAction(r =>
+        {
+            Guests.AddUserModules(r.GetValue(module) ?? []);
+            return Driver.Image();
+        });
         return image;
     }
 
@@ -109,11 +117,12 @@ internal static class Cli
             Description = "Also write a copy of the serial console to FILE (every run keeps one in out/runs/<time>-<config>/serial.log)",
             HelpName = "FILE",
         };
+        var module = ModuleOption();
         var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
         {
-            emulator, cmdline, cpus, memory, uefi, timeout, serial,
+            emulator, cmdline, cpus, memory, uefi, timeout, serial, module,
         };
-        run.SetAction(r => Driver.Run(new RunOptions(
+        run.SetAction(r => RunWithModules(r.GetValue(module), new RunOptions(
             ParseEmulator(r.GetValue(emulator)!), r.GetValue(cmdline) ?? "", r.GetValue(cpus), r.GetValue(memory),
             r.GetValue(uefi), r.GetValue(timeout), Echo: true)
         {
@@ -122,6 +131,19 @@ internal static class Cli
         }));
         return run;
     }
+
+    private static int RunWithModules(string[]? modules, RunOptions o)
+    {
+        Guests.AddUserModules(modules ?? []);
+        return Driver.Run(o);
+    }
+
+    private static Option<string[]> ModuleOption() => new("--module")
+    {
+        Description = "Put a file on the ISO as a GRUB module named NAME (default: its file name), for vm=NAME, initrd=NAME or modules=NAME; repeatable. Modules are kept in out/modules/ for later runs.",
+        HelpName = "PATH[=NAME]",
+        AllowMultipleArgumentsPerToken = false,
+    };
 
     private static Command TestCommand()
     {

@@ -122,6 +122,36 @@ internal static class ImageBuilder
         Shell.Check("dotnet", ["exec", .. args], $"compile {layer.Name} (Roslyn)", workDir: Repo.Root);
     }
 
+    /// <summary>
+    /// The command line as GRUB words: split at spaces outside double quotes (as the kernel splits
+    /// it), each word single-quoted (a ' inside becomes '\''), so GRUB keeps the spaces and double
+    /// quotes inside a word (<c>vm=x,cmdline="console=ttyS0 quiet"</c>). GRUB then passes a word with
+    /// spaces to the kernel in double quotes with its own quotes escaped, which the kernel's
+    /// command-line parser undoes.
+    /// </summary>
+    public static string GrubQuote(string cmdline)
+    {
+        var words = new List<string>();
+        var word = new StringBuilder();
+        bool quoted = false;
+        foreach (char c in cmdline)
+        {
+            if (c == '"')
+                quoted = !quoted;
+            if (c == ' ' && !quoted)
+            {
+                if (word.Length > 0)
+                    words.Add(word.ToString());
+                word.Clear();
+                continue;
+            }
+            word.Append(c);
+        }
+        if (word.Length > 0)
+            words.Add(word.ToString());
+        return string.Join(' ', words.Select(w => "'" + w.Replace("'", "'\\''") + "'"));
+    }
+
     /// <summary>Writes a GRUB ISO whose menu boots Tandem with <paramref name="cmdline"/>.</summary>
     public static void BuildIso(string isoPath, string cmdline, bool menu, IReadOnlyList<(string Path, string Name)> modules)
     {
@@ -145,7 +175,7 @@ internal static class ImageBuilder
         cfg.Append("serial --unit=0 --speed=115200\nterminal_input serial console\nterminal_output serial console\n");
         cfg.Append(menu ? "set timeout=5\n" : "set timeout=0\n");
         cfg.Append("set gfxpayload=text\n");                // Tandem uses the serial port and text mode
-        cfg.Append($"menuentry \"Tandem {Version}\" {{\n  multiboot2 /boot/tandem.elf {cmdline}\n{moduleLines}  boot\n}}\n");
+        cfg.Append($"menuentry \"Tandem {Version}\" {{\n  multiboot2 /boot/tandem.elf {GrubQuote(cmdline)}\n{moduleLines}  boot\n}}\n");
         if (menu)
             cfg.Append($"menuentry \"Tandem {Version} self-tests\" {{\n  multiboot2 /boot/tandem.elf test\n{moduleLines}  boot\n}}\n");
         File.WriteAllText(Path.Combine(stage, "boot", "grub", "grub.cfg"), cfg.ToString());

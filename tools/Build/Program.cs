@@ -51,8 +51,10 @@ namespace Tandem.Build
         /// </summary>
         public static int Run(RunOptions o)
         {
-            if (o.Cmdline.IndexOfAny(['"', '\'', '\n', ';', '{', '}']) >= 0)
-                throw new BuildException("--cmdline may not contain quotes, newlines, ';' or braces (it goes into grub.cfg)", ExitCodes.Usage);
+            // The command line goes into grub.cfg as one single-quoted word (ImageBuilder.GrubQuote):
+            // quotes, ';' and braces are safe there, line breaks are not.
+            if (o.Cmdline.IndexOfAny(['\n', '\r']) >= 0)
+                throw new BuildException("--cmdline may not contain line breaks (it goes into grub.cfg)", ExitCodes.Usage);
             EmulatorKind kind = Emulator.Check(o);
             if (o.TimeoutSeconds == 0)
                 o = o with { TimeoutSeconds = kind == EmulatorKind.Bochs ? 900 : 120 };
