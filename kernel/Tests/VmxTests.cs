@@ -386,6 +386,21 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a check in the multiboot kernel failed (exit status = its number)", (ulong)vm.ExitStatus);
         }
 
+        public static void MmioFormsEmulated(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "mmio64");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // mmio64 exits with the number of the first check that failed (TestGuests.Mmio64).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an MMIO check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+            t.Check(vm.Vcpu!.MmioExits >= 20, "too few MMIO exits for the forms the guest used", vm.Vcpu!.MmioExits);
+            t.Check(vm.Platform.Scratch.Writes > 0 && vm.Platform.Scratch.Reads > 0, "the MMIO test page saw no access");
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

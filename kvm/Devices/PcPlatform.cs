@@ -44,6 +44,12 @@ namespace Tandem.Kvm.Devices
         /// <summary>The CPU reset line the i8042, port 0x92 and 0xCF9 pull.</summary>
         public readonly ResetLine Reset;
 
+        /// <summary>The VM's MMIO space (outside RAM).</summary>
+        public readonly MmioMap Mmio;
+
+        /// <summary>Tandem's MMIO test page.</summary>
+        public readonly ScratchMmio Scratch;
+
         /// <summary>The VM's clock.</summary>
         public readonly IDeviceClock Clock;
 
@@ -75,8 +81,11 @@ namespace Tandem.Kvm.Devices
                 && Ports.Register(0xCF8, 8, Pci)
                 && Ports.Register(FwCfg.SelectorPort, FwCfg.PortCount, FwCfg)
                 && Ports.Register(DebugExit.Port, 1, DebugExit);
+            Mmio = new MmioMap(8);
+            Scratch = new ScratchMmio();
+            ok &= Mmio.Register(ScratchMmio.Base, ScratchMmio.Size, Scratch);
             if (!ok)
-                throw new System.InvalidOperationException("PC platform: overlapping device ports");
+                throw new System.InvalidOperationException("PC platform: overlapping device ports or MMIO ranges");
             // The e820 map the memory is really backed by: RAM from 0, the legacy hole reserved.
             E820Entry[] map = new E820Entry[3];
             ulong low = ramBytes < 0xA_0000UL ? ramBytes : 0xA_0000UL;

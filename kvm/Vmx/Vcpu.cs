@@ -28,7 +28,7 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public bool EntryWork = true;
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
-        public ulong Injected, Reinjected, Halts;
+        public ulong Injected, Reinjected, Halts, MmioExits;
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 

@@ -36,7 +36,117 @@ public static class TestGuests
         ("timer32", Timer32()),
         ("halt32", Halt32()),
         ("devices32", Devices32()),
+        ("mmio64", Mmio64()),
     ];
+
+    /// <summary>Guest-physical base of Tandem's MMIO test page (kvm/Devices/ScratchMmio.cs).</summary>
+    public const uint ScratchBase = 0xFEB0_0000;
+
+    /// <summary>
+    /// 64-bit: MMIO through the decoder and emulator, one form after another against Tandem's MMIO
+    /// test page (it reads back what was written): mov stores and loads of every width, immediate
+    /// stores, movzx/movsx, and/or/xor/add with memory, test and cmp (their flags checked by a
+    /// conditional jump), xchg, the moffs forms, and rep stos/movs between RAM and the page. Exits
+    /// with the number of the first check that failed, or 0.
+    /// </summary>
+    private static byte[] Mmio64()
+    {
+        var strings = new Strings("mmio guest: every decoded form against the MMIO test page\n", "mmio guest: every form checked\n", "MMIO CHECK FAILED\n");
+        var a = new Assembler(64);
+        var fail = a.CreateLabel();
+        Print(a, strings.Address(0), long64: true);
+        // The identity map of the 64-bit test guests covers the first GiB only: map the page's GiB
+        // (PDPT[3] -> a fourth page directory at 0x4000 of 2 MiB pages for 3-4 GiB).
+        a.mov(edi, 0x4000u);
+        a.mov(ecx, 512u);
+        a.mov(eax, 0xC000_0083u);                           // 0xC0000000 | present | writable | 2 MiB
+        var fill = a.CreateLabel();
+        a.Label(ref fill);
+        a.mov(__dword_ptr[rdi], eax);
+        a.mov(__dword_ptr[rdi + 4], 0);
+        a.add(eax, 0x20_0000);
+        a.add(edi, 8);
+        a.dec(ecx);
+        a.jnz(fill);
+        a.mov(edi, 0x2000u + 3 * 8);
+        a.mov(__qword_ptr[rdi], 0x4003);                    // PDPT[3] -> the new directory
+        a.mov(rax, cr3);
+        a.mov(cr3, rax);                                    // flush
+        a.mov(ebx, 0);                                      // check number
+        a.mov(rsi, (ulong)ScratchBase);
+        void Check(Action cond)
+        {
+            a.inc(ebx);
+            cond();
+        }
+        // 1: 32-bit store, 32-bit load
+        a.mov(__dword_ptr[rsi], 0x12345678);
+        a.mov(eax, __dword_ptr[rsi]);
+        Check(() => { a.cmp(eax, 0x12345678); a.jne(fail); });
+        // 2: 64-bit register store and load
+        a.mov(rdx, 0x1122334455667788UL);
+        a.mov(__qword_ptr[rsi + 8], rdx);
+        a.mov(rcx, __qword_ptr[rsi + 8]);
+        Check(() => { a.cmp(rcx, rdx); a.jne(fail); });
+        // 3: 8-bit store from a high-byte register, movzx back
+        a.mov(eax, 0xAB00);
+        a.mov(__byte_ptr[rsi + 16], ah);
+        a.movzx(ecx, __byte_ptr[rsi + 16]);
+        Check(() => { a.cmp(ecx, 0xAB); a.jne(fail); });
+        // 4: movsx of a 16-bit value
+        a.mov(__word_ptr[rsi + 24], 0x8001);
+        a.movsx(rcx, __word_ptr[rsi + 24]);
+        Check(() => { a.cmp(rcx, -32767); a.jne(fail); });
+        // 5: or, and, xor, add with memory
+        a.mov(__dword_ptr[rsi + 32], 0xF0);
+        a.or(__dword_ptr[rsi + 32], 0x0F);
+        a.and(__dword_ptr[rsi + 32], 0x3C);
+        a.xor(__dword_ptr[rsi + 32], 0x01);
+        a.add(__dword_ptr[rsi + 32], 0x100);
+        a.mov(eax, __dword_ptr[rsi + 32]);
+        Check(() => { a.cmp(eax, 0x13D); a.jne(fail); });
+        // 6: cmp with memory sets ZF; 7: test with memory clears ZF
+        Check(() => { a.cmp(__dword_ptr[rsi + 32], 0x13D); a.jne(fail); });
+        Check(() => { a.test(__dword_ptr[rsi + 32], 0x100); a.jz(fail); });
+        // 8: xchg with memory
+        a.mov(eax, 0x55);
+        a.xchg(__dword_ptr[rsi + 32], eax);
+        Check(() => { a.cmp(eax, 0x13D); a.jne(fail); });
+        Check(() => { a.cmp(__dword_ptr[rsi + 32], 0x55); a.jne(fail); });
+        // 10: moffs load (mov eax, [abs64])
+        a.mov(eax, __dword_ptr[(ulong)ScratchBase]);
+        Check(() => { a.cmp(eax, 0x12345678); a.jne(fail); });
+        // 11: rep stosd into the page, read back
+        a.lea(rdi, __[rsi + 0x200]);
+        a.mov(ecx, 8);
+        a.mov(eax, 0xA5A5A5A5);
+        a.cld();
+        a.rep.stosd();
+        a.mov(eax, __dword_ptr[rsi + 0x200 + 7 * 4]);
+        Check(() => { a.cmp(eax, 0xA5A5A5A5); a.jne(fail); });
+        // 12: rep movsb from the page to RAM (0x8000)
+        a.lea(rsi, __[rsi + 0x200]);
+        a.mov(edi, 0x8000u);
+        a.mov(ecx, 32);
+        a.rep.movsb();
+        a.mov(edi, 0x8000u + 28);
+        a.mov(eax, __dword_ptr[rdi]);
+        Check(() => { a.cmp(eax, 0xA5A5A5A5); a.jne(fail); });
+
+        Print(a, strings.Address(1), long64: true);
+        Out(a, Exit, 0);
+        var halt = a.CreateLabel();
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: true);
+        a.mov(eax, ebx);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
+        return strings.Image(a, 64);
+    }
 
     /// <summary>
     /// 32-bit: reads the platform's devices as firmware and Linux do and exits with the number of
