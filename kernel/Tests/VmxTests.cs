@@ -401,6 +401,20 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Platform.Scratch.Writes > 0 && vm.Platform.Scratch.Reads > 0, "the MMIO test page saw no access");
         }
 
+        public static void UnknownMsrRaisesGpInTheGuest(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "msr32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // msr32 exits with the number of the first check that failed (TestGuests.Msr32).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an MSR check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+            t.Check(vm.Vcpu!.MsrFaults == 4, "the host did not inject exactly the four #GPs the guest expects", vm.Vcpu!.MsrFaults);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

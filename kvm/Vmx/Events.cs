@@ -111,6 +111,23 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
+        /// <summary>#GP, the vector of a general-protection fault.</summary>
+        public const int GeneralProtection = 13;
+
+        /// <summary>
+        /// Queues a hardware exception with an error code for the next entry (type 3, SDM 26.6.1.1):
+        /// the guest takes it through its own IDT, as if its instruction had faulted. The caller
+        /// leaves RIP on the instruction.
+        /// </summary>
+        public static void InjectException(Vcpu v, int vector, uint errorCode)
+        {
+            // In real mode exceptions push no error code (and VM entry refuses one, SDM 26.2.1.3).
+            bool protectedMode = (Vmcs.Read(VmcsField.GuestCr0) & 1) != 0;
+            Vmcs.Write(VmcsField.EntryExceptionErrorCode, errorCode);
+            Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (3u << 8) | (protectedMode ? 1u << 11 : 0) | (uint)vector);
+            v.EntryWork = true;          // the next entry must not put an interrupt over it
+        }
+
         /// <summary>Charges the time since the last charge to the guest's budget; true once it is spent.</summary>
         public static bool ChargeBudget(Vcpu v)
         {

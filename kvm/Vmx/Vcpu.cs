@@ -28,7 +28,15 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public bool EntryWork = true;
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
-        public ulong Injected, Reinjected, Halts, MmioExits;
+        public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
+
+        /// <summary>The MSRs a vCPU keeps outside the VMCS (read back as written; see MsrExit).</summary>
+        public struct MsrValues
+        {
+            public ulong Star, Lstar, Cstar, Fmask, KernelGsBase, TscAux, Pat, MtrrDefType;
+        }
+
+        public MsrValues Msrs;
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 
@@ -45,6 +53,7 @@ namespace Tandem.Kvm.Vmx
             *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
             *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
             Vpid = (ushort)System.Threading.Interlocked.Increment(ref s_nextVpid);
+            Msrs.Pat = 0x0007_0406_0007_0406;                   // the power-on PAT
         }
 
         public ulong ExitCount(int reason) => reason < ExitReason.Count ? ExitCounts[reason] : 0;

@@ -3,19 +3,33 @@ using Tandem.Arch.X86;
 namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
-    /// RDMSR and WRMSR (exit reasons 31 and 32; every MSR exits through the all-ones bitmap).
-    /// EFER is the VMCS's copy; other MSRs read as 0 and writes are dropped, so a guest can never
-    /// reach the host's MSRs.
+    /// RDMSR and WRMSR (exit reasons 31 and 32; every MSR exits through the all-ones bitmap). The
+    /// MSRs the VMCS holds (EFER, FS and GS base, SYSENTER) take effect through it; the syscall
+    /// MSRs (STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE), TSC_AUX, PAT and the MTRR default type are
+    /// kept per vCPU and read back as written (they are not loaded into the CPU yet: a guest that
+    /// executes SYSCALL or SWAPGS does not get its values); a few that firmware and Linux read at
+    /// boot answer as a CPU without those features would (MISC_ENABLE with fast strings on,
+    /// FEATURE_CONTROL locked with VMX off, no MTRRs, no machine check banks). Any other MSR, a
+    /// write to a read-only one and a non-canonical base raise #GP(0) in the guest, as on a real
+    /// CPU; a guest can never reach the host's MSRs.
     /// </summary>
     internal static unsafe class MsrExit
     {
-        private const uint Efer = 0xC000_0080;
+        private const uint Tsc = 0x10, PlatformId = 0x17, FeatureControl = 0x3A, BiosSignId = 0x8B, MtrrCap = 0xFE;
+        private const uint SysenterCs = 0x174, SysenterEsp = 0x175, SysenterEip = 0x176, McgCap = 0x179, McgStatus = 0x17A;
+        private const uint MiscEnable = 0x1A0, Pat = 0x277, MtrrDefType = 0x2FF;
+        private const uint Efer = 0xC000_0080, Star = 0xC000_0081, Lstar = 0xC000_0082, Cstar = 0xC000_0083, Fmask = 0xC000_0084;
+        private const uint FsBase = 0xC000_0100, GsBase = 0xC000_0101, KernelGsBase = 0xC000_0102, TscAux = 0xC000_0103;
 
         public static ExitAction HandleRead(Vcpu v, in ExitInfo e)
         {
             GuestRegisters* r = v.Registers;
-            uint msr = (uint)r->Rcx;
-            ulong value = msr == Efer ? Vmcs.Read(VmcsField.GuestIa32Efer) : 0;
+            if (!Read(v, (uint)r->Rcx, out ulong value))
+            {
+                Events.InjectException(v, Events.GeneralProtection, 0);
+                v.MsrFaults++;
+                return ExitAction.Resume;                   // a fault: RIP stays on the RDMSR
+            }
             r->Rax = (uint)value;
             r->Rdx = value >> 32;
             e.Skip();
@@ -25,16 +39,114 @@ namespace Tandem.Kvm.Vmx.Exits
         public static ExitAction HandleWrite(Vcpu v, in ExitInfo e)
         {
             GuestRegisters* r = v.Registers;
-            uint msr = (uint)r->Rcx;
             ulong value = (r->Rdx << 32) | (uint)r->Rax;
-            if (msr == Efer)
+            if (!Write(v, (uint)r->Rcx, value))
             {
-                // Keep LMA as the CPU maintains it; the guest controls LME, NXE, SCE.
-                ulong current = Vmcs.Read(VmcsField.GuestIa32Efer);
-                Vmcs.Write(VmcsField.GuestIa32Efer, (value & ~(1UL << 10)) | (current & (1UL << 10)));
+                Events.InjectException(v, Events.GeneralProtection, 0);
+                v.MsrFaults++;
+                return ExitAction.Resume;
             }
             e.Skip();
             return ExitAction.Resume;
         }
+
+        private static bool Read(Vcpu v, uint msr, out ulong value)
+        {
+            switch (msr)
+            {
+                case Efer: value = Vmcs.Read(VmcsField.GuestIa32Efer); return true;
+                case FsBase: value = Vmcs.Read(VmcsField.GuestFsBase); return true;
+                case GsBase: value = Vmcs.Read(VmcsField.GuestGsBase); return true;
+                case SysenterCs: value = Vmcs.Read(VmcsField.GuestSysenterCs); return true;
+                case SysenterEsp: value = Vmcs.Read(VmcsField.GuestSysenterEsp); return true;
+                case SysenterEip: value = Vmcs.Read(VmcsField.GuestSysenterEip); return true;
+                case Star: value = v.Msrs.Star; return true;
+                case Lstar: value = v.Msrs.Lstar; return true;
+                case Cstar: value = v.Msrs.Cstar; return true;
+                case Fmask: value = v.Msrs.Fmask; return true;
+                case KernelGsBase: value = v.Msrs.KernelGsBase; return true;
+                case TscAux: value = v.Msrs.TscAux; return true;
+                case Pat: value = v.Msrs.Pat; return true;
+                case MtrrDefType: value = v.Msrs.MtrrDefType; return true;
+                case Tsc: value = Native.Rdtsc(); return true;
+                case MiscEnable: value = 1; return true;          // fast strings (Linux keeps ERMS only then)
+                case FeatureControl: value = 1; return true;      // locked, VMX off
+                case PlatformId:
+                case BiosSignId:
+                case MtrrCap:
+                case McgCap:
+                case McgStatus:
+                    value = 0;
+                    return true;
+                default:
+                    value = 0;
+                    return false;
+            }
+        }
+
+        private static bool Write(Vcpu v, uint msr, ulong value)
+        {
+            switch (msr)
+            {
+                case Efer:
+                {
+                    // LME, NXE and SCE are the guest's; LMA is kept as the CPU maintains it.
+                    const ulong Writable = 1UL | (1UL << 8) | (1UL << 10) | (1UL << 11);
+                    if ((value & ~Writable) != 0)
+                        return false;
+                    ulong current = Vmcs.Read(VmcsField.GuestIa32Efer);
+                    Vmcs.Write(VmcsField.GuestIa32Efer, (value & ~(1UL << 10)) | (current & (1UL << 10)));
+                    return true;
+                }
+                case FsBase: return Canonical(value) && WriteField(VmcsField.GuestFsBase, value);
+                case GsBase: return Canonical(value) && WriteField(VmcsField.GuestGsBase, value);
+                case SysenterCs: return WriteField(VmcsField.GuestSysenterCs, value & 0xFFFF_FFFF);
+                case SysenterEsp: return Canonical(value) && WriteField(VmcsField.GuestSysenterEsp, value);
+                case SysenterEip: return Canonical(value) && WriteField(VmcsField.GuestSysenterEip, value);
+                case Star: v.Msrs.Star = value; return true;
+                case Lstar:
+                    if (!Canonical(value))
+                        return false;
+                    v.Msrs.Lstar = value;
+                    return true;
+                case Cstar:
+                    if (!Canonical(value))
+                        return false;
+                    v.Msrs.Cstar = value;
+                    return true;
+                case Fmask: v.Msrs.Fmask = value & 0xFFFF_FFFF; return true;
+                case KernelGsBase:
+                    if (!Canonical(value))
+                        return false;
+                    v.Msrs.KernelGsBase = value;
+                    return true;
+                case TscAux:
+                    if ((value >> 32) != 0)
+                        return false;
+                    v.Msrs.TscAux = value;
+                    return true;
+                case Pat:
+                    // Each of the eight entries must be a valid memory type (0, 1, 4, 5, 6, 7).
+                    for (int i = 0; i < 8; i++)
+                    {
+                        ulong t = (value >> (8 * i)) & 0xFF;
+                        if (t == 2 || t == 3 || t > 7)
+                            return false;
+                    }
+                    v.Msrs.Pat = value;
+                    return true;
+                case MtrrDefType: v.Msrs.MtrrDefType = value & 0xCFF; return true;
+                case MiscEnable: return true;                     // accepted, nothing changes
+                default: return false;                            // unknown or read-only: #GP
+            }
+        }
+
+        private static bool WriteField(ulong field, ulong value)
+        {
+            Vmcs.Write(field, value);
+            return true;
+        }
+
+        private static bool Canonical(ulong value) => (ulong)(((long)value << 16) >> 16) == value;
     }
 }

@@ -37,7 +37,127 @@ public static class TestGuests
         ("halt32", Halt32()),
         ("devices32", Devices32()),
         ("mmio64", Mmio64()),
+        ("msr32", Msr32()),
     ];
+
+    /// <summary>Where the MSR guest's #GP handler counts its faults.</summary>
+    public const uint GpCounter = 0x7100;
+
+    /// <summary>
+    /// 32-bit: MSRs as a guest sees them. Installs GDT descriptors and a #GP handler (vector 13:
+    /// count, pop the error code, step over the 2-byte RDMSR/WRMSR, IRET), then checks: 1 an
+    /// unknown MSR's RDMSR faults, 2 so does its WRMSR, 3 EFER reads without a fault, 4 STAR reads
+    /// back what was written, 5 FS_BASE too, 6 a non-canonical FS_BASE faults, 7 a PAT entry of
+    /// type 2 faults, 8 the fault count is exactly 4. Exits with the first failed check's number.
+    /// </summary>
+    private static byte[] Msr32()
+    {
+        byte[] image = Msr32Pass(0, out ulong handler);
+        byte[] final = Msr32Pass((uint)handler, out ulong again);
+        if (again != handler || final.Length != image.Length)
+            throw new InvalidOperationException("msr32: the handler moved between passes");
+        return final;
+    }
+
+    private static byte[] Msr32Pass(uint handlerAddress, out ulong handlerRip)
+    {
+        var strings = new Strings("msr guest: unknown MSRs fault, known ones hold their values\n", "msr guest: every check passed\n", "MSR CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var handler = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        a.xor(ebx, ebx);
+        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
+        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
+        a.mov(eax, handlerAddress);                          // vector 13 at IDTR base 0 + 13 * 8
+        a.mov(__word_ptr[ebx + 13 * 8], ax);
+        a.mov(__word_ptr[ebx + 13 * 8 + 2], 0x08);
+        a.mov(__word_ptr[ebx + 13 * 8 + 4], 0x8E00);
+        a.shr(eax, 16);
+        a.mov(__word_ptr[ebx + 13 * 8 + 6], ax);
+        a.mov(__dword_ptr[ebx + (int)GpCounter], 0);
+        a.mov(ebp, 0);                                       // check number (the handler keeps ebp)
+        void ExpectFaults(int count)
+        {
+            a.cmp(__dword_ptr[(uint)GpCounter], count);
+            a.jne(fail);
+        }
+        // 1, 2: an unknown MSR faults on read and write
+        a.inc(ebp);
+        a.mov(ecx, 0x1234_5678u);
+        a.rdmsr();
+        ExpectFaults(1);
+        a.inc(ebp);
+        a.wrmsr();
+        ExpectFaults(2);
+        // 3: EFER reads
+        a.inc(ebp);
+        a.mov(ecx, 0xC000_0080u);
+        a.rdmsr();
+        ExpectFaults(2);
+        // 4: STAR holds what was written
+        a.inc(ebp);
+        a.mov(ecx, 0xC000_0081u);
+        a.mov(eax, 0x1122_3344u);
+        a.mov(edx, 0x0023_0010u);
+        a.wrmsr();
+        a.xor(eax, eax);
+        a.xor(edx, edx);
+        a.rdmsr();
+        a.cmp(eax, 0x1122_3344u);
+        a.jne(fail);
+        a.cmp(edx, 0x0023_0010u);
+        a.jne(fail);
+        // 5: FS_BASE holds what was written
+        a.inc(ebp);
+        a.mov(ecx, 0xC000_0100u);
+        a.mov(eax, 0x0040_0000u);
+        a.xor(edx, edx);
+        a.wrmsr();
+        a.xor(eax, eax);
+        a.rdmsr();
+        a.cmp(eax, 0x0040_0000u);
+        a.jne(fail);
+        // 6: a non-canonical FS_BASE faults
+        a.inc(ebp);
+        a.mov(edx, 0x0080_0000u);
+        a.wrmsr();
+        ExpectFaults(3);
+        // 7: a PAT with a reserved memory type faults
+        a.inc(ebp);
+        a.mov(ecx, 0x277u);
+        a.mov(eax, 0x0000_0002u);
+        a.xor(edx, edx);
+        a.wrmsr();
+        ExpectFaults(4);
+        // 8: and nothing else faulted
+        a.inc(ebp);
+        ExpectFaults(4);
+
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: false);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
+
+        // #GP: count, drop the error code, step over the 2-byte instruction, return.
+        a.Label(ref handler);
+        a.inc(__dword_ptr[(uint)GpCounter]);
+        a.add(esp, 4);
+        a.add(__dword_ptr[esp], 2);
+        a.iretd();
+
+        return strings.Image(a, 32, handler, out handlerRip);
+    }
 
     /// <summary>Guest-physical base of Tandem's MMIO test page (kvm/Devices/ScratchMmio.cs).</summary>
     public const uint ScratchBase = 0xFEB0_0000;
