@@ -89,15 +89,15 @@ namespace Tandem.Kvm.Vmx.Exits
             switch (msr)
             {
                 case Efer:
-                {
-                    // LME, NXE and SCE are the guest's; LMA is kept as the CPU maintains it.
-                    const ulong Writable = 1UL | (1UL << 8) | (1UL << 10) | (1UL << 11);
-                    if ((value & ~Writable) != 0)
-                        return false;
-                    ulong current = Vmcs.Read(VmcsField.GuestIa32Efer);
-                    Vmcs.Write(VmcsField.GuestIa32Efer, (value & ~(1UL << 10)) | (current & (1UL << 10)));
-                    return true;
-                }
+                    {
+                        // LME, NXE and SCE are the guest's; LMA is kept as the CPU maintains it.
+                        const ulong Writable = 1UL | (1UL << 8) | (1UL << 10) | (1UL << 11);
+                        if ((value & ~Writable) != 0)
+                            return false;
+                        ulong current = Vmcs.Read(VmcsField.GuestIa32Efer);
+                        Vmcs.Write(VmcsField.GuestIa32Efer, (value & ~(1UL << 10)) | (current & (1UL << 10)));
+                        return true;
+                    }
                 case FsBase: return Canonical(value) && WriteField(VmcsField.GuestFsBase, value);
                 case GsBase: return Canonical(value) && WriteField(VmcsField.GuestGsBase, value);
                 case SysenterCs: return WriteField(VmcsField.GuestSysenterCs, value & 0xFFFF_FFFF);
