@@ -35,6 +35,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.multiboot_kernel_built_with_gcc_runs", &VmxTests.MultibootKernelBuiltWithGccRuns),
             new TestCase("vmx.mmio_forms_emulated", &VmxTests.MmioFormsEmulated),
             new TestCase("vmx.unknown_msr_raises_gp_in_the_guest", &VmxTests.UnknownMsrRaisesGpInTheGuest),
+            new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

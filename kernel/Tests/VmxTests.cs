@@ -415,6 +415,22 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.MsrFaults == 4, "the host did not inject exactly the four #GPs the guest expects", vm.Vcpu!.MsrFaults);
         }
 
+        public static void ApicTimerAndIoApicRouting(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "apic32");
+            if (vm == null)
+                return;
+            vm.MaxQuanta = 200;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // apic32 exits with the number of the first check that failed (TestGuests.Apic32).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an APIC check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+            t.Check(vm.Platform.Lapic.TimerInterrupts >= 10, "the local APIC timer fired fewer than 10 times", vm.Platform.Lapic.TimerInterrupts);
+            t.Check(vm.Platform.IoApic.Deliveries >= 5, "the IOAPIC delivered fewer than 5 interrupts", vm.Platform.IoApic.Deliveries);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

@@ -44,6 +44,12 @@ namespace Tandem.Kvm.Devices
         /// <summary>The CPU reset line the i8042, port 0x92 and 0xCF9 pull.</summary>
         public readonly ResetLine Reset;
 
+        /// <summary>The vCPU's local APIC (xAPIC page at 0xFEE00000, x2APIC MSRs, timer).</summary>
+        public readonly LocalApic Lapic;
+
+        /// <summary>The IOAPIC at 0xFEC00000 (ISA IRQ n on pin n, IRQ 0 on pin 2).</summary>
+        public readonly IoApic IoApic;
+
         /// <summary>The VM's MMIO space (outside RAM).</summary>
         public readonly MmioMap Mmio;
 
@@ -56,9 +62,10 @@ namespace Tandem.Kvm.Devices
         /// <summary>
         /// Devices on a fresh bus, timed by <paramref name="clock"/>, for a VM with
         /// <paramref name="ramBytes"/> of RAM from guest-physical 0 and <paramref name="cpus"/>
-        /// vCPUs; COM1's output goes to <paramref name="serial"/>.
+        /// vCPUs; COM1's output goes to <paramref name="serial"/>; <paramref name="tscHz"/> is the
+        /// TSC frequency (the local APIC's TSC-deadline timer counts in it; its own timer runs at 1 GHz).
         /// </summary>
-        public PcPlatform(IDeviceClock clock, ISerialSink serial, ulong ramBytes, ushort cpus)
+        public PcPlatform(IDeviceClock clock, ISerialSink serial, ulong ramBytes, ushort cpus, ulong tscHz)
         {
             Clock = clock;
             Ports = new PortBus(32);
@@ -81,9 +88,14 @@ namespace Tandem.Kvm.Devices
                 && Ports.Register(0xCF8, 8, Pci)
                 && Ports.Register(FwCfg.SelectorPort, FwCfg.PortCount, FwCfg)
                 && Ports.Register(DebugExit.Port, 1, DebugExit);
+            Lapic = new LocalApic(0, true, clock, 1_000_000_000, tscHz, null);
+            IoApic = new IoApic(Lapic);
+            Lapic.EoiListener = IoApic;
             Mmio = new MmioMap(8);
             Scratch = new ScratchMmio();
-            ok &= Mmio.Register(ScratchMmio.Base, ScratchMmio.Size, Scratch);
+            ok &= Mmio.Register(ScratchMmio.Base, ScratchMmio.Size, Scratch)
+                && Mmio.Register(IoApic.DefaultBase, IoApic.PageSize, IoApic)
+                && Mmio.Register(LocalApic.DefaultBase, LocalApic.PageSize, Lapic);
             if (!ok)
                 throw new System.InvalidOperationException("PC platform: overlapping device ports or MMIO ranges");
             // The e820 map the memory is really backed by: RAM from 0, the legacy hole reserved.
@@ -100,16 +112,22 @@ namespace Tandem.Kvm.Devices
         private static readonly byte[] E820Name = { (byte)'e', (byte)'t', (byte)'c', (byte)'/', (byte)'e', (byte)'8', (byte)'2', (byte)'0' };
 
         /// <inheritdoc/>
-        public void SetIrq(int irq, bool level) => Pic.SetIrq(irq, level);
+        public void SetIrq(int irq, bool level)
+        {
+            Pic.SetIrq(irq, level);
+            if (irq < 16)
+                IoApic.SetIrq(IoApic.PinForIsaIrq(irq), level);
+        }
 
         /// <summary>Nothing to do before an entry: no timer armed and no interrupt waiting.</summary>
-        public bool Quiet => !Pit.Armed && !Pic.HasInterrupt && Cmos.NextEventNs == ulong.MaxValue;
+        public bool Quiet => !Pit.Armed && !HasInterrupt && Cmos.NextEventNs == ulong.MaxValue && Lapic.NextEventNs == ulong.MaxValue;
 
         /// <summary>Lets the timers raise what is due by now.</summary>
         public void Poll()
         {
             Pit.Poll();
             Cmos.Poll();
+            Lapic.Poll();
         }
 
         /// <summary>The VM clock's time of the next timer event, or <see cref="ulong.MaxValue"/>.</summary>
@@ -117,15 +135,20 @@ namespace Tandem.Kvm.Devices
         {
             get
             {
-                ulong pit = Pit.NextIrqNs, rtc = Cmos.NextEventNs;
-                return pit < rtc ? pit : rtc;
+                ulong next = Pit.NextIrqNs, rtc = Cmos.NextEventNs, apic = Lapic.NextEventNs;
+                if (rtc < next)
+                    next = rtc;
+                return apic < next ? apic : next;
             }
         }
 
-        /// <summary>An external interrupt waits for the vCPU.</summary>
-        public bool HasInterrupt => Pic.HasInterrupt;
+        /// <summary>
+        /// An external interrupt waits for the vCPU: in its local APIC, or at the PIC while the APIC
+        /// passes the PIC's INTR through (disabled, or LINT0 in ExtINT mode).
+        /// </summary>
+        public bool HasInterrupt => Lapic.PendingVector >= 0 || (Pic.HasInterrupt && Lapic.AcceptsPicInterrupts);
 
-        /// <summary>The interrupt acknowledge cycle: the vector to inject.</summary>
-        public int AcknowledgeInterrupt() => Pic.Acknowledge();
+        /// <summary>The interrupt acknowledge cycle: the vector to inject (the local APIC's first).</summary>
+        public int AcknowledgeInterrupt() => Lapic.PendingVector >= 0 ? Lapic.Acknowledge() : Pic.Acknowledge();
     }
 }

@@ -20,6 +20,8 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The value last written to the preemption-timer field (it is not saved on exit, so it is the next entry's).</summary>
         public uint TimerValue;
         public bool WindowRequested;
+        /// <summary>The vCPU's APIC ID (CPUID, the local APIC, the MADT): its index in the VM.</summary>
+        public int ApicId;
         /// <summary>The VM's devices (the same object as <c>Vm.Platform</c>, one load closer on the exit path).</summary>
         public readonly Devices.PcPlatform Platform;
         /// <summary>

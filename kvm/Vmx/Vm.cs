@@ -35,7 +35,7 @@ namespace Tandem.Kvm.Vmx
         {
             Id = id;
             Memory = memory;
-            Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, 1);
+            Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, 1, KvmHost.TscPerSecond);
         }
 
         public void Stop(int status, string? reason)

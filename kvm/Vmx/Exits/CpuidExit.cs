@@ -2,36 +2,129 @@ using Tandem.Arch.X86;
 
 namespace Tandem.Kvm.Vmx.Exits
 {
-    /// <summary>CPUID (exit reason 10): the host's answer, minus VMX and XSAVE, plus the hypervisor bit and leaf.</summary>
+    /// <summary>
+    /// CPUID (exit reason 10): one consistent machine. The host's answer, with every feature the
+    /// guest cannot use removed (VMX, SMX, XSAVE, MONITOR/MWAIT, the debug-store and thermal
+    /// features, INVPCID and RDTSCP, whose VMX controls are off and which would raise #UD, PT,
+    /// SGX, WAITPKG), the local APIC with x2APIC and the TSC-deadline timer (emulated), the vCPU's own APIC
+    /// ID and a package of one logical processor, the hypervisor bit and Tandem's leaf
+    /// 0x40000000 ("TandemTandem"), and the TSC frequency in leaves 0x15 and 0x16 (Linux needs a
+    /// TSC frequency source). Leaves above the host's maximum answer like its highest basic leaf,
+    /// as hardware does.
+    /// </summary>
     internal static unsafe class CpuidExit
     {
+        public const uint HypervisorLeaf = 0x4000_0000;
+
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             GuestRegisters* r = v.Registers;
             uint leaf = (uint)r->Rax, subleaf = (uint)r->Rcx;
-            CpuIdResult c;
-            if (leaf == 0x4000_0000)
-            {
-                c.Eax = 0x4000_0000;
-                c.Ebx = 0x646E6154; // "TandemTandem"
-                c.Ecx = 0x546D6564;
-                c.Edx = 0x6D65646E;
-            }
-            else
-            {
-                c = Native.CpuId(leaf, subleaf);
-                if (leaf == 1)
-                {
-                    c.Ecx &= ~((1u << 5) | (1u << 26) | (1u << 27));   // no VMX, XSAVE, OSXSAVE for the guest
-                    c.Ecx |= 1u << 31;                                  // running under a hypervisor
-                }
-            }
+            CpuIdResult c = Answer(v, leaf, subleaf);
             r->Rax = c.Eax;
             r->Rbx = c.Ebx;
             r->Rcx = c.Ecx;
             r->Rdx = c.Edx;
             e.Skip();
             return ExitAction.Resume;
+        }
+
+        private static CpuIdResult Answer(Vcpu v, uint leaf, uint subleaf)
+        {
+            CpuIdResult c;
+            if (leaf >= HypervisorLeaf && leaf < HypervisorLeaf + 0x100)
+            {
+                c.Eax = leaf == HypervisorLeaf ? HypervisorLeaf : 0;
+                c.Ebx = leaf == HypervisorLeaf ? 0x646E6154u : 0;   // "TandemTandem"
+                c.Ecx = leaf == HypervisorLeaf ? 0x546D6564u : 0;
+                c.Edx = leaf == HypervisorLeaf ? 0x6D65646Eu : 0;
+                return c;
+            }
+            c = Native.CpuId(leaf, subleaf);
+            switch (leaf)
+            {
+                case 0:
+                    c.Eax = 0x16;                                       // up to the TSC frequency leaves; higher ones are not offered
+                    break;
+                case 1:
+                    // ECX: no DTES64 (2), MONITOR (3), DS-CPL (4), VMX (5), SMX (6), EST (7), TM2 (8),
+                    // PDCM (15), XSAVE (26), OSXSAVE (27); + x2APIC (21), TSC-deadline (24), hypervisor (31).
+                    c.Ecx &= ~((1u << 2) | (1u << 3) | (1u << 4) | (1u << 5) | (1u << 6) | (1u << 7) | (1u << 8)
+                        | (1u << 15) | (1u << 26) | (1u << 27));
+                    c.Ecx |= (1u << 21) | (1u << 24) | (1u << 31);
+                    // EDX: the APIC (9); no DS (21), ACPI thermal (22), TM (29), PBE (31).
+                    c.Edx &= ~((1u << 21) | (1u << 22) | (1u << 29) | (1u << 31));
+                    c.Edx |= 1u << 9;
+                    // EBX: APIC ID (31:24) = the vCPU's, one logical processor (23:16), CLFLUSH size kept.
+                    c.Ebx = (c.Ebx & 0xFFFF) | (1u << 16) | ((uint)v.ApicId << 24);
+                    c.Edx &= ~(1u << 28);                              // no HTT: one logical processor per package
+                    break;
+                case 4:
+                    // Cache topology: one core, one thread sharing each cache.
+                    c.Eax &= 0x3FF;
+                    break;
+                case 5:
+                case 6:
+                case 0xA:
+                    c = default;                                        // MONITOR, power, perfmon: none
+                    break;
+                case 7:
+                    if (subleaf == 0)
+                    {
+                        // EBX: no SGX (2), INVPCID (10), PQM (12), PQE (15), PT (25); ECX: no WAITPKG (5), SGX-LC (30), PKS (31);
+                        // EDX: no hybrid or architectural LBR bits that would need MSRs (15, 19).
+                        c.Ebx &= ~((1u << 2) | (1u << 10) | (1u << 12) | (1u << 15) | (1u << 25));
+                        c.Ecx &= ~((1u << 5) | (1u << 30) | (1u << 31));
+                        c.Edx &= ~((1u << 15) | (1u << 19));
+                    }
+                    else
+                    {
+                        c = default;
+                    }
+                    break;
+                case 0xB:
+                case 0x1F:
+                    // Extended topology: one thread, one core; x2APIC ID = the vCPU's.
+                    c = default;
+                    if (subleaf == 0)
+                    {
+                        c.Ebx = 1;
+                        c.Ecx = 0x100;
+                    }
+                    else if (subleaf == 1)
+                    {
+                        c.Ebx = 1;
+                        c.Ecx = 0x201;
+                    }
+                    else
+                    {
+                        c.Ecx = subleaf & 0xFF;
+                    }
+                    c.Edx = (uint)v.ApicId;
+                    break;
+                case 0xD:
+                case 0x12:
+                case 0x14:
+                    c = default;                                        // XSAVE, SGX, PT: none
+                    break;
+                case 0x15:
+                    // TSC = crystal * EBX / EAX: report the calibrated TSC as the crystal, ratio 1.
+                    c.Eax = 1;
+                    c.Ebx = 1;
+                    c.Ecx = (uint)(KvmHost.TscPerSecond > uint.MaxValue ? 0 : KvmHost.TscPerSecond);
+                    c.Edx = 0;
+                    break;
+                case 0x16:
+                    c.Eax = (uint)(KvmHost.TscPerSecond / 1_000_000);     // base MHz
+                    c.Ebx = c.Eax;
+                    c.Ecx = 100;
+                    c.Edx = 0;
+                    break;
+                case 0x8000_0001:
+                    c.Edx &= ~(1u << 27);                               // no RDTSCP (its VMX control is off)
+                    break;
+            }
+            return c;
         }
     }
 }

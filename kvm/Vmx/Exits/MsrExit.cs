@@ -7,7 +7,8 @@ namespace Tandem.Kvm.Vmx.Exits
     /// MSRs the VMCS holds (EFER, FS and GS base, SYSENTER) take effect through it; the syscall
     /// MSRs (STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE), TSC_AUX, PAT and the MTRR default type are
     /// kept per vCPU and read back as written (they are not loaded into the CPU yet: a guest that
-    /// executes SYSCALL or SWAPGS does not get its values); a few that firmware and Linux read at
+    /// executes SYSCALL or SWAPGS does not get its values); the local APIC's (IA32_APIC_BASE,
+    /// TSC_DEADLINE, the x2APIC range) go to the vCPU's LocalApic; a few that firmware and Linux read at
     /// boot answer as a CPU without those features would (MISC_ENABLE with fast strings on,
     /// FEATURE_CONTROL locked with VMX off, no MTRRs, no machine check banks). Any other MSR, a
     /// write to a read-only one and a non-canonical base raise #GP(0) in the guest, as on a real
@@ -52,6 +53,8 @@ namespace Tandem.Kvm.Vmx.Exits
 
         private static bool Read(Vcpu v, uint msr, out ulong value)
         {
+            if (Devices.LocalApic.Handles(msr))
+                return v.Platform.Lapic.ReadMsr(msr, out value);
             switch (msr)
             {
                 case Efer: value = Vmcs.Read(VmcsField.GuestIa32Efer); return true;
@@ -86,6 +89,11 @@ namespace Tandem.Kvm.Vmx.Exits
 
         private static bool Write(Vcpu v, uint msr, ulong value)
         {
+            if (Devices.LocalApic.Handles(msr))
+            {
+                v.EntryWork = true;          // an EOI, a timer or an IPI: the next entry looks
+                return v.Platform.Lapic.WriteMsr(msr, value);
+            }
             switch (msr)
             {
                 case Efer:

@@ -38,7 +38,129 @@ public static class TestGuests
         ("devices32", Devices32()),
         ("mmio64", Mmio64()),
         ("msr32", Msr32()),
+        ("apic32", Apic32()),
     ];
+
+    /// <summary>Where the APIC guest counts its interrupts: local APIC timer, then IOAPIC-routed PIT.</summary>
+    public const uint ApicTimerCounter = 0x7200, IoApicCounter = 0x7204;
+
+    /// <summary>
+    /// 32-bit: the local APIC and the IOAPIC through MMIO. Installs gates for vector 0x40 (APIC
+    /// timer) and 0x41 (the PIT through the IOAPIC), each counting and writing the xAPIC EOI
+    /// register. Software-enables the APIC (SPIV), runs its timer periodically (divide by 1, 1 ms
+    /// at the 1 GHz APIC clock) until 10 interrupts woke its <c>sti; hlt</c> loop (check 1), stops
+    /// it; masks both 8259As, routes IOAPIC pin 2 (ISA IRQ 0) to vector 0x41 edge/fixed/APIC 0,
+    /// runs the PIT at 1 kHz until 5 interrupts came that way (check 2), and checks the IOAPIC's
+    /// version register (check 3). Exits with the first failed check's number, or 0.
+    /// </summary>
+    private static byte[] Apic32()
+    {
+        byte[] image = Apic32Pass(0, 0, out ulong h1, out ulong h2);
+        byte[] final = Apic32Pass((uint)h1, (uint)h2, out ulong again1, out ulong again2);
+        if (again1 != h1 || again2 != h2 || final.Length != image.Length)
+            throw new InvalidOperationException("apic32: a handler moved between passes");
+        return final;
+    }
+
+    private static byte[] Apic32Pass(uint timerHandler, uint ioapicHandler, out ulong timerRip, out ulong ioapicRip)
+    {
+        var strings = new Strings("apic guest: local APIC timer, then the PIT through the IOAPIC\n", "apic guest: every check passed\n", "APIC CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var h1 = a.CreateLabel();
+        var h2 = a.CreateLabel();
+        var wait1 = a.CreateLabel();
+        var wait2 = a.CreateLabel();
+        const uint Lapic = 0xFEE0_0000, IoApicBase = 0xFEC0_0000;
+        Print(a, strings.Address(0), long64: false);
+        a.xor(ebx, ebx);
+        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
+        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
+        foreach ((int vector, uint handler) in new[] { (0x40, timerHandler), (0x41, ioapicHandler) })
+        {
+            a.mov(eax, handler);
+            a.mov(__word_ptr[ebx + vector * 8], ax);
+            a.mov(__word_ptr[ebx + vector * 8 + 2], 0x08);
+            a.mov(__word_ptr[ebx + vector * 8 + 4], 0x8E00);
+            a.shr(eax, 16);
+            a.mov(__word_ptr[ebx + vector * 8 + 6], ax);
+        }
+        a.mov(__dword_ptr[ebx + (int)ApicTimerCounter], 0);
+        a.mov(__dword_ptr[ebx + (int)IoApicCounter], 0);
+        a.mov(ebp, 0);                                       // check number
+        a.mov(esi, Lapic);
+        a.mov(__dword_ptr[esi + 0xF0], 0x1FF);               // SPIV: enabled, spurious vector 0xFF
+        a.mov(__dword_ptr[esi + 0x3E0], 0x0B);               // divide by 1
+        a.mov(__dword_ptr[esi + 0x320], 0x20040);            // LVT timer: periodic, vector 0x40
+        a.mov(__dword_ptr[esi + 0x380], 1_000_000);          // initial count: 1 ms at 1 GHz
+        // 1: ten APIC timer interrupts wake the halted vCPU
+        a.inc(ebp);
+        a.Label(ref wait1);
+        a.sti();
+        a.hlt();
+        a.cmp(__dword_ptr[ApicTimerCounter], 10);
+        a.jb(wait1);
+        a.cli();
+        a.mov(__dword_ptr[esi + 0x320], 0x10040);            // mask the timer
+        a.mov(__dword_ptr[esi + 0x380], 0);                  // and stop it
+        // 2: the PIT's IRQ 0 through IOAPIC pin 2, both 8259As masked
+        a.inc(ebp);
+        foreach ((ushort port, byte value) in new (ushort, byte)[]
+        {
+            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),
+            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),
+            (0x21, 0xFF), (0xA1, 0xFF),
+        })
+        {
+            Out(a, port, value);
+        }
+        a.mov(edi, IoApicBase);
+        a.mov(__dword_ptr[edi], 0x10 + 2 * 2);               // redirection entry 2, low half
+        a.mov(__dword_ptr[edi + 0x10], 0x41);                // vector 0x41, fixed, physical, edge, high, unmasked
+        a.mov(__dword_ptr[edi], 0x10 + 2 * 2 + 1);           // high half: destination APIC 0
+        a.mov(__dword_ptr[edi + 0x10], 0);
+        foreach ((ushort port, byte value) in new (ushort, byte)[] { (0x43, 0x34), (0x40, 1193 & 0xFF), (0x40, 1193 >> 8) })
+            Out(a, port, value);
+        a.Label(ref wait2);
+        a.sti();
+        a.hlt();
+        a.cmp(__dword_ptr[IoApicCounter], 5);
+        a.jb(wait2);
+        a.cli();
+        // 3: the IOAPIC's version register (24 entries, version 0x11)
+        a.inc(ebp);
+        a.mov(__dword_ptr[edi], 1);
+        a.mov(eax, __dword_ptr[edi + 0x10]);
+        a.cmp(eax, 0x0017_0011);
+        a.jne(fail);
+
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: false);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
+
+        void Handler(uint counter)
+        {
+            a.inc(__dword_ptr[counter]);
+            a.mov(__dword_ptr[Lapic + 0xB0], 0);              // EOI
+            a.iretd();
+        }
+        a.Label(ref h1);                                     // Label is a struct: bind the variables themselves
+        Handler(ApicTimerCounter);
+        a.Label(ref h2);
+        Handler(IoApicCounter);
+        return strings.Image2(a, 32, h1, h2, out timerRip, out ioapicRip);
+    }
 
     /// <summary>Where the MSR guest's #GP handler counts its faults.</summary>
     public const uint GpCounter = 0x7100;
@@ -274,7 +396,8 @@ public static class TestGuests
     /// 0x510, data 0x511), 5 its CPU count (1), 6 the PCI host bridge's ID 8086:1237 at 00:00.0
     /// (0xCF8/0xCFC), 7 all ones from the absent device 00:01.0, 8 CMOS status register D (0x80,
     /// valid RAM), 9 COM1's line status (transmitter empty), 10 the PIT's read-back of a counter
-    /// just loaded.
+    /// just loaded, 11-15 CPUID: the hypervisor bit without VMX or MONITOR, APIC ID 0 in a package
+    /// of one, Tandem's leaf 0x40000000, and the TSC frequency leaf 0x15 offered and filled.
     /// </summary>
     private static byte[] Devices32()
     {
@@ -339,6 +462,47 @@ public static class TestGuests
         a.@in(al, 0x42);
         a.and(al, 0x3F);                                    // access lo/hi, mode 0, binary
         Expect8(0x30);
+        // 11: CPUID 1: the hypervisor bit set, VMX and MONITOR clear; 12: APIC ID 0, one logical
+        // processor; 13: Tandem's leaf 0x40000000; 14: leaf 0 offers the TSC leaf 0x15, 15: which
+        // names a frequency.
+        a.mov(eax, 1);
+        a.cpuid();
+        a.mov(eax, ecx);
+        a.and(eax, unchecked((int)((1u << 31) | (1u << 5) | (1u << 3))));
+        a.inc(ebx);
+        a.cmp(eax, unchecked((int)(1u << 31)));
+        a.jne(fail);
+        a.mov(eax, 1);
+        a.push(ebx);
+        a.cpuid();
+        a.mov(eax, ebx);
+        a.pop(ebx);
+        a.and(eax, unchecked((int)0xFFFF_0000u));
+        a.inc(ebx);
+        a.cmp(eax, 0x0001_0000);
+        a.jne(fail);
+        a.mov(eax, 0x4000_0000);
+        a.push(ebx);
+        a.cpuid();
+        a.mov(eax, ebx);
+        a.pop(ebx);
+        a.inc(ebx);
+        a.cmp(eax, 0x646E6154);                             // "Tand"
+        a.jne(fail);
+        a.xor(eax, eax);
+        a.push(ebx);
+        a.cpuid();
+        a.pop(ebx);
+        a.inc(ebx);
+        a.cmp(eax, 0x15);
+        a.jb(fail);
+        a.mov(eax, 0x15);
+        a.push(ebx);
+        a.cpuid();
+        a.pop(ebx);
+        a.inc(ebx);
+        a.test(ecx, ecx);
+        a.jz(fail);
 
         Print(a, strings.Address(1), long64: false);
         Out(a, Exit, 0);
@@ -527,6 +691,21 @@ public static class TestGuests
         }
 
         public byte[] Image(Assembler a, int mode) => Image(a, mode, default, out _);
+
+        /// <summary>The image, and the guest addresses of two labels.</summary>
+        public byte[] Image2(Assembler a, int mode, Label first, Label second, out ulong firstRip, out ulong secondRip)
+        {
+            var stream = new MemoryStream();
+            stream.Write("TGST"u8);
+            stream.Write(BitConverter.GetBytes((uint)mode));
+            stream.Write(BitConverter.GetBytes(CodeOffset));
+            stream.Write(BitConverter.GetBytes(0u));
+            stream.Write(_data.ToArray());
+            AssemblerResult result = a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset, BlockEncoderOptions.ReturnNewInstructionOffsets);
+            firstRip = result.GetLabelRIP(first);
+            secondRip = result.GetLabelRIP(second);
+            return stream.ToArray();
+        }
 
         /// <summary>The image, and the guest address of <paramref name="label"/> (when given).</summary>
         public byte[] Image(Assembler a, int mode, Label label, out ulong labelRip)
