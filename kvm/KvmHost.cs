@@ -18,6 +18,9 @@ namespace Tandem.Kvm
         public static delegate*<ulong, void> WriteHex;
         public static delegate*<char, void> WriteChar;
 
+        /// <summary>A byte typed on the host console, or -1 (the run loop hands it to the running VM's COM1).</summary>
+        public static delegate*<int> ReadConsole;
+
         /// <summary>Lets interrupts that arrived while a guest ran be delivered (sti; nop; cli).</summary>
         public static delegate*<void> PollInterrupts;
 

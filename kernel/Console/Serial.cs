@@ -20,6 +20,9 @@ namespace Tandem.Kernel.Console
             Native.OutB(Com1 + ModemControl, 0x03);  // DTR + RTS
         }
 
+        /// <summary>A byte typed on the console, or -1 when none is waiting (LSR data ready clear).</summary>
+        public static int TryRead() => (Native.InB(Com1 + LineStatus) & 1) != 0 ? Native.InB(Com1 + Data) : -1;
+
         public static void Write(byte value)
         {
             // Bounded wait: a missing UART must not hang the kernel.

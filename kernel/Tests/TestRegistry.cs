@@ -36,6 +36,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.mmio_forms_emulated", &VmxTests.MmioFormsEmulated),
             new TestCase("vmx.unknown_msr_raises_gp_in_the_guest", &VmxTests.UnknownMsrRaisesGpInTheGuest),
             new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),
+            new TestCase("vmx.uart_receive_raises_irq4", &VmxTests.UartReceiveRaisesIrq4),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

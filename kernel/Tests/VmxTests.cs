@@ -431,6 +431,21 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Platform.IoApic.Deliveries >= 5, "the IOAPIC delivered fewer than 5 interrupts", vm.Platform.IoApic.Deliveries);
         }
 
+        public static void UartReceiveRaisesIrq4(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "uart32");
+            if (vm == null)
+                return;
+            vm.MaxQuanta = 200;
+            vm.Platform.Com1.Receive((byte)'T');            // what the host console would hand over
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // uart32 exits with the number of the first check that failed (TestGuests.Uart32).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a UART check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

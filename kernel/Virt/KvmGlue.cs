@@ -13,6 +13,7 @@ namespace Tandem.Kernel.Virt
         {
             KvmHost.TscPerSecond = Timer.TscPerSecond;
             KvmHost.AllocatePages = &AllocatePages;
+            KvmHost.ReadConsole = &Console.Serial.TryRead;
             KvmHost.FreePages = &FrameAllocator.FreeContiguous;
             KvmHost.CurrentCpu = &CurrentCpu;
             KvmHost.LogBegin = &Log.Begin;

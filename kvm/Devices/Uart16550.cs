@@ -128,6 +128,9 @@ namespace Tandem.Kvm.Devices
         /// <summary>The IRQ line's level as last set.</summary>
         public bool IrqLevel => _line;
 
+        /// <summary>The guest asked for received-data interrupts (IER bit 0 with MCR OUT2): typed input can wake it.</summary>
+        public bool ReceiveInterruptEnabled => (_ier & IerRxData) != 0 && (_mcr & McrOut2) != 0;
+
         /// <summary>Bytes in the receive FIFO.</summary>
         public int RxFifoCount => _rxCount;
 

@@ -111,6 +111,23 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
+        /// <summary>
+        /// Hands what was typed on the host console to the VM's COM1 (its receive FIFO, and IRQ 4 when
+        /// the guest enabled it). Called where the host looks anyway: host timer ticks, preemption
+        /// timer exits and halted waits, never on the hot exit path.
+        /// </summary>
+        public static void PollConsole(Vcpu v)
+        {
+            if (KvmHost.ReadConsole == null)
+                return;
+            int b;
+            while ((b = KvmHost.ReadConsole()) >= 0)
+            {
+                v.Platform.Com1.Receive((byte)b);
+                v.EntryWork = true;
+            }
+        }
+
         /// <summary>#GP, the vector of a general-protection fault.</summary>
         public const int GeneralProtection = 13;
 
@@ -149,6 +166,7 @@ namespace Tandem.Kvm.Vmx
             v.Halts++;
             while (true)
             {
+                PollConsole(v);
                 p.Poll();
                 if (p.HasInterrupt)
                     return ExitAction.Resume;
@@ -158,15 +176,24 @@ namespace Tandem.Kvm.Vmx
                     return ExitAction.Stop;
                 }
                 ulong next = p.NextEventNs;
-                if (next == ulong.MaxValue)
+                if (next == ulong.MaxValue && !p.Com1.ReceiveInterruptEnabled)
                 {
                     v.Vm.Stop(255, "the guest halted with no interrupt source armed: nothing can wake it");
                     return ExitAction.Stop;
                 }
-                while (p.Clock.NowNs < next)
+                // Sleep until the next timer event, or a while when only console input can wake it
+                // (the budget check above bounds the total).
+                ulong until = next != ulong.MaxValue ? next : p.Clock.NowNs + 10_000_000;
+                while (p.Clock.NowNs < until)
                 {
                     KvmHost.PollInterrupts();
                     Native.Pause();
+                    if (KvmHost.ReadConsole != null && p.Com1.ReceiveInterruptEnabled)
+                    {
+                        PollConsole(v);
+                        if (p.HasInterrupt)
+                            break;
+                    }
                 }
             }
         }

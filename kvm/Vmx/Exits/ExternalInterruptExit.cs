@@ -10,6 +10,7 @@ namespace Tandem.Kvm.Vmx.Exits
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             KvmHost.PollInterrupts();      // the host's IDT takes the pending interrupt here
+            Events.PollConsole(v);         // the host's tick is also when typed input reaches the VM
             return ExitAction.Resume;
         }
     }

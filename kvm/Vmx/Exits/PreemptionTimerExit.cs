@@ -9,6 +9,7 @@ namespace Tandem.Kvm.Vmx.Exits
     {
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
+            Events.PollConsole(v);
             if (Events.ChargeBudget(v))
             {
                 v.Vm.Stop(255, "guest ran past its time budget without finishing");

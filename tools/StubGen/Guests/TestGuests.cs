@@ -39,7 +39,115 @@ public static class TestGuests
         ("mmio64", Mmio64()),
         ("msr32", Msr32()),
         ("apic32", Apic32()),
+        ("uart32", Uart32()),
     ];
+
+    /// <summary>Where the UART guest keeps its interrupt count, the IIR it saw and the byte it received.</summary>
+    public const uint UartCounter = 0x7300, UartIir = 0x7304, UartByte = 0x7308;
+
+    /// <summary>
+    /// 32-bit: COM1 receive with an interrupt. The host puts a 'T' in the VM's COM1 before it runs
+    /// (as typed console input). The guest installs a gate for vector 0x24 (IRQ 4 on a PIC based at
+    /// 0x20), unmasks only IRQ 4, enables received-data interrupts (IER bit 0, MCR OUT2), and waits
+    /// in <c>sti; hlt</c>; the handler records IIR, reads RBR and sends the PIC an EOI. Checks: 1 the
+    /// interrupt came, 2 IIR said "received data" (0xC4 or 0x04: FIFOs off here, so 0x04), 3 the
+    /// byte is 'T', 4 LSR's data-ready bit is clear after the read.
+    /// </summary>
+    private static byte[] Uart32()
+    {
+        byte[] image = Uart32Pass(0, out ulong handler);
+        byte[] final = Uart32Pass((uint)handler, out ulong again);
+        if (again != handler || final.Length != image.Length)
+            throw new InvalidOperationException("uart32: the handler moved between passes");
+        return final;
+    }
+
+    private static byte[] Uart32Pass(uint handlerAddress, out ulong handlerRip)
+    {
+        var strings = new Strings("uart guest: waiting for a byte from the host console\n", "uart guest: received it through IRQ 4\n", "UART CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var handler = a.CreateLabel();
+        var wait = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        a.xor(ebx, ebx);
+        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
+        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
+        a.mov(eax, handlerAddress);
+        a.mov(__word_ptr[ebx + 0x24 * 8], ax);
+        a.mov(__word_ptr[ebx + 0x24 * 8 + 2], 0x08);
+        a.mov(__word_ptr[ebx + 0x24 * 8 + 4], 0x8E00);
+        a.shr(eax, 16);
+        a.mov(__word_ptr[ebx + 0x24 * 8 + 6], ax);
+        a.mov(__dword_ptr[ebx + (int)UartCounter], 0);
+        foreach ((ushort port, byte value) in new (ushort, byte)[]
+        {
+            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),
+            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),
+            (0x21, 0xEF), (0xA1, 0xFF),                            // only IRQ 4
+            (0x3FA, 0x00),                                         // FIFOs off
+            (0x3F9, 0x01),                                         // IER: received data
+            (0x3FC, 0x08),                                         // MCR: OUT2 (the PC's IRQ gate)
+        })
+        {
+            Out(a, port, value);
+        }
+        a.mov(ebp, 1);
+        a.Label(ref wait);
+        a.sti();
+        a.hlt();
+        a.cmp(__dword_ptr[UartCounter], 1);
+        a.jb(wait);
+        a.cli();
+        a.inc(ebp);
+        a.mov(eax, __dword_ptr[UartIir]);
+        a.and(eax, 0x0F);
+        a.cmp(eax, 0x04);
+        a.jne(fail);
+        a.inc(ebp);
+        a.cmp(__dword_ptr[UartByte], 'T');
+        a.jne(fail);
+        a.inc(ebp);
+        a.mov(dx, SerialStatus);
+        a.@in(al, dx);
+        a.test(al, 1);
+        a.jnz(fail);
+
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: false);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
+
+        a.Label(ref handler);
+        a.push(eax);
+        a.push(edx);
+        a.inc(__dword_ptr[UartCounter]);
+        a.mov(dx, (ushort)0x3FA);
+        a.@in(al, dx);
+        a.movzx(eax, al);
+        a.mov(__dword_ptr[UartIir], eax);
+        a.mov(dx, (ushort)0x3F8);
+        a.@in(al, dx);
+        a.movzx(eax, al);
+        a.mov(__dword_ptr[UartByte], eax);
+        a.mov(al, 0x20);
+        a.@out(0x20, al);
+        a.pop(edx);
+        a.pop(eax);
+        a.iretd();
+
+        return strings.Image(a, 32, handler, out handlerRip);
+    }
 
     /// <summary>Where the APIC guest counts its interrupts: local APIC timer, then IOAPIC-routed PIT.</summary>
     public const uint ApicTimerCounter = 0x7200, IoApicCounter = 0x7204;
