@@ -42,6 +42,7 @@ internal static partial class TestVerb
 
         if (options.Host)
         {
+            Tools.EnsureHostTests();
             foreach (string project in HostTestProjects())
             {
                 string name = Path.GetFileNameWithoutExtension(project);

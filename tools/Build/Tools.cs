@@ -31,11 +31,15 @@ internal static class Tools
         new("bsdutils", "script", true),
     ];
 
+    /// <summary>What the host tests call: iasl and acpiexec cross-check the ACPI tables.</summary>
+    private static readonly Need[] HostTestNeeds = [new("acpica-tools", "iasl", true)];
+
     private static bool s_updated;
 
     public static void EnsureImage() => Ensure(ImageNeeds);
     public static void EnsureQemu(bool uefi) => Ensure(uefi ? [.. QemuNeeds, .. UefiNeeds] : QemuNeeds);
     public static void EnsureBochs() => Ensure(BochsNeeds);
+    public static void EnsureHostTests() => Ensure(HostTestNeeds);
     public static void EnsureAll() => Ensure([.. ImageNeeds, .. QemuNeeds, .. UefiNeeds, .. BochsNeeds]);
 
     private static bool Present(Need n) =>
