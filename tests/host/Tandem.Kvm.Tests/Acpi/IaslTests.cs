@@ -50,6 +50,32 @@ public sealed class IaslTests : IDisposable
         return path;
     }
 
+    private (int Exit, string Output) Run(string tool, params string[] args)
+    {
+        ProcessStartInfo psi = new ProcessStartInfo(tool, args)
+        {
+            WorkingDirectory = _dir,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+        };
+        using Process p = Process.Start(psi)!;
+        p.StandardInput.Close();
+        System.Threading.Tasks.Task<string> stderr = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        Assert.True(p.WaitForExit(60_000), tool + " did not finish");
+        string all = stdout + stderr.Result;
+        _out.WriteLine(all);
+        return (p.ExitCode, all);
+    }
+
+    private string Write(string name, byte[] table)
+    {
+        string file = Path.Combine(_dir, name + ".dat");
+        File.WriteAllBytes(file, table);
+        return file;
+    }
+
     /// <summary>Disassembles one table with <c>iasl -d</c>; null (after printing SKIPPED) without iasl.</summary>
     private string? Disassemble(string name, byte[] table)
     {
