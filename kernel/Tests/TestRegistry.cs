@@ -37,6 +37,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.unknown_msr_raises_gp_in_the_guest", &VmxTests.UnknownMsrRaisesGpInTheGuest),
             new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),
             new TestCase("vmx.uart_receive_raises_irq4", &VmxTests.UartReceiveRaisesIrq4),
+            new TestCase("vmx.acpi_s5_powers_the_vm_off", &VmxTests.AcpiS5PowersTheVmOff),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

@@ -446,6 +446,20 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a UART check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
         }
 
+        public static void AcpiS5PowersTheVmOff(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "s5_32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // s5_32 exits 1 if it found no RSDP, 2 if its S5 write did not end the VM.
+            t.Check(vm.ExitStatus == 0 && vm.StopReason == null && vm.Platform.Pm.PowerOffRequested,
+                vm.StopReason ?? "the guest's ACPI S5 did not power the VM off (exit status = the failed check)", (ulong)vm.ExitStatus);
+        }
+
         public static void HaltWithInterruptsOffStopsTheVm(TestContext t)
         {
             if (Unavailable(t))

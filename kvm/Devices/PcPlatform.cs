@@ -41,6 +41,9 @@ namespace Tandem.Kvm.Devices
         /// <summary>Port 0xF4: the guest's exit status.</summary>
         public readonly DebugExit DebugExit;
 
+        /// <summary>ACPI's PM1 event and control blocks and PM timer (0x600-0x60B): S5 power-off.</summary>
+        public readonly AcpiPm Pm;
+
         /// <summary>The CPU reset line the i8042, port 0x92 and 0xCF9 pull.</summary>
         public readonly ResetLine Reset;
 
@@ -80,6 +83,7 @@ namespace Tandem.Kvm.Devices
             Pci = new PciHost(Reset);
             FwCfg = new FwCfg(ramBytes, cpus, cpus, 4);
             DebugExit = new DebugExit();
+            Pm = new AcpiPm(clock, this, Acpi.AcpiConfig.StandardSciIrq);
             bool ok = Pic.Attach(Ports) && Pit.Attach(Ports)
                 && Ports.Register(0x3F8, 8, Com1)
                 && Ports.Register(0x70, 2, Cmos)
@@ -87,7 +91,8 @@ namespace Tandem.Kvm.Devices
                 && Ports.Register(0x92, 1, Port92)
                 && Ports.Register(0xCF8, 8, Pci)
                 && Ports.Register(FwCfg.SelectorPort, FwCfg.PortCount, FwCfg)
-                && Ports.Register(DebugExit.Port, 1, DebugExit);
+                && Ports.Register(DebugExit.Port, 1, DebugExit)
+                && Ports.Register(AcpiPm.BasePort, AcpiPm.PortCount, Pm);
             Lapic = new LocalApic(0, true, clock, 1_000_000_000, tscHz, null);
             IoApic = new IoApic(Lapic);
             Lapic.EoiListener = IoApic;

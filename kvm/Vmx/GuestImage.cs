@@ -40,16 +40,25 @@ namespace Tandem.Kvm.Vmx
             var ram = new GuestMemoryRam(memory);
             var map = new GuestMemoryMap(memory.Size);
             format = Detect(input);
+            // The ACPI tables (RSDP, XSDT/RSDT, FADT, FACS, MADT, DSDT with _S5) in the BIOS area at
+            // 0xE0000, where a legacy scan finds the RSDP; PVH kernels get its address directly.
+            BootInput boot = input;
+            if (memory.Size >= Acpi.AcpiTables.BiosAreaEnd)
+            {
+                if (!Acpi.AcpiTables.Write(ref ram, Acpi.AcpiConfig.ForCpus(1), Acpi.AcpiTables.StandardBase, Acpi.AcpiTables.BiosAreaEnd, out Acpi.AcpiLayout acpi))
+                    return "the ACPI tables could not be written into guest RAM (out of host memory?)";
+                boot.RsdpAddress = acpi.Rsdp;
+            }
             BootEntry entry;
             LoadError error;
             bool ok;
             switch (format)
             {
-                case Format.Linux: ok = LinuxLoader.Load(ref ram, map, input, out entry, out error); break;
-                case Format.Multiboot2: ok = Multiboot2Loader.Load(ref ram, map, input, out entry, out error); break;
-                case Format.Multiboot: ok = MultibootLoader.Load(ref ram, map, input, out entry, out error); break;
-                case Format.Pvh: ok = PvhLoader.Load(ref ram, map, input, out entry, out error); break;
-                default: ok = FlatLoader.Load(ref ram, map, input, out entry, out error); break;
+                case Format.Linux: ok = LinuxLoader.Load(ref ram, map, boot, out entry, out error); break;
+                case Format.Multiboot2: ok = Multiboot2Loader.Load(ref ram, map, boot, out entry, out error); break;
+                case Format.Multiboot: ok = MultibootLoader.Load(ref ram, map, boot, out entry, out error); break;
+                case Format.Pvh: ok = PvhLoader.Load(ref ram, map, boot, out entry, out error); break;
+                default: ok = FlatLoader.Load(ref ram, map, boot, out entry, out error); break;
             }
             if (!ok)
             {

@@ -53,6 +53,15 @@ namespace Tandem.Kvm.Vmx.Exits
                 v.Vm.Stop((int)(p.DebugExit.ExitStatus & 0x7FFF_FFFF), null);
                 return ExitAction.Stop;
             }
+            if (p.Pm.PowerOffRequested)
+            {
+                v.Vm.FlushSerial();
+                KvmHost.Line("vm: the guest powered its machine off (ACPI S5): the VM ends with status 0");
+                v.Vm.Stop(0, null);
+                return ExitAction.Stop;
+            }
+            if (p.Pm.SleepRequested)
+                p.Pm.CompleteSleep();     // other sleep states are not supported: wake at once
             if (p.Reset.Requested)
             {
                 v.Vm.FlushSerial();

@@ -40,7 +40,52 @@ public static class TestGuests
         ("msr32", Msr32()),
         ("apic32", Apic32()),
         ("uart32", Uart32()),
+        ("s5_32", S5Guest()),
     ];
+
+    /// <summary>
+    /// 32-bit: ACPI power-off as an OS does it. Finds the RSDP by the legacy scan of 0xE0000-0xFFFFF
+    /// in 16-byte steps (check 1: "RSD PTR " found), then writes SLP_TYP = 5 with SLP_EN to the PM1a
+    /// control register at 0x604 (the FADT's PM1a_CNT_BLK). The host ends the VM with status 0 there;
+    /// if it did not, the guest exits with 2.
+    /// </summary>
+    private static byte[] S5Guest()
+    {
+        var strings = new Strings("s5 guest: scanning for the RSDP, then S5\n", "S5 CHECK FAILED\n");
+        var a = new Assembler(32);
+        var scan = a.CreateLabel();
+        var found = a.CreateLabel();
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        var advance = a.CreateLabel();
+        a.mov(ebp, 1);
+        a.mov(esi, 0xE0000u);
+        a.Label(ref scan);
+        a.cmp(__dword_ptr[esi], 0x20445352);                 // "RSD "
+        a.jne(advance);
+        a.cmp(__dword_ptr[esi + 4], 0x20525450);             // "PTR "
+        a.je(found);
+        a.Label(ref advance);
+        a.add(esi, 16);
+        a.cmp(esi, 0x100000);
+        a.jb(scan);
+        a.jmp(fail);
+        a.Label(ref found);
+        a.mov(ebp, 2);
+        a.mov(dx, (ushort)0x604);
+        a.mov(ax, (ushort)((5 << 10) | (1 << 13)));
+        a.@out(dx, ax);
+        a.Label(ref fail);
+        Print(a, strings.Address(1), long64: false);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 32);
+    }
 
     /// <summary>Where the UART guest keeps its interrupt count, the IIR it saw and the byte it received.</summary>
     public const uint UartCounter = 0x7300, UartIir = 0x7304, UartByte = 0x7308;
