@@ -128,6 +128,14 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
+        /// <summary>The guest moved past an instruction the host completed for it: an STI or MOV SS shadow that covered it is over.</summary>
+        public static void EndInterruptShadow()
+        {
+            ulong shadow = Vmcs.Read(VmcsField.GuestInterruptibility);
+            if ((shadow & 3) != 0)
+                Vmcs.Write(VmcsField.GuestInterruptibility, shadow & ~3UL);
+        }
+
         /// <summary>#GP, the vector of a general-protection fault.</summary>
         public const int GeneralProtection = 13;
 

@@ -97,10 +97,8 @@ namespace Tandem.Kvm.Vmx
                 Vmcs.Write(VmcsField.GuestRip, cpu.Rip);
                 Vmcs.Write(VmcsField.GuestRsp, cpu.Rsp);
                 Vmcs.Write(VmcsField.GuestRflags, cpu.Rflags);
-                // Past the instruction, an STI or MOV SS shadow is over.
-                ulong shadow = Vmcs.Read(VmcsField.GuestInterruptibility);
-                if ((shadow & 3) != 0 && status == MmioStatus.Done)
-                    Vmcs.Write(VmcsField.GuestInterruptibility, shadow & ~3UL);
+                if (status == MmioStatus.Done)
+                    Events.EndInterruptShadow();
                 v.EntryWork = true;          // a device may have changed
                 return ExitAction.Resume;
             }

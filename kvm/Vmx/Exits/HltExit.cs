@@ -12,10 +12,7 @@ namespace Tandem.Kvm.Vmx.Exits
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             e.Skip();
-            // Past the HLT, an STI or MOV SS shadow that covered it is over.
-            ulong shadow = Vmcs.Read(VmcsField.GuestInterruptibility);
-            if ((shadow & 3) != 0)
-                Vmcs.Write(VmcsField.GuestInterruptibility, shadow & ~3UL);
+            Events.EndInterruptShadow();
             if ((Vmcs.Read(VmcsField.GuestRflags) & (1UL << 9)) == 0)
             {
                 v.Vm.Stop(255, "the guest halted with interrupts disabled (cli; hlt): nothing can wake it");

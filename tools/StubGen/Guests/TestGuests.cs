@@ -100,11 +100,7 @@ public static class TestGuests
     /// </summary>
     private static byte[] Uart32()
     {
-        byte[] image = Uart32Pass(0, out ulong handler);
-        byte[] final = Uart32Pass((uint)handler, out ulong again);
-        if (again != handler || final.Length != image.Length)
-            throw new InvalidOperationException("uart32: the handler moved between passes");
-        return final;
+        return TwoPass("uart32", Uart32Pass);
     }
 
     private static byte[] Uart32Pass(uint handlerAddress, out ulong handlerRip)
@@ -116,23 +112,12 @@ public static class TestGuests
         var handler = a.CreateLabel();
         var wait = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
-        a.xor(ebx, ebx);
-        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
-        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
-        a.mov(eax, handlerAddress);
-        a.mov(__word_ptr[ebx + 0x24 * 8], ax);
-        a.mov(__word_ptr[ebx + 0x24 * 8 + 2], 0x08);
-        a.mov(__word_ptr[ebx + 0x24 * 8 + 4], 0x8E00);
-        a.shr(eax, 16);
-        a.mov(__word_ptr[ebx + 0x24 * 8 + 6], ax);
+        FlatDescriptors(a);
+        Gate(a, 0x24, handlerAddress);
         a.mov(__dword_ptr[ebx + (int)UartCounter], 0);
+        PicInit(a, 0xEF, 0xFF);                                    // only IRQ 4
         foreach ((ushort port, byte value) in new (ushort, byte)[]
         {
-            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),
-            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),
-            (0x21, 0xEF), (0xA1, 0xFF),                            // only IRQ 4
             (0x3FA, 0x00),                                         // FIFOs off
             (0x3F9, 0x01),                                         // IER: received data
             (0x3FC, 0x08),                                         // MCR: OUT2 (the PC's IRQ gate)
@@ -161,17 +146,7 @@ public static class TestGuests
         a.test(al, 1);
         a.jnz(fail);
 
-        Print(a, strings.Address(1), long64: false);
-        Out(a, Exit, 0);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        a.Label(ref fail);
-        Print(a, strings.Address(2), long64: false);
-        a.mov(eax, ebp);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.jmp(halt);
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
 
         a.Label(ref handler);
         a.push(eax);
@@ -227,20 +202,9 @@ public static class TestGuests
         var wait2 = a.CreateLabel();
         const uint Lapic = 0xFEE0_0000, IoApicBase = 0xFEC0_0000;
         Print(a, strings.Address(0), long64: false);
-        a.xor(ebx, ebx);
-        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
-        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
-        foreach ((int vector, uint handler) in new[] { (0x40, timerHandler), (0x41, ioapicHandler) })
-        {
-            a.mov(eax, handler);
-            a.mov(__word_ptr[ebx + vector * 8], ax);
-            a.mov(__word_ptr[ebx + vector * 8 + 2], 0x08);
-            a.mov(__word_ptr[ebx + vector * 8 + 4], 0x8E00);
-            a.shr(eax, 16);
-            a.mov(__word_ptr[ebx + vector * 8 + 6], ax);
-        }
+        FlatDescriptors(a);
+        Gate(a, 0x40, timerHandler);
+        Gate(a, 0x41, ioapicHandler);
         a.mov(__dword_ptr[ebx + (int)ApicTimerCounter], 0);
         a.mov(__dword_ptr[ebx + (int)IoApicCounter], 0);
         a.mov(ebp, 0);                                       // check number
@@ -261,15 +225,7 @@ public static class TestGuests
         a.mov(__dword_ptr[esi + 0x380], 0);                  // and stop it
         // 2: the PIT's IRQ 0 through IOAPIC pin 2, both 8259As masked
         a.inc(ebp);
-        foreach ((ushort port, byte value) in new (ushort, byte)[]
-        {
-            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),
-            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),
-            (0x21, 0xFF), (0xA1, 0xFF),
-        })
-        {
-            Out(a, port, value);
-        }
+        PicInit(a, 0xFF, 0xFF);
         a.mov(edi, IoApicBase);
         a.mov(__dword_ptr[edi], 0x10 + 2 * 2);               // redirection entry 2, low half
         a.mov(__dword_ptr[edi + 0x10], 0x41);                // vector 0x41, fixed, physical, edge, high, unmasked
@@ -290,17 +246,7 @@ public static class TestGuests
         a.cmp(eax, 0x0017_0011);
         a.jne(fail);
 
-        Print(a, strings.Address(1), long64: false);
-        Out(a, Exit, 0);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        a.Label(ref fail);
-        Print(a, strings.Address(2), long64: false);
-        a.mov(eax, ebp);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.jmp(halt);
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
 
         void Handler(uint counter)
         {
@@ -327,11 +273,7 @@ public static class TestGuests
     /// </summary>
     private static byte[] Msr32()
     {
-        byte[] image = Msr32Pass(0, out ulong handler);
-        byte[] final = Msr32Pass((uint)handler, out ulong again);
-        if (again != handler || final.Length != image.Length)
-            throw new InvalidOperationException("msr32: the handler moved between passes");
-        return final;
+        return TwoPass("msr32", Msr32Pass);
     }
 
     private static byte[] Msr32Pass(uint handlerAddress, out ulong handlerRip)
@@ -342,17 +284,8 @@ public static class TestGuests
         var halt = a.CreateLabel();
         var handler = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
-        a.xor(ebx, ebx);
-        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
-        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
-        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
-        a.mov(eax, handlerAddress);                          // vector 13 at IDTR base 0 + 13 * 8
-        a.mov(__word_ptr[ebx + 13 * 8], ax);
-        a.mov(__word_ptr[ebx + 13 * 8 + 2], 0x08);
-        a.mov(__word_ptr[ebx + 13 * 8 + 4], 0x8E00);
-        a.shr(eax, 16);
-        a.mov(__word_ptr[ebx + 13 * 8 + 6], ax);
+        FlatDescriptors(a);
+        Gate(a, 13, handlerAddress);                         // #GP
         a.mov(__dword_ptr[ebx + (int)GpCounter], 0);
         a.mov(ebp, 0);                                       // check number (the handler keeps ebp)
         void ExpectFaults(int count)
@@ -412,17 +345,7 @@ public static class TestGuests
         a.inc(ebp);
         ExpectFaults(4);
 
-        Print(a, strings.Address(1), long64: false);
-        Out(a, Exit, 0);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        a.Label(ref fail);
-        Print(a, strings.Address(2), long64: false);
-        a.mov(eax, ebp);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.jmp(halt);
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
 
         // #GP: count, drop the error code, step over the 2-byte instruction, return.
         a.Label(ref handler);
@@ -528,18 +451,8 @@ public static class TestGuests
         a.mov(eax, __dword_ptr[rdi]);
         Check(() => { a.cmp(eax, 0xA5A5A5A5); a.jne(fail); });
 
-        Print(a, strings.Address(1), long64: true);
-        Out(a, Exit, 0);
         var halt = a.CreateLabel();
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        a.Label(ref fail);
-        Print(a, strings.Address(2), long64: true);
-        a.mov(eax, ebx);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.jmp(halt);
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebx, long64: true);
         return strings.Image(a, 64);
     }
 
@@ -657,18 +570,8 @@ public static class TestGuests
         a.test(ecx, ecx);
         a.jz(fail);
 
-        Print(a, strings.Address(1), long64: false);
-        Out(a, Exit, 0);
         var halt = a.CreateLabel();
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
-        a.Label(ref fail);
-        Print(a, strings.Address(2), long64: false);
-        a.mov(eax, ebx);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.jmp(halt);
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebx, long64: false);
         return strings.Image(a, 32);
     }
 
@@ -701,12 +604,7 @@ public static class TestGuests
     /// </summary>
     private static byte[] Timer32()
     {
-        // Two passes: the gate needs the handler's address, known once the code is assembled.
-        byte[] image = Timer32Pass(0, out ulong handler);
-        byte[] final = Timer32Pass((uint)handler, out ulong again);
-        if (again != handler || final.Length != image.Length)
-            throw new InvalidOperationException("timer32: the handler moved between passes");
-        return final;
+        return TwoPass("timer32", Timer32Pass);
     }
 
     private static byte[] Timer32Pass(uint handlerAddress, out ulong handlerRip)
@@ -718,23 +616,12 @@ public static class TestGuests
         var handler = a.CreateLabel();
 
         Print(a, strings.Address(0), long64: false);
-        a.xor(ebx, ebx);
-        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);          // 0x08: flat 32-bit code
-        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
-        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);          // 0x10: flat data
-        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
-        a.mov(eax, handlerAddress);                          // vector 0x20: 32-bit interrupt gate
-        a.mov(__word_ptr[ebx + 0x100], ax);
-        a.mov(__word_ptr[ebx + 0x102], 0x08);
-        a.mov(__word_ptr[ebx + 0x104], 0x8E00);
-        a.shr(eax, 16);
-        a.mov(__word_ptr[ebx + 0x106], ax);
+        FlatDescriptors(a);
+        Gate(a, 0x20, handlerAddress);
         a.mov(__dword_ptr[ebx + (int)TimerCounter], 0);
+        PicInit(a, 0xFE, 0xFF);                                    // only IRQ 0
         foreach ((ushort port, byte value) in new (ushort, byte)[]
         {
-            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),    // master: ICW1-4
-            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),    // slave
-            (0x21, 0xFE), (0xA1, 0xFF),                                // only IRQ 0
             (0x43, 0x34), (0x40, 1193 & 0xFF), (0x40, 1193 >> 8),      // PIT channel 0, mode 2, 1 kHz
         })
         {
@@ -909,6 +796,80 @@ public static class TestGuests
         a.add(edi, 4);
         a.dec(ecx);
         a.jnz(loop);
+    }
+
+    /// <summary>An assembly pass that places a handler at an address it learns only by assembling.</summary>
+    private delegate byte[] HandlerPass(uint handlerAddress, out ulong handlerRip);
+
+    /// <summary>
+    /// Two passes: the gate needs the handler's address, known once the code is assembled; the
+    /// second pass writes it (same instruction lengths, so the handler stays put, which is checked).
+    /// </summary>
+    private static byte[] TwoPass(string name, HandlerPass pass)
+    {
+        byte[] image = pass(0, out ulong handler);
+        byte[] final = pass((uint)handler, out ulong again);
+        if (again != handler || final.Length != image.Length)
+            throw new InvalidOperationException(name + ": the handler moved between passes");
+        return final;
+    }
+
+    /// <summary>
+    /// The flat 32-bit code (0x08) and data (0x10) descriptors, written into the GDT the VMCS puts
+    /// at base 0 (limit 0xFFFF), so IRET and gates can reload CS. Leaves ebx = 0 for <see cref="Gate"/>.
+    /// </summary>
+    private static void FlatDescriptors(Assembler a)
+    {
+        a.xor(ebx, ebx);
+        a.mov(__dword_ptr[ebx + 0x08], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x0C], 0x00CF9A00);
+        a.mov(__dword_ptr[ebx + 0x10], 0x0000FFFF);
+        a.mov(__dword_ptr[ebx + 0x14], 0x00CF9200);
+    }
+
+    /// <summary>A 32-bit interrupt gate for <paramref name="vector"/> (IDTR base 0; ebx = 0 from <see cref="FlatDescriptors"/>).</summary>
+    private static void Gate(Assembler a, int vector, uint handler)
+    {
+        a.mov(eax, handler);
+        a.mov(__word_ptr[ebx + vector * 8], ax);
+        a.mov(__word_ptr[ebx + vector * 8 + 2], 0x08);
+        a.mov(__word_ptr[ebx + vector * 8 + 4], 0x8E00);
+        a.shr(eax, 16);
+        a.mov(__word_ptr[ebx + vector * 8 + 6], ax);
+    }
+
+    /// <summary>The 8259A pair initialised as Linux does (master vectors 0x20, slave 0x28, cascade on IRQ 2), then the masks.</summary>
+    private static void PicInit(Assembler a, byte masterMask, byte slaveMask)
+    {
+        foreach ((ushort port, byte value) in new (ushort, byte)[]
+        {
+            (0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01),
+            (0xA0, 0x11), (0xA1, 0x28), (0xA1, 0x02), (0xA1, 0x01),
+            (0x21, masterMask), (0xA1, slaveMask),
+        })
+        {
+            Out(a, port, value);
+        }
+    }
+
+    /// <summary>
+    /// The end of a checking guest that numbers its checks in <paramref name="check"/>: print
+    /// <paramref name="ok"/> and exit 0, or at <paramref name="fail"/> print <paramref name="bad"/>
+    /// and exit with the number of the check that failed.
+    /// </summary>
+    private static void NumberedVerdict(Assembler a, Label fail, Label halt, uint ok, uint bad, AssemblerRegister32 check, bool long64)
+    {
+        Print(a, ok, long64);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        a.Label(ref fail);
+        Print(a, bad, long64);
+        a.mov(eax, check);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.jmp(halt);
     }
 
     /// <summary>The end of a checking guest: print <paramref name="ok"/> and exit 0, or at <paramref name="mismatch"/> print <paramref name="bad"/> and exit 1.</summary>
