@@ -21,6 +21,22 @@ namespace Tandem.Kernel
         public int CallPending;
         public int CallLock;
         public int CallsCompleted;
+
+        // The scheduler's per-CPU state (kernel/Sched/Scheduler.cs; docs/scheduler.md). The queue,
+        // its length and the sleeper list are under QueueLock; Current and Idle change only on this
+        // CPU with interrupts off.
+        public Sched.KThread* Current;
+        public Sched.KThread* Idle;
+        public Sync.SpinLock QueueLock;
+        public Sched.KThread* QueueHead;
+        public Sched.KThread* QueueTail;
+        public int QueueLength;
+        public Sched.KThread* Sleepers;
+        /// <summary>A dead thread whose stack the next thread on this CPU frees.</summary>
+        public Sched.KThread* ToFree;
+        /// <summary>TSC of the next periodic tick, of the one-shot the LAPIC timer is armed for, and of the current thread's switch-in.</summary>
+        public ulong NextTickTsc, ArmedTsc, QuantumStart;
+        public ulong ContextSwitches, Steals;
     }
 
     /// <summary>Finds the current CPU's <see cref="PerCpu"/> from its LAPIC id.</summary>

@@ -47,10 +47,13 @@ namespace Tandem.Kernel
             switch (vector)
             {
                 case TimerVector:
-                    PerCpu* cpu = Cpu.Current;
-                    if (cpu != null)
-                        cpu->TimerTicks++;
+                    // EOI before the scheduler may switch threads here: the next thread's ticks must come.
                     Lapic.EndOfInterrupt();
+                    Sched.Scheduler.OnTimer();
+                    return;
+                case Sched.Scheduler.RescheduleVector:
+                    Lapic.EndOfInterrupt();
+                    Sched.Scheduler.OnReschedule();
                     return;
                 case CallFunctionVector:
                     // EOI first: a posted function may run long and re-enable interrupts, and it must

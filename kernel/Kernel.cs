@@ -60,7 +60,7 @@ namespace Tandem.Kernel
             Log.Line("boot: cpus listed in the MADT: ", (ulong)Acpi.ApicCount);
             OnlineCpus = Smp.StartApplicationProcessors();
             Log.Line("boot: cpus online: ", (ulong)OnlineCpus);
-            Timer.StartPeriodic();
+            Sched.Scheduler.Initialize();
             ulong pool = FrameAllocator.FreeFrames * FrameAllocator.PageSize / 2;
             problem = KernelMm.Initialize(pool > 256UL << 20 ? 256UL << 20 : pool & ~0x1FFFFFUL);
             if (problem != null)

@@ -135,8 +135,12 @@ namespace Tandem.Kernel
             SetUpDescriptors(cpu);
             Lapic.Enable();
             Volatile.Write(ref cpu->Online, 1);
-            while (true)
-                Native.StiHlt();
+            // Serve call-function IPIs until the BSP starts the scheduler; then this context becomes
+            // the CPU's idle thread.
+            Native.Sti();
+            while (!Volatile.Read(ref Sched.Scheduler.Started))
+                Native.Pause();
+            Sched.Scheduler.RunIdleOnAp();
         }
 
         /// <summary>
@@ -164,6 +168,7 @@ namespace Tandem.Kernel
             Volatile.Write(ref cpu->CallPending, 1);
             Lapic.SendIpi(cpu->ApicId, Interrupts.CallFunctionVector);
             bool done = false;
+            PerCpu* self = Cpu.Current;
             for (long spin = 0; spin < 2_000_000_000L; spin++)
             {
                 // Pairs with the receiver's Interlocked.Increment(CallsCompleted) after the call.
@@ -172,6 +177,10 @@ namespace Tandem.Kernel
                     done = true;
                     break;
                 }
+                // The target may be waiting, interrupts off, for a call it sent us (a VMCLEAR, an
+                // INVEPT): serve our own mailbox while we wait, or the two of us wait forever.
+                if (self != null && Volatile.Read(ref self->CallPending) != 0)
+                    HandleCallFunction();
                 Native.Pause();
             }
             Volatile.Write(ref cpu->CallLock, 0);
@@ -204,8 +213,10 @@ namespace Tandem.Kernel
                 return;
             delegate*<ulong, void> function = cpu->CallFunction;
             ulong argument = cpu->CallArgument;
-            // Take the call before running it, so a long-running posted call frees the mailbox.
-            Volatile.Write(ref cpu->CallPending, 0);
+            // Take the call before running it, so a long-running posted call frees the mailbox. A CAS:
+            // the IPI handler and a RunOn waiting on this CPU may both try, and only one may run it.
+            if (Interlocked.CompareExchange(ref cpu->CallPending, 0, 1) != 1)
+                return;
             function(argument);
             Interlocked.Increment(ref cpu->CallsCompleted);
         }

@@ -40,10 +40,16 @@ namespace Tandem.Arch.X86
         /// <summary>Sends a fixed IPI with <paramref name="vector"/> to one APIC.</summary>
         public static void SendIpi(uint apicId, byte vector)
         {
+            // ICR high then low: an interrupt handler sending its own IPI in between would send ours
+            // to its destination.
+            ulong flags = Native.ReadRflags();
+            Native.Cli();
             WaitForDelivery();
             Write(IcrHigh, apicId << 24);
             Write(IcrLow, vector);
             WaitForDelivery();
+            if ((flags & 0x200) != 0)
+                Native.Sti();
         }
 
         /// <summary>Sends an NMI to every CPU but this one (shorthand "all excluding self").</summary>
@@ -76,6 +82,14 @@ namespace Tandem.Arch.X86
             Write(TimerDivide, 0x3);
             Write(LvtTimer, vector | (periodic ? 1u << 17 : 0));
             Write(TimerInitial, initialCount);
+        }
+
+        /// <summary>Programs a one-shot interrupt <paramref name="count"/> timer ticks (divide by 16) from now.</summary>
+        public static void ArmOneShot(byte vector, uint count)
+        {
+            Write(TimerDivide, 0x3);
+            Write(LvtTimer, vector);
+            Write(TimerInitial, count == 0 ? 1 : count);
         }
 
         public static void StopTimer()

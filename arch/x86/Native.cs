@@ -73,6 +73,13 @@ namespace Tandem.Arch.X86
         /// <summary>Like VmRun, and also swaps x87/SSE state with <paramref name="guestFxArea"/> (512 bytes, 16-aligned).</summary>
         [DllImport("*", EntryPoint = "tandem_vm_run_fx"), SuppressGCTransition] public static extern int VmRunFx(void* guestRegisters, int launched, void* guestFxArea);
 
+        /// <summary>
+        /// The scheduler's stack switch (interrupts off): saves the callee-saved registers and rsp to
+        /// <paramref name="saveRsp"/>, clears <paramref name="prevOnCpu"/>, and resumes the thread
+        /// whose stack pointer is <paramref name="newRsp"/> (tools/StubGen/Stubs/ContextSwitch.cs).
+        /// </summary>
+        [DllImport("*", EntryPoint = "tandem_switch"), SuppressGCTransition] public static extern void Switch(ulong* saveRsp, ulong newRsp, int* prevOnCpu);
+
         /// <summary>CPUID leaf/subleaf.</summary>
         public static CpuIdResult CpuId(uint leaf, uint subleaf = 0)
         {

@@ -85,6 +85,7 @@ public static class StubImage
         Vmx.Invept(o);
         Vmx.Invvpid(o);
         VmRun.Emit(o);
+        ContextSwitch.Emit(o);
 
         foreach (var symbol in Addresses.Symbols)
             Addresses.Getter(o, symbol);

@@ -10,7 +10,7 @@ namespace Tandem.StubGen.Stubs;
 internal static class Instructions
 {
     /// <summary>Emits one function into .text: symbol(s) at its start, then <paramref name="body"/>.</summary>
-    private static void Function(ObjectBuilder o, string name, Action<Assembler> body)
+    internal static void Function(ObjectBuilder o, string name, Action<Assembler> body)
     {
         var c = new CodeBlock(64);
         c.Symbol(name);
