@@ -32,7 +32,10 @@ namespace Tandem.Kernel.Sched
 
         public static bool Started;
         private static int s_nextId;
-        private static ulong s_quantumTsc, s_tickTsc;
+        /// <summary>How long the current thread runs before a thread that woke may take its CPU.</summary>
+        public const ulong GranularityUs = 1000;
+
+        private static ulong s_quantumTsc, s_tickTsc, s_granularityTsc;
 
         /// <summary>The thread this CPU runs now (null before the scheduler started).</summary>
         public static KThread* Current
@@ -49,6 +52,7 @@ namespace Tandem.Kernel.Sched
         {
             s_tickTsc = Timer.TscPerSecond / Timer.Hz;
             s_quantumTsc = Timer.TscPerSecond / 1000 * QuantumMs;
+            s_granularityTsc = Timer.TscPerSecond / 1_000_000 * GranularityUs;
             PerCpu* cpu = Cpu.Get(0);
             KThread* main = Adopt("main", 1UL);
             cpu->Current = main;
@@ -124,7 +128,7 @@ namespace Tandem.Kernel.Sched
             if (t == null)
                 return null;
             t->Cpu = ChooseCpu(t);
-            Enqueue(t->Cpu, t, notify: true);
+            Enqueue(t->Cpu, t, wake: true);
             return t;
         }
 
@@ -192,8 +196,10 @@ namespace Tandem.Kernel.Sched
                 // Dekker with Wake: we publish Blocked, then look at the token; the waker publishes
                 // the token, then looks at the state (both Interlocked: full barriers). One of us sees
                 // the other.
+                // The same with the timer: it takes us off its list (SleepCpu -1), then CASes our state.
                 Interlocked.Exchange(ref me->State, ThreadState.Blocked);
-                if (Volatile.Read(ref me->WakeToken) == 0 || Interlocked.CompareExchange(ref me->State, ThreadState.Running, ThreadState.Blocked) != ThreadState.Blocked)
+                bool already = Volatile.Read(ref me->WakeToken) != 0 || (deadlineTsc != 0 && Volatile.Read(ref me->SleepCpu) < 0);
+                if (!already || Interlocked.CompareExchange(ref me->State, ThreadState.Running, ThreadState.Blocked) != ThreadState.Blocked)
                 {
                     // Blocked (or already made Runnable and queued by a waker: then Schedule just
                     // passes through the queue and we come back soon).
@@ -211,10 +217,16 @@ namespace Tandem.Kernel.Sched
         public static void Wake(KThread* t)
         {
             Interlocked.Exchange(ref t->WakeToken, 1);
+            MakeRunnable(t);
+        }
+
+        /// <summary>Blocked to Runnable (a CAS: one waker wins) and onto a run queue.</summary>
+        private static void MakeRunnable(KThread* t)
+        {
             if (Interlocked.CompareExchange(ref t->State, ThreadState.Runnable, ThreadState.Blocked) != ThreadState.Blocked)
                 return;
             int target = ChooseCpu(t);
-            Enqueue(target, t, notify: true);
+            Enqueue(target, t, wake: true);
         }
 
         /// <summary>
@@ -272,20 +284,35 @@ namespace Tandem.Kernel.Sched
             return 0;
         }
 
-        private static void Enqueue(int index, KThread* t, bool notify)
+        /// <summary>
+        /// Queues <paramref name="t"/> on CPU <paramref name="index"/>: at the tail, or at the head for a
+        /// thread that just woke (<paramref name="wake"/>), and then that CPU gets a reschedule IPI so it
+        /// runs it soon (<see cref="OnReschedule"/>).
+        /// </summary>
+        private static void Enqueue(int index, KThread* t, bool wake)
         {
             PerCpu* c = Cpu.Get(index);
             ulong flags = c->QueueLock.Acquire();
-            t->Next = null;
             t->Cpu = index;
-            if (c->QueueTail == null)
+            if (wake)
+            {
+                t->Next = c->QueueHead;
                 c->QueueHead = t;
+                if (c->QueueTail == null)
+                    c->QueueTail = t;
+            }
             else
-                c->QueueTail->Next = t;
-            c->QueueTail = t;
+            {
+                t->Next = null;
+                if (c->QueueTail == null)
+                    c->QueueHead = t;
+                else
+                    c->QueueTail->Next = t;
+                c->QueueTail = t;
+            }
             Volatile.Write(ref c->QueueLength, c->QueueLength + 1);
             c->QueueLock.Release(flags);
-            if (notify && index != Cpu.CurrentIndex && c->Current == c->Idle)
+            if (wake && index != Cpu.CurrentIndex)
                 Lapic.SendIpi(c->ApicId, RescheduleVector);
         }
 
@@ -360,7 +387,7 @@ namespace Tandem.Kernel.Sched
             if (prev->State == ThreadState.Running && prev != cpu->Idle)
             {
                 prev->State = ThreadState.Runnable;
-                Enqueue(cpu->Index, prev, notify: false);
+                Enqueue(cpu->Index, prev, wake: false);
             }
             // Dequeue took it with OnCpu 0 (its stack saved), and only this CPU can run it now.
             next->OnCpu = 1;
@@ -517,13 +544,17 @@ namespace Tandem.Kernel.Sched
                 KThread* s = expired;
                 expired = s->NextSleeper;
                 s->NextSleeper = null;
-                Wake(s);
+                MakeRunnable(s);      // a deadline, not a wake-up: no token
             }
             KThread* current = cpu->Current;
             if (current != cpu->Idle && current->PreemptCount == 0 && now - cpu->QuantumStart >= s_quantumTsc && HasWork(cpu))
             {
                 current->Preemptions++;
                 Schedule(cpu);
+            }
+            else
+            {
+                PreemptForWaker(cpu, now);
             }
         }
 
@@ -563,6 +594,26 @@ namespace Tandem.Kernel.Sched
         /// <summary>The reschedule IPI (after EOI): an idle CPU looks at the queues when the handler returns into its loop.</summary>
         internal static void OnReschedule()
         {
+            PerCpu* cpu = Cpu.Current;
+            if (cpu == null || cpu->Idle == null)
+                return;
+            PreemptForWaker(cpu, Native.Rdtsc());
+        }
+
+        /// <summary>
+        /// A thread that woke waits at the head of this CPU's queue: it takes the CPU once the current
+        /// thread has run <see cref="GranularityUs"/> (a sleeper that wakes gets its turn soon,
+        /// without letting two wakers bounce a CPU between them at every wake-up).
+        /// </summary>
+        private static void PreemptForWaker(PerCpu* cpu, ulong now)
+        {
+            KThread* current = cpu->Current;
+            if (current != cpu->Idle && current->PreemptCount == 0 && Volatile.Read(ref cpu->QueueLength) != 0
+                && now - cpu->QuantumStart >= s_granularityTsc)
+            {
+                current->Preemptions++;
+                Schedule(cpu);
+            }
         }
 
         /// <summary>One line per CPU: context switches, steals, queue length.</summary>
