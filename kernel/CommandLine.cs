@@ -5,7 +5,7 @@ namespace Tandem.Kernel
     /// <summary>
     /// The kernel command line: space-separated words, each "name" or "name=value"; a double-quoted
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
-    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,cmdline="..."][,initrd=MODULE][,modules=A+B]</c>,
+    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>. Anything else is reported by name and ignored.
     /// </summary>
     public static unsafe class CommandLine
@@ -32,6 +32,8 @@ namespace Tandem.Kernel
             public int ModuleLength;
             public ulong MemoryMiB;
             public int Cpus;
+            /// <summary>The physical CPUs (bit i = CPU index i) its vCPU threads may run on; 0: any.</summary>
+            public ulong PinMask;
             /// <summary>The guest's own command line (quotes removed), or null.</summary>
             public byte* Cmdline;
             public int CmdlineLength;
@@ -187,12 +189,31 @@ namespace Tandem.Kernel
                 }
                 else if (Matches(part, eq, "cpus"))
                 {
-                    if (!TryParseNumber(arg, argLength, out ulong cpus) || cpus == 0 || cpus > 64)
+                    if (!TryParseNumber(arg, argLength, out ulong cpus) || cpus == 0 || cpus > 16)
                     {
-                        VmRefused("vm= cpus must be 1..64: ", arg, argLength);
+                        VmRefused("vm= cpus must be 1..16: ", arg, argLength);
                         return;
                     }
                     spec.Cpus = (int)cpus;
+                }
+                else if (Matches(part, eq, "pin"))
+                {
+                    // pin=0+1: the physical CPUs (by index) the VM's vCPU threads may run on.
+                    ulong mask = 0;
+                    for (int at = 0; at < argLength;)
+                    {
+                        int end = at;
+                        while (end < argLength && arg[end] != '+')
+                            end++;
+                        if (!TryParseNumber(arg + at, end - at, out ulong cpu) || cpu > 63)
+                        {
+                            VmRefused("vm= pin takes CPU indexes joined by '+', e.g. pin=0+1: ", arg, argLength);
+                            return;
+                        }
+                        mask |= 1UL << (int)cpu;
+                        at = end + 1;
+                    }
+                    spec.PinMask = mask;
                 }
                 else if (Matches(part, eq, "cmdline"))
                 {
@@ -216,7 +237,7 @@ namespace Tandem.Kernel
                 }
                 else
                 {
-                    VmRefused("unknown vm= suboption (known: mem, cpus, cmdline, initrd, modules): ", part, eq);
+                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules): ", part, eq);
                     return;
                 }
             }

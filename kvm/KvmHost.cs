@@ -30,6 +30,21 @@ namespace Tandem.Kvm
         /// <summary>Runs a function on another CPU and waits for it (the kernel's Smp.RunOn); false if it could not.</summary>
         public static delegate*<int, delegate*<ulong, void>, ulong, bool> RunOnCpu;
 
+        /// <summary>The current kernel thread (an opaque handle for the calls below).</summary>
+        public static delegate*<ulong> CurrentThread;
+
+        /// <summary>Wakes a thread blocked in <see cref="BlockThread"/> (or makes its next block return at once).</summary>
+        public static delegate*<ulong, void> WakeThread;
+
+        /// <summary>Sends the thread's CPU a reschedule IPI if it runs on another CPU now (a vCPU in guest mode exits).</summary>
+        public static delegate*<ulong, void> KickThread;
+
+        /// <summary>Blocks the current thread until woken or until the TSC reaches the deadline (0: none); true if woken.</summary>
+        public static delegate*<ulong, bool> BlockThread;
+
+        /// <summary>Sets the current thread's switch-in hook (called with interrupts off each time it is switched back in), or clears it (null).</summary>
+        public static delegate*<delegate*<ulong, void>, ulong, void> SetSwitchInHook;
+
         /// <summary>The calibrated TSC frequency (the VM clock of every device model runs on it).</summary>
         public static ulong TscPerSecond;
 

@@ -55,5 +55,43 @@ namespace Tandem.Arch.X86
         public const int Invd = 13, Vmcall = 18, CrAccess = 28, IoInstruction = 30, Rdmsr = 31, Wrmsr = 32, InvalidGuestState = 33;
         public const int MsrLoading = 34, EptViolation = 48, EptMisconfiguration = 49, PreemptionTimer = 52, Wbinvd = 54, Xsetbv = 55;
         public const int Count = 70;
+
+        /// <summary>A short name for an exit reason (SDM Vol. 3D, appendix C), or null for one Tandem does not name.</summary>
+        public static string? Name(int reason)
+        {
+            switch (reason)
+            {
+                case ExceptionOrNmi: return "exception";
+                case ExternalInterrupt: return "external-interrupt";
+                case TripleFault: return "triple-fault";
+                case 3: return "init";
+                case 4: return "sipi";
+                case InterruptWindow: return "interrupt-window";
+                case 8: return "nmi-window";
+                case 9: return "task-switch";
+                case Cpuid: return "cpuid";
+                case Hlt: return "hlt";
+                case Invd: return "invd";
+                case 14: return "invlpg";
+                case 16: return "rdtsc";
+                case Vmcall: return "vmcall";
+                case CrAccess: return "cr-access";
+                case 29: return "dr-access";
+                case IoInstruction: return "io";
+                case Rdmsr: return "rdmsr";
+                case Wrmsr: return "wrmsr";
+                case InvalidGuestState: return "invalid-guest-state";
+                case MsrLoading: return "msr-loading";
+                case 36: return "mwait";
+                case 40: return "pause";
+                case 44: return "apic-access";
+                case EptViolation: return "ept-violation";
+                case EptMisconfiguration: return "ept-misconfig";
+                case PreemptionTimer: return "preemption-timer";
+                case Wbinvd: return "wbinvd";
+                case Xsetbv: return "xsetbv";
+                default: return null;
+            }
+        }
     }
 }

@@ -6,7 +6,10 @@ namespace Tandem.Kernel.Virt
     /// <summary>Runs the guests the command line asks for (<c>vm=MODULE[,mem=MiB][,cpus=N]</c>).</summary>
     public static unsafe class GuestRunner
     {
-        /// <summary>Runs every vm= guest in turn; returns 0 if all exited 0.</summary>
+        /// <summary>
+        /// Creates every vm= guest, then runs them all at once (a thread per vCPU), waits for each to
+        /// stop, and prints one line per VM. Returns 0 if all exited 0.
+        /// </summary>
         public static int RunFromCommandLine()
         {
             if (CommandLine.VmxOff)
@@ -19,18 +22,33 @@ namespace Tandem.Kernel.Virt
                 Log.Line("vm: cannot run guests: this CPU lacks VT-x, EPT or unrestricted guest (see the banner)");
                 return Machine.StatusBadBoot;
             }
+            Vm[] vms = new Vm[CommandLine.VmCount];
+            int created = 0;
             int worst = 0;
             for (int i = 0; i < CommandLine.VmCount; i++)
             {
                 ref CommandLine.VmSpec spec = ref CommandLine.Vm(i);
-                int status = RunOne(ref spec);
-                if (status != 0)
+                Vm? vm = CreateFromSpec(ref spec);
+                if (vm == null)
+                {
+                    worst = 1;
+                    continue;
+                }
+                vms[created++] = vm;
+            }
+            for (int i = 0; i < created; i++)
+                VmThreads.Start(vms[i], CommandLine.Vm(i).PinMask);
+            VmThreads.WaitAll(vms, created);
+            for (int i = 0; i < created; i++)
+            {
+                VmThreads.Report(vms[i]);
+                if (vms[i].ExitStatus != 0)
                     worst = 1;
             }
             return worst;
         }
 
-        private static int RunOne(ref CommandLine.VmSpec spec)
+        private static Vm? CreateFromSpec(ref CommandLine.VmSpec spec)
         {
             ulong f = Log.Begin();
             Log.Write("vm: starting '");
@@ -38,24 +56,21 @@ namespace Tandem.Kernel.Virt
                 Log.WriteChar((char)spec.Module[k]);
             Log.Write("' with ");
             Log.Write(spec.MemoryMiB);
-            Log.Write(" MiB\n");
+            Log.Write(" MiB, ");
+            Log.Write((ulong)spec.Cpus);
+            Log.Write(spec.Cpus == 1 ? " vcpu\n" : " vcpus\n");
             Log.End(f);
-            if (spec.Cpus != 1)
-            {
-                Log.Line("vm: only one vCPU per VM is supported; refusing cpus= other than 1");
-                return 1;
-            }
             if (!KvmGlue.FindModule(spec.Module, spec.ModuleLength, out byte* image, out ulong length))
             {
                 NoSuchModule("vm: no boot module named '", spec.Module, spec.ModuleLength);
-                return 1;
+                return null;
             }
             // The guest's modules: the initrd first (Linux takes only that one), then modules=A+B.
             const int MaxGuestModules = 8;
             Tandem.Kvm.Boot.BootModule* modules = stackalloc Tandem.Kvm.Boot.BootModule[MaxGuestModules];
             int moduleCount = 0;
             if (spec.Initrd != null && !AddModule(modules, ref moduleCount, spec.Initrd, spec.InitrdLength))
-                return 1;
+                return null;
             for (int at = 0; spec.Modules != null && at < spec.ModulesLength;)
             {
                 int end = at;
@@ -64,10 +79,10 @@ namespace Tandem.Kernel.Virt
                 if (moduleCount == MaxGuestModules)
                 {
                     Log.Line("vm: at most 8 modules per guest");
-                    return 1;
+                    return null;
                 }
                 if (end > at && !AddModule(modules, ref moduleCount, spec.Modules + at, end - at))
-                    return 1;
+                    return null;
                 at = end + 1;
             }
             Tandem.Kvm.Boot.BootInput input = default;
@@ -77,34 +92,32 @@ namespace Tandem.Kernel.Virt
             input.CmdlineLength = (ulong)spec.CmdlineLength;
             input.Modules = modules;
             input.ModuleCount = moduleCount;
-            Vm? vm = Create(spec.MemoryMiB << 20, input, out string? problem);
+            Vm? vm = Create(spec.MemoryMiB << 20, input, out string? problem, cpus: spec.Cpus);
             if (vm == null)
             {
                 Log.Write("vm: ");
                 Log.Line(problem ?? "could not be created");
-                return 1;
+                return null;
             }
-            RunLoop.Run(vm.Vcpu!);
-            Report(vm);
-            return vm.ExitStatus;
+            return vm;
         }
 
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM running <paramref name="image"/>.</summary>
-        public static Vm? Create(ulong memoryBytes, byte* image, ulong length, out string? problem, bool hugeBacked = false)
+        public static Vm? Create(ulong memoryBytes, byte* image, ulong length, out string? problem, bool hugeBacked = false, int cpus = 1)
         {
             Tandem.Kvm.Boot.BootInput input = default;
             input.Image = image;
             input.ImageLength = length;
-            return Create(memoryBytes, input, out problem, hugeBacked);
+            return Create(memoryBytes, input, out problem, hugeBacked, cpus);
         }
 
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM booted from <paramref name="input"/> by the loader its format asks for.</summary>
-        public static Vm? Create(ulong memoryBytes, in Tandem.Kvm.Boot.BootInput input, out string? problem, bool hugeBacked = false)
+        public static Vm? Create(ulong memoryBytes, in Tandem.Kvm.Boot.BootInput input, out string? problem, bool hugeBacked = false, int cpus = 1)
         {
             MmGuestMemory? memory = MmGuestMemory.Create(memoryBytes, out problem, hugeBacked);
             if (memory == null)
                 return null;
-            Vm? vm = VmFactory.Create(memory, out problem);
+            Vm? vm = VmFactory.Create(memory, out problem, cpus);
             if (vm == null)
                 return null;
             problem = GuestImage.Load(vm.Vcpu!, input, out GuestImage.Format format);
@@ -160,25 +173,6 @@ namespace Tandem.Kernel.Virt
             Log.End(f);
         }
 
-        public static void Report(Vm vm)
-        {
-            ulong f = Log.Begin();
-            Log.Write("vm ");
-            Log.Write((ulong)vm.Id);
-            Log.Write(": exit status ");
-            Log.Write(vm.ExitStatus);
-            if (vm.StopReason != null)
-            {
-                Log.Write(" (stopped by the host: ");
-                Log.Write(vm.StopReason);
-                Log.Write(")");
-            }
-            Log.Write(", ");
-            Log.Write(vm.Vcpu!.Exits);
-            Log.Write(" exits, ");
-            Log.Write(vm.Memory.FaultsHandled);
-            Log.Write(" EPT faults\n");
-            Log.End(f);
-        }
+        public static void Report(Vm vm) => VmThreads.Report(vm);
     }
 }

@@ -25,6 +25,11 @@ namespace Tandem.Kernel.Virt
             KvmHost.PollInterrupts = &PollInterrupts;
             KvmHost.HandleNmi = &HandleNmi;
             KvmHost.RunOnCpu = &Smp.RunOn;
+            KvmHost.CurrentThread = &CurrentThread;
+            KvmHost.WakeThread = &WakeThread;
+            KvmHost.KickThread = &KickThread;
+            KvmHost.BlockThread = &BlockThread;
+            KvmHost.SetSwitchInHook = &SetSwitchInHook;
         }
 
         public static int VmxCpus;
@@ -75,6 +80,22 @@ namespace Tandem.Kernel.Virt
         }
 
         private static int CurrentCpu() => Cpu.CurrentIndex;
+
+        private static ulong CurrentThread() => (ulong)Sched.Scheduler.Current;
+
+        private static void WakeThread(ulong thread) => Sched.Scheduler.Wake((Sched.KThread*)thread);
+
+        private static void KickThread(ulong thread) => Sched.Scheduler.Kick((Sched.KThread*)thread);
+
+        private static bool BlockThread(ulong deadlineTsc) => Sched.Scheduler.Block(deadlineTsc);
+
+        private static void SetSwitchInHook(delegate*<ulong, void> hook, ulong argument)
+        {
+            Sched.KThread* me = Sched.Scheduler.Current;
+            me->SwitchIn = null;               // never half-set if the timer switches us right here
+            me->SwitchInArgument = argument;
+            me->SwitchIn = hook;
+        }
 
         private static void WriteHex(ulong value) => Log.Hex(value);
 

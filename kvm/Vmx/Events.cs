@@ -55,13 +55,21 @@ namespace Tandem.Kvm.Vmx
 
         private static void Deliver(Vcpu v, PcPlatform p)
         {
-            p.Poll();
-            if (p.HasInterrupt)
+            // Take the work before looking at the devices: a kick that lands after this store sets
+            // EntryWork again (and, as InGuest is 1, sends the IPI), so none is lost between our
+            // look and the entry. The barrier orders the store before the device reads below.
+            System.Threading.Volatile.Write(ref v.EntryWork, false);
+            System.Threading.Interlocked.MemoryBarrier();
+            int cpu = v.Index;
+            p.Lock.Enter();
+            p.Poll(cpu);
+            bool more;
+            if (p.HasInterruptFor(cpu))
             {
                 if ((Vmcs.Read(VmcsField.EntryInterruptionInfo) & Valid) == 0 && Interruptible())
                 {
                     // Type 0 (external interrupt), no error code.
-                    Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (uint)p.AcknowledgeInterrupt());
+                    Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (uint)p.AcknowledgeInterrupt(cpu));
                     v.Injected++;
                     SetWindow(v, false);
                 }
@@ -74,8 +82,11 @@ namespace Tandem.Kvm.Vmx
             {
                 SetWindow(v, false);
             }
-            ArmTimer(v, p);
-            v.EntryWork = v.WindowRequested || v.TimerValue != VmcsSetup.PreemptionQuantum || !p.Quiet;
+            ArmTimer(v, p.NextEventNsFor(cpu), p.Clock);
+            more = !p.IsQuiet(cpu);
+            p.Lock.Exit();
+            if (more || v.WindowRequested || v.TimerValue != VmcsSetup.PreemptionQuantum)
+                System.Threading.Volatile.Write(ref v.EntryWork, true);
         }
 
         private static bool Interruptible() =>
@@ -91,15 +102,14 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>The preemption timer: a full quantum, or less when a device event is due sooner.</summary>
-        private static void ArmTimer(Vcpu v, PcPlatform p)
+        private static void ArmTimer(Vcpu v, ulong next, IDeviceClock clock)
         {
             if (!v.PreemptionTimer)
                 return;
             uint value = VmcsSetup.PreemptionQuantum;
-            ulong next = p.NextEventNs;
             if (next != ulong.MaxValue)
             {
-                ulong now = p.Clock.NowNs;
+                ulong now = clock.NowNs;
                 ulong ticks = next <= now ? 0 : TscClock.NsToTsc(next - now) >> VmcsSetup.PreemptionRate;
                 if (ticks < value)
                     value = (uint)ticks;
@@ -120,10 +130,14 @@ namespace Tandem.Kvm.Vmx
         {
             if (KvmHost.ReadConsole == null)
                 return;
+            if (v.Index != 0)
+                return;                  // COM1's input is taken by vCPU 0's thread
             int b;
             while ((b = KvmHost.ReadConsole()) >= 0)
             {
+                v.Platform.Lock.Enter();
                 v.Platform.Com1.Receive((byte)b);
+                v.Platform.Lock.Exit();
                 v.EntryWork = true;
             }
         }
@@ -164,45 +178,45 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>
-        /// A HLT with interrupts enabled: the vCPU sleeps (taking host interrupts) until an
-        /// interrupt is pending for it, then the next entry injects it. A HLT that nothing can
-        /// end stops the VM with the reason.
+        /// A HLT with interrupts enabled: the vCPU's thread blocks (its CPU runs other threads) until
+        /// an interrupt is pending for it (a kick wakes it: an IPI, a device, the VM's end) or its next
+        /// timer event is due; then the next entry injects it. A one-vCPU VM halted with nothing that
+        /// could wake it is stopped, with the reason.
         /// </summary>
         public static ExitAction Halt(Vcpu v)
         {
             PcPlatform p = v.Vm.Platform;
+            int cpu = v.Index;
             v.Halts++;
             while (true)
             {
                 PollConsole(v);
-                p.Poll();
-                if (p.HasInterrupt)
+                p.Lock.Enter();
+                p.Poll(cpu);
+                bool pending = p.HasInterruptFor(cpu);
+                ulong next = p.NextEventNsFor(cpu);
+                p.Lock.Exit();
+                if (pending)
                     return ExitAction.Resume;
+                if (v.Vm.Stopped)
+                    return ExitAction.Stop;
                 if (ChargeBudget(v))
                 {
                     v.Vm.Stop(255, "guest ran past its time budget without finishing");
                     return ExitAction.Stop;
                 }
-                ulong next = p.NextEventNs;
-                if (next == ulong.MaxValue && !p.Com1.ReceiveInterruptEnabled)
+                bool console = cpu == 0 && p.Com1.ReceiveInterruptEnabled && KvmHost.ReadConsole != null;
+                if (next == ulong.MaxValue && !console && v.Vm.Vcpus.Length == 1)
                 {
                     v.Vm.Stop(255, "the guest halted with no interrupt source armed: nothing can wake it");
                     return ExitAction.Stop;
                 }
-                // Sleep until the next timer event, or a while when only console input can wake it
-                // (the budget check above bounds the total).
-                ulong until = next != ulong.MaxValue ? next : p.Clock.NowNs + 10_000_000;
-                while (p.Clock.NowNs < until)
-                {
-                    KvmHost.PollInterrupts();
-                    Native.Pause();
-                    if (KvmHost.ReadConsole != null && p.Com1.ReceiveInterruptEnabled)
-                    {
-                        PollConsole(v);
-                        if (p.HasInterrupt)
-                            break;
-                    }
-                }
+                // Sleep until the next timer event or a kick; at most 10 ms at a time while console
+                // input may arrive (nothing interrupts us for it) or another vCPU may send an IPI.
+                ulong now = p.Clock.NowNs;
+                ulong wait = next == ulong.MaxValue || next - now > 10_000_000 ? 10_000_000 : (next > now ? next - now : 0);
+                if (wait > 0)
+                    KvmHost.BlockThread(Native.Rdtsc() + TscClock.NsToTsc(wait));
             }
         }
     }

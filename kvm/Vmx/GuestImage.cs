@@ -45,7 +45,7 @@ namespace Tandem.Kvm.Vmx
             BootInput boot = input;
             if (memory.Size >= Acpi.AcpiTables.BiosAreaEnd)
             {
-                if (!Acpi.AcpiTables.Write(ref ram, Acpi.AcpiConfig.ForCpus(1), Acpi.AcpiTables.StandardBase, Acpi.AcpiTables.BiosAreaEnd, out Acpi.AcpiLayout acpi))
+                if (!Acpi.AcpiTables.Write(ref ram, Acpi.AcpiConfig.ForCpus(vcpu.Vm.Vcpus.Length), Acpi.AcpiTables.StandardBase, Acpi.AcpiTables.BiosAreaEnd, out Acpi.AcpiLayout acpi))
                     return "the ACPI tables could not be written into guest RAM (out of host memory?)";
                 boot.RsdpAddress = acpi.Rsdp;
             }
@@ -77,8 +77,13 @@ namespace Tandem.Kvm.Vmx
             r->Rax = entry.Rax;
             r->Rbx = entry.Rbx;
             r->Rsi = entry.Rsi;
+            // Interrupts off: the thread must not be switched (another vCPU's VMCS made current on
+            // this CPU) between the VMPTRLD and the last VMWRITE.
+            ulong flags = Vcpu.DisableInterrupts();
             vcpu.MakeCurrent();
-            return VmcsSetup.Initialize(vcpu, entry);
+            string? problem = VmcsSetup.Initialize(vcpu, entry);
+            Vcpu.RestoreInterrupts(flags);
+            return problem;
         }
 
         public static string FormatName(Format format)

@@ -31,15 +31,18 @@ namespace Tandem.Kvm.Vmx
         private readonly struct Bus : IMmioBus
         {
             private readonly Vm _vm;
+            private readonly int _cpu;
 
-            public Bus(Vm vm) { _vm = vm; }
+            public Bus(Vm vm, int cpu) { _vm = vm; _cpu = cpu; }
 
             public bool Read(ulong gpa, int size, out ulong value)
             {
-                IMmioDevice? d = _vm.Platform.Mmio.Find(gpa, size, out ulong offset);
+                IMmioDevice? d = _vm.Platform.FindMmio(_cpu, gpa, size, out ulong offset);
                 if (d != null)
                 {
+                    _vm.Platform.Lock.Enter();
                     value = d.Read(offset, size);
+                    _vm.Platform.Lock.Exit();
                     return true;
                 }
                 ulong v = 0;
@@ -50,10 +53,12 @@ namespace Tandem.Kvm.Vmx
 
             public bool Write(ulong gpa, int size, ulong value)
             {
-                IMmioDevice? d = _vm.Platform.Mmio.Find(gpa, size, out ulong offset);
+                IMmioDevice? d = _vm.Platform.FindMmio(_cpu, gpa, size, out ulong offset);
                 if (d != null)
                 {
+                    _vm.Platform.Lock.Enter();
                     d.Write(offset, size, value);
+                    _vm.Platform.Lock.Exit();
                     return true;
                 }
                 return _vm.Memory.Write(gpa, (byte*)&value, (ulong)size);
@@ -61,7 +66,7 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>True if <paramref name="gpa"/> is on a device page of <paramref name="v"/>'s VM.</summary>
-        public static bool IsDevice(Vcpu v, ulong gpa) => v.Platform.Mmio.Find(gpa, 1, out _) != null;
+        public static bool IsDevice(Vcpu v, ulong gpa) => v.Platform.FindMmio(v.Index, gpa, 1, out _) != null;
 
         public static ExitAction Handle(Vcpu v, ulong gpa)
         {
@@ -85,7 +90,7 @@ namespace Tandem.Kvm.Vmx
             cpu.FsBase = Vmcs.Read(VmcsField.GuestFsBase);
             cpu.GsBase = Vmcs.Read(VmcsField.GuestGsBase);
 
-            var bus = new Bus(v.Vm);
+            var bus = new Bus(v.Vm, v.Index);
             var memory = new GuestReader(v.Vm.Memory);
             byte* bytes = stackalloc byte[16];
             MmioStatus status = MmioEmulator.Step(ref bus, ref memory, ref *v.Registers, ref cpu, new System.Span<byte>(bytes, 15),

@@ -10,22 +10,31 @@ namespace Tandem.Kvm.Vmx
     /// </summary>
     public static unsafe class RunLoop
     {
-        /// <summary>Runs <paramref name="vcpu"/> on the current CPU. Returns when the VM stopped or paused.</summary>
+        /// <summary>
+        /// Runs <paramref name="vcpu"/> on the current thread, with interrupts off except where the
+        /// exit handlers let them in (the scheduler may preempt or move the thread there: its
+        /// switch-in hook makes the VMCS current again, on whatever CPU). Returns when the VM stopped
+        /// or paused.
+        /// </summary>
         public static void Run(Vcpu vcpu)
         {
             Vm vm = vcpu.Vm;
-            vcpu.MakeCurrent();
-            // This CPU may cache the VM's EPT translations from the first entry on: it must be in
-            // the EPT's CPU mask before it, or a remote INVEPT would skip it. Once per Run is
-            // enough: the vCPU stays on this CPU until Run returns, and a bit is never cleared.
-            vm.Memory.ActivateOn(KvmHost.CurrentCpu());
-            VmcsSetup.WriteHostState();
+            ulong flags = Vcpu.DisableInterrupts();
+            System.Threading.Volatile.Write(ref vcpu.Thread, KvmHost.CurrentThread());
+            KvmHost.SetSwitchInHook(&Vcpu.OnSwitchIn, vcpu.Vpid);
+            vcpu.Load();
             vm.PauseRequested = false;
             vcpu.ChargedUntil = Native.Rdtsc();
+            if (!vcpu.Started)
+                Startup.WaitForSipi(vcpu);
             while (!vm.Stopped && !vm.PauseRequested)
             {
+                // IN_GUEST_MODE before the entry checks: a kick from now on sends an IPI, which
+                // stays pending (interrupts are off) and makes the guest exit right after entry.
+                System.Threading.Interlocked.Exchange(ref vcpu.InGuest, 1);
                 Events.BeforeEntry(vcpu);
                 int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
+                System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
                 if (status != 0)
                 {
                     ulong error = 0;
@@ -33,7 +42,7 @@ namespace Tandem.Kvm.Vmx
                         Native.VmRead(VmcsField.InstructionError, &error);
                     vm.Stop(255, status == 1 ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
                     Dump(vcpu, -1, error);
-                    return;
+                    break;
                 }
                 vcpu.Launched = true;
                 vcpu.Exits++;
@@ -43,13 +52,16 @@ namespace Tandem.Kvm.Vmx
                 ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
                 if (action == ExitAction.Stop)
                 {
-                    if (vm.StopReason != null)
+                    if (vm.StopReason != null && vm.Stopped)
                         Dump(vcpu, e.Reason, e.Qualification);
                     break;
                 }
             }
             Events.ChargeBudget(vcpu);
-            vm.FlushSerial();
+            if (vcpu.Index == 0)
+                vm.FlushSerial();
+            KvmHost.SetSwitchInHook(null, 0);
+            Vcpu.RestoreInterrupts(flags);
         }
 
         private static ExitAction Dispatch(Vcpu v, in ExitInfo e)

@@ -29,6 +29,28 @@ namespace Tandem.Kvm.Vmx
         /// have changed (port I/O, host input), a timer is armed, an interrupt or window is pending.
         /// </summary>
         public bool EntryWork = true;
+
+        /// <summary>The vCPU's index in its VM (its APIC ID); vCPU 0 is the bootstrap processor.</summary>
+        public readonly int Index;
+
+        /// <summary>An AP (index above 0) waits for INIT and a start-up IPI; the BSP starts at once.</summary>
+        public bool Started;
+
+        /// <summary>The kernel thread running the vCPU (0 before it first runs).</summary>
+        public ulong Thread;
+
+        /// <summary>
+        /// 1 from just before the entry checks until the VM exit (set with interrupts off). A kicker
+        /// that sets <see cref="EntryWork"/> and then sees 1 sends the vCPU's CPU an IPI: pending
+        /// across the entry (interrupts are off), it makes the guest exit at once (KVM's
+        /// IN_GUEST_MODE handshake; docs/scheduler.md, "Kicks").
+        /// </summary>
+        public int InGuest;
+
+        /// <summary>VMCLEARs run on the CPU the VMCS was last active on because the vCPU moved, and those of them that ran elsewhere (a bug: always 0).</summary>
+        public ulong RemoteClears, MisplacedClears;
+
+        private static readonly Vcpu?[] s_all = new Vcpu?[256];
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
 
@@ -44,9 +66,12 @@ namespace Tandem.Kvm.Vmx
 
         private static int s_nextVpid;
 
-        public Vcpu(Vm vm, ulong vmcs, ulong registersPage)
+        public Vcpu(Vm vm, int index, ulong vmcs, ulong registersPage)
         {
             Vm = vm;
+            Index = index;
+            ApicId = index;
+            Started = index == 0;
             Platform = vm.Platform;
             VmcsPhysical = vmcs;
             Registers = (GuestRegisters*)registersPage;
@@ -55,6 +80,7 @@ namespace Tandem.Kvm.Vmx
             *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
             *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
             Vpid = (ushort)System.Threading.Interlocked.Increment(ref s_nextVpid);
+            s_all[Vpid & 0xFF] = this;
             Msrs.Pat = 0x0007_0406_0007_0406;                   // the power-on PAT
         }
 
@@ -73,7 +99,7 @@ namespace Tandem.Kvm.Vmx
             {
                 if (LoadedOnCpu < 0)
                     Native.VmClear(VmcsPhysical);
-                else if (!KvmHost.RunOnCpu(LoadedOnCpu, &VmClearHere, VmcsPhysical))
+                else if (!KvmHost.RunOnCpu(LoadedOnCpu, &VmClearHere, Vpid))
                     throw new System.InvalidOperationException("VMCLEAR on the vCPU's previous CPU did not run");
                 Launched = false;
                 LoadedOnCpu = cpu;
@@ -82,6 +108,52 @@ namespace Tandem.Kvm.Vmx
                 throw new System.InvalidOperationException("VMPTRLD failed");
         }
 
-        private static void VmClearHere(ulong vmcs) => Native.VmClear(vmcs);
+        private static void VmClearHere(ulong vpid)
+        {
+            Vcpu v = s_all[vpid & 0xFF]!;
+            Native.VmClear(v.VmcsPhysical);
+            v.RemoteClears++;
+            if (KvmHost.CurrentCpu() != v.LoadedOnCpu)
+                v.MisplacedClears++;
+        }
+
+        /// <summary>
+        /// Makes the vCPU's VMCS current here, with this CPU's host state and in the EPT's CPU mask:
+        /// once when its thread starts running it, and again from the thread's switch-in hook each time
+        /// the scheduler switches it back in (another vCPU's VMCS may be current, or this is another CPU).
+        /// </summary>
+        public void Load()
+        {
+            int cpu = KvmHost.CurrentCpu();
+            bool moved = LoadedOnCpu != cpu;
+            MakeCurrent();
+            if (moved)
+            {
+                // This CPU may cache the VM's EPT translations from the first entry on: it must be in
+                // the EPT's CPU mask before it, or a remote INVEPT would skip it (a bit is never cleared).
+                Vm.Memory.ActivateOn(cpu);
+                VmcsSetup.WriteHostState();
+            }
+        }
+
+        /// <summary>The vCPU with <paramref name="vpid"/> (among the last 256 created).</summary>
+        public static Vcpu FromVpid(ulong vpid) => s_all[vpid & 0xFF]!;
+
+        /// <summary>The switch-in hook of a thread running a vCPU (its argument is the VPID).</summary>
+        public static void OnSwitchIn(ulong vpid) => s_all[vpid & 0xFF]!.Load();
+
+        /// <summary>Interrupts off (the run loop's state); returns the flags for <see cref="RestoreInterrupts"/>.</summary>
+        public static ulong DisableInterrupts()
+        {
+            ulong flags = Native.ReadRflags();
+            Native.Cli();
+            return flags;
+        }
+
+        public static void RestoreInterrupts(ulong flags)
+        {
+            if ((flags & 0x200) != 0)
+                Native.Sti();
+        }
     }
 }

@@ -4,19 +4,31 @@ namespace Tandem.Kvm.Vmx
     /// A virtual machine: its guest memory (EPT-mapped), its vCPU, the relay of its serial port to
     /// the host console, and how it ended.
     /// </summary>
-    public sealed unsafe class Vm : Devices.ISerialSink
+    public sealed unsafe class Vm : Devices.ISerialSink, Devices.IVcpuKick
     {
         public readonly int Id;
         public readonly IGuestMemory Memory;
 
         /// <summary>The VM's PC devices (port bus, PIC, PIT) and their interrupt wiring.</summary>
         public readonly Devices.PcPlatform Platform;
+
+        /// <summary>The bootstrap processor (vCPU 0).</summary>
         public Vcpu? Vcpu;
+
+        /// <summary>Every vCPU, by index (APIC ID).</summary>
+        public Vcpu[] Vcpus = System.Array.Empty<Vcpu>();
 
         /// <summary>-1 while running; the status the guest wrote to the exit port, or 255 when the host stopped it.</summary>
         public int ExitStatus = -1;
         public string? StopReason;
-        public bool Stopped => ExitStatus >= 0;
+        public bool Stopped => System.Threading.Volatile.Read(ref ExitStatus) >= 0;
+
+        /// <summary>vCPU threads still running (the kernel's runner counts them down), and the thread to wake when none is left.</summary>
+        public int RunningVcpus;
+        public ulong Waiter;
+
+        /// <summary>TSC at the start of the run and when the last vCPU returned.</summary>
+        public ulong StartTsc, EndTsc;
 
         /// <summary>Called when the guest writes to the phase port (tests synchronise with guests through it).</summary>
         public delegate*<Vm, ulong, void> PhaseHandler;
@@ -31,20 +43,52 @@ namespace Tandem.Kvm.Vmx
         private readonly byte[] _line = new byte[160];
         private int _lineLength;
 
-        public Vm(int id, IGuestMemory memory)
+        public Vm(int id, IGuestMemory memory, int cpus = 1)
         {
             Id = id;
             Memory = memory;
-            Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, 1, KvmHost.TscPerSecond);
+            Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, (ushort)cpus, KvmHost.TscPerSecond);
+            Platform.Kicker = this;
         }
 
+        private int _stopping;
+
+        /// <summary>
+        /// Ends the VM with <paramref name="status"/> (the first caller wins: a vCPU, a device, the
+        /// host) and kicks every vCPU so that each leaves guest mode or its halt and sees it.
+        /// </summary>
         public void Stop(int status, string? reason)
         {
-            if (ExitStatus < 0)
-            {
-                ExitStatus = status;
-                StopReason = reason;
-            }
+            if (System.Threading.Interlocked.CompareExchange(ref _stopping, 1, 0) != 0)
+                return;
+            StopReason = reason;
+            // Publishes StopReason with the status; pairs with the Volatile.Read in Stopped.
+            System.Threading.Volatile.Write(ref ExitStatus, status);
+            for (int i = 0; i < Vcpus.Length; i++)
+                Kick(i);
+        }
+
+        /// <summary>
+        /// Something is pending for vCPU <paramref name="index"/> (an interrupt, INIT, SIPI, the VM's
+        /// end): its next entry must look (EntryWork), a halted vCPU wakes, and one in guest mode on
+        /// another CPU gets an IPI that makes it exit. Called by the devices with the VM's device lock
+        /// held; takes no device lock itself.
+        /// </summary>
+        public void Kick(int index)
+        {
+            if ((uint)index >= (uint)Vcpus.Length)
+                return;
+            Vcpu v = Vcpus[index];
+            System.Threading.Volatile.Write(ref v.EntryWork, true);
+            // EntryWork before InGuest; pairs with the vCPU's Interlocked.Exchange of InGuest before
+            // it reads EntryWork (docs/scheduler.md, "Kicks").
+            System.Threading.Interlocked.MemoryBarrier();
+            ulong thread = System.Threading.Volatile.Read(ref v.Thread);
+            if (thread == 0)
+                return;
+            if (System.Threading.Volatile.Read(ref v.InGuest) != 0)
+                KvmHost.KickThread(thread);
+            KvmHost.WakeThread(thread);
         }
 
         /// <summary>COM1's transmitter: every byte the guest sends.</summary>

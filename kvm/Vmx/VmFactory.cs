@@ -6,21 +6,35 @@ namespace Tandem.Kvm.Vmx
         private static int s_nextId;
 
         /// <summary>Returns the VM, or null with <paramref name="problem"/> set.</summary>
-        public static Vm? Create(IGuestMemory memory, out string? problem)
+        /// <summary>The most vCPUs one VM may have.</summary>
+        public const int MaxCpus = 16;
+
+        public static Vm? Create(IGuestMemory memory, out string? problem, int cpus = 1)
         {
             problem = VmxCpu.Enable();
             if (problem != null)
                 return null;
-            ulong vmcs = KvmHost.AllocatePage();
-            ulong registers = KvmHost.AllocatePage();
-            if (vmcs == 0 || registers == 0)
+            if (cpus < 1 || cpus > MaxCpus)
             {
-                problem = "out of memory for the VMCS";
+                problem = "a VM has 1 to 16 vCPUs";
                 return null;
             }
-            *(uint*)vmcs = VmxCpu.RevisionId;
-            var vm = new Vm(System.Threading.Interlocked.Increment(ref s_nextId), memory);
-            vm.Vcpu = new Vcpu(vm, vmcs, registers);
+            var vm = new Vm(System.Threading.Interlocked.Increment(ref s_nextId), memory, cpus);
+            var vcpus = new Vcpu[cpus];
+            for (int i = 0; i < cpus; i++)
+            {
+                ulong vmcs = KvmHost.AllocatePage();
+                ulong registers = KvmHost.AllocatePage();
+                if (vmcs == 0 || registers == 0)
+                {
+                    problem = "out of memory for the VMCS";
+                    return null;
+                }
+                *(uint*)vmcs = VmxCpu.RevisionId;
+                vcpus[i] = new Vcpu(vm, i, vmcs, registers);
+            }
+            vm.Vcpus = vcpus;
+            vm.Vcpu = vcpus[0];
             return vm;
         }
     }

@@ -35,7 +35,71 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Sets up the current VMCS. Returns null or why the VM cannot run here.</summary>
         public static string? Initialize(Vcpu vcpu, in Boot.BootEntry boot)
         {
-            GuestMode mode = boot.Mode == Boot.BootMode.Long64 ? GuestMode.Long64 : GuestMode.Protected32;
+            string? problem = Controls(vcpu, boot.Mode == Boot.BootMode.Long64, out ulong cr0Fixed0, out ulong cr4Fixed0);
+            if (problem != null)
+                return problem;
+            WriteHostState();
+            WriteGuestState(boot, cr0Fixed0, cr4Fixed0);
+            return null;
+        }
+
+        /// <summary>
+        /// Sets up the current VMCS for an application processor that got a start-up IPI with
+        /// <paramref name="vector"/>: the state after INIT (SDM Vol. 3A 10.1.1, table 10-1) in real
+        /// mode, with CS = vector &lt;&lt; 8 (base vector &lt;&lt; 12) and IP 0 (10.4.4).
+        /// </summary>
+        public static string? InitializeStartup(Vcpu vcpu, int vector)
+        {
+            string? problem = Controls(vcpu, false, out ulong cr0Fixed0, out ulong cr4Fixed0);
+            if (problem != null)
+                return problem;
+            WriteHostState();
+            const ulong cr0Reset = 0x6000_0010;                  // CD, NW, ET
+            Vmcs.Write(VmcsField.Cr0ReadShadow, cr0Reset);
+            Vmcs.Write(VmcsField.Cr4ReadShadow, 0);
+            Vmcs.Write(VmcsField.GuestCr0, 0x10 | cr0Fixed0);     // caching stays on underneath
+            Vmcs.Write(VmcsField.GuestCr4, cr4Fixed0);
+            Vmcs.Write(VmcsField.GuestCr3, 0);
+            Vmcs.Write(VmcsField.GuestIa32Efer, 0);
+            Vmcs.Write(VmcsField.GuestDr7, 0x400);
+            Vmcs.Write(VmcsField.GuestRflags, 0x2);
+            Vmcs.Write(VmcsField.GuestRip, 0);
+            Vmcs.Write(VmcsField.GuestRsp, 0);
+            Vmcs.Write(VmcsField.GuestPendingDebug, 0);
+            Vmcs.Write(VmcsField.GuestInterruptibility, 0);
+            Vmcs.Write(VmcsField.GuestActivityState, 0);
+            Vmcs.Write(VmcsField.GuestSysenterCs, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEip, 0);
+            RealSegment(VmcsField.GuestCsSelector, VmcsField.GuestCsBase, VmcsField.GuestCsLimit, VmcsField.GuestCsAccessRights, (ushort)(vector << 8), 0x9B);
+            RealSegment(VmcsField.GuestDsSelector, VmcsField.GuestDsBase, VmcsField.GuestDsLimit, VmcsField.GuestDsAccessRights, 0, 0x93);
+            RealSegment(VmcsField.GuestEsSelector, VmcsField.GuestEsBase, VmcsField.GuestEsLimit, VmcsField.GuestEsAccessRights, 0, 0x93);
+            RealSegment(VmcsField.GuestSsSelector, VmcsField.GuestSsBase, VmcsField.GuestSsLimit, VmcsField.GuestSsAccessRights, 0, 0x93);
+            RealSegment(VmcsField.GuestFsSelector, VmcsField.GuestFsBase, VmcsField.GuestFsLimit, VmcsField.GuestFsAccessRights, 0, 0x93);
+            RealSegment(VmcsField.GuestGsSelector, VmcsField.GuestGsBase, VmcsField.GuestGsLimit, VmcsField.GuestGsAccessRights, 0, 0x93);
+            RealSegment(VmcsField.GuestTrSelector, VmcsField.GuestTrBase, VmcsField.GuestTrLimit, VmcsField.GuestTrAccessRights, 0, 0x8B);
+            RealSegment(VmcsField.GuestLdtrSelector, VmcsField.GuestLdtrBase, VmcsField.GuestLdtrLimit, VmcsField.GuestLdtrAccessRights, 0, 0x10000);
+            Vmcs.Write(VmcsField.GuestGdtrBase, 0);
+            Vmcs.Write(VmcsField.GuestGdtrLimit, 0xFFFF);
+            Vmcs.Write(VmcsField.GuestIdtrBase, 0);
+            Vmcs.Write(VmcsField.GuestIdtrLimit, 0xFFFF);
+            return null;
+        }
+
+        /// <summary>A real-mode segment: base selector * 16, limit 64 KiB.</summary>
+        private static void RealSegment(ulong selectorField, ulong baseField, ulong limitField, ulong arField, ushort selector, uint accessRights)
+        {
+            Vmcs.Write(selectorField, selector);
+            Vmcs.Write(baseField, (ulong)selector << 4);
+            Vmcs.Write(limitField, 0xFFFF);
+            Vmcs.Write(arField, accessRights);
+        }
+
+        /// <summary>The execution, exit and entry controls, bitmaps, EPT pointer and VPID; the CR0/CR4 bits VMX forces.</summary>
+        private static string? Controls(Vcpu vcpu, bool long64, out ulong cr0Fixed0, out ulong cr4Fixed0)
+        {
+            cr0Fixed0 = cr4Fixed0 = 0;
+            GuestMode mode = long64 ? GuestMode.Long64 : GuestMode.Protected32;
             if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer, out uint pin, out uint missing))
                 return Missing("pin-based", missing);
             if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, 0, out uint proc, out missing))
@@ -85,13 +149,10 @@ namespace Tandem.Kvm.Vmx
             }
 
             // The guest owns CR0/CR4 except the bits VMX forces: those read back as the guest wrote them.
-            ulong cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
-            ulong cr4Fixed0 = Native.ReadMsr(0x488);
+            cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
+            cr4Fixed0 = Native.ReadMsr(0x488);
             Vmcs.Write(VmcsField.Cr0GuestHostMask, cr0Fixed0);
             Vmcs.Write(VmcsField.Cr4GuestHostMask, cr4Fixed0);
-
-            WriteHostState();
-            WriteGuestState(boot, cr0Fixed0, cr4Fixed0);
             return null;
         }
 

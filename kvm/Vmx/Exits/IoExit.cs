@@ -30,7 +30,10 @@ namespace Tandem.Kvm.Vmx.Exits
             ulong mask = size == 1 ? 0xFFUL : size == 2 ? 0xFFFFUL : 0xFFFF_FFFFUL;
             if (input)
             {
-                r->Rax = (r->Rax & ~mask) | (p.Ports.Read(port, size) & mask);
+                p.Lock.Enter();
+                ulong read = p.Ports.Read(port, size);
+                p.Lock.Exit();
+                r->Rax = (r->Rax & ~mask) | (read & mask);
                 e.Skip();
                 return ExitAction.Resume;
             }
@@ -46,7 +49,9 @@ namespace Tandem.Kvm.Vmx.Exits
                 }
                 return ExitAction.Resume;
             }
+            p.Lock.Enter();
             p.Ports.Write(port, size, (uint)value);
+            p.Lock.Exit();
             if (p.DebugExit.ExitRequested)
             {
                 v.Vm.FlushSerial();

@@ -54,7 +54,12 @@ namespace Tandem.Kvm.Vmx.Exits
         private static bool Read(Vcpu v, uint msr, out ulong value)
         {
             if (Devices.LocalApic.Handles(msr))
-                return v.Platform.Lapic.ReadMsr(msr, out value);
+            {
+                v.Platform.Lock.Enter();
+                bool ok = v.Platform.Lapics[v.Index].ReadMsr(msr, out value);
+                v.Platform.Lock.Exit();
+                return ok;
+            }
             switch (msr)
             {
                 case Efer: value = Vmcs.Read(VmcsField.GuestIa32Efer); return true;
@@ -92,7 +97,10 @@ namespace Tandem.Kvm.Vmx.Exits
             if (Devices.LocalApic.Handles(msr))
             {
                 v.EntryWork = true;          // an EOI, a timer or an IPI: the next entry looks
-                return v.Platform.Lapic.WriteMsr(msr, value);
+                v.Platform.Lock.Enter();
+                bool ok = v.Platform.Lapics[v.Index].WriteMsr(msr, value);
+                v.Platform.Lock.Exit();
+                return ok;
             }
             switch (msr)
             {

@@ -1,0 +1,132 @@
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Sched;
+using Tandem.Kvm.Vmx;
+
+namespace Tandem.Kernel.Virt
+{
+    /// <summary>
+    /// Runs VMs as threads: one kernel thread per vCPU (docs/scheduler.md, "vCPU threads"), any
+    /// number of VMs at once; waits for them to stop, prints one line per VM and releases it.
+    /// </summary>
+    public static unsafe class VmThreads
+    {
+        /// <summary>
+        /// Starts a thread for every vCPU of <paramref name="vm"/>, allowed on the CPUs of
+        /// <paramref name="pinMask"/> (0: any); the current thread is woken when the last one ends.
+        /// </summary>
+        public static bool Start(Vm vm, ulong pinMask)
+        {
+            vm.Waiter = (ulong)Scheduler.Current;
+            vm.StartTsc = Native.Rdtsc();
+            Volatile.Write(ref vm.RunningVcpus, vm.Vcpus.Length);
+            for (int i = 0; i < vm.Vcpus.Length; i++)
+            {
+                if (Scheduler.Spawn(i == 0 ? "vcpu-bsp" : "vcpu-ap", &VcpuMain, vm.Vcpus[i].Vpid, pinMask, stackPages: 32) == null)
+                {
+                    vm.Stop(255, "out of memory for a vCPU thread");
+                    for (int k = i; k < vm.Vcpus.Length; k++)
+                        Finished(vm);
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        private static void VcpuMain(ulong vpid)
+        {
+            Vcpu v = Vcpu.FromVpid(vpid);
+            Vm vm = v.Vm;
+            // A pause (a test's phase handler) returns from the loop; threads run to the VM's end.
+            do
+            {
+                RunLoop.Run(v);
+            }
+            while (!vm.Stopped);
+            Finished(vm);
+        }
+
+        private static void Finished(Vm vm)
+        {
+            if (Interlocked.Decrement(ref vm.RunningVcpus) == 0)
+            {
+                vm.EndTsc = Native.Rdtsc();
+                Scheduler.Wake((KThread*)vm.Waiter);
+            }
+        }
+
+        /// <summary>Blocks until every vCPU thread of every VM in <paramref name="vms"/> has ended.</summary>
+        public static void WaitAll(Vm[] vms, int count)
+        {
+            while (true)
+            {
+                bool running = false;
+                for (int i = 0; i < count; i++)
+                    running |= Volatile.Read(ref vms[i].RunningVcpus) != 0;
+                if (!running)
+                    return;
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond);
+            }
+        }
+
+        /// <summary>
+        /// One line per VM: its exit status (and the host's reason), run time, and its exits by
+        /// reason name over all its vCPUs.
+        /// </summary>
+        public static void Report(Vm vm)
+        {
+            ulong f = Log.Begin();
+            Log.Write("vm ");
+            Log.Write((ulong)vm.Id);
+            Log.Write(": exit status ");
+            Log.Write(vm.ExitStatus);
+            if (vm.StopReason != null)
+            {
+                Log.Write(" (stopped by the host: ");
+                Log.Write(vm.StopReason);
+                Log.Write(")");
+            }
+            Log.Write(", ");
+            Log.Write((ulong)vm.Vcpus.Length);
+            Log.Write(vm.Vcpus.Length == 1 ? " vcpu, " : " vcpus, ");
+            ulong ms = vm.EndTsc > vm.StartTsc ? (vm.EndTsc - vm.StartTsc) * 1000 / Timer.TscPerSecond : 0;
+            Log.Write(ms);
+            Log.Write(" ms, exits");
+            ulong total = 0;
+            for (int i = 0; i < vm.Vcpus.Length; i++)
+                total += vm.Vcpus[i].Exits;
+            Log.WriteChar(' ');
+            Log.Write(total);
+            bool first = true;
+            for (int reason = 0; reason < ExitReason.Count; reason++)
+            {
+                ulong n = 0;
+                for (int i = 0; i < vm.Vcpus.Length; i++)
+                    n += vm.Vcpus[i].ExitCount(reason);
+                if (n == 0)
+                    continue;
+                Log.Write(first ? " (" : ", ");
+                first = false;
+                string? name = ExitReason.Name(reason);
+                if (name != null)
+                {
+                    Log.Write(name);
+                }
+                else
+                {
+                    Log.Write("reason-");
+                    Log.Write((ulong)reason);
+                }
+                Log.WriteChar(' ');
+                Log.Write(n);
+            }
+            if (!first)
+                Log.WriteChar(')');
+            Log.Write(", ");
+            Log.Write(vm.Memory.FaultsHandled);
+            Log.Write(" EPT faults\n");
+            Log.End(f);
+        }
+    }
+}

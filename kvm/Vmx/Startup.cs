@@ -1,0 +1,43 @@
+using Tandem.Arch.X86;
+
+namespace Tandem.Kvm.Vmx
+{
+    /// <summary>
+    /// An application processor's start (SDM Vol. 3A 10.4, "MP Initialization"): it waits for INIT
+    /// and then a start-up IPI from another vCPU, and begins in real mode at the SIPI's page.
+    /// </summary>
+    internal static unsafe class Startup
+    {
+        /// <summary>
+        /// Blocks the AP's thread (a kick wakes it) until its local APIC took a start-up IPI after an
+        /// INIT, then sets up its VMCS for that start. Returns with <see cref="Vcpu.Started"/> set, or
+        /// when the VM stopped first.
+        /// </summary>
+        public static void WaitForSipi(Vcpu v)
+        {
+            Devices.PcPlatform p = v.Platform;
+            Devices.LocalApic apic = p.Lapics[v.Index];
+            while (!v.Vm.Stopped)
+            {
+                p.Lock.Enter();
+                int vector = apic.TakeStartUp();
+                p.Lock.Exit();
+                if (vector >= 0)
+                {
+                    string? problem = VmcsSetup.InitializeStartup(v, vector);
+                    if (problem != null)
+                    {
+                        v.Vm.Stop(255, problem);
+                        return;
+                    }
+                    v.Launched = false;
+                    v.Started = true;
+                    v.EntryWork = true;
+                    v.ChargedUntil = Native.Rdtsc();
+                    return;
+                }
+                KvmHost.BlockThread(Native.Rdtsc() + TscClock.NsToTsc(10_000_000));
+            }
+        }
+    }
+}
