@@ -78,14 +78,59 @@ namespace Tandem.Kvm.Devices
         /// <summary>xAPIC MMIO accesses ignored for their width or alignment (not a 32-bit access at a 16-byte boundary).</summary>
         public ulong BadMmioAccesses;
 
-        /// <summary>An NMI arrived (an NMI IPI, or an NMI message from the IOAPIC); the VM loop injects it and clears this.</summary>
-        public bool NmiPending;
+        /// <summary>An NMI arrived (an NMI IPI, or an NMI message from the IOAPIC); the VM loop injects it and clears it with <see cref="TakeNmi"/>.</summary>
+        public bool NmiPending { get; private set; }
 
-        /// <summary>An INIT arrived; the VM loop resets the vCPU (wait-for-SIPI) and clears this.</summary>
-        public bool InitPending;
+        /// <summary>
+        /// An INIT arrived (never on the BSP, which ignores INIT here); the VM loop resets the vCPU
+        /// to the wait-for-SIPI state and clears it with <see cref="TakeInit"/>.
+        /// </summary>
+        public bool InitPending { get; private set; }
 
-        /// <summary>The vector (start page) of the last start-up IPI received, or -1; the VM loop starts the waiting vCPU at vector × 4 KiB and sets it back to -1.</summary>
-        public int StartUpVector = -1;
+        /// <summary>
+        /// The vector (start page) of the start-up IPI that ended the wait for SIPI, or -1; the VM
+        /// loop starts the vCPU at vector × 4 KiB and clears it with <see cref="TakeStartUp"/>.
+        /// </summary>
+        public int StartUpVector { get; private set; } = -1;
+
+        /// <summary>
+        /// In the wait-for-SIPI state: an INIT was received and no start-up IPI since. Only then is
+        /// a start-up IPI recorded (SDM 8.4.4.1: a SIPI to a processor that is not waiting for one,
+        /// such as the second SIPI of the INIT-SIPI-SIPI sequence, is ignored). False at power-on:
+        /// an AP needs an INIT first, as under KVM.
+        /// </summary>
+        public bool WaitingForSipi { get; private set; }
+
+        /// <summary>An NMI, INIT or start-up IPI waits for the VM loop (it wakes a halted vCPU too).</summary>
+        public bool HasNmiInitOrStartUp => NmiPending || InitPending || StartUpVector >= 0;
+
+        /// <summary>The VM loop takes the pending NMI: true if there was one (now cleared).</summary>
+        public bool TakeNmi()
+        {
+            bool pending = NmiPending;
+            NmiPending = false;
+            return pending;
+        }
+
+        /// <summary>
+        /// The VM loop takes the pending INIT: true if there was one (now cleared); the vCPU then
+        /// resets its registers and waits for a start-up IPI. This APIC already reset its own
+        /// registers when the INIT arrived (SDM 10.4.7.3) and is <see cref="WaitingForSipi"/>.
+        /// </summary>
+        public bool TakeInit()
+        {
+            bool pending = InitPending;
+            InitPending = false;
+            return pending;
+        }
+
+        /// <summary>The VM loop takes the start-up IPI: its vector (the start page), or -1 if none; cleared.</summary>
+        public int TakeStartUp()
+        {
+            int vector = StartUpVector;
+            StartUpVector = -1;
+            return vector;
+        }
 
         /// <summary>
         /// The local APIC of the vCPU with APIC ID <paramref name="apicId"/> (the BSP when
@@ -355,6 +400,13 @@ namespace Tandem.Kvm.Devices
             return Receive(deliveryMode, vector, level);
         }
 
+        /// <summary>
+        /// A message the APIC bus already routed to this APIC (a shorthand, or a destination it
+        /// matched): taken by delivery mode, as <see cref="Deliver"/> does; refused while the
+        /// APIC is hardware-disabled.
+        /// </summary>
+        internal bool ReceiveRouted(int deliveryMode, int vector, bool level) => HardwareEnabled && Receive(deliveryMode, vector, level);
+
         /// <summary>A message addressed to this APIC, by delivery mode.</summary>
         private bool Receive(int deliveryMode, int vector, bool level)
         {
@@ -367,9 +419,20 @@ namespace Tandem.Kvm.Devices
                     NmiPending = true;
                     return true;
                 case IpiRequest.Init:
+                    // The BSP ignores INIT here (Tandem does not restart a VM's BSP from its reset
+                    // vector). An AP resets its APIC (ID and APIC base kept, SDM 10.4.7.3) and
+                    // waits for a start-up IPI; a start-up it had not yet started from is dropped.
+                    if (_bsp)
+                        return false;
+                    Reset();
                     InitPending = true;
+                    WaitingForSipi = true;
+                    StartUpVector = -1;
                     return true;
                 case IpiRequest.StartUp:
+                    if (!WaitingForSipi)
+                        return false;
+                    WaitingForSipi = false;
                     StartUpVector = vector & 0xFF;
                     return true;
                 case IpiRequest.ExtInt:
@@ -404,7 +467,9 @@ namespace Tandem.Kvm.Devices
             }
             bool self = shorthand == IpiRequest.AllIncludingSelf
                 || (shorthand == IpiRequest.NoShorthand && Matches(ipi.Destination, ipi.Logical));
-            if (self)
+            // Lowest priority picks one APIC among all the targets, this one included: with a
+            // sink, the sink arbitrates (IIpiSink); alone, this APIC is the only candidate.
+            if (self && !(mode == IpiRequest.LowestPriority && _ipis != null))
                 Receive(mode, ipi.Vector, ipi.LevelTriggered);
             _ipis?.SendIpi(ipi);
         }

@@ -3,12 +3,20 @@ namespace Tandem.Kvm.Devices
     /// <summary>
     /// One VM's PC devices and their wiring: the port bus, the 8259A pair (the interrupt
     /// controller every device line reaches), the 8254 PIT, COM1 (16550A, IRQ 4), the CMOS/RTC
-    /// (IRQ 8), the i8042 and port 0x92 (the reset line), the PCI host bridge (and 0xCF9), fw_cfg
-    /// and the debug-exit port 0xF4. The VM loop calls <see cref="Poll"/> before an entry, injects
-    /// <see cref="AcknowledgeInterrupt"/>'s vector when <see cref="HasInterrupt"/> and the guest
-    /// can take it, bounds the guest's run (or a halted vCPU's wait) by <see cref="NextEventNs"/>,
-    /// and ends the VM when <see cref="DebugExit"/> or <see cref="Reset"/> asks.
+    /// (IRQ 8), the i8042 and port 0x92 (the reset line), the PCI host bridge (and 0xCF9), fw_cfg,
+    /// the debug-exit port 0xF4, the ACPI PM block, the IOAPIC and one local APIC per vCPU on an
+    /// <see cref="Devices.ApicBus"/>. vCPU i's run loop calls <see cref="Poll(int)"/> before an
+    /// entry, injects <see cref="AcknowledgeInterrupt(int)"/>'s vector when
+    /// <see cref="HasInterruptFor"/> and the guest can take it, bounds the guest's run (or a halted
+    /// vCPU's wait) by <see cref="NextEventNsFor"/>, and ends the VM when
+    /// <see cref="DebugExit"/> or <see cref="Reset"/> asks. The parameterless forms are vCPU 0's.
     /// </summary>
+    /// <remarks>
+    /// Several vCPUs (docs/devices.md, "Several vCPUs"): the vCPU threads of one VM run on
+    /// different CPUs at once, so every call into these devices is made with <see cref="Lock"/>
+    /// held (see <see cref="DeviceLock"/> for the contract); what becomes pending for a vCPU
+    /// because of another agent is announced through <see cref="Kicker"/>, under the lock.
+    /// </remarks>
     public sealed class PcPlatform : IIrqSink
     {
         /// <summary>The VM's port I/O space.</summary>
@@ -47,13 +55,28 @@ namespace Tandem.Kvm.Devices
         /// <summary>The CPU reset line the i8042, port 0x92 and 0xCF9 pull.</summary>
         public readonly ResetLine Reset;
 
-        /// <summary>The vCPU's local APIC (xAPIC page at 0xFEE00000, x2APIC MSRs, timer).</summary>
+        /// <summary>vCPU 0's (the BSP's) local APIC: <c>Lapics[0]</c>.</summary>
         public readonly LocalApic Lapic;
+
+        /// <summary>
+        /// The local APICs, vCPU i's at index i with APIC ID i (xAPIC page at 0xFEE00000 as that
+        /// vCPU sees it, x2APIC MSRs, timer); vCPU 0 is the BSP.
+        /// </summary>
+        public readonly LocalApic[] Lapics;
+
+        /// <summary>The number of vCPUs (and of local APICs).</summary>
+        public readonly int CpuCount;
+
+        /// <summary>The APIC bus: the IOAPIC's messages and the local APICs' IPIs to the local APICs.</summary>
+        public readonly ApicBus ApicBus;
+
+        /// <summary>The VM-wide device lock: held for every call into these devices (<see cref="DeviceLock"/>).</summary>
+        public readonly DeviceLock Lock = new DeviceLock();
 
         /// <summary>The IOAPIC at 0xFEC00000 (ISA IRQ n on pin n, IRQ 0 on pin 2).</summary>
         public readonly IoApic IoApic;
 
-        /// <summary>The VM's MMIO space (outside RAM).</summary>
+        /// <summary>The VM's MMIO space (outside RAM) for the devices all vCPUs share; the local APICs' pages are per vCPU (<see cref="FindMmio"/>).</summary>
         public readonly MmioMap Mmio;
 
         /// <summary>Tandem's MMIO test page.</summary>
@@ -70,7 +93,10 @@ namespace Tandem.Kvm.Devices
         /// </summary>
         public PcPlatform(IDeviceClock clock, ISerialSink serial, ulong ramBytes, ushort cpus, ulong tscHz)
         {
+            if (cpus == 0 || cpus > Acpi.AcpiConfig.MaxCpus)
+                throw new System.ArgumentException("PC platform: 1 to 255 vCPUs (8-bit xAPIC IDs, 0xFF is the broadcast ID)");
             Clock = clock;
+            CpuCount = cpus;
             Ports = new PortBus(32);
             Reset = new ResetLine();
             Pic = new Pic8259();
@@ -93,14 +119,21 @@ namespace Tandem.Kvm.Devices
                 && Ports.Register(FwCfg.SelectorPort, FwCfg.PortCount, FwCfg)
                 && Ports.Register(DebugExit.Port, 1, DebugExit)
                 && Ports.Register(AcpiPm.BasePort, AcpiPm.PortCount, Pm);
-            Lapic = new LocalApic(0, true, clock, 1_000_000_000, tscHz, null);
-            IoApic = new IoApic(Lapic);
-            Lapic.EoiListener = IoApic;
+            ApicBus = new ApicBus(cpus);
+            IoApic = new IoApic(ApicBus);
+            Lapics = new LocalApic[cpus];
+            for (int i = 0; i < cpus; i++)
+            {
+                Lapics[i] = new LocalApic((uint)i, i == 0, clock, 1_000_000_000, tscHz, ApicBus);
+                Lapics[i].EoiListener = IoApic;
+                ApicBus.Attach(Lapics[i]);
+            }
+            Lapic = Lapics[0];
+            Pic.IntOutput = new PicToBsp(this);
             Mmio = new MmioMap(8);
             Scratch = new ScratchMmio();
             ok &= Mmio.Register(ScratchMmio.Base, ScratchMmio.Size, Scratch)
-                && Mmio.Register(IoApic.DefaultBase, IoApic.PageSize, IoApic)
-                && Mmio.Register(LocalApic.DefaultBase, LocalApic.PageSize, Lapic);
+                && Mmio.Register(IoApic.DefaultBase, IoApic.PageSize, IoApic);
             if (!ok)
                 throw new System.InvalidOperationException("PC platform: overlapping device ports or MMIO ranges");
             // The e820 map the memory is really backed by: RAM from 0, the legacy hole reserved.
@@ -116,6 +149,34 @@ namespace Tandem.Kvm.Devices
 
         private static readonly byte[] E820Name = { (byte)'e', (byte)'t', (byte)'c', (byte)'/', (byte)'e', (byte)'8', (byte)'2', (byte)'0' };
 
+        /// <summary>
+        /// Who is told that something became pending for a vCPU because of another agent (an IPI,
+        /// an IOAPIC message, an NMI, INIT or start-up, a PIC interrupt for vCPU 0); null: nobody.
+        /// Set it before the vCPUs run. Called with <see cref="Lock"/> held (<see cref="IVcpuKick"/>).
+        /// </summary>
+        public IVcpuKick? Kicker
+        {
+            get => ApicBus.Kicker;
+            set => ApicBus.Kicker = value;
+        }
+
+        /// <summary>The ACPI description of this machine (its vCPU count), for the tables the VM gets.</summary>
+        public Acpi.AcpiConfig AcpiConfig => Acpi.AcpiConfig.ForCpus(CpuCount);
+
+        /// <summary>The PIC's INT output, wired to vCPU 0: a rising output kicks vCPU 0 while its APIC passes the PIC's interrupts.</summary>
+        private sealed class PicToBsp : IIrqSink
+        {
+            private readonly PcPlatform _platform;
+
+            public PicToBsp(PcPlatform platform) { _platform = platform; }
+
+            public void SetIrq(int irq, bool level)
+            {
+                if (level && _platform.Lapics[0].AcceptsPicInterrupts)
+                    _platform.ApicBus.Kicker?.Kick(0);
+            }
+        }
+
         /// <inheritdoc/>
         public void SetIrq(int irq, bool level)
         {
@@ -124,36 +185,109 @@ namespace Tandem.Kvm.Devices
                 IoApic.SetIrq(IoApic.PinForIsaIrq(irq), level);
         }
 
-        /// <summary>Nothing to do before an entry: no timer armed and no interrupt waiting.</summary>
+        /// <summary>
+        /// The MMIO device vCPU <paramref name="cpu"/> reaches at [<paramref name="gpa"/>, +
+        /// <paramref name="size"/>), and the offset into it; null if none. Its own local APIC for
+        /// an access inside the 4 KiB page at that APIC's <see cref="LocalApic.BaseAddress"/>
+        /// (every vCPU's page is at 0xFEE00000 until its guest moves it; the page reads 0 and
+        /// ignores writes while <see cref="LocalApic.MmioEnabled"/> is false, and it hides a shared
+        /// device the guest moved it over), otherwise the shared <see cref="Mmio"/>.
+        /// </summary>
+        public IMmioDevice? FindMmio(int cpu, ulong gpa, int size, out ulong offset)
+        {
+            LocalApic apic = Lapics[cpu];
+            ulong o = gpa - apic.BaseAddress;
+            if (gpa >= apic.BaseAddress && o < LocalApic.PageSize && (ulong)size <= LocalApic.PageSize - o)
+            {
+                offset = o;
+                return apic;
+            }
+            return Mmio.Find(gpa, size, out offset);
+        }
+
+        // ---- vCPU 0's view, as the one-vCPU run loop uses it ----
+
+        /// <summary>
+        /// vCPU 0: nothing to do before an entry: no timer armed and no interrupt waiting (NMI, INIT
+        /// and start-up are not counted: the one-vCPU loop does not act on them; <see cref="IsQuiet"/> does).
+        /// </summary>
         public bool Quiet => !Pit.Armed && !HasInterrupt && Cmos.NextEventNs == ulong.MaxValue && Lapic.NextEventNs == ulong.MaxValue;
 
-        /// <summary>Lets the timers raise what is due by now.</summary>
-        public void Poll()
+        /// <summary>vCPU 0: lets the timers raise what is due by now (<see cref="Poll(int)"/>).</summary>
+        public void Poll() => Poll(0);
+
+        /// <summary>vCPU 0: the VM clock's time of the next timer event, or <see cref="ulong.MaxValue"/> (<see cref="NextEventNsFor"/>).</summary>
+        public ulong NextEventNs => NextEventNsFor(0);
+
+        /// <summary>
+        /// vCPU 0: an external interrupt waits: in its local APIC, or at the PIC while the APIC
+        /// passes the PIC's INTR through (disabled, or LINT0 in ExtINT mode).
+        /// </summary>
+        public bool HasInterrupt => HasInterruptFor(0);
+
+        /// <summary>vCPU 0: the interrupt acknowledge cycle: the vector to inject (the local APIC's first, else the PIC's, spurious if it has none).</summary>
+        public int AcknowledgeInterrupt() => Lapic.PendingVector >= 0 ? Lapic.Acknowledge() : Pic.Acknowledge();
+
+        // ---- per vCPU (call with Lock held) ----
+
+        /// <summary>
+        /// Lets the timers raise what is due by now, on behalf of vCPU <paramref name="cpu"/>: the
+        /// PIT and the RTC (shared: whichever vCPU polls first raises them, and the vCPU the guest
+        /// routed them to is kicked) and <paramref name="cpu"/>'s local APIC timer.
+        /// </summary>
+        public void Poll(int cpu)
         {
             Pit.Poll();
             Cmos.Poll();
-            Lapic.Poll();
+            Lapics[cpu].Poll();
         }
 
-        /// <summary>The VM clock's time of the next timer event, or <see cref="ulong.MaxValue"/>.</summary>
-        public ulong NextEventNs
+        /// <summary>The VM clock's time of the next event vCPU <paramref name="cpu"/> must poll for (the PIT, the RTC, its local APIC timer), or <see cref="ulong.MaxValue"/>.</summary>
+        public ulong NextEventNsFor(int cpu)
         {
-            get
-            {
-                ulong next = Pit.NextIrqNs, rtc = Cmos.NextEventNs, apic = Lapic.NextEventNs;
-                if (rtc < next)
-                    next = rtc;
-                return apic < next ? apic : next;
-            }
+            ulong next = Pit.NextIrqNs, rtc = Cmos.NextEventNs, apic = Lapics[cpu].NextEventNs;
+            if (rtc < next)
+                next = rtc;
+            return apic < next ? apic : next;
         }
 
         /// <summary>
-        /// An external interrupt waits for the vCPU: in its local APIC, or at the PIC while the APIC
-        /// passes the PIC's INTR through (disabled, or LINT0 in ExtINT mode).
+        /// An external interrupt waits for vCPU <paramref name="cpu"/>: a deliverable vector in its
+        /// local APIC, or, for vCPU 0 only (the 8259A is wired to the BSP), one at the PIC while
+        /// LAPIC 0 passes the PIC's INTR through (hardware-disabled, or LINT0 unmasked ExtINT).
         /// </summary>
-        public bool HasInterrupt => Lapic.PendingVector >= 0 || (Pic.HasInterrupt && Lapic.AcceptsPicInterrupts);
+        public bool HasInterruptFor(int cpu)
+        {
+            LocalApic apic = Lapics[cpu];
+            return apic.PendingVector >= 0 || (cpu == 0 && Pic.HasInterrupt && apic.AcceptsPicInterrupts);
+        }
 
-        /// <summary>The interrupt acknowledge cycle: the vector to inject (the local APIC's first).</summary>
-        public int AcknowledgeInterrupt() => Lapic.PendingVector >= 0 ? Lapic.Acknowledge() : Pic.Acknowledge();
+        /// <summary>
+        /// vCPU <paramref name="cpu"/>'s interrupt acknowledge: its local APIC's vector first, then
+        /// (vCPU 0 only) the PIC's; -1 when <see cref="HasInterruptFor"/> is false.
+        /// </summary>
+        public int AcknowledgeInterrupt(int cpu)
+        {
+            LocalApic apic = Lapics[cpu];
+            if (apic.PendingVector >= 0)
+                return apic.Acknowledge();
+            if (cpu == 0 && Pic.HasInterrupt && apic.AcceptsPicInterrupts)
+                return Pic.Acknowledge();
+            return -1;
+        }
+
+        /// <summary>
+        /// Something waits for vCPU <paramref name="cpu"/> that ends a halt or a wait for SIPI: an
+        /// interrupt (<see cref="HasInterruptFor"/>), or an NMI, INIT or start-up IPI in its
+        /// local APIC (taken with <see cref="LocalApic.TakeNmi"/>, <see cref="LocalApic.TakeInit"/>,
+        /// <see cref="LocalApic.TakeStartUp"/>).
+        /// </summary>
+        public bool HasEvent(int cpu) => HasInterruptFor(cpu) || Lapics[cpu].HasNmiInitOrStartUp;
+
+        /// <summary>
+        /// Nothing for vCPU <paramref name="cpu"/> to do before an entry: no PIT, RTC or local APIC
+        /// timer event armed, and no interrupt, NMI, INIT or start-up waiting for it.
+        /// </summary>
+        public bool IsQuiet(int cpu) => !Pit.Armed && Cmos.NextEventNs == ulong.MaxValue && Lapics[cpu].NextEventNs == ulong.MaxValue && !HasEvent(cpu);
     }
 }

@@ -29,6 +29,12 @@ namespace Tandem.Kvm.Devices
         /// <summary>Acknowledged interrupts (vectors delivered), spurious ones included.</summary>
         public ulong Acknowledged;
 
+        /// <summary>
+        /// The master's INT pin, if wired: <c>SetIrq(0, level)</c> each time the output changes,
+        /// after the chips' state was updated (the platform wires it to the BSP, to kick vCPU 0).
+        /// </summary>
+        public IIrqSink? IntOutput;
+
         /// <summary>Both chips as after power-on: uninitialised, everything masked off (IMR 0), vector bases 0x08 and 0x70 as the BIOS leaves them.</summary>
         public Pic8259()
         {
@@ -155,7 +161,10 @@ namespace Tandem.Kvm.Devices
         private void UpdateCascade()
         {
             SetLine(ref _master, 2, Output(ref _slave) >= 0);
+            bool was = _int;
             _int = Output(ref _master) >= 0;
+            if (_int != was)
+                IntOutput?.SetIrq(0, _int);
         }
 
         /// <summary>The highest-priority IRQ in <paramref name="mask"/> (rotation applied), or -1.</summary>

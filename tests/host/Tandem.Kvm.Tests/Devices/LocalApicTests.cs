@@ -696,16 +696,60 @@ public class LocalApicTests
     [Fact]
     public void NmiInitAndStartUpMessagesForThisApicAreLeftForTheVmLoop()
     {
-        (LocalApic apic, _, _) = Make(0);
+        (LocalApic apic, _, _) = Make(1, false);
         W(apic, IcrLow, (2u << 18) | 0x400);                         // NMI to all including self
         Assert.True(apic.NmiPending);
-        Assert.True(apic.Deliver(0, false, IpiRequest.Init, 0, false));
+        Assert.True(apic.HasNmiInitOrStartUp);
+        Assert.True(apic.TakeNmi());
+        Assert.False(apic.TakeNmi());
+        Assert.False(apic.Deliver(1, false, IpiRequest.StartUp, 0x9A, false));   // no INIT yet: ignored
+        Assert.Equal(-1, apic.StartUpVector);
+        Assert.True(apic.Deliver(1, false, IpiRequest.Init, 0, false));
         Assert.True(apic.InitPending);
-        Assert.True(apic.Deliver(0, false, IpiRequest.StartUp, 0x9A, false));
+        Assert.True(apic.WaitingForSipi);
+        Assert.True(apic.Deliver(1, false, IpiRequest.StartUp, 0x9A, false));
         Assert.Equal(0x9A, apic.StartUpVector);
-        Assert.False(apic.Deliver(0, false, IpiRequest.Smi, 0, false));
-        Assert.False(apic.Deliver(1, false, IpiRequest.Fixed, 0x40, false));
+        Assert.False(apic.WaitingForSipi);
+        Assert.False(apic.Deliver(1, false, IpiRequest.StartUp, 0x9B, false));   // the second SIPI: ignored
+        Assert.True(apic.TakeInit());
+        Assert.False(apic.TakeInit());
+        Assert.Equal(0x9A, apic.TakeStartUp());
+        Assert.Equal(-1, apic.TakeStartUp());
+        Assert.False(apic.HasNmiInitOrStartUp);
+        Assert.False(apic.Deliver(1, false, IpiRequest.Smi, 0, false));
+        Assert.False(apic.Deliver(2, false, IpiRequest.Fixed, 0x40, false));
         Assert.Equal(-1, apic.PendingVector);
+    }
+
+    [Fact]
+    public void TheBspIgnoresInitAndStartUp()
+    {
+        (LocalApic apic, _, _) = Make(0, true);
+        Assert.False(apic.Deliver(0, false, IpiRequest.Init, 0, false));
+        Assert.False(apic.InitPending);
+        Assert.False(apic.WaitingForSipi);
+        Assert.False(apic.Deliver(0, false, IpiRequest.StartUp, 0x9A, false));
+        Assert.Equal(-1, apic.StartUpVector);
+        Assert.True(apic.SoftwareEnabled);                           // not reset either
+    }
+
+    [Fact]
+    public void InitResetsTheApApicAndDropsAStartUpNotYetTaken()
+    {
+        (LocalApic apic, _, _) = Make(3, false);
+        W(apic, Tpr, 0x20);
+        W(apic, IcrLow, (1u << 18) | 0x40);                          // self IPI: in IRR
+        Assert.True(apic.Deliver(3, false, IpiRequest.Init, 0, false));
+        Assert.True(apic.Deliver(3, false, IpiRequest.StartUp, 0x10, false));
+        Assert.True(apic.Deliver(3, false, IpiRequest.Init, 0, false));          // INIT again before the loop looked
+        Assert.Equal(-1, apic.StartUpVector);
+        Assert.True(apic.WaitingForSipi);
+        Assert.False(apic.SoftwareEnabled);                          // power-up state, ID kept
+        Assert.Equal(0u, R(apic, Tpr));
+        Assert.False(IrrBit(apic, 0x40));
+        Assert.Equal(3u << 24, R(apic, Id));
+        Assert.True(apic.Deliver(3, false, IpiRequest.StartUp, 0x11, false));
+        Assert.Equal(0x11, apic.TakeStartUp());
     }
 
     [Fact]
