@@ -247,6 +247,24 @@ namespace Tandem.Kernel.Sched
                 Lapic.SendIpi(Cpu.Get(index)->ApicId, RescheduleVector);
         }
 
+        /// <summary>
+        /// Lets <paramref name="t"/> run only on the CPUs of <paramref name="allowed"/> (0: any). A
+        /// thread running elsewhere leaves its CPU at that CPU's next interrupt (a reschedule IPI is sent).
+        /// </summary>
+        public static void SetAffinity(KThread* t, ulong allowed)
+        {
+            ulong mask = allowed & OnlineMask();
+            Volatile.Write(ref t->Allowed, mask == 0 ? ~0UL : mask);
+            int cpu = Volatile.Read(ref t->Cpu);
+            if (Volatile.Read(ref t->State) == ThreadState.Running)
+            {
+                if (cpu == Cpu.CurrentIndex)
+                    Yield();
+                else
+                    Kick(cpu);
+            }
+        }
+
         private static ulong OnlineMask()
         {
             ulong mask = 0;
@@ -374,7 +392,7 @@ namespace Tandem.Kernel.Sched
             KThread* next = PickNext(cpu);
             if (next == null)
             {
-                if (prev->State == ThreadState.Running)
+                if (prev->State == ThreadState.Running && (prev->Allowed & (1UL << cpu->Index)) != 0)
                     return;
                 next = cpu->Idle;
             }
@@ -387,7 +405,10 @@ namespace Tandem.Kernel.Sched
             if (prev->State == ThreadState.Running && prev != cpu->Idle)
             {
                 prev->State = ThreadState.Runnable;
-                Enqueue(cpu->Index, prev, wake: false);
+                if ((prev->Allowed & (1UL << cpu->Index)) != 0)
+                    Enqueue(cpu->Index, prev, wake: false);
+                else
+                    Enqueue(ChooseCpu(prev), prev, wake: true);     // its affinity changed: it moves
             }
             // Dequeue took it with OnCpu 0 (its stack saved), and only this CPU can run it now.
             next->OnCpu = 1;
@@ -597,6 +618,12 @@ namespace Tandem.Kernel.Sched
             PerCpu* cpu = Cpu.Current;
             if (cpu == null || cpu->Idle == null)
                 return;
+            KThread* current = cpu->Current;
+            if (current != cpu->Idle && current->PreemptCount == 0 && (Volatile.Read(ref current->Allowed) & (1UL << cpu->Index)) == 0)
+            {
+                Schedule(cpu);                // SetAffinity took this CPU away from it
+                return;
+            }
             PreemptForWaker(cpu, Native.Rdtsc());
         }
 

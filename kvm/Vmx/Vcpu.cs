@@ -110,7 +110,7 @@ namespace Tandem.Kvm.Vmx
 
         private static void VmClearHere(ulong vpid)
         {
-            Vcpu v = s_all[vpid & 0xFF]!;
+            Vcpu v = s_all[(int)(vpid & 0xFF)]!;
             Native.VmClear(v.VmcsPhysical);
             v.RemoteClears++;
             if (KvmHost.CurrentCpu() != v.LoadedOnCpu)
@@ -125,10 +125,10 @@ namespace Tandem.Kvm.Vmx
         public void Load()
         {
             int cpu = KvmHost.CurrentCpu();
-            bool moved = LoadedOnCpu != cpu;
             MakeCurrent();
-            if (moved)
+            if (_hostCpu != cpu)
             {
+                _hostCpu = cpu;
                 // This CPU may cache the VM's EPT translations from the first entry on: it must be in
                 // the EPT's CPU mask before it, or a remote INVEPT would skip it (a bit is never cleared).
                 Vm.Memory.ActivateOn(cpu);
@@ -137,10 +137,13 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>The vCPU with <paramref name="vpid"/> (among the last 256 created).</summary>
-        public static Vcpu FromVpid(ulong vpid) => s_all[vpid & 0xFF]!;
+        public static Vcpu FromVpid(ulong vpid) => s_all[(int)(vpid & 0xFF)]!;
+
+        /// <summary>The CPU whose host state the VMCS holds and whose EPT-mask bit is set (by <see cref="Load"/>).</summary>
+        private int _hostCpu = -1;
 
         /// <summary>The switch-in hook of a thread running a vCPU (its argument is the VPID).</summary>
-        public static void OnSwitchIn(ulong vpid) => s_all[vpid & 0xFF]!.Load();
+        public static void OnSwitchIn(ulong vpid) => s_all[(int)(vpid & 0xFF)]!.Load();
 
         /// <summary>Interrupts off (the run loop's state); returns the flags for <see cref="RestoreInterrupts"/>.</summary>
         public static ulong DisableInterrupts()

@@ -16,7 +16,7 @@ namespace Tandem.Kvm.Vmx
         public Vcpu? Vcpu;
 
         /// <summary>Every vCPU, by index (APIC ID).</summary>
-        public Vcpu[] Vcpus = System.Array.Empty<Vcpu>();
+        public Vcpu[] Vcpus = new Vcpu[0];
 
         /// <summary>-1 while running; the status the guest wrote to the exit port, or 255 when the host stopped it.</summary>
         public int ExitStatus = -1;
