@@ -9,7 +9,7 @@ namespace Tandem.StubGen.Guests;
 /// Devices they use: COM1 data port 0x3F8 (relayed to the host console), the phase port 0x502
 /// (the host's tests act at each phase), the exit port 0xF4 (ends the VM with the byte written).
 /// </summary>
-public static class TestGuests
+public static partial class TestGuests
 {
     private const ulong LoadAddress = 0x10_0000;
     private const uint HeaderSize = 16;
@@ -41,6 +41,8 @@ public static class TestGuests
         ("apic32", Apic32()),
         ("uart32", Uart32()),
         ("s5_32", S5Guest()),
+        ("smp32", Smp32()),
+        ("smpspin32", SmpSpin32()),
     ];
 
     /// <summary>
@@ -744,6 +746,20 @@ public static class TestGuests
             AssemblerResult result = a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset, BlockEncoderOptions.ReturnNewInstructionOffsets);
             firstRip = result.GetLabelRIP(first);
             secondRip = result.GetLabelRIP(second);
+            return stream.ToArray();
+        }
+
+        /// <summary>The image, and the guest addresses of <paramref name="labels"/>, in their order.</summary>
+        public byte[] ImageN(Assembler a, int mode, Label[] labels, out ulong[] rips)
+        {
+            var stream = new MemoryStream();
+            stream.Write("TGST"u8);
+            stream.Write(BitConverter.GetBytes((uint)mode));
+            stream.Write(BitConverter.GetBytes(CodeOffset));
+            stream.Write(BitConverter.GetBytes(0u));
+            stream.Write(_data.ToArray());
+            AssemblerResult result = a.Assemble(new StreamCodeWriter(stream), LoadAddress + CodeOffset, BlockEncoderOptions.ReturnNewInstructionOffsets);
+            rips = labels.Select(l => result.GetLabelRIP(l)).ToArray();
             return stream.ToArray();
         }
 
