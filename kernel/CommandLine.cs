@@ -339,12 +339,27 @@ namespace Tandem.Kernel
         {
             if (TestPattern == null)
                 return true;
-            for (int start = 0; start + TestPatternLength <= testName.Length; start++)
+            // test=A,B: a test runs when its name contains any of the comma-separated parts.
+            for (int at = 0; at <= TestPatternLength;)
+            {
+                int end = at;
+                while (end < TestPatternLength && TestPattern[end] != ',')
+                    end++;
+                if (end > at && Contains(testName, TestPattern + at, end - at))
+                    return true;
+                at = end + 1;
+            }
+            return false;
+        }
+
+        private static bool Contains(string text, byte* part, int length)
+        {
+            for (int start = 0; start + length <= text.Length; start++)
             {
                 int k = 0;
-                while (k < TestPatternLength && testName[start + k] == TestPattern[k])
+                while (k < length && text[start + k] == part[k])
                     k++;
-                if (k == TestPatternLength)
+                if (k == length)
                     return true;
             }
             return false;

@@ -12,6 +12,9 @@ namespace Tandem.Kernel.Memory
     {
         public static long Invepts;
 
+        /// <summary>INVEPTs each CPU ran at another CPU's request (a shootdown), by CPU index.</summary>
+        public static readonly long[] RemoteInveptsOn = new long[Cpu.MaxCpus];
+
         public bool AllocateTable(out PhysAddr address, out ulong* entries)
         {
             ulong page = FrameAllocator.Allocate();
@@ -42,6 +45,12 @@ namespace Tandem.Kernel.Memory
             System.Threading.Interlocked.Increment(ref Invepts);
         }
 
+        private static void InvEptForRemote(ulong eptPointer)
+        {
+            InvEptLocal(eptPointer);
+            System.Threading.Interlocked.Increment(ref RemoteInveptsOn[Cpu.CurrentIndex]);
+        }
+
         public void FlushRemote(ulong eptPointer, ulong cpuMask)
         {
             for (int cpu = 0; cpu < Cpu.Count; cpu++)
@@ -50,7 +59,7 @@ namespace Tandem.Kernel.Memory
                 {
                     // The caller frees the zapped frames once this returns: a CPU that did not
                     // run its INVEPT might still use them. Never ignored.
-                    if (!Smp.RunOn(cpu, &InvEptLocal, eptPointer))
+                    if (!Smp.RunOn(cpu, &InvEptForRemote, eptPointer))
                         Panic.Fail("EPT shootdown: a CPU in the EPT's mask did not acknowledge INVEPT");
                 }
             }

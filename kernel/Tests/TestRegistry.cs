@@ -42,6 +42,11 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),
             new TestCase("vmx.uart_receive_raises_irq4", &VmxTests.UartReceiveRaisesIrq4),
             new TestCase("vmx.acpi_s5_powers_the_vm_off", &VmxTests.AcpiS5PowersTheVmOff),
+            new TestCase("vmx.smp_three_vcpus_timers_and_ipis", &SmpVmTests.ThreeVcpusTimersAndIpis),
+            new TestCase("vmx.two_vms_at_once_one_triple_faults", &SmpVmTests.TwoVmsAtOnceOneTripleFaults),
+            new TestCase("vmx.remote_invept_reaches_the_vcpus_cpu", &SmpVmTests.RemoteInveptReachesTheVcpusCpu),
+            new TestCase("vmx.vcpu_migrates_with_vmclear_on_the_old_cpu", &SmpVmTests.VcpuMigratesWithVmclearOnTheOldCpu),
+            new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

@@ -75,9 +75,9 @@ namespace Tandem.Kvm.Vmx
             cpu.Rsp = Vmcs.Read(VmcsField.GuestRsp);
             cpu.Rflags = Vmcs.Read(VmcsField.GuestRflags);
             ulong csAccess = Vmcs.Read(VmcsField.GuestCsAccessRights);
-            cpu.Paging.Cr0 = Vmcs.Read(VmcsField.Cr0ReadShadow);
+            cpu.Paging.Cr0 = Vmcs.GuestVisibleCr0();       // PE/PG are the guest's: not in the shadow
             cpu.Paging.Cr3 = Vmcs.Read(VmcsField.GuestCr3);
-            cpu.Paging.Cr4 = Vmcs.Read(VmcsField.Cr4ReadShadow);
+            cpu.Paging.Cr4 = Vmcs.GuestVisibleCr4();
             cpu.Paging.Efer = Vmcs.Read(VmcsField.GuestIa32Efer);
             cpu.Paging.Cpl = (byte)((csAccess >> 5) & 3);
             bool long64 = (cpu.Paging.Efer & GuestPagingState.EferLma) != 0 && (csAccess & (1UL << 13)) != 0;

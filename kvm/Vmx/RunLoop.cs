@@ -122,6 +122,14 @@ namespace Tandem.Kvm.Vmx
             KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestRflags));
             KvmHost.Write("  cr0 ");
             KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCr0));
+            KvmHost.Write("\n  cs ");
+            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsSelector));
+            KvmHost.Write(" base ");
+            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsBase));
+            KvmHost.Write(" ar ");
+            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsAccessRights));
+            KvmHost.Write("  vcpu ");
+            KvmHost.WriteDecimal((ulong)v.Index);
             KvmHost.Write("\n  rax ");
             KvmHost.WriteHex(r->Rax);
             KvmHost.Write("  rbx ");
@@ -143,3 +151,4 @@ namespace Tandem.Kvm.Vmx
         }
     }
 }
+

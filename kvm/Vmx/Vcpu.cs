@@ -50,6 +50,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>VMCLEARs run on the CPU the VMCS was last active on because the vCPU moved, and those of them that ran elsewhere (a bug: always 0).</summary>
         public ulong RemoteClears, MisplacedClears;
 
+        /// <summary>The physical CPUs the vCPU has run on (bit i = CPU index i).</summary>
+        public ulong CpusUsed;
+
         private static readonly Vcpu?[] s_all = new Vcpu?[256];
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
@@ -129,6 +132,7 @@ namespace Tandem.Kvm.Vmx
             if (_hostCpu != cpu)
             {
                 _hostCpu = cpu;
+                CpusUsed |= 1UL << cpu;
                 // This CPU may cache the VM's EPT translations from the first entry on: it must be in
                 // the EPT's CPU mask before it, or a remote INVEPT would skip it (a bit is never cleared).
                 Vm.Memory.ActivateOn(cpu);

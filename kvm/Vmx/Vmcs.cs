@@ -49,5 +49,22 @@ namespace Tandem.Kvm.Vmx
             value = (required | (optional & mayBeOne) | mustBeOne) & mayBeOne;
             return missing == 0;
         }
+
+        /// <summary>
+        /// CR0 as the guest sees it: the bits the CR0 guest/host mask owns come from the read shadow,
+        /// the rest from the guest's real CR0 (which it changes without an exit: PE and PG, say).
+        /// </summary>
+        public static ulong GuestVisibleCr0()
+        {
+            ulong mask = Read(VmcsField.Cr0GuestHostMask);
+            return (Read(VmcsField.GuestCr0) & ~mask) | (Read(VmcsField.Cr0ReadShadow) & mask);
+        }
+
+        /// <summary>CR4 as the guest sees it (as <see cref="GuestVisibleCr0"/>).</summary>
+        public static ulong GuestVisibleCr4()
+        {
+            ulong mask = Read(VmcsField.Cr4GuestHostMask);
+            return (Read(VmcsField.GuestCr4) & ~mask) | (Read(VmcsField.Cr4ReadShadow) & mask);
+        }
     }
 }
