@@ -2,8 +2,8 @@ namespace Tandem.Kvm.Devices
 {
     /// <summary>
     /// Where the IOAPIC sends its interrupt messages: the local APICs of the VM (one
-    /// <see cref="LocalApic"/> itself implements it; with several vCPUs, a bus that matches the
-    /// destination against each).
+    /// <see cref="LocalApic"/> itself implements it; with several vCPUs, the
+    /// <see cref="ApicBus"/> routes to each).
     /// </summary>
     public interface IApicBus
     {

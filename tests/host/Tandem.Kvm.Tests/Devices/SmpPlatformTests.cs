@@ -5,23 +5,51 @@ using Xunit;
 
 namespace Tandem.Kvm.Tests.Devices;
 
-/// <summary>Records every kick, and whether the VM's device lock was held at the time.</summary>
+/// <summary>
+/// Records every kick, and checks the two rules of a kick: the VM's device lock is held, and the
+/// state the kicked vCPU will look for is already there.
+/// </summary>
 public sealed class RecordingKicker : IVcpuKick
 {
     public readonly List<int> Kicks = new();
     public DeviceLock? Lock;
+    public PcPlatform? Platform;
     public int KicksWithoutLock;
+    public int KicksBeforeState;
 
     public void Kick(int vcpu)
     {
         if (Lock != null && !Lock.IsHeld)
             KicksWithoutLock++;
+        if (Platform != null && !HasSomething(Platform, vcpu))
+            KicksBeforeState++;
         Kicks.Add(vcpu);
     }
 
-    /// <summary>The kicks so far, cleared.</summary>
+    /// <summary>Anything at all for the vCPU: a bit in its IRR (deliverable or not), an NMI, INIT or start-up, or (vCPU 0) the PIC's output.</summary>
+    private static bool HasSomething(PcPlatform p, int vcpu)
+    {
+        LocalApic a = p.Lapics[vcpu];
+        if (a.HasNmiInitOrStartUp || (vcpu == 0 && p.Pic.HasInterrupt))
+            return true;
+        for (int i = 0; i < 8; i++)
+        {
+            ulong word;
+            if (a.X2ApicMode)
+                Assert.True(a.ReadMsr((uint)(0x820 + i), out word));
+            else
+                word = a.Read((ulong)(0x200 + 0x10 * i), 4);
+            if (word != 0)
+                return true;
+        }
+        return false;
+    }
+
+    /// <summary>The kicks so far, cleared; every one of them followed the rules.</summary>
     public int[] Take()
     {
+        Assert.Equal(0, KicksWithoutLock);
+        Assert.Equal(0, KicksBeforeState);
         int[] k = Kicks.ToArray();
         Kicks.Clear();
         return k;
@@ -55,6 +83,7 @@ public class SmpPlatformTests
             P = new PcPlatform(Clock, new RecordingSerialSink(), 64 << 20, cpus, 2_000_000_000);
             P.Kicker = Kicker;
             Kicker.Lock = P.Lock;
+            Kicker.Platform = P;
             P.Lock.Enter();
             if (enable)
             {
@@ -479,6 +508,14 @@ public class SmpPlatformTests
         Assert.False(vm.P.HasInterruptFor(1));
         Assert.False(vm.P.HasInterruptFor(2));
         Assert.Equal(-1, vm.P.AcknowledgeInterrupt(1));
+        // Not even an AP that would pass INTR through (LINT0 ExtINT, or its APIC hardware-disabled).
+        vm.W(1, LvtLint0, 0x700);
+        Assert.True(vm.P.Lapics[2].WriteMsr(LocalApic.MsrApicBase, LocalApic.DefaultBase));
+        Assert.True(vm.P.Lapics[1].AcceptsPicInterrupts && vm.P.Lapics[2].AcceptsPicInterrupts);
+        Assert.False(vm.P.HasInterruptFor(1));
+        Assert.False(vm.P.HasInterruptFor(2));
+        Assert.Equal(-1, vm.P.AcknowledgeInterrupt(1));
+        Assert.Equal(-1, vm.P.AcknowledgeInterrupt(2));
         Assert.Equal(0x21, vm.P.AcknowledgeInterrupt(0));
         vm.P.SetIrq(1, false);
         vm.P.Ports.Write(0x20, 1, 0x20);                             // EOI
