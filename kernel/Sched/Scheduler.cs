@@ -540,33 +540,33 @@ namespace Tandem.Kernel.Sched
                 if (cpu->NextTickTsc <= now)
                     cpu->NextTickTsc = now + s_tickTsc;
             }
-            KThread* expired = null;
+            // Expired sleepers are collected in a local array, never through their NextSleeper link:
+            // once off the list and unlocked, a thread that was woken otherwise may already be
+            // sleeping again on another CPU's list through that same link.
+            const int MaxExpired = 16;
+            KThread** expired = stackalloc KThread*[MaxExpired];
+            int count = 0;
             ulong flags = cpu->QueueLock.Acquire();
             KThread** link = &cpu->Sleepers;
             while (*link != null)
             {
                 KThread* s = *link;
-                if (s->SleepUntil <= now)
+                if (s->SleepUntil <= now && count < MaxExpired)
                 {
                     *link = s->NextSleeper;
-                    s->SleepCpu = -1;
-                    s->NextSleeper = expired;
-                    expired = s;
+                    s->NextSleeper = null;
+                    Volatile.Write(ref s->SleepCpu, -1);
+                    expired[count++] = s;
                 }
                 else
                 {
                     link = &s->NextSleeper;
                 }
             }
-            Arm(cpu);
+            Arm(cpu);                 // more than MaxExpired: the rest are due, so it fires again at once
             cpu->QueueLock.Release(flags);
-            while (expired != null)
-            {
-                KThread* s = expired;
-                expired = s->NextSleeper;
-                s->NextSleeper = null;
-                MakeRunnable(s);      // a deadline, not a wake-up: no token
-            }
+            for (int i = 0; i < count; i++)
+                MakeRunnable(expired[i]);      // a deadline, not a wake-up: no token
             KThread* current = cpu->Current;
             if (current != cpu->Idle && current->PreemptCount == 0 && now - cpu->QuantumStart >= s_quantumTsc && HasWork(cpu))
             {
@@ -658,6 +658,19 @@ namespace Tandem.Kernel.Sched
                 Log.Write(c->Steals);
                 Log.Write(" queued ");
                 Log.Write((ulong)c->QueueLength);
+                Log.Write(" running ");
+                Log.WriteAscii(c->Current->Name, 24);
+                Log.Write(" ticks ");
+                Log.Write(c->TimerTicks);
+                int sleepers = 0;
+                for (KThread* t = c->Sleepers; t != null && sleepers < 100; t = t->NextSleeper)
+                    sleepers++;
+                Log.Write(" sleepers ");
+                Log.Write((ulong)sleepers);
+                ulong now = Native.Rdtsc();
+                Log.Write(c->ArmedTsc >= now ? " timer due in us " : " timer overdue by us ");
+                ulong d = c->ArmedTsc >= now ? c->ArmedTsc - now : now - c->ArmedTsc;
+                Log.Write(d / (Timer.TscPerSecond / 1_000_000));
                 Log.WriteChar('\n');
             }
             Log.End(f);

@@ -59,6 +59,8 @@ namespace Tandem.Kernel.Virt
         /// <summary>Blocks until every vCPU thread of every VM in <paramref name="vms"/> has ended.</summary>
         public static void WaitAll(Vm[] vms, int count)
         {
+            ulong start = Native.Rdtsc();
+            ulong nextReport = 30;
             while (true)
             {
                 bool running = false;
@@ -67,7 +69,58 @@ namespace Tandem.Kernel.Virt
                 if (!running)
                     return;
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond);
+                ulong seconds = (Native.Rdtsc() - start) / Timer.TscPerSecond;
+                if (seconds >= nextReport)
+                {
+                    // A long wait says where every vCPU is: the one line an operator needs when a
+                    // guest seems stuck.
+                    nextReport += 30;
+                    for (int i = 0; i < count; i++)
+                        ReportProgress(vms[i]);
+                    Scheduler.Report();
+                }
             }
+        }
+
+        /// <summary>One line per vCPU: its thread's state and CPU, guest mode, exits, halts, injections.</summary>
+        public static void ReportProgress(Vm vm)
+        {
+            ulong f = Log.Begin();
+            for (int i = 0; i < vm.Vcpus.Length; i++)
+            {
+                Vcpu v = vm.Vcpus[i];
+                KThread* t = (KThread*)Volatile.Read(ref v.Thread);
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(" vcpu ");
+                Log.Write((ulong)i);
+                Log.Write(v.Started ? ": started" : ": waiting for SIPI");
+                if (t != null)
+                {
+                    Log.Write(", thread state ");
+                    Log.Write((ulong)t->State);
+                    Log.Write(" on cpu ");
+                    Log.Write((ulong)t->Cpu);
+                    Log.Write(" preempted ");
+                    Log.Write(t->Preemptions);
+                    Log.Write(" migrated ");
+                    Log.Write(t->Migrations);
+                }
+                Log.Write(", in guest ");
+                Log.Write((ulong)v.InGuest);
+                Log.Write(", exits ");
+                Log.Write(v.Exits);
+                Log.Write(", halts ");
+                Log.Write(v.Halts);
+                Log.Write(", injected ");
+                Log.Write(v.Injected);
+                Log.Write(", external ");
+                Log.Write(v.ExitCount(ExitReason.ExternalInterrupt));
+                Log.Write(", preemption timer ");
+                Log.Write(v.ExitCount(ExitReason.PreemptionTimer));
+                Log.WriteChar('\n');
+            }
+            Log.End(f);
         }
 
         /// <summary>

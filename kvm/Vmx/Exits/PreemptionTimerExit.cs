@@ -5,10 +5,11 @@ namespace Tandem.Kvm.Vmx.Exits
     /// (the next entry polls the devices, <see cref="Events.BeforeEntry"/>). A guest that runs past
     /// its budget (<see cref="Vm.MaxQuanta"/> full quanta of time) is stopped as runaway.
     /// </summary>
-    internal static class PreemptionTimerExit
+    internal static unsafe class PreemptionTimerExit
     {
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
+            KvmHost.PollInterrupts();      // the host's scheduler gets a look on every quantum (guest-mode preemption)
             Events.PollConsole(v);
             if (Events.ChargeBudget(v))
             {
