@@ -30,6 +30,12 @@ namespace Tandem.Kernel
             if (problem != null)
                 BootFailure(problem);
             CommandLine.Parse(Multiboot2.CommandLine);
+            if (Multiboot2.DroppedModules > 0)
+            {
+                Log.Write("boot: more than 64 boot modules: ");
+                Log.Write((ulong)Multiboot2.DroppedModules);
+                Log.Write(" were ignored\n");
+            }
 
             ulong reservedEnd = layout->ImageEnd;
             if (Multiboot2.InfoEnd > reservedEnd)

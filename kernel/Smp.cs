@@ -206,6 +206,18 @@ namespace Tandem.Kernel
             return true;
         }
 
+        /// <summary>
+        /// One step of a spin-wait that may run with interrupts off: runs a call-function request
+        /// pending for this CPU (the spinner may be what its sender waits for), then pauses.
+        /// </summary>
+        public static void ServeWhileSpinning()
+        {
+            PerCpu* cpu = Cpu.Current;
+            if (cpu != null && Volatile.Read(ref cpu->CallPending) != 0)
+                HandleCallFunction();
+            Native.Pause();
+        }
+
         internal static void HandleCallFunction()
         {
             PerCpu* cpu = Cpu.Current;

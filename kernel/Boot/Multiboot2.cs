@@ -24,7 +24,7 @@ namespace Tandem.Kernel.Boot
     {
         public const uint BootloaderMagic = 0x36D76289;
         public const int MaxRegions = 128;
-        public const int MaxModules = 16;
+        public const int MaxModules = 64;
 
         private const uint TagEnd = 0, TagCommandLine = 1, TagBootloaderName = 2, TagModule = 3,
             TagMemoryMap = 6, TagAcpiOld = 14, TagAcpiNew = 15;
@@ -36,6 +36,9 @@ namespace Tandem.Kernel.Boot
         public static ulong Rsdp;
         public static int RegionCount;
         public static int ModuleCount;
+
+        /// <summary>Modules GRUB passed beyond <see cref="MaxModules"/> (reported at boot, not used).</summary>
+        public static int DroppedModules;
         private static Regions s_regions;
         private static Modules s_modules;
 
@@ -87,6 +90,11 @@ namespace Tandem.Kernel.Boot
                             m.Start = *(uint*)(tag + 8);
                             m.End = *(uint*)(tag + 12);
                             m.CommandLine = tag + 16;
+                        }
+                        else if (size >= 16)
+                        {
+                            // Never silently: a guest named later would be "not on the boot image".
+                            DroppedModules++;
                         }
                         break;
                     case TagMemoryMap:

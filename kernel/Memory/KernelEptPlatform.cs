@@ -67,7 +67,12 @@ namespace Tandem.Kernel.Memory
 
         public int CurrentCpu => Cpu.CurrentIndex;
 
-        public void SpinPause() => Native.Pause();
+        /// <summary>
+        /// A spin-wait step. It also runs a call-function request sent to this CPU: a vCPU spins here
+        /// with interrupts off, and the lock's holder may be waiting for this CPU's INVEPT (or
+        /// VMCLEAR) before it lets go.
+        /// </summary>
+        public void SpinPause() => Smp.ServeWhileSpinning();
 
         public void Checkpoint(MmCheckpoint site) { }
     }

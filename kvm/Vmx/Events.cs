@@ -173,7 +173,7 @@ namespace Tandem.Kvm.Vmx
             ulong now = Native.Rdtsc();
             v.UsedTsc += now - v.ChargedUntil;
             v.ChargedUntil = now;
-            ulong budget = v.Vm.MaxQuanta * ((ulong)VmcsSetup.PreemptionQuantum << VmcsSetup.PreemptionRate);
+            ulong budget = v.Vm.MaxQuanta * ((ulong)VmcsSetup.BudgetQuantum << VmcsSetup.PreemptionRate);
             return v.UsedTsc > budget;
         }
 

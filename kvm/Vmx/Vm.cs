@@ -36,7 +36,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
 
-        /// <summary>The guest's time budget, in preemption-timer quanta of time (running or halted), before the host stops it as runaway.</summary>
+        /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway.</summary>
         public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
 

@@ -141,12 +141,14 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
             Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
             vcpu.PreemptionTimer = (pin & PinPreemptionTimer) != 0;
-            vcpu.TimerValue = PreemptionQuantum;
             if (vcpu.PreemptionTimer)
             {
-                Vmcs.Write(VmcsField.PreemptionTimerValue, PreemptionQuantum);
                 PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]
+                ulong quantum = (KvmHost.TscPerSecond / 1000) >> PreemptionRate;
+                PreemptionQuantum = quantum == 0 ? 1u : quantum > 0xFFFF_FFFFUL ? 0xFFFF_FFFFu : (uint)quantum;
+                Vmcs.Write(VmcsField.PreemptionTimerValue, PreemptionQuantum);
             }
+            vcpu.TimerValue = PreemptionQuantum;
 
             // The guest owns CR0/CR4 except the bits VMX forces: those read back as the guest wrote them.
             cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
@@ -159,8 +161,16 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The preemption timer counts down once per 2^rate TSC ticks (IA32_VMX_MISC[4:0]).</summary>
         public static int PreemptionRate;
 
-        /// <summary>Preemption-timer reload: bounds how long a guest runs between host checks.</summary>
-        public const uint PreemptionQuantum = 2_000_000;
+        /// <summary>
+        /// Preemption-timer reload, 1 ms of TSC: bounds how long a guest runs between host checks.
+        /// It is the scheduler's guest-mode preemption: the exit lets the host's pending interrupts
+        /// in (its timer tick, a reschedule IPI), also where an emulator does not exit for them while
+        /// the guest runs with interrupts off (Bochs).
+        /// </summary>
+        public static uint PreemptionQuantum = 2_000_000;
+
+        /// <summary>The unit of a guest's time budget (<see cref="Vm.MaxQuanta"/>), in preemption-timer ticks.</summary>
+        public const uint BudgetQuantum = 2_000_000;
 
         private static string Missing(string kind, uint bits)
         {
