@@ -281,5 +281,39 @@ namespace Tandem.Kernel.Tests
                 return;
             t.Check(s_tickerLate * 10 <= s_tickerWakes, "more than 10 % of the host thread's wake-ups were over 5 ms late beside the spinning vCPUs", s_tickerLate);
         }
+
+        private static int PoolFreeFrames()
+        {
+            Scheduler.PreemptDisable();
+            KernelMm.Manager!.Frames.DrainCaches();
+            int free = KernelMm.Manager.Frames.BuddyFreeFrames;
+            Scheduler.PreemptEnable();
+            return free;
+        }
+
+        /// <summary>
+        /// A VM that stopped gives its memory back through the mm core: after smpspin32 (2 vCPUs,
+        /// 48 pages written) ends and is released, the mm pool has exactly as many free frames as
+        /// before it was created.
+        /// </summary>
+        public static void StoppedVmReturnsItsMemory(TestContext t)
+        {
+            if (Unavailable(t, 1))
+                return;
+            int before = PoolFreeFrames();
+            Vm? vm = Create(t, "smpspin32", 2);
+            if (vm == null)
+                return;
+            VmThreads.Start(vm, 0);
+            Wait(vm);
+            int during = PoolFreeFrames();
+            vm.Release();
+            int after = PoolFreeFrames();
+            if (!t.Check(vm.ExitStatus == 0, "smpspin32 failed", (ulong)vm.ExitStatus))
+                return;
+            if (!t.Check(during < before - 32, "the VM did not use pool frames (nothing to give back)", (ulong)(before - during)))
+                return;
+            t.Check(after == before, "frames of the released VM did not come back to the pool", (ulong)(before - after));
+        }
     }
 }

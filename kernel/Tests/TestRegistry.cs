@@ -47,6 +47,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.remote_invept_reaches_the_vcpus_cpu", &SmpVmTests.RemoteInveptReachesTheVcpusCpu),
             new TestCase("vmx.vcpu_migrates_with_vmclear_on_the_old_cpu", &SmpVmTests.VcpuMigratesWithVmclearOnTheOldCpu),
             new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
+            new TestCase("vmx.stopped_vm_returns_its_memory", &SmpVmTests.StoppedVmReturnsItsMemory),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

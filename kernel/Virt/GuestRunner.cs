@@ -44,6 +44,7 @@ namespace Tandem.Kernel.Virt
                 VmThreads.Report(vms[i]);
                 if (vms[i].ExitStatus != 0)
                     worst = 1;
+                vms[i].Release();
             }
             return worst;
         }

@@ -51,6 +51,7 @@ namespace Tandem.Kernel.Virt
                 return null;
             }
             Region ram;
+            ulong hugeRun = 0, hugePages = 0;
             if (hugeBacked)
             {
                 ulong pages = (size + PageSizes.Size2M) / FrameAllocator.PageSize;
@@ -60,6 +61,8 @@ namespace Tandem.Kernel.Virt
                     problem = "not enough contiguous host memory for huge-page guest RAM";
                     return null;
                 }
+                hugeRun = run;
+                hugePages = pages;
                 ulong aligned = (run + PageSizes.Size2M - 1) & ~(PageSizes.Size2M - 1);
                 Tandem.Arch.X86.Native.MemSet((void*)aligned, 0, size);
                 ram = Region.Fixed(HostBase, size, PageProt.Write, new PhysAddr(aligned));
@@ -90,8 +93,14 @@ namespace Tandem.Kernel.Virt
                 return null;
             }
             problem = null;
-            return new MmGuestMemory(space, ept, size);
+            var memory = new MmGuestMemory(space, ept, size);
+            memory._hugeRun = hugeRun;
+            memory._hugePages = hugePages;
+            return memory;
         }
+
+        /// <summary>The contiguous run behind huge-page guest RAM (a fixed region: the mm core does not own its frames).</summary>
+        private ulong _hugeRun, _hugePages;
 
         public ulong EptPointer => Ept.EptPointer;
 
@@ -133,6 +142,20 @@ namespace Tandem.Kernel.Virt
         }
 
         public void ActivateOn(int cpu) => Ept.Activate(cpu);
+
+        private int _released;
+
+        /// <inheritdoc/>
+        public void Release()
+        {
+            if (Interlocked.Exchange(ref _released, 1) != 0)
+                return;
+            // The guest's host address space was never loaded into CR3, so no CPU needs a
+            // Deactivate; Destroy tears it down once its last user (an aging walk, say) lets go.
+            Space.Destroy();
+            if (_hugeRun != 0)
+                FrameAllocator.FreeContiguous(_hugeRun, _hugePages);
+        }
 
         public string? HandleViolation(ulong gpa, ulong qualification)
         {

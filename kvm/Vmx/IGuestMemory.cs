@@ -31,5 +31,12 @@ namespace Tandem.Kvm.Vmx
 
         /// <summary>Number of EPT violations resolved by faulting a page in.</summary>
         ulong FaultsHandled { get; }
+
+        /// <summary>
+        /// The VM has stopped and no vCPU will enter it again: gives its memory back through the mm
+        /// core (the address space dies: its notifiers, the EPT among them, release their mappings
+        /// and tables; the guest's frames go back to the pool). Calling it twice is harmless.
+        /// </summary>
+        void Release();
     }
 }

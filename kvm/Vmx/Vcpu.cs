@@ -140,6 +140,18 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
+        /// <summary>The VM is over: VMCLEAR (where the VMCS was last active) and free its pages.</summary>
+        public void Release()
+        {
+            if (LoadedOnCpu >= 0 && !KvmHost.RunOnCpu(LoadedOnCpu, &VmClearHere, Vpid))
+                throw new System.InvalidOperationException("VMCLEAR on the vCPU's last CPU did not run");
+            LoadedOnCpu = -1;
+            if (s_all[Vpid & 0xFF] == this)
+                s_all[Vpid & 0xFF] = null;
+            KvmHost.FreePages(VmcsPhysical, 1);
+            KvmHost.FreePages((ulong)Registers, 1);
+        }
+
         /// <summary>The vCPU with <paramref name="vpid"/> (among the last 256 created).</summary>
         public static Vcpu FromVpid(ulong vpid) => s_all[(int)(vpid & 0xFF)]!;
 

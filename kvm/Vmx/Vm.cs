@@ -91,6 +91,22 @@ namespace Tandem.Kvm.Vmx
             KvmHost.WakeThread(thread);
         }
 
+        private int _released;
+
+        /// <summary>
+        /// After the VM stopped and every vCPU thread ended: VMCLEAR each VMCS on the CPU it was
+        /// last active on, free the VMCS and register pages, and give the guest memory back through
+        /// the mm core (<see cref="IGuestMemory.Release"/>). Calling it twice is harmless.
+        /// </summary>
+        public void Release()
+        {
+            if (System.Threading.Interlocked.Exchange(ref _released, 1) != 0)
+                return;
+            for (int i = 0; i < Vcpus.Length; i++)
+                Vcpus[i].Release();
+            Memory.Release();
+        }
+
         /// <summary>COM1's transmitter: every byte the guest sends.</summary>
         public void Put(byte value) => SerialOut(value);
 
