@@ -61,16 +61,7 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.GuestCr4, cr4Fixed0);
             Vmcs.Write(VmcsField.GuestCr3, 0);
             Vmcs.Write(VmcsField.GuestIa32Efer, 0);
-            Vmcs.Write(VmcsField.GuestDr7, 0x400);
-            Vmcs.Write(VmcsField.GuestRflags, 0x2);
-            Vmcs.Write(VmcsField.GuestRip, 0);
-            Vmcs.Write(VmcsField.GuestRsp, 0);
-            Vmcs.Write(VmcsField.GuestPendingDebug, 0);
-            Vmcs.Write(VmcsField.GuestInterruptibility, 0);
-            Vmcs.Write(VmcsField.GuestActivityState, 0);
-            Vmcs.Write(VmcsField.GuestSysenterCs, 0);
-            Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
-            Vmcs.Write(VmcsField.GuestSysenterEip, 0);
+            ResetGuestRegisters(0, 0);
             RealSegment(VmcsField.GuestCsSelector, VmcsField.GuestCsBase, VmcsField.GuestCsLimit, VmcsField.GuestCsAccessRights, (ushort)(vector << 8), 0x9B);
             RealSegment(VmcsField.GuestDsSelector, VmcsField.GuestDsBase, VmcsField.GuestDsLimit, VmcsField.GuestDsAccessRights, 0, 0x93);
             RealSegment(VmcsField.GuestEsSelector, VmcsField.GuestEsBase, VmcsField.GuestEsLimit, VmcsField.GuestEsAccessRights, 0, 0x93);
@@ -84,6 +75,24 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.GuestIdtrBase, 0);
             Vmcs.Write(VmcsField.GuestIdtrLimit, 0xFFFF);
             return null;
+        }
+
+        /// <summary>
+        /// RIP and RSP, and the state every start shares: RFLAGS 0x2 (interrupts off), DR7's reset
+        /// value, no pending debug exception, no interrupt shadow, active, SYSENTER MSRs 0.
+        /// </summary>
+        private static void ResetGuestRegisters(ulong rip, ulong rsp)
+        {
+            Vmcs.Write(VmcsField.GuestDr7, 0x400);
+            Vmcs.Write(VmcsField.GuestRflags, 0x2);
+            Vmcs.Write(VmcsField.GuestRip, rip);
+            Vmcs.Write(VmcsField.GuestRsp, rsp);
+            Vmcs.Write(VmcsField.GuestPendingDebug, 0);
+            Vmcs.Write(VmcsField.GuestInterruptibility, 0);
+            Vmcs.Write(VmcsField.GuestActivityState, 0);
+            Vmcs.Write(VmcsField.GuestSysenterCs, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
+            Vmcs.Write(VmcsField.GuestSysenterEip, 0);
         }
 
         /// <summary>A real-mode segment: base selector * 16, limit 64 KiB.</summary>
@@ -231,16 +240,7 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.GuestCr4, cr4 | cr4Fixed0);
             Vmcs.Write(VmcsField.GuestCr3, boot.Cr3);
             Vmcs.Write(VmcsField.GuestIa32Efer, boot.Efer);
-            Vmcs.Write(VmcsField.GuestDr7, 0x400);
-            Vmcs.Write(VmcsField.GuestRflags, 0x2);
-            Vmcs.Write(VmcsField.GuestRip, boot.Rip);
-            Vmcs.Write(VmcsField.GuestRsp, boot.Rsp);
-            Vmcs.Write(VmcsField.GuestPendingDebug, 0);
-            Vmcs.Write(VmcsField.GuestInterruptibility, 0);
-            Vmcs.Write(VmcsField.GuestActivityState, 0);
-            Vmcs.Write(VmcsField.GuestSysenterCs, 0);
-            Vmcs.Write(VmcsField.GuestSysenterEsp, 0);
-            Vmcs.Write(VmcsField.GuestSysenterEip, 0);
+            ResetGuestRegisters(boot.Rip, boot.Rsp);
 
             bool legacy = boot.GdtLimit == 0;
             ushort codeSelector = legacy ? (ushort)0x08 : boot.CodeSelector;
