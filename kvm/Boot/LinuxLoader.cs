@@ -20,7 +20,7 @@ namespace Tandem.Kvm.Boot
             TypeOfLoader = 0x210, LoadFlags = 0x211, Code32Start = 0x214, RamdiskImage = 0x218, RamdiskSize = 0x21C,
             CmdLinePtr = 0x228, InitrdAddrMax = 0x22C, KernelAlignment = 0x230, RelocatableKernel = 0x234, XLoadFlags = 0x236,
             CmdlineSize = 0x238, HardwareSubarch = 0x23C, SetupData = 0x250, PrefAddress = 0x258, InitSize = 0x260,
-            ExtRamdiskImage = 0x0C0, ExtRamdiskSize = 0x0C4, ExtCmdLinePtr = 0x0C8, E820Entries = 0x1E8, E820Table = 0x2D0,
+            AcpiRsdpAddr = 0x070, ExtRamdiskImage = 0x0C0, ExtRamdiskSize = 0x0C4, ExtCmdLinePtr = 0x0C8, E820Entries = 0x1E8, E820Table = 0x2D0,
             SetupHeaderLimit = 0x290;
 
         /// <summary>"HdrS".</summary>
@@ -60,7 +60,7 @@ namespace Tandem.Kvm.Boot
                 && BootStrings.Write(ref ram, CmdlineAddress, input.Cmdline, plan.CmdlineLength)
                 && ram.Write(plan.LoadAddress, image.Data + plan.SetupSize, plan.KernelSize)
                 && (plan.InitrdSize == 0 || ram.Write(plan.InitrdAddress, input.Modules[0].Data, plan.InitrdSize))
-                && WriteZeroPage(ref ram, image, map, plan);
+                && WriteZeroPage(ref ram, image, map, plan, input.RsdpAddress);
             if (!ok)
             {
                 error = new LoadError(LoadErrorKind.WriteFailed, "Linux: guest RAM could not be written (out of host memory?)");
@@ -278,7 +278,7 @@ namespace Tandem.Kvm.Boot
             return true;
         }
 
-        private static bool WriteZeroPage<TRam>(ref TRam ram, in ImageReader image, in GuestMemoryMap map, in Plan plan) where TRam : struct, IGuestRam
+        private static bool WriteZeroPage<TRam>(ref TRam ram, in ImageReader image, in GuestMemoryMap map, in Plan plan, ulong rsdp) where TRam : struct, IGuestRam
         {
             byte* page = stackalloc byte[4096];
             new System.Span<byte>(page, 4096).Clear();
@@ -294,6 +294,7 @@ namespace Tandem.Kvm.Boot
             *(uint*)(page + ExtCmdLinePtr) = 0;
             *(uint*)(page + HardwareSubarch) = 0;                 // a PC
             *(ulong*)(page + SetupData) = 0;                      // no setup_data list
+            *(ulong*)(page + AcpiRsdpAddr) = rsdp;                // where the VM's ACPI tables start (0: none; Linux scans then)
             page[E820Entries] = (byte)map.Count;
             for (int i = 0; i < map.Count; i++)
             {

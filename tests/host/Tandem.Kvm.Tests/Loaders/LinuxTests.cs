@@ -88,6 +88,17 @@ public class LinuxTests
     }
 
     [Fact]
+    public void TheRsdpAddressGoesToTheZeroPage()
+    {
+        LoaderRun run = LoaderRun.Load(LoaderKind.Linux, BzImage(new BzOptions()), ramSize: 64UL << 20, rsdp: 0xE_0000);
+        Assert.True(run.Ok, run.Message);
+        Assert.Equal(0xE_0000UL, run.Ram.U64(LinuxLoader.ZeroPage + 0x070));   // boot_params.acpi_rsdp_addr
+        LoaderRun none = LoaderRun.Load(LoaderKind.Linux, BzImage(new BzOptions()), ramSize: 64UL << 20);
+        Assert.True(none.Ok, none.Message);
+        Assert.Equal(0UL, none.Ram.U64(LinuxLoader.ZeroPage + 0x070));
+    }
+
+    [Fact]
     public void RelocatableKernelMovesWhenPrefAddressDoesNotFit()
     {
         // 16 MiB of RAM: pref_address 16 MiB does not fit; the first 2 MiB boundary from 1 MiB does.
