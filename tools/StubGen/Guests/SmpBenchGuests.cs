@@ -13,7 +13,8 @@ namespace Tandem.StubGen.Guests;
 /// </summary>
 /// <remarks>
 /// <para><b>ipibench32</b> (2 vCPUs; the bench pins them to different physical CPUs): after
-/// bring-up the BSP stops its timer and, interrupts off, runs <see cref="IpiBenchTotalRounds"/>
+/// bring-up the BSP stops its timer (and takes a tick still pending with <c>sti; nop; cli</c>, so no
+/// interrupt waits for a window the rest of the run) and, interrupts off, runs <see cref="IpiBenchTotalRounds"/>
 /// rounds (the first <see cref="IpiBenchWarmup"/> are warm-up: they fault the stamp pages and stacks
 /// in). A round: a delay of <see cref="IpiBenchDelay"/> loop iterations (about 2 instructions each,
 /// long enough for vCPU 1 to be blocked in its HLT again), RDTSC (table <see cref="IpiSent"/>), the
@@ -152,7 +153,9 @@ public static partial class TestGuests
         a.jne(failWith[2]);
         a.mov(__dword_ptr[Lapic + 0x320], 0x1_0000 | SmpTimerVector);   // masked
         a.mov(__dword_ptr[Lapic + 0x380], 0);                            // stopped
-        a.cli();
+        a.sti();                                                         // a tick still pending is taken here,
+        a.nop();                                                         // not left to keep the host's entries
+        a.cli();                                                         // asking for an interrupt window
         var success = a.CreateLabel();
         if (!yield)
         {
