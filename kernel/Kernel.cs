@@ -82,7 +82,11 @@ namespace Tandem.Kernel
             if (CommandLine.RunTests)
                 status = Tests.TestRunner.RunAll() == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
             if (CommandLine.RunBench && status == Machine.StatusSuccess)
+            {
                 status = Bench.VmxBench.Run();
+                if (status == Machine.StatusSuccess)
+                    status = Bench.SmpBench.Run();
+            }
             if (CommandLine.VmCount > 0 && status == Machine.StatusSuccess)
                 status = Virt.GuestRunner.RunFromCommandLine();
             else if (!CommandLine.RunTests && !CommandLine.RunBench && CommandLine.VmCount == 0)

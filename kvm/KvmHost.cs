@@ -42,6 +42,13 @@ namespace Tandem.Kvm
         /// <summary>Blocks the current thread until woken or until the TSC reaches the deadline (0: none); true if woken.</summary>
         public static delegate*<ulong, bool> BlockThread;
 
+        /// <summary>
+        /// Gives the current thread's CPU to a thread queued for it, if there is one, and returns when
+        /// this thread runs again (the scheduler's yield; interrupts stay as they were). The yield
+        /// hypercall calls it.
+        /// </summary>
+        public static delegate*<void> Yield;
+
         /// <summary>Sets the current thread's switch-in hook (called with interrupts off each time it is switched back in), or clears it (null).</summary>
         public static delegate*<delegate*<ulong, void>, ulong, void> SetSwitchInHook;
 

@@ -30,6 +30,7 @@ namespace Tandem.Kernel.Virt
             KvmHost.KickThread = &KickThread;
             KvmHost.BlockThread = &BlockThread;
             KvmHost.SetSwitchInHook = &SetSwitchInHook;
+            KvmHost.Yield = &Sched.Scheduler.Yield;
         }
 
         public static int VmxCpus;

@@ -16,14 +16,22 @@ namespace Tandem.Kernel.Virt
         /// Starts a thread for every vCPU of <paramref name="vm"/>, allowed on the CPUs of
         /// <paramref name="pinMask"/> (0: any); the current thread is woken when the last one ends.
         /// </summary>
-        public static bool Start(Vm vm, ulong pinMask)
+        public static bool Start(Vm vm, ulong pinMask) => Start(vm, pinMask, null);
+
+        /// <summary>
+        /// As <see cref="Start(Vm, ulong)"/>, with vCPU i allowed on the CPUs of
+        /// <paramref name="vcpuPins"/>[i] when that array is given and holds an entry for it (the
+        /// benchmarks pin each vCPU to its own CPU).
+        /// </summary>
+        public static bool Start(Vm vm, ulong pinMask, ulong[]? vcpuPins)
         {
             vm.Waiter = (ulong)Scheduler.Current;
             vm.StartTsc = Native.Rdtsc();
             Volatile.Write(ref vm.RunningVcpus, vm.Vcpus.Length);
             for (int i = 0; i < vm.Vcpus.Length; i++)
             {
-                if (Scheduler.Spawn(i == 0 ? "vcpu-bsp" : "vcpu-ap", &VcpuMain, vm.Vcpus[i].Vpid, pinMask, stackPages: 32) == null)
+                ulong pin = vcpuPins != null && i < vcpuPins.Length ? vcpuPins[i] : pinMask;
+                if (Scheduler.Spawn(i == 0 ? "vcpu-bsp" : "vcpu-ap", &VcpuMain, vm.Vcpus[i].Vpid, pin, stackPages: 32) == null)
                 {
                     vm.Stop(255, "out of memory for a vCPU thread");
                     for (int k = i; k < vm.Vcpus.Length; k++)

@@ -69,8 +69,11 @@ namespace Tandem.Kvm.Vmx
                 if ((Vmcs.Read(VmcsField.EntryInterruptionInfo) & Valid) == 0 && Interruptible())
                 {
                     // Type 0 (external interrupt), no error code.
-                    Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (uint)p.AcknowledgeInterrupt(cpu));
+                    int vector = p.AcknowledgeInterrupt(cpu);
+                    Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (uint)vector);
                     v.Injected++;
+                    if (v.Bench != null)
+                        v.Bench.OnInject(vector);
                     SetWindow(v, false);
                 }
                 else

@@ -21,6 +21,10 @@ namespace Tandem.Kvm.Vmx
             {
                 p.Lock.Enter();
                 int vector = apic.TakeStartUp();
+                if (vector >= 0)
+                    apic.TakeInit();    // the INIT that began this wait is over too: left pending, it
+                                        // would keep the devices "not quiet" and every entry of the AP
+                                        // would run Events.Deliver
                 p.Lock.Exit();
                 if (vector >= 0)
                 {

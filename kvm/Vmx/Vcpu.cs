@@ -53,6 +53,13 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The physical CPUs the vCPU has run on (bit i = CPU index i).</summary>
         public ulong CpusUsed;
 
+        /// <summary>
+        /// The time stamps of an in-kernel benchmark that watches this vCPU (kernel/Bench/SmpBench.cs);
+        /// null otherwise. Looked at on the kick, switch-in, injection and yield paths only, never on
+        /// the per-exit fast path.
+        /// </summary>
+        public VcpuBench? Bench;
+
         private static readonly Vcpu?[] s_all = new Vcpu?[256];
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
@@ -159,7 +166,13 @@ namespace Tandem.Kvm.Vmx
         private int _hostCpu = -1;
 
         /// <summary>The switch-in hook of a thread running a vCPU (its argument is the VPID).</summary>
-        public static void OnSwitchIn(ulong vpid) => s_all[(int)(vpid & 0xFF)]!.Load();
+        public static void OnSwitchIn(ulong vpid)
+        {
+            Vcpu v = s_all[(int)(vpid & 0xFF)]!;
+            if (v.Bench != null)
+                v.Bench.OnSwitchIn();       // the thread runs again: the end of a benchmark's "wake"
+            v.Load();
+        }
 
         /// <summary>Interrupts off (the run loop's state); returns the flags for <see cref="RestoreInterrupts"/>.</summary>
         public static ulong DisableInterrupts()

@@ -79,6 +79,8 @@ namespace Tandem.Kvm.Vmx
             if ((uint)index >= (uint)Vcpus.Length)
                 return;
             Vcpu v = Vcpus[index];
+            if (v.Bench != null)
+                v.Bench.OnKick();
             System.Threading.Volatile.Write(ref v.EntryWork, true);
             // EntryWork before InGuest; pairs with the vCPU's Interlocked.Exchange of InGuest before
             // it reads EntryWork (docs/scheduler.md, "Kicks").

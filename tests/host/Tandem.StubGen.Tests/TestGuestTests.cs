@@ -45,6 +45,9 @@ public class TestGuestImageTests
     [Theory]
     [InlineData("smp32")]
     [InlineData("smpspin32")]
+    [InlineData("ipibench32")]
+    [InlineData("yieldbench32")]
+    [InlineData("tick32")]
     public void TheSmpGuestsAreListedAs32BitImages(string name)
     {
         byte[] image = TestGuests.All().Single(g => g.Name == name).Image;
@@ -74,6 +77,8 @@ public class SmpGuestTests
     [Theory]
     [InlineData("smp32")]
     [InlineData("smpspin32")]
+    [InlineData("ipibench32")]
+    [InlineData("yieldbench32")]
     public void TrampolineIs16BitCodeThatFarJumpsToTheApEntry(string name)
     {
         byte[] blob = TestGuests.SmpTrampolineOf(name, out uint apEntry);
@@ -115,6 +120,8 @@ public class SmpGuestTests
     [Theory]
     [InlineData("smp32")]
     [InlineData("smpspin32")]
+    [InlineData("ipibench32")]
+    [InlineData("yieldbench32")]
     public void TrampolineCarriesItsGdtAndPseudoDescriptors(string name)
     {
         byte[] blob = TestGuests.SmpTrampolineOf(name, out _);
@@ -138,6 +145,8 @@ public class SmpGuestTests
     [Theory]
     [InlineData("smp32")]
     [InlineData("smpspin32")]
+    [InlineData("ipibench32")]
+    [InlineData("yieldbench32")]
     public void TheBspCopiesTheTrampolineFromTheImage(string name)
     {
         byte[] image = Image(name);
@@ -186,5 +195,82 @@ public class SmpGuestTests
         uint imagesEnd = TestGuestImageTests.LoadAddress + (uint)TestGuests.All().Max(g => g.Image.Length);
         Assert.True(TestGuests.SpinData >= imagesEnd);
         Assert.Equal(0x1_0000u, TestGuests.SpinPages * 4096);
+    }
+}
+
+/// <summary>
+/// The SMP benchmark guests (ipibench32, yieldbench32) and tick32: their tables beside the SMP
+/// guests', the code the host's bench relies on (the yield sequence whose ESI:EDI carry the guest's
+/// TSC, the ICR write between two RDTSC, the EOI between two RDTSC in the IPI handler).
+/// </summary>
+public class SmpBenchGuestTests
+{
+    private static byte[] Image(string name) => TestGuests.All().Single(g => g.Name == name).Image;
+
+    /// <summary>The image's code from its entry, decoded as 32-bit instructions up to the trampoline's bytes.</summary>
+    private static List<Instruction> Code(string name)
+    {
+        byte[] image = Image(name);
+        uint entry = TestGuestImageTests.U32(image, 8);
+        int end = image.Length - (int)TestGuests.SmpTrampolineSize;
+        var decoder = Decoder.Create(32, new ByteArrayCodeReader(image, (int)entry, end - (int)entry), TestGuestImageTests.LoadAddress + entry);
+        var list = new List<Instruction>();
+        while (decoder.IP < TestGuestImageTests.LoadAddress + (ulong)end)
+            list.Add(decoder.Decode());
+        return list;
+    }
+
+    [Fact]
+    public void BenchTablesFitBesideTheSmpTablesAndAboveTheImages()
+    {
+        Assert.True(TestGuests.BenchVars >= TestGuests.SmpTables + TestGuests.SmpTablesSize);
+        Assert.True(TestGuests.BenchVars + TestGuests.BenchVarsSize <= TestGuests.SmpTrampoline);
+        foreach (uint v in new[] { TestGuests.BenchIpiCount, TestGuests.BenchApDone, TestGuests.BenchStart, TestGuests.BenchEnd })
+            Assert.InRange(v, TestGuests.BenchVars, TestGuests.BenchVars + TestGuests.BenchVarsSize - 4);
+        Assert.Equal(0u, TestGuests.BenchStart % 8);
+        Assert.Equal(0u, TestGuests.BenchEnd % 8);
+        Assert.True(TestGuests.IpiBenchTotalRounds <= TestGuests.BenchMaxRounds);
+        Assert.Equal(0u, TestGuests.BenchMaxRounds & (TestGuests.BenchMaxRounds - 1));      // the handler masks its index
+        uint imagesEnd = TestGuestImageTests.LoadAddress + (uint)TestGuests.All().Max(g => g.Image.Length);
+        Assert.True(TestGuests.BenchStamps >= imagesEnd);
+        Assert.Equal(TestGuests.BenchStamps + TestGuests.BenchStampsSize, TestGuests.IpiSeen + TestGuests.BenchTableSize);
+        Assert.True(TestGuests.BenchStamps + TestGuests.BenchStampsSize <= 16u << 20, "the stamps fit the bench's 16 MiB of guest RAM");
+        Assert.InRange(TestGuests.TickCount, 0x800u, 0xA_0000u - 4);                         // above tick32's GDT and IDT
+    }
+
+    [Fact]
+    public void EveryYieldPassesTheTscInEsiEdiAndCallsHypercallOne()
+    {
+        List<Instruction> code = Code("yieldbench32");
+        var vmcalls = Enumerable.Range(0, code.Count).Where(i => code[i].Mnemonic == Mnemonic.Vmcall).ToList();
+        Assert.Equal(5, vmcalls.Count);          // the BSP's loop and its wait, vCPU 1's wait and loop, the park loop
+        foreach (int i in vmcalls)
+        {
+            Assert.Equal("rdtsc", code[i - 4].ToString());
+            Assert.Equal("mov esi,eax", code[i - 3].ToString());
+            Assert.Equal("mov edi,edx", code[i - 2].ToString());
+            Assert.Equal("mov eax,1", code[i - 1].ToString());
+        }
+        Assert.Equal(1u, TestGuests.HypercallYield);
+    }
+
+    [Fact]
+    public void TheIpiIsSentAndEoiedBetweenTwoRdtsc()
+    {
+        List<Instruction> code = Code("ipibench32");
+        // The bring-up writes the ICR too (INIT, SIPI); the rounds write a fixed IPI of the bench's vector.
+        int icr = code.FindIndex(i => i.Mnemonic == Mnemonic.Mov && i.Op0Kind == OpKind.Memory && i.MemoryDisplacement32 == 0xFEE0_0300
+            && i.Op1Kind == OpKind.Immediate32 && i.Immediate32 == (0x4000u | TestGuests.IpiBenchVector));
+        Assert.True(icr > 0, "no ICR write of the fixed IPI");
+        Assert.Equal("rdtsc", code[icr - 3].ToString());
+        Assert.Equal("rdtsc", code[icr + 1].ToString());
+        // The IPI handler: RDTSC, its EOI write (the other handlers EOI without one), RDTSC, then IRET.
+        int eoi = Enumerable.Range(0, code.Count - 1).FirstOrDefault(k => code[k].Mnemonic == Mnemonic.Mov && code[k].Op0Kind == OpKind.Memory
+            && code[k].MemoryDisplacement32 == 0xFEE0_00B0 && code[k + 1].Mnemonic == Mnemonic.Rdtsc, -1);
+        Assert.True(eoi > 0, "no EOI write followed by RDTSC");
+        int iret = code.FindIndex(eoi, i => i.Mnemonic == Mnemonic.Iretd);
+        int entry = code.FindLastIndex(eoi, i => i.Mnemonic == Mnemonic.Iretd) + 1;
+        Assert.Contains(code.Skip(entry).Take(eoi - entry), i => i.Mnemonic == Mnemonic.Rdtsc);
+        Assert.True(iret > eoi + 1, "the handler does not return");
     }
 }

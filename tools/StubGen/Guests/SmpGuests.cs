@@ -120,7 +120,7 @@ public static partial class TestGuests
     private static byte[] SmpSpin32() => SmpImage("smpspin32", out _);
 
     /// <summary>
-    /// The AP trampoline of an SMP guest (<c>smp32</c> or <c>smpspin32</c>) as its BSP copies it to
+    /// The AP trampoline of an SMP guest (<c>smp32</c>, <c>smpspin32</c>, <c>ipibench32</c> or <c>yieldbench32</c>) as its BSP copies it to
     /// <see cref="SmpTrampoline"/>, and the guest address of the 32-bit AP entry its far jump names.
     /// </summary>
     public static byte[] SmpTrampolineOf(string guest, out uint apEntry)
@@ -133,13 +133,15 @@ public static partial class TestGuests
 
     private static byte[] SmpImage(string guest, out ulong[] rips)
     {
-        bool spin = guest switch
+        AddressesPass pass = guest switch
         {
-            "smp32" => false,
-            "smpspin32" => true,
+            "smp32" => (uint[] addresses, out ulong[] r) => SmpPass(false, addresses, out r),
+            "smpspin32" => (uint[] addresses, out ulong[] r) => SmpPass(true, addresses, out r),
+            "ipibench32" => (uint[] addresses, out ulong[] r) => SmpBenchPass(yield: false, addresses, out r),
+            "yieldbench32" => (uint[] addresses, out ulong[] r) => SmpBenchPass(yield: true, addresses, out r),
             _ => throw new ArgumentException("not an SMP guest: " + guest, nameof(guest)),
         };
-        byte[] image = Settle(guest, SmpAddressCount, (uint[] addresses, out ulong[] r) => SmpPass(spin, addresses, out r), out rips);
+        byte[] image = Settle(guest, SmpAddressCount, pass, out rips);
         CheckTrampoline(guest, image, rips);
         return image;
     }
@@ -228,86 +230,8 @@ public static partial class TestGuests
         for (int s = 0; s < failWith.Length; s++)
             failWith[s] = reasons[s] < 0 ? default : a.CreateLabel();
 
-        // --- BSP: its stack, the tables, N, the banner
-        a.mov(esp, SmpStacks + SmpStackSize);
-        a.cld();
-        a.xor(eax, eax);
-        a.mov(edi, SmpTables);
-        a.mov(ecx, SmpTablesSize / 4);
-        a.rep.stosd();
-        a.mov(dx, FwCfgSelector);
-        a.mov(eax, 0x05);                                     // FW_CFG_NB_CPUS
-        a.@out(dx, ax);
-        a.mov(dx, FwCfgData);
-        a.@in(al, dx);
-        a.movzx(ecx, al);
-        a.@in(al, dx);
-        a.movzx(eax, al);
-        a.shl(eax, 8);
-        a.or(ecx, eax);
-        a.mov(__dword_ptr[SmpCpuCount], ecx);
-        Print(a, S(bannerHead), long64: false);
-        a.mov(eax, __dword_ptr[SmpCpuCount]);
-        a.call(printDec);
-        Print(a, S(bannerTail), long64: false);
-        a.mov(eax, __dword_ptr[SmpCpuCount]);
-        a.cmp(eax, 2);
-        a.jb(cpuCountBad);
-        a.cmp(eax, SmpMaxCpus);
-        a.ja(cpuCountBad);
-
-        // --- descriptors and gates (shared by every vCPU), the BSP's own slots, the trampoline
-        FlatDescriptors(a);
-        Gate(a, SmpTimerVector, addr[SmpTimerHandler]);
-        Gate(a, SmpIpiVector, addr[SmpIpiHandler]);
-        Gate(a, SmpSpuriousVector, addr[SmpSpuriousHandler]);
-        a.xor(ebx, ebx);                                      // cpu 0 for the messages
-        a.mov(eax, Lapic);
-        a.mov(eax, __dword_ptr[eax + 0x20]);                  // ModRM form, not moffs
-        a.shr(eax, 24);
-        a.test(eax, eax);
-        a.jnz(failWith[4]);
-        a.mov(__dword_ptr[SmpStarts], 1);
-        a.mov(__dword_ptr[SmpAlive], 1);
-        a.mov(esi, addr[SmpTrampolineSource]);
-        a.mov(edi, SmpTrampoline);
-        a.mov(ecx, SmpTrampolineSize);
-        a.rep.movsb();
-        LapicTimerOn(a);
-
-        // --- bring up AP 1 .. N-1 in turn (ebx = the AP)
-        var apLoop = a.CreateLabel();
         var allUp = a.CreateLabel();
-        var initDone = a.CreateLabel();
-        var started = a.CreateLabel();
-        var secondSipi = a.CreateLabel();
-        a.mov(ebx, 1);
-        a.Label(ref apLoop);
-        a.cmp(ebx, __dword_ptr[SmpCpuCount]);
-        a.jae(allUp);
-        a.mov(__dword_ptr[SmpBooting], ebx);
-        SendIpi(a, 0x0000_4500);                              // INIT, assert
-        WaitTicks(a, SmpInitDelayTicks, null, initDone, initDone);
-        a.Label(ref initDone);
-        SendIpi(a, 0x0000_4600 | SmpSipiVector);             // SIPI
-        WaitTicks(a, SmpSipiWaitTicks, met =>
-        {
-            a.cmp(__dword_ptr[ebx * 4 + (int)SmpStarts], 0);
-            a.jne(met);
-        }, started, secondSipi);
-        a.Label(ref secondSipi);
-        SendIpi(a, 0x0000_4600 | SmpSipiVector);             // the second SIPI, only if it has not started
-        a.Label(ref started);
-        var alive = a.CreateLabel();
-        WaitTicks(a, SmpAliveTicks, met =>
-        {
-            a.cmp(__dword_ptr[ebx * 4 + (int)SmpAlive], 0);
-            a.jne(met);
-        }, alive, failWith[1]);
-        a.Label(ref alive);
-        a.inc(ebx);
-        a.jmp(apLoop);
-        a.Label(ref allUp);
+        SmpBspBringUp(a, addr, S(bannerHead), S(bannerTail), printDec, cpuCountBad, failWith[1], failWith[4], ref allUp);
 
         if (!spin)
         {
@@ -518,53 +442,11 @@ public static partial class TestGuests
             a.ret();
         }
 
-        // --- failures: ebx = the vCPU, ebp = the status, edi = the reason
-        for (int s = 1; s < failWith.Length; s++)
-        {
-            if (reasons[s] < 0)
-                continue;
-            a.Label(ref failWith[s]);
-            a.mov(ebp, s);
-            a.mov(edi, S(reasons[s]));
-            a.jmp(failCommon);
-        }
-        a.Label(ref cpuCountBad);
-        Print(a, S(countFail), long64: false);
-        a.mov(ebp, 3);
-        a.jmp(exit);
-        a.Label(ref failCommon);
-        Print(a, S(failPrefix), long64: false);
-        a.mov(eax, ebx);
-        a.call(printDec);
-        a.mov(esi, edi);
-        a.call(printStr);
-        var halt = a.CreateLabel();
-        a.Label(ref exit);
-        a.mov(eax, ebp);
-        a.mov(dx, Exit);
-        a.@out(dx, al);
-        a.Label(ref halt);
-        a.hlt();
-        a.jmp(halt);
+        SmpFailExits(a, reasons.Select(r => r < 0 ? 0u : S(r)).ToArray(), failWith, ref cpuCountBad, ref failCommon, ref exit, S(countFail), S(failPrefix), printDec, printStr);
 
-        // --- the AP's 32-bit entry (from the trampoline's far jump, on the trampoline's GDT)
         var badId = a.CreateLabel();
         var park = a.CreateLabel();
-        a.Label(ref apEntry);
-        a.mov(ax, 0x10);
-        a.mov(ds, ax);
-        a.mov(es, ax);
-        a.mov(fs, ax);
-        a.mov(gs, ax);
-        a.mov(ss, ax);
-        a.mov(ebx, __dword_ptr[Lapic + 0x20]);
-        a.shr(ebx, 24);                                       // APIC ID
-        a.cmp(ebx, SmpMaxCpus);
-        a.jae(badId);
-        a.@lock.inc(__dword_ptr[ebx * 4 + (int)SmpStarts]);
-        a.mov(esp, ebx);
-        a.shl(esp, 12);                                       // SmpStackSize
-        a.add(esp, SmpStacks + SmpStackSize);
+        SmpApPrologue(a, ref apEntry, badId);
         if (!spin)
         {
             var idle = a.CreateLabel();
@@ -596,26 +478,194 @@ public static partial class TestGuests
         a.jmp(park);
 
         // --- interrupt handlers: count in this vCPU's slot (APIC ID & 7), EOI
-        void CountingHandler(uint table)
-        {
-            a.push(eax);
-            a.mov(eax, Lapic);
-            a.mov(eax, __dword_ptr[eax + 0x20]);
-            a.shr(eax, 24);
-            a.and(eax, (int)(SmpMaxCpus - 1));
-            a.inc(__dword_ptr[eax * 4 + (int)table]);
-            a.mov(__dword_ptr[Lapic + 0xB0], 0);              // EOI
-            a.pop(eax);
-            a.iretd();
-        }
         a.Label(ref timer);
-        CountingHandler(SmpTicks);
+        SmpCountingHandler(a, SmpTicks);
         a.Label(ref ipi);
-        CountingHandler(SmpIpis);
+        SmpCountingHandler(a, SmpIpis);
         a.Label(ref spurious);                                // no EOI for a spurious interrupt
         a.iretd();
 
-        // --- printDec: eax in decimal on COM1; printStr: the string at esi. Both keep every register.
+        SmpPrintRoutines(a, ref printDec, ref printStr);
+
+        // --- the trampoline's bytes, copied to SmpTrampoline by the BSP
+        a.Label(ref trampoline);
+        a.db(SmpTrampolineBlob(addr[SmpApEntry]));
+
+        return strings.ImageN(a, 32, [timer, ipi, spurious, apEntry, trampoline], out rips);
+    }
+
+    /// <summary>
+    /// The BSP's part of an SMP guest's start, shared by every SMP guest: its stack, the zeroed
+    /// tables, N from fw_cfg, the banner (<paramref name="bannerHead"/>, N, <paramref name="bannerTail"/>),
+    /// the vCPU-count check (to <paramref name="cpuCountBad"/>), the shared descriptors and the gates
+    /// of vectors 0x40, 0x41 and 0xFF (<paramref name="addr"/>), the BSP's own APIC ID check (to
+    /// <paramref name="bspIdBad"/> with ebx = 0), its start count and alive flag, the trampoline copy,
+    /// its LAPIC timer, then INIT-SIPI-SIPI for AP 1 .. N-1 in turn (an AP whose alive flag does not come
+    /// goes to <paramref name="notUp"/> with ebx = its index). Binds <paramref name="allUp"/> after it.
+    /// </summary>
+    private static void SmpBspBringUp(Assembler a, uint[] addr, uint bannerHead, uint bannerTail, Label printDec, Label cpuCountBad, Label notUp, Label bspIdBad, ref Label allUp)
+    {
+        // --- BSP: its stack, the tables, N, the banner
+        a.mov(esp, SmpStacks + SmpStackSize);
+        a.cld();
+        a.xor(eax, eax);
+        a.mov(edi, SmpTables);
+        a.mov(ecx, SmpTablesSize / 4);
+        a.rep.stosd();
+        a.mov(dx, FwCfgSelector);
+        a.mov(eax, 0x05);                                     // FW_CFG_NB_CPUS
+        a.@out(dx, ax);
+        a.mov(dx, FwCfgData);
+        a.@in(al, dx);
+        a.movzx(ecx, al);
+        a.@in(al, dx);
+        a.movzx(eax, al);
+        a.shl(eax, 8);
+        a.or(ecx, eax);
+        a.mov(__dword_ptr[SmpCpuCount], ecx);
+        Print(a, bannerHead, long64: false);
+        a.mov(eax, __dword_ptr[SmpCpuCount]);
+        a.call(printDec);
+        Print(a, bannerTail, long64: false);
+        a.mov(eax, __dword_ptr[SmpCpuCount]);
+        a.cmp(eax, 2);
+        a.jb(cpuCountBad);
+        a.cmp(eax, SmpMaxCpus);
+        a.ja(cpuCountBad);
+
+        // --- descriptors and gates (shared by every vCPU), the BSP's own slots, the trampoline
+        FlatDescriptors(a);
+        Gate(a, SmpTimerVector, addr[SmpTimerHandler]);
+        Gate(a, SmpIpiVector, addr[SmpIpiHandler]);
+        Gate(a, SmpSpuriousVector, addr[SmpSpuriousHandler]);
+        a.xor(ebx, ebx);                                      // cpu 0 for the messages
+        a.mov(eax, Lapic);
+        a.mov(eax, __dword_ptr[eax + 0x20]);                  // ModRM form, not moffs
+        a.shr(eax, 24);
+        a.test(eax, eax);
+        a.jnz(bspIdBad);
+        a.mov(__dword_ptr[SmpStarts], 1);
+        a.mov(__dword_ptr[SmpAlive], 1);
+        a.mov(esi, addr[SmpTrampolineSource]);
+        a.mov(edi, SmpTrampoline);
+        a.mov(ecx, SmpTrampolineSize);
+        a.rep.movsb();
+        LapicTimerOn(a);
+
+        // --- bring up AP 1 .. N-1 in turn (ebx = the AP)
+        var apLoop = a.CreateLabel();
+        var initDone = a.CreateLabel();
+        var started = a.CreateLabel();
+        var secondSipi = a.CreateLabel();
+        a.mov(ebx, 1);
+        a.Label(ref apLoop);
+        a.cmp(ebx, __dword_ptr[SmpCpuCount]);
+        a.jae(allUp);
+        a.mov(__dword_ptr[SmpBooting], ebx);
+        SendIpi(a, 0x0000_4500);                              // INIT, assert
+        WaitTicks(a, SmpInitDelayTicks, null, initDone, initDone);
+        a.Label(ref initDone);
+        SendIpi(a, 0x0000_4600 | SmpSipiVector);             // SIPI
+        WaitTicks(a, SmpSipiWaitTicks, met =>
+        {
+            a.cmp(__dword_ptr[ebx * 4 + (int)SmpStarts], 0);
+            a.jne(met);
+        }, started, secondSipi);
+        a.Label(ref secondSipi);
+        SendIpi(a, 0x0000_4600 | SmpSipiVector);             // the second SIPI, only if it has not started
+        a.Label(ref started);
+        var alive = a.CreateLabel();
+        WaitTicks(a, SmpAliveTicks, met =>
+        {
+            a.cmp(__dword_ptr[ebx * 4 + (int)SmpAlive], 0);
+            a.jne(met);
+        }, alive, notUp);
+        a.Label(ref alive);
+        a.inc(ebx);
+        a.jmp(apLoop);
+        a.Label(ref allUp);
+    }
+
+    /// <summary>
+    /// The failure exits of an SMP guest, shared: for each status s with a reason text
+    /// (<paramref name="reasons"/>[s], 0 for none) a label <paramref name="failWith"/>[s] that sets
+    /// ebp = s and prints <c>SMP CHECK FAILED: cpu EBX REASON</c>; <paramref name="cpuCountBad"/>
+    /// (status 3, its own text); and <paramref name="exit"/>, which writes ebp to the exit port.
+    /// </summary>
+    private static void SmpFailExits(Assembler a, uint[] reasons, Label[] failWith, ref Label cpuCountBad, ref Label failCommon, ref Label exit,
+        uint countFail, uint failPrefix, Label printDec, Label printStr)
+    {
+        // --- failures: ebx = the vCPU, ebp = the status, edi = the reason
+        for (int s = 1; s < failWith.Length; s++)
+        {
+            if (reasons[s] == 0)
+                continue;
+            a.Label(ref failWith[s]);
+            a.mov(ebp, s);
+            a.mov(edi, reasons[s]);
+            a.jmp(failCommon);
+        }
+        a.Label(ref cpuCountBad);
+        Print(a, countFail, long64: false);
+        a.mov(ebp, 3);
+        a.jmp(exit);
+        a.Label(ref failCommon);
+        Print(a, failPrefix, long64: false);
+        a.mov(eax, ebx);
+        a.call(printDec);
+        a.mov(esi, edi);
+        a.call(printStr);
+        var halt = a.CreateLabel();
+        a.Label(ref exit);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+    }
+
+    /// <summary>
+    /// The AP's 32-bit entry (from the trampoline's far jump, on the trampoline's GDT), shared: the
+    /// data selectors, ebx = its APIC ID (one of 8 or more goes to <paramref name="badId"/>), its start
+    /// count, its own stack. The caller goes on with the AP's work.
+    /// </summary>
+    private static void SmpApPrologue(Assembler a, ref Label apEntry, Label badId)
+    {
+        a.Label(ref apEntry);
+        a.mov(ax, 0x10);
+        a.mov(ds, ax);
+        a.mov(es, ax);
+        a.mov(fs, ax);
+        a.mov(gs, ax);
+        a.mov(ss, ax);
+        a.mov(ebx, __dword_ptr[Lapic + 0x20]);
+        a.shr(ebx, 24);                                       // APIC ID
+        a.cmp(ebx, SmpMaxCpus);
+        a.jae(badId);
+        a.@lock.inc(__dword_ptr[ebx * 4 + (int)SmpStarts]);
+        a.mov(esp, ebx);
+        a.shl(esp, 12);                                       // SmpStackSize
+        a.add(esp, SmpStacks + SmpStackSize);
+    }
+
+    /// <summary>An interrupt handler that counts in this vCPU's slot of <paramref name="table"/> (APIC ID &amp; 7) and EOIs.</summary>
+    private static void SmpCountingHandler(Assembler a, uint table)
+    {
+        a.push(eax);
+        a.mov(eax, Lapic);
+        a.mov(eax, __dword_ptr[eax + 0x20]);
+        a.shr(eax, 24);
+        a.and(eax, (int)(SmpMaxCpus - 1));
+        a.inc(__dword_ptr[eax * 4 + (int)table]);
+        a.mov(__dword_ptr[Lapic + 0xB0], 0);              // EOI
+        a.pop(eax);
+        a.iretd();
+    }
+
+    /// <summary>printDec: eax in decimal on COM1; printStr: the string at esi. Both keep every register.</summary>
+    private static void SmpPrintRoutines(Assembler a, ref Label printDec, ref Label printStr)
+    {
         var divide = a.CreateLabel();
         var emit = a.CreateLabel();
         a.Label(ref printDec);
@@ -653,22 +703,16 @@ public static partial class TestGuests
         a.Label(ref sDone);
         a.popad();
         a.ret();
-
-        // --- the trampoline's bytes, copied to SmpTrampoline by the BSP
-        a.Label(ref trampoline);
-        a.db(SmpTrampolineBlob(addr[SmpApEntry]));
-
-        return strings.ImageN(a, 32, [timer, ipi, spurious, apEntry, trampoline], out rips);
     }
 
-    /// <summary>Software-enables this vCPU's LAPIC (spurious vector 0xFF) and runs its timer periodic (vector 0x40, divide by 1, 2 ms). Uses esi.</summary>
-    private static void LapicTimerOn(Assembler a)
+    /// <summary>Software-enables this vCPU's LAPIC (spurious vector 0xFF) and runs its timer periodic (vector 0x40, divide by 1, <paramref name="count"/> ticks of the 1 GHz APIC clock: 2 ms by default). Uses esi.</summary>
+    private static void LapicTimerOn(Assembler a, uint count = SmpTimerCount)
     {
         a.mov(esi, Lapic);
         a.mov(__dword_ptr[esi + 0xF0], 0x100 | SmpSpuriousVector);
         a.mov(__dword_ptr[esi + 0x3E0], 0x0B);                // divide by 1
         a.mov(__dword_ptr[esi + 0x320], 0x2_0000 | SmpTimerVector);   // periodic
-        a.mov(__dword_ptr[esi + 0x380], SmpTimerCount);
+        a.mov(__dword_ptr[esi + 0x380], count);
     }
 
     /// <summary>

@@ -43,6 +43,9 @@ public static partial class TestGuests
         ("s5_32", S5Guest()),
         ("smp32", Smp32()),
         ("smpspin32", SmpSpin32()),
+        ("ipibench32", IpiBench32()),
+        ("yieldbench32", YieldBench32()),
+        ("tick32", Tick32()),
     ];
 
     /// <summary>
