@@ -105,21 +105,13 @@ namespace Tandem.Kernel.Bench
             return vm;
         }
 
-        private static void Wait(Vm vm)
-        {
-            Vm[] one = new Vm[1];
-            one[0] = vm;
-            VmThreads.WaitAll(one, 1);
-            VmThreads.Report(vm);
-        }
-
         /// <summary>Stops the VM running beside (it would run for a minute) and waits for its threads.</summary>
         private static void StopBeside(Vm? beside)
         {
             if (beside == null)
                 return;
             beside.Stop(0, null);
-            Wait(beside);
+            VmThreads.WaitAndReport(beside);
         }
 
         private static bool Failed(Vm vm, string what)
@@ -164,7 +156,7 @@ namespace Tandem.Kernel.Bench
             pins[0] = 1UL << 0;
             pins[1] = 1UL << 1;
             VmThreads.Start(vm, 0, pins);
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             StopBeside(tick);
             if (vm.ExitStatus != 0)
                 return Failed(vm, "ipi_round_trip (ipibench32: 1 an AP did not come up, 5 an IPI was not handled in time)");
@@ -297,7 +289,7 @@ namespace Tandem.Kernel.Bench
             vm.Vcpus[1].Bench = bench;
             vm.PhaseHandler = &YieldPhase;
             VmThreads.Start(vm, 1UL << SwitchCpu);
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             StopBeside(spin);
             if (vm.ExitStatus != 0)
                 return Failed(vm, "vcpu_switch (yieldbench32: 1 an AP did not come up, 5 vCPU 1 did not finish its yields)");

@@ -15,8 +15,6 @@ namespace Tandem.Kernel.Tests
     /// </summary>
     internal static unsafe class SmpVmTests
     {
-        private const ulong GuestRam = 16UL << 20;
-
         // tools/StubGen/Guests/SmpGuests.cs
         private const uint SmpTicks = 0x6000, SmpIpis = 0x6020, SmpAlive = 0x6040, SmpStarts = 0x6060;
         private const uint SpinProgress = 0x6080, SpinData = 0x20_0000, SpinIterations = 80;
@@ -24,12 +22,8 @@ namespace Tandem.Kernel.Tests
 
         private static bool Unavailable(TestContext t, int cpusNeeded)
         {
-            var f = KernelMain.Features;
-            if (!f.Vmx || !f.Ept || !f.UnrestrictedGuest)
-            {
-                t.Skip("no VT-x with EPT and unrestricted guest on this CPU (Bochs tigerlake or a VT-x host has it)");
+            if (VmxTests.Unavailable(t))
                 return true;
-            }
             if (Cpu.Count < cpusNeeded)
             {
                 t.Skip(cpusNeeded == 2 ? "needs 2 physical CPUs (run with --cpus 2)" : "needs more physical CPUs");
@@ -38,32 +32,13 @@ namespace Tandem.Kernel.Tests
             return false;
         }
 
-        private static Vm? Create(TestContext t, string module, int cpus)
-        {
-            if (!KvmGlue.FindModule(module, out byte* image, out ulong length))
-            {
-                t.Fail("the guest module is not on the boot image");
-                return null;
-            }
-            Vm? vm = GuestRunner.Create(GuestRam, image, length, out string? problem, cpus: cpus);
-            if (vm == null)
-                t.Fail(problem ?? "VM creation failed");
-            return vm;
-        }
+        private static Vm? Create(TestContext t, string module, int cpus) => VmxTests.Start(t, module, cpus);
 
         private static uint Slot(Vm vm, uint table, int index)
         {
             uint value = 0;
             vm.Memory.Read(table + (uint)index * 4, (byte*)&value, 4);
             return value;
-        }
-
-        private static void Wait(Vm vm)
-        {
-            Vm[] one = new Vm[1];
-            one[0] = vm;
-            VmThreads.WaitAll(one, 1);
-            VmThreads.Report(vm);
         }
 
         /// <summary>
@@ -80,7 +55,7 @@ namespace Tandem.Kernel.Tests
             if (vm == null)
                 return;
             VmThreads.Start(vm, 0);
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             if (!t.Check(vm.ExitStatus == 0, "smp32 did not exit with status 0 (1 AP not up, 2 started twice, 5 too few ticks, 6 too few IPIs)", (ulong)vm.ExitStatus))
                 return;
             ulong cpusUsed = 0;
@@ -207,7 +182,7 @@ namespace Tandem.Kernel.Tests
                 }
                 moves++;
             }
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             if (!t.Check(vm.ExitStatus == 0, "smp32 failed while its vCPUs were moved between CPUs", (ulong)vm.ExitStatus))
                 return;
             ulong clears = 0;
@@ -268,7 +243,7 @@ namespace Tandem.Kernel.Tests
             if (!t.Check(Scheduler.Spawn("ticker", &Ticker, 0) != null, "could not spawn the ticker"))
                 return;
             VmThreads.Start(vm, 0);
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             Volatile.Write(ref s_tickerStop, 1);
             while (Volatile.Read(ref s_tickerRunning) != 0)
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
@@ -305,7 +280,7 @@ namespace Tandem.Kernel.Tests
             if (vm == null)
                 return;
             VmThreads.Start(vm, 0);
-            Wait(vm);
+            VmThreads.WaitAndReport(vm);
             int during = PoolFreeFrames();
             vm.Release();
             int after = PoolFreeFrames();

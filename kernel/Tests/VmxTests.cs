@@ -15,7 +15,7 @@ namespace Tandem.Kernel.Tests
         private const uint ChecksumBase = 0x20_0000, ChecksumPages = 64;
         private const uint HotBase = 0x30_0000, HotPages = 16, ColdBase = 0x40_0000, ColdPages = 32;
 
-        private static bool Unavailable(TestContext t)
+        internal static bool Unavailable(TestContext t)
         {
             var f = KernelMain.Features;
             if (!f.Vmx)
@@ -31,14 +31,14 @@ namespace Tandem.Kernel.Tests
             return false;
         }
 
-        private static Vm? Start(TestContext t, string module)
+        internal static Vm? Start(TestContext t, string module, int cpus = 1)
         {
             if (!KvmGlue.FindModule(module, out byte* image, out ulong length))
             {
                 t.Fail("the guest module is not on the boot image");
                 return null;
             }
-            Vm? vm = GuestRunner.Create(GuestRam, image, length, out string? problem);
+            Vm? vm = GuestRunner.Create(GuestRam, image, length, out string? problem, cpus: cpus);
             if (vm == null)
                 t.Fail(problem ?? "VM creation failed");
             return vm;

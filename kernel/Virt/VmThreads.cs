@@ -64,6 +64,15 @@ namespace Tandem.Kernel.Virt
             }
         }
 
+        /// <summary>Blocks until every vCPU thread of <paramref name="vm"/> has ended, then prints its line.</summary>
+        public static void WaitAndReport(Vm vm)
+        {
+            Vm[] one = new Vm[1];
+            one[0] = vm;
+            WaitAll(one, 1);
+            Report(vm);
+        }
+
         /// <summary>Blocks until every vCPU thread of every VM in <paramref name="vms"/> has ended.</summary>
         public static void WaitAll(Vm[] vms, int count)
         {
