@@ -74,7 +74,7 @@ internal static class BenchVerb
         // reads the same with 1 or 2).
         string dir = RunFolder.Create("bench-bochs-2cpu");
         string iso = Path.Combine(dir, "tandem.iso");
-        ImageBuilder.BuildIso(iso, "bench", menu: false, Guests.Modules());
+        ImageBuilder.BuildIso(iso, "bench", menu: false, Guests.Modules("bench"));
         var o = new RunOptions(EmulatorKind.Bochs, "bench", 2, 512, false, 900, Echo: false);
         RunResult r = Emulator.Run(iso, o, dir);
         Console.WriteLine($"bench: serial log {Path.GetRelativePath(Repo.Root, r.SerialLog)}");

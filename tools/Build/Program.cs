@@ -20,7 +20,7 @@ namespace Tandem.Build
         public static int Image()
         {
             ImageBuilder.BuildElf();
-            ImageBuilder.BuildIso(Repo.Iso, "", menu: true, Guests.Modules());
+            ImageBuilder.BuildIso(Repo.Iso, "", menu: true, Guests.Modules(""));
             Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Elf)}  out/tandem.elf");
             Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Iso)}  out/tandem.iso");
             return ExitCodes.Success;
@@ -61,7 +61,7 @@ namespace Tandem.Build
             BuildIfNeeded();
             string dir = RunFolder.Create("run-" + Emulator.ConfigName(o, kind));
             string iso = Path.Combine(dir, "tandem.iso");
-            ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules());
+            ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules(o.Cmdline));
             RunResult result = Emulator.Run(iso, o, dir);
             if (result.TimedOut)
                 return ExitCodes.Timeout;

@@ -34,7 +34,8 @@ internal static class Tools
     /// <summary>What the host tests call: iasl and acpiexec cross-check the ACPI tables.</summary>
     private static readonly Need[] HostTestNeeds = [new("acpica-tools", "iasl", true)];
 
-    private static bool s_updated;
+    /// <summary>apt-get update ran in this driver run (by <see cref="Ensure"/> or for the Linux guest's packages): once is enough.</summary>
+    public static bool AptListsUpdated { get; set; }
 
     public static void EnsureImage() => Ensure(ImageNeeds);
     public static void EnsureQemu(bool uefi) => Ensure(uefi ? [.. QemuNeeds, .. UefiNeeds] : QemuNeeds);
@@ -57,10 +58,10 @@ internal static class Tools
             throw new BuildException($"missing tools ({string.Join(", ", missing)}). Install them with:\n  sudo apt-get update && sudo {command}", ExitCodes.MissingTool);
         Console.Error.WriteLine($"build: installing {string.Join(' ', missing)}");
         var env = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" };
-        if (!s_updated)
+        if (!AptListsUpdated)
         {
             Shell.Check("apt-get", ["update"], "apt-get update", env: env, exitCode: ExitCodes.MissingTool);
-            s_updated = true;
+            AptListsUpdated = true;
         }
         Shell.Check("apt-get", ["install", "-y", "--no-install-recommends", .. missing], command, env: env, exitCode: ExitCodes.MissingTool);
         var still = needs.Where(n => !Present(n)).Select(n => n.ProbePath).ToList();
