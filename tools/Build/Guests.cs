@@ -25,7 +25,7 @@ internal static class Guests
             all.AddRange(Directory.GetFiles(generated).OrderBy(f => f, StringComparer.Ordinal).Select(f => (f, Path.GetFileName(f))));
         foreach (string name in LinuxGuest.ModuleNames)
         {
-            bool wanted = name != LinuxGuest.Vmlinux || vmlinux || cmdline.Contains(LinuxGuest.Vmlinux, StringComparison.Ordinal);
+            bool wanted = name != LinuxGuest.VmlinuxModule || vmlinux || cmdline.Contains(LinuxGuest.VmlinuxModule, StringComparison.Ordinal);
             if (wanted && File.Exists(LinuxGuest.PathOf(name)))
                 all.Add((LinuxGuest.PathOf(name), name));
         }

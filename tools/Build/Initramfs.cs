@@ -5,8 +5,9 @@ namespace Tandem.Build;
 
 /// <summary>
 /// The Linux guest's initramfs (docs/guests.md, "Linux guest: how it is made"): busybox, the
-/// directories a busybox system needs, /dev/console and /dev/ttyS0, and the scripts in
-/// tools/Build/Linux (/init, /selftest, /etc/profile), as a newc cpio archive compressed with gzip.
+/// directories a busybox system needs, /dev/console and /dev/ttyS0, /bin/tandem-exit
+/// (<see cref="DebugExitProgram"/>) and the scripts in tools/Build/Linux (/init, /selftest,
+/// /etc/profile), as a newc cpio archive compressed with gzip.
 /// </summary>
 internal static class Initramfs
 {
@@ -27,6 +28,7 @@ internal static class Initramfs
         foreach (string d in Directories)
             cpio.AddDirectory(d, d == "tmp" ? 0x3FF : d == "root" ? 0x1C0 : 0x1ED);   // tmp 01777, root 0700
         cpio.AddFile("bin/busybox", busybox, 0x1ED);
+        cpio.AddFile("bin/tandem-exit", DebugExitProgram.Build(), 0x1ED);
         cpio.AddCharDevice("dev/console", 5, 1, 0x180);     // 0600
         cpio.AddCharDevice("dev/ttyS0", 4, 64, 0x1B0);      // 0660
         foreach (var (path, source, permissions) in Scripts)

@@ -21,8 +21,8 @@ internal static partial class LinuxGuest
     public const string BusyboxPackage = "busybox-static";
 
     /// <summary>The module names; <see cref="Guests.AddUserModules"/> refuses them for --module.</summary>
-    public const string Kernel = "linux", Vmlinux = "linux-vmlinux", Initrd = "linux-initrd";
-    public static readonly string[] ModuleNames = [Kernel, Initrd, Vmlinux];
+    public const string KernelModule = "linux", VmlinuxModule = "linux-vmlinux", InitrdModule = "linux-initrd";
+    public static readonly string[] ModuleNames = [KernelModule, InitrdModule, VmlinuxModule];
 
     public static string CacheDir => Path.Combine(Repo.Out, "cache", "debian");
     public static string OutDir => Path.Combine(Repo.Obj, "linux");
@@ -266,7 +266,7 @@ internal static partial class LinuxGuest
             ulong entry;
             try
             {
-                (vmlinux, entry, long full) = MakeVmlinux(bzImage);
+                (vmlinux, entry, long full) = Vmlinux.FromBzImage(bzImage);
                 Console.WriteLine($"linux guest: vmlinux {Size(full)} from the LZ4 payload, {Size(vmlinux.Length)} without sections; PVH entry (Xen note 18) 0x{entry:X}");
             }
             catch (InvalidDataException e)
@@ -275,34 +275,17 @@ internal static partial class LinuxGuest
             }
             byte[] initrd = Initramfs.Build(File.ReadAllBytes(busyboxPath), Script);
 
-            WriteAtomically(PathOf(Kernel), bzImage);
-            WriteAtomically(PathOf(Vmlinux), vmlinux);
-            WriteAtomically(PathOf(Initrd), initrd);
-            Console.WriteLine($"linux guest: {Path.GetRelativePath(Repo.Root, OutDir)}/: {Kernel} (bzImage {release}, {Size(bzImage.Length)}), " +
-                $"{Vmlinux} ({Size(vmlinux.Length)}), {Initrd} (busybox {Path.GetFileName(p.Busybox).Split('_')[1]}, {Size(initrd.Length)})");
+            WriteAtomically(PathOf(KernelModule), bzImage);
+            WriteAtomically(PathOf(VmlinuxModule), vmlinux);
+            WriteAtomically(PathOf(InitrdModule), initrd);
+            Console.WriteLine($"linux guest: {Path.GetRelativePath(Repo.Root, OutDir)}/: {KernelModule} (bzImage {release}, {Size(bzImage.Length)}), " +
+                $"{VmlinuxModule} ({Size(vmlinux.Length)}), {InitrdModule} (busybox {Uri.UnescapeDataString(Path.GetFileName(p.Busybox).Split('_')[1])}, {Size(initrd.Length)})");
         }
         finally
         {
             if (Directory.Exists(unpack))
                 Directory.Delete(unpack, recursive: true);
         }
-    }
-
-    /// <summary>The bzImage's LZ4 payload decoded, checked against its size trailer, shrunk, with its PVH entry.</summary>
-    public static (byte[] Vmlinux, ulong Entry, long FullSize) MakeVmlinux(byte[] bzImage)
-    {
-        ReadOnlySpan<byte> payload = BzImage.Payload(bzImage).Span;
-        if (!Lz4Legacy.IsLegacy(payload))
-            throw new InvalidDataException($"the payload is not LZ4 legacy (starts {Convert.ToHexString(payload[..Math.Min(4, payload.Length)])})");
-        byte[] full = Lz4Legacy.Decode(payload, out int consumed);
-        // The kernel's build appends the uncompressed size (le32) to the payload.
-        if (consumed != payload.Length - 4 || System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(payload[^4..]) != (uint)full.Length)
-            throw new InvalidDataException($"the LZ4 stream ends at {consumed} of {payload.Length} bytes with {full.Length} bytes out; the payload's size trailer disagrees");
-        byte[] shrunk = ElfImage.Shrink(full);
-        ulong entry = ElfImage.PvhEntry(shrunk) ?? throw new InvalidDataException("the vmlinux has no Xen ELF note of type 18 (XEN_ELFNOTE_PHYS32_ENTRY)");
-        if (ElfImage.PvhEntry(full) != entry)
-            throw new InvalidDataException("the shrunk vmlinux's PVH entry differs from the original's");
-        return (shrunk, entry, full.Length);
     }
 
     /// <summary>A script of tools/Build/Linux, embedded in the driver.</summary>

@@ -220,3 +220,27 @@ internal static class ElfImage
 
     private static long Align4(uint n) => (n + 3L) & ~3L;
 }
+
+/// <summary>The uncompressed kernel inside a bzImage, as the Linux guest's <c>linux-vmlinux</c> module.</summary>
+internal static class Vmlinux
+{
+    /// <summary>
+    /// The bzImage's LZ4 legacy payload decoded and checked against the size the kernel's build
+    /// appends to it (le32), then shrunk (<see cref="ElfImage.Shrink"/>); with its PVH entry (the
+    /// Xen note of type 18, which must survive the shrinking) and the size before shrinking.
+    /// </summary>
+    public static (byte[] Image, ulong Entry, long FullSize) FromBzImage(byte[] bzImage)
+    {
+        ReadOnlySpan<byte> payload = BzImage.Payload(bzImage).Span;
+        if (!Lz4Legacy.IsLegacy(payload))
+            throw new InvalidDataException($"the payload is not LZ4 legacy (it starts {Convert.ToHexString(payload[..Math.Min(4, payload.Length)])})");
+        byte[] full = Lz4Legacy.Decode(payload, out int consumed);
+        if (consumed != payload.Length - 4 || BinaryPrimitives.ReadUInt32LittleEndian(payload[^4..]) != (uint)full.Length)
+            throw new InvalidDataException($"the LZ4 stream ends at {consumed} of {payload.Length} bytes with {full.Length} bytes out, which the payload's size trailer does not confirm");
+        ulong entry = ElfImage.PvhEntry(full) ?? throw new InvalidDataException("the vmlinux has no Xen ELF note of type 18 (XEN_ELFNOTE_PHYS32_ENTRY)");
+        byte[] shrunk = ElfImage.Shrink(full);
+        if (ElfImage.PvhEntry(shrunk) != entry)
+            throw new InvalidDataException("the shrunk vmlinux lost its PVH entry note");
+        return (shrunk, entry, full.Length);
+    }
+}

@@ -43,6 +43,9 @@ internal static partial class TestVerb
         if (options.Host)
         {
             Tools.EnsureHostTests();
+            // The Linux guest first (cached after one fetch): Tandem.Build.Tests runs its /selftest
+            // under its busybox, and skips that without out/obj/linux/linux-initrd.
+            LinuxGuest.Ensure();
             foreach (string project in HostTestProjects())
             {
                 string name = Path.GetFileNameWithoutExtension(project);
