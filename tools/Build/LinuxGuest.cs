@@ -78,7 +78,7 @@ internal static partial class LinuxGuest
             return;
         }
         Make(packages);
-        File.WriteAllText(StampFile, stamp + "\n");
+        WriteAtomically(StampFile, System.Text.Encoding.ASCII.GetBytes(stamp + "\n"));
         File.Delete(UnavailableFile);
     }
 
@@ -145,7 +145,8 @@ internal static partial class LinuxGuest
             why = "apt-get and dpkg-deb are needed to fetch Debian's packages (not a Debian machine?)";
             return null;
         }
-        string scratch = Path.Combine(Repo.Out, "cache", "debian-download");
+        // Folders and temporary files of this process only: two drivers may share out/ (parallel runs).
+        string scratch = Path.Combine(Repo.Out, "cache", $"debian-download-{Environment.ProcessId}");
         if (Directory.Exists(scratch))
             Directory.Delete(scratch, recursive: true);
         Directory.CreateDirectory(scratch);
@@ -170,7 +171,7 @@ internal static partial class LinuxGuest
                 foreach (string old in Directory.GetFiles(CacheDir, package + "_*.deb"))
                     File.Delete(old);
                 string cached = Path.Combine(CacheDir, Path.GetFileName(file));
-                File.Move(file, cached);
+                File.Move(file, cached, overwrite: true);
                 Console.WriteLine($"linux guest: fetched {Path.GetFileName(cached)} ({Size(new FileInfo(cached).Length)}) into {CacheShown}");
             }
             return FindCached() ?? throw new BuildException($"the packages fetched into {CacheShown} were not found there again");
@@ -241,7 +242,7 @@ internal static partial class LinuxGuest
 
     private static void Make(Packages p)
     {
-        string unpack = Path.Combine(Repo.Out, "cache", "unpack");
+        string unpack = Path.Combine(Repo.Out, "cache", $"unpack-{Environment.ProcessId}");
         if (Directory.Exists(unpack))
             Directory.Delete(unpack, recursive: true);
         try
@@ -299,7 +300,7 @@ internal static partial class LinuxGuest
 
     private static void WriteAtomically(string path, byte[] bytes)
     {
-        string temp = path + ".tmp";
+        string temp = $"{path}.{Environment.ProcessId}.tmp";
         File.WriteAllBytes(temp, bytes);
         File.Move(temp, path, overwrite: true);
     }
