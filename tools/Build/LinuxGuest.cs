@@ -12,8 +12,9 @@ namespace Tandem.Build;
 /// modules in out/obj/linux: <c>linux</c> (the bzImage as it is), <c>linux-vmlinux</c> (the
 /// uncompressed ELF for the PVH entry, shrunk to what a loader reads) and <c>linux-initrd</c>
 /// (busybox and the scripts in tools/Build/Linux, a gzip'd newc cpio). They are remade only when the
-/// packages or the driver change. When apt cannot fetch the packages, the build goes on without
-/// them and out/obj/linux/UNAVAILABLE says why (the test verb prints it).
+/// packages, the scripts or the driver files that make them change. When apt cannot fetch the
+/// packages, the build goes on without them and out/obj/linux/UNAVAILABLE says why (the test verb
+/// prints it).
 /// </summary>
 internal static partial class LinuxGuest
 {
@@ -233,11 +234,26 @@ internal static partial class LinuxGuest
 
     // ---- The modules ----
 
-    /// <summary>What the modules are made from: both packages and this driver (its code and scripts).</summary>
+    /// <summary>The driver's files that decide what the modules hold (the scripts are embedded from tools/Build/Linux).</summary>
+    private static readonly string[] RecipeFiles = ["LinuxGuest.cs", "LinuxImage.cs", "Initramfs.cs", "Cpio.cs", "DebugExitProgram.cs"];
+
+    /// <summary>
+    /// What the modules are made from: both packages, the scripts, and the driver's source files
+    /// that make them (not the whole driver: its assembly changes with every commit, through the
+    /// source link in its PDB's checksum, which would remake the modules each time).
+    /// </summary>
     private static string Stamp(Packages p)
     {
-        string driver = Assembly.GetExecutingAssembly().Location;
-        return string.Join(' ', new[] { p.Kernel, p.Busybox, driver }.Select(f => Convert.ToHexString(SHA256.HashData(File.ReadAllBytes(f))).ToLowerInvariant()));
+        static string Hash(byte[] b) => Convert.ToHexString(SHA256.HashData(b)).ToLowerInvariant();
+        var recipe = new List<byte>();
+        foreach (var (_, source, _) in Initramfs.Scripts)
+            recipe.AddRange(System.Text.Encoding.UTF8.GetBytes(source + "\0" + Script(source) + "\0"));
+        foreach (string name in RecipeFiles)
+        {
+            string path = Path.Combine(Repo.Root, "tools", "Build", name);
+            recipe.AddRange(File.Exists(path) ? File.ReadAllBytes(path) : System.Text.Encoding.UTF8.GetBytes("missing " + name));
+        }
+        return string.Join(' ', Hash(File.ReadAllBytes(p.Kernel)), Hash(File.ReadAllBytes(p.Busybox)), Hash([.. recipe]));
     }
 
     private static void Make(Packages p)
