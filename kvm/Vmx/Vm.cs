@@ -36,7 +36,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
 
-        /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway.</summary>
+        /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway; 0: no budget.</summary>
         public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
 
@@ -112,32 +112,81 @@ namespace Tandem.Kvm.Vmx
         /// <summary>COM1's transmitter: every byte the guest sends.</summary>
         public void Put(byte value) => SerialOut(value);
 
-        /// <summary>A byte the guest wrote to its COM1 data port: relayed by lines, prefixed with the VM id.</summary>
+        /// <summary>
+        /// A byte the guest wrote to its COM1 data port: relayed by lines, prefixed with the VM id. A
+        /// line without its newline yet (a shell prompt, echoed keys) is shown by <see cref="FlushPartialSerial"/>.
+        /// </summary>
         public void SerialOut(byte value)
         {
             if (value == '\r')
                 return;
-            if (value != '\n' && _lineLength < _line.Length)
+            if (Watch != null)
+                Watch.See(value);
+            if (value == '\n')
             {
-                _line[_lineLength++] = value;
+                Emit(true);
                 return;
             }
-            FlushSerial();
+            if (_lineLength == _line.Length)
+                Emit(false);
+            _line[_lineLength++] = value;
         }
 
+        /// <summary>Ends the VM's current line on the console (at the VM's end).</summary>
         public void FlushSerial()
         {
-            if (_lineLength == 0)
+            if (_lineLength > 0 || _partialShown)
+                Emit(true);
+        }
+
+        /// <summary>
+        /// Shows what the guest wrote of its current line so far (the vCPU is about to halt: a prompt
+        /// waits for input). Takes the VM's device lock, which the UART's writes hold.
+        /// </summary>
+        public void FlushPartialSerial()
+        {
+            if (System.Threading.Volatile.Read(ref _lineLength) == 0)
                 return;
-            ulong f = KvmHost.LogBegin();
-            KvmHost.Write("[vm ");
-            KvmHost.WriteDecimal((ulong)Id);
-            KvmHost.Write("] ");
+            Platform.Lock.Enter();
+            if (_lineLength > 0)
+                Emit(false);
+            Platform.Lock.Exit();
+        }
+
+        /// <summary>Part of the current line is already on the console.</summary>
+        private bool _partialShown;
+
+        private void Emit(bool endOfLine)
+        {
+            bool continues = false;
+            ulong f = KvmHost.LogBeginAs != null ? KvmHost.LogBeginAs(Id, &continues) : KvmHost.LogBegin();
+            if (!(continues && _partialShown))
+            {
+                KvmHost.Write("[vm ");
+                KvmHost.WriteDecimal((ulong)Id);
+                KvmHost.Write("] ");
+            }
             for (int i = 0; i < _lineLength; i++)
-                KvmHost.WriteChar(_line[i] >= 32 && _line[i] < 127 ? (char)_line[i] : '?');
-            KvmHost.WriteChar('\n');
+                KvmHost.WriteChar(Printable(_line[i]) ? (char)_line[i] : '?');
+            if (endOfLine)
+            {
+                KvmHost.WriteChar('\n');
+                _partialShown = false;
+            }
+            else
+            {
+                _partialShown = true;
+                if (KvmHost.LogLeaveOpen != null)
+                    KvmHost.LogLeaveOpen(Id);
+            }
             KvmHost.LogEnd(f);
             _lineLength = 0;
         }
+
+        /// <summary>Text, and what a line editor needs on a terminal: backspace, tab and escape sequences.</summary>
+        private static bool Printable(byte b) => (b >= 32 && b < 127) || b == 8 || b == 9 || b == 27;
+
+        /// <summary>Watches the guest's console output for a marker (the Linux tests); null: none.</summary>
+        public ConsoleWatch? Watch;
     }
 }
