@@ -184,6 +184,8 @@ namespace Tandem.Kernel.Virt
         /// <summary>The guest's command line becomes <paramref name="defaults"/>, a space, then what the user gave.</summary>
         private static void PrependDefaults(ref CommandLine.VmSpec spec, string defaults)
         {
+            if (spec.Cmdline != null && spec.CmdlineLength == 0)
+                spec.Cmdline = null;
             int n = defaults.Length + (spec.Cmdline != null ? 1 + spec.CmdlineLength : 0);
             byte* text = (byte*)Memory.KernelHeap.Alloc((ulong)n + 1);
             if (text == null)

@@ -23,6 +23,9 @@ namespace Tandem.Kvm.Vmx
         public string? StopReason;
         public bool Stopped => System.Threading.Volatile.Read(ref ExitStatus) >= 0;
 
+        /// <summary>vCPUs parked for good in a HLT with interrupts disabled (Exits.HltExit).</summary>
+        public int ParkedVcpus;
+
         /// <summary>vCPU threads still running (the kernel's runner counts them down), and the thread to wake when none is left.</summary>
         public int RunningVcpus;
         public ulong Waiter;
