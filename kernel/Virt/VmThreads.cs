@@ -204,7 +204,16 @@ namespace Tandem.Kernel.Virt
                 Log.WriteChar(')');
             Log.Write(", ");
             Log.Write(vm.Memory.FaultsHandled);
-            Log.Write(" EPT faults\n");
+            Log.Write(" EPT faults");
+            // Where port I/O exits went: the ports a guest polls most.
+            for (int rank = 0; rank < 3 && vm.TopPort(rank, out ushort port, out long count); rank++)
+            {
+                Log.Write(rank == 0 ? ", top ports " : ", ");
+                Log.Hex(port);
+                Log.WriteChar(' ');
+                Log.Write(count);
+            }
+            Log.WriteChar('\n');
             Log.End(f);
         }
     }

@@ -189,6 +189,57 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Text, and what a line editor needs on a terminal: backspace, tab and escape sequences.</summary>
         private static bool Printable(byte b) => (b >= 32 && b < 127) || b == 8 || b == 9 || b == 27;
 
+        private const int PortSlots = 64;
+        private readonly int[] _portKey = new int[PortSlots];      // port + 1; 0: free
+        private readonly long[] _portCount = new long[PortSlots];
+
+        /// <summary>Counts a port I/O exit by port (the first 64 ports a guest uses; more are not counted).</summary>
+        public void CountPort(ushort port)
+        {
+            int key = port + 1;
+            int i = (port * 40503) & (PortSlots - 1);
+            for (int probe = 0; probe < PortSlots; probe++, i = (i + 1) & (PortSlots - 1))
+            {
+                int k = System.Threading.Volatile.Read(ref _portKey[i]);
+                if (k == 0)
+                    k = System.Threading.Interlocked.CompareExchange(ref _portKey[i], key, 0) == 0 ? key : _portKey[i];
+                if (k == key)
+                {
+                    System.Threading.Interlocked.Increment(ref _portCount[i]);
+                    return;
+                }
+            }
+        }
+
+        /// <summary>The port with the <paramref name="rank"/>-th most exits (0: the most) and its count; false past the last.</summary>
+        public bool TopPort(int rank, out ushort port, out long count)
+        {
+            port = 0;
+            count = 0;
+            long above = long.MaxValue;
+            int aboveKey = int.MaxValue;
+            for (int r = 0; r <= rank; r++)
+            {
+                int best = -1;
+                for (int i = 0; i < PortSlots; i++)
+                {
+                    int k = _portKey[i];
+                    long c = _portCount[i];
+                    if (k == 0 || c > above || (c == above && k >= aboveKey))
+                        continue;
+                    if (best < 0 || c > _portCount[best] || (c == _portCount[best] && k < _portKey[best]))
+                        best = i;
+                }
+                if (best < 0)
+                    return false;
+                above = _portCount[best];
+                aboveKey = _portKey[best];
+            }
+            port = (ushort)(aboveKey - 1);
+            count = above;
+            return true;
+        }
+
         /// <summary>Watches the guest's console output for a marker (the Linux tests); null: none.</summary>
         public ConsoleWatch? Watch;
     }
