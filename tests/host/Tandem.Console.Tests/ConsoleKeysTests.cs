@@ -5,7 +5,8 @@ using System.Text;
 using Tandem.Build;
 using Xunit;
 
-namespace Tandem.Console.Tests;
+// Not Tandem.Console.Tests: a namespace named Console would hide System.Console from the linked driver sources.
+namespace Tandem.ConsoleTests;
 
 /// <summary>The interactive console's keys: typed bytes in, bytes for COM1 and actions out.</summary>
 public class ConsoleKeysTests
