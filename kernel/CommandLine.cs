@@ -5,7 +5,7 @@ namespace Tandem.Kernel
     /// <summary>
     /// The kernel command line: space-separated words, each "name" or "name=value"; a double-quoted
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
-    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B]</c>,
+    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>. Anything else is reported by name and ignored.
     /// </summary>
     public static unsafe class CommandLine
@@ -43,7 +43,14 @@ namespace Tandem.Kernel
             /// <summary>More modules, names separated by '+', or null.</summary>
             public byte* Modules;
             public int ModulesLength;
+            /// <summary>budget=SECONDS: the guest's time budget; 0: the default for its kind, <see cref="NoBudget"/>: none.</summary>
+            public ulong BudgetSeconds;
+            /// <summary>defaults=off: no default command line for a Linux guest, only cmdline=.</summary>
+            public bool NoDefaultCmdline;
         }
+
+        /// <summary><c>budget=none</c>: the guest runs until it stops itself or the host ends.</summary>
+        public const ulong NoBudget = ulong.MaxValue;
 
         public static ref VmSpec Vm(int i) => ref s_vms[i];
 
@@ -148,9 +155,7 @@ namespace Tandem.Kernel
                 return;
             }
             ref VmSpec spec = ref s_vms[VmCount];
-            spec = default;
-            spec.MemoryMiB = 16;
-            spec.Cpus = 1;
+            spec = default;                  // mem, cpus and budget 0: the defaults for the guest's kind
             int i = 0;
             while (i < length && value[i] != ',')
                 i++;
@@ -235,9 +240,29 @@ namespace Tandem.Kernel
                     spec.Modules = arg;
                     spec.ModulesLength = argLength;
                 }
+                else if (Matches(part, eq, "budget"))
+                {
+                    if (Matches(arg, argLength, "none"))
+                        spec.BudgetSeconds = NoBudget;
+                    else if (!TryParseNumber(arg, argLength, out spec.BudgetSeconds) || spec.BudgetSeconds == 0 || spec.BudgetSeconds > 1_000_000)
+                    {
+                        VmRefused("vm= budget must be a number of seconds (1..1000000) or none: ", arg, argLength);
+                        return;
+                    }
+                }
+                else if (Matches(part, eq, "defaults"))
+                {
+                    if (Matches(arg, argLength, "off"))
+                        spec.NoDefaultCmdline = true;
+                    else if (!Matches(arg, argLength, "on"))
+                    {
+                        VmRefused("vm= defaults must be on or off: ", arg, argLength);
+                        return;
+                    }
+                }
                 else
                 {
-                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules): ", part, eq);
+                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults): ", part, eq);
                     return;
                 }
             }

@@ -13,6 +13,12 @@ namespace Tandem.Kvm
         public static delegate*<int> CurrentCpu;
         public static delegate*<ulong> LogBegin;
         public static delegate*<ulong, void> LogEnd;
+
+        /// <summary>LogBegin for a console of its own (a VM's id): sets *continues when its unfinished line is still the last thing on the screen.</summary>
+        public static delegate*<int, bool*, ulong> LogBeginAs;
+
+        /// <summary>Before LogEnd: the line just written stays open, the owner's.</summary>
+        public static delegate*<int, void> LogLeaveOpen;
         public static delegate*<string, void> Write;
         public static delegate*<ulong, void> WriteDecimal;
         public static delegate*<ulong, void> WriteHex;

@@ -14,7 +14,45 @@ namespace Tandem.Kernel.Console
         /// <summary>While a panic prints, other CPUs are stopped and locks are ignored.</summary>
         internal static bool s_panicking;
 
-        public static ulong Begin() => s_panicking ? 0 : s_lock.Acquire();
+        /// <summary>
+        /// The console (a VM's id) whose unfinished line is on the screen, or 0. A guest's shell
+        /// prompt and echoed keys have no newline yet; anyone else's line first ends it.
+        /// </summary>
+        private static int s_openLine;
+
+        public static ulong Begin()
+        {
+            if (s_panicking)
+                return 0;
+            ulong flags = s_lock.Acquire();
+            EndOpenLine();
+            return flags;
+        }
+
+        /// <summary>
+        /// As <see cref="Begin"/>, for <paramref name="owner"/>'s text: <paramref name="continues"/> is
+        /// true when the unfinished line on the screen is its own (it goes on without a prefix).
+        /// </summary>
+        public static unsafe ulong BeginAs(int owner, bool* continues)
+        {
+            ulong flags = s_panicking ? 0 : s_lock.Acquire();
+            *continues = owner != 0 && s_openLine == owner;
+            if (!*continues)
+                EndOpenLine();
+            s_openLine = 0;
+            return flags;
+        }
+
+        /// <summary>Before <see cref="End"/>: the line just written stays unfinished, <paramref name="owner"/>'s.</summary>
+        public static void LeaveOpen(int owner) => s_openLine = owner;
+
+        private static void EndOpenLine()
+        {
+            if (s_openLine == 0)
+                return;
+            s_openLine = 0;
+            WriteChar('\n');
+        }
 
         public static void End(ulong flags)
         {

@@ -48,6 +48,9 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.vcpu_migrates_with_vmclear_on_the_old_cpu", &SmpVmTests.VcpuMigratesWithVmclearOnTheOldCpu),
             new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
             new TestCase("vmx.stopped_vm_returns_its_memory", &SmpVmTests.StoppedVmReturnsItsMemory),
+            new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
+            new TestCase("linux.selftest", &LinuxTests.SelfTestPasses),
+            new TestCase("linux.reclaim_under_load", &LinuxTests.ReclaimUnderLoad),
             // Run only by exact name: they end the run with a panic dump on purpose.
             new TestCase("panic.unhandled_exception", &PanicTests.UnhandledException, manualOnly: true),
             new TestCase("panic.page_fault", &PanicTests.PageFault, manualOnly: true),

@@ -49,8 +49,45 @@ namespace Tandem.Kernel.Virt
             return worst;
         }
 
-        private static Vm? CreateFromSpec(ref CommandLine.VmSpec spec)
+        /// <summary>
+        /// What a Linux guest gets unless <c>vm=...,defaults=off</c>: the console on COM1, and the options
+        /// that spare a slow (emulated) CPU: no crypto self-tests, no KASLR, no speculation
+        /// mitigations, a trusted TSC. The user's <c>cmdline=</c> is appended (Linux takes the last of
+        /// a repeated option, so it can override these).
+        /// </summary>
+        public const string LinuxDefaultCmdline = "console=ttyS0 quiet cryptomgr.notests nokaslr mitigations=off tsc=reliable no_timer_check";
+
+        /// <summary>Defaults for a Linux guest (bzImage or PVH): 2 vCPUs, 256 MiB, the module NAME-initrd, no time budget.</summary>
+        public const int LinuxDefaultCpus = 2;
+        public const ulong LinuxDefaultMiB = 256;
+
+        /// <summary>Defaults for other guests (test guests, multiboot kernels): 1 vCPU, 16 MiB, the VM's standard budget.</summary>
+        public const int OtherDefaultCpus = 1;
+        public const ulong OtherDefaultMiB = 16;
+
+        internal static Vm? CreateFromSpec(ref CommandLine.VmSpec spec)
         {
+            if (!KvmGlue.FindModule(spec.Module, spec.ModuleLength, out byte* image, out ulong length))
+            {
+                NoSuchModule("vm: no boot module named '", spec.Module, spec.ModuleLength);
+                return null;
+            }
+            Tandem.Kvm.Boot.BootInput probe = default;
+            probe.Image = image;
+            probe.ImageLength = length;
+            GuestImage.Format kind = GuestImage.Detect(probe);
+            bool linux = kind == GuestImage.Format.Linux || kind == GuestImage.Format.Pvh;
+            if (spec.Cpus == 0)
+                spec.Cpus = linux ? LinuxDefaultCpus : OtherDefaultCpus;
+            if (spec.MemoryMiB == 0)
+                spec.MemoryMiB = linux ? LinuxDefaultMiB : OtherDefaultMiB;
+            if (spec.BudgetSeconds == 0 && linux)
+                spec.BudgetSeconds = CommandLine.NoBudget;         // an operating system runs until it powers off
+            if (linux && spec.Initrd == null)
+                DefaultInitrd(ref spec);
+            if (linux && !spec.NoDefaultCmdline)
+                PrependDefaults(ref spec, LinuxDefaultCmdline);
+
             ulong f = Log.Begin();
             Log.Write("vm: starting '");
             for (int k = 0; k < spec.ModuleLength; k++)
@@ -59,13 +96,31 @@ namespace Tandem.Kernel.Virt
             Log.Write(spec.MemoryMiB);
             Log.Write(" MiB, ");
             Log.Write((ulong)spec.Cpus);
-            Log.Write(spec.Cpus == 1 ? " vcpu\n" : " vcpus\n");
-            Log.End(f);
-            if (!KvmGlue.FindModule(spec.Module, spec.ModuleLength, out byte* image, out ulong length))
+            Log.Write(spec.Cpus == 1 ? " vcpu" : " vcpus");
+            if (spec.Initrd != null)
             {
-                NoSuchModule("vm: no boot module named '", spec.Module, spec.ModuleLength);
-                return null;
+                Log.Write(", initrd '");
+                for (int k = 0; k < spec.InitrdLength; k++)
+                    Log.WriteChar((char)spec.Initrd[k]);
+                Log.WriteChar('\'');
             }
+            if (spec.BudgetSeconds == CommandLine.NoBudget)
+                Log.Write(", no time budget");
+            else if (spec.BudgetSeconds != 0)
+            {
+                Log.Write(", budget ");
+                Log.Write(spec.BudgetSeconds);
+                Log.Write(" s");
+            }
+            if (spec.Cmdline != null)
+            {
+                Log.Write(", command line \"");
+                for (int k = 0; k < spec.CmdlineLength; k++)
+                    Log.WriteChar((char)spec.Cmdline[k]);
+                Log.WriteChar('"');
+            }
+            Log.WriteChar('\n');
+            Log.End(f);
             // The guest's modules: the initrd first (Linux takes only that one), then modules=A+B.
             const int MaxGuestModules = 8;
             Tandem.Kvm.Boot.BootModule* modules = stackalloc Tandem.Kvm.Boot.BootModule[MaxGuestModules];
@@ -100,7 +155,52 @@ namespace Tandem.Kernel.Virt
                 Log.Line(problem ?? "could not be created");
                 return null;
             }
+            if (spec.BudgetSeconds == CommandLine.NoBudget)
+                vm.MaxQuanta = 0;
+            else if (spec.BudgetSeconds != 0)
+                vm.MaxQuanta = VmcsSetup.BudgetUnits(spec.BudgetSeconds);
             return vm;
+        }
+
+        /// <summary>A Linux guest without initrd= takes the module NAME-initrd when the boot image has one.</summary>
+        private static void DefaultInitrd(ref CommandLine.VmSpec spec)
+        {
+            const string Suffix = "-initrd";
+            int n = spec.ModuleLength + Suffix.Length;
+            byte* name = (byte*)Memory.KernelHeap.Alloc((ulong)n + 1);
+            if (name == null)
+                return;
+            for (int k = 0; k < spec.ModuleLength; k++)
+                name[k] = spec.Module[k];
+            for (int k = 0; k < Suffix.Length; k++)
+                name[spec.ModuleLength + k] = (byte)Suffix[k];
+            name[n] = 0;
+            if (!KvmGlue.FindModule(name, n, out _, out _))
+                return;
+            spec.Initrd = name;
+            spec.InitrdLength = n;
+        }
+
+        /// <summary>The guest's command line becomes <paramref name="defaults"/>, a space, then what the user gave.</summary>
+        private static void PrependDefaults(ref CommandLine.VmSpec spec, string defaults)
+        {
+            if (spec.Cmdline != null && spec.CmdlineLength == 0)
+                spec.Cmdline = null;
+            int n = defaults.Length + (spec.Cmdline != null ? 1 + spec.CmdlineLength : 0);
+            byte* text = (byte*)Memory.KernelHeap.Alloc((ulong)n + 1);
+            if (text == null)
+                return;
+            for (int k = 0; k < defaults.Length; k++)
+                text[k] = (byte)defaults[k];
+            if (spec.Cmdline != null)
+            {
+                text[defaults.Length] = (byte)' ';
+                for (int k = 0; k < spec.CmdlineLength; k++)
+                    text[defaults.Length + 1 + k] = spec.Cmdline[k];
+            }
+            text[n] = 0;
+            spec.Cmdline = text;
+            spec.CmdlineLength = n;
         }
 
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM running <paramref name="image"/>.</summary>

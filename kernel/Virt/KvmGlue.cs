@@ -18,6 +18,8 @@ namespace Tandem.Kernel.Virt
             KvmHost.CurrentCpu = &CurrentCpu;
             KvmHost.LogBegin = &Log.Begin;
             KvmHost.LogEnd = &Log.End;
+            KvmHost.LogBeginAs = &Log.BeginAs;
+            KvmHost.LogLeaveOpen = &Log.LeaveOpen;
             KvmHost.Write = &Log.Write;
             KvmHost.WriteDecimal = &Log.Write;
             KvmHost.WriteHex = &WriteHex;

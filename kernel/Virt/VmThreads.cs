@@ -90,11 +90,20 @@ namespace Tandem.Kernel.Virt
                 if (seconds >= nextReport)
                 {
                     // A long wait says where every vCPU is: the one line an operator needs when a
-                    // guest seems stuck.
+                    // guest seems stuck. A VM without a time budget (an operating system at its
+                    // prompt) is not stuck by waiting, and its console stays the user's.
                     nextReport += 30;
+                    bool any = false;
                     for (int i = 0; i < count; i++)
-                        ReportProgress(vms[i]);
-                    Scheduler.Report();
+                    {
+                        if (vms[i].MaxQuanta != 0 && Volatile.Read(ref vms[i].RunningVcpus) != 0)
+                        {
+                            ReportProgress(vms[i]);
+                            any = true;
+                        }
+                    }
+                    if (any)
+                        Scheduler.Report();
                 }
             }
         }
@@ -195,7 +204,16 @@ namespace Tandem.Kernel.Virt
                 Log.WriteChar(')');
             Log.Write(", ");
             Log.Write(vm.Memory.FaultsHandled);
-            Log.Write(" EPT faults\n");
+            Log.Write(" EPT faults");
+            // Where port I/O exits went: the ports a guest polls most.
+            for (int rank = 0; rank < 3 && vm.TopPort(rank, out ushort port, out long count); rank++)
+            {
+                Log.Write(rank == 0 ? ", top ports " : ", ");
+                Log.Hex(port);
+                Log.WriteChar(' ');
+                Log.Write(count);
+            }
+            Log.WriteChar('\n');
             Log.End(f);
         }
     }

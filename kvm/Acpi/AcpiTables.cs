@@ -241,8 +241,13 @@ namespace Tandem.Kvm.Acpi
         /// <summary>FADT flag TMR_VAL_EXT: the PM timer is 32 bits (set when there is a timer).</summary>
         public const uint FadtTimerValExt = 1u << 8;
 
-        /// <summary>IA-PC boot architecture flags (ACPI 6.5, Table 5.11): legacy devices, an 8042, no VGA.</summary>
-        public const ushort IapcBootArch = (1 << 0) | (1 << 1) | (1 << 2);
+        /// <summary>
+        /// IA-PC boot architecture flags (ACPI 6.5, Table 5.11): legacy devices and no VGA. The 8042
+        /// flag (bit 1) is clear: the i8042 model has only the reset line and port 0x92, no keyboard
+        /// or mouse, so Linux skips its probe (with the flag set it polled the status port about
+        /// 20,000 times and waited some 1.5 s for a loopback that never answers).
+        /// </summary>
+        public const ushort IapcBootArch = (1 << 0) | (1 << 2);
 
         /// <summary>The reset register: PciHost's 0xCF9 (byte), written with <see cref="ResetValue"/>.</summary>
         public const ushort ResetPort = PciHost.ResetControlPort;

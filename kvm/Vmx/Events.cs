@@ -176,6 +176,8 @@ namespace Tandem.Kvm.Vmx
             ulong now = Native.Rdtsc();
             v.UsedTsc += now - v.ChargedUntil;
             v.ChargedUntil = now;
+            if (v.Vm.MaxQuanta == 0)
+                return false;                                   // no budget: runs until it stops itself
             ulong budget = v.Vm.MaxQuanta * ((ulong)VmcsSetup.BudgetQuantum << VmcsSetup.PreemptionRate);
             return v.UsedTsc > budget;
         }
@@ -191,6 +193,7 @@ namespace Tandem.Kvm.Vmx
             PcPlatform p = v.Vm.Platform;
             int cpu = v.Index;
             v.Halts++;
+            v.Vm.FlushPartialSerial();       // a prompt waits for input: show it now
             while (true)
             {
                 PollConsole(v);

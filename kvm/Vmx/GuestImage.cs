@@ -98,7 +98,7 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
-        private static Format Detect(in BootInput input)
+        public static Format Detect(in BootInput input)
         {
             var image = new ImageReader(input.Image, input.ImageLength);
             if (input.ImageLength >= 4 && *(uint*)input.Image == 0x54534754)    // "TGST"

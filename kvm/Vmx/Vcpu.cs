@@ -122,6 +122,7 @@ namespace Tandem.Kvm.Vmx
         {
             Vcpu v = s_all[(int)(vpid & 0xFF)]!;
             Native.VmClear(v.VmcsPhysical);
+            SyscallMsrs.Release(v);
             v.RemoteClears++;
             if (KvmHost.CurrentCpu() != v.LoadedOnCpu)
                 v.MisplacedClears++;
@@ -136,6 +137,7 @@ namespace Tandem.Kvm.Vmx
         {
             int cpu = KvmHost.CurrentCpu();
             MakeCurrent();
+            SyscallMsrs.Acquire(this);
             if (_hostCpu != cpu)
             {
                 _hostCpu = cpu;

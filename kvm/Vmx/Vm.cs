@@ -23,6 +23,9 @@ namespace Tandem.Kvm.Vmx
         public string? StopReason;
         public bool Stopped => System.Threading.Volatile.Read(ref ExitStatus) >= 0;
 
+        /// <summary>vCPUs parked for good in a HLT with interrupts disabled (Exits.HltExit).</summary>
+        public int ParkedVcpus;
+
         /// <summary>vCPU threads still running (the kernel's runner counts them down), and the thread to wake when none is left.</summary>
         public int RunningVcpus;
         public ulong Waiter;
@@ -36,7 +39,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
 
-        /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway.</summary>
+        /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway; 0: no budget.</summary>
         public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
 
@@ -112,32 +115,132 @@ namespace Tandem.Kvm.Vmx
         /// <summary>COM1's transmitter: every byte the guest sends.</summary>
         public void Put(byte value) => SerialOut(value);
 
-        /// <summary>A byte the guest wrote to its COM1 data port: relayed by lines, prefixed with the VM id.</summary>
+        /// <summary>
+        /// A byte the guest wrote to its COM1 data port: relayed by lines, prefixed with the VM id. A
+        /// line without its newline yet (a shell prompt, echoed keys) is shown by <see cref="FlushPartialSerial"/>.
+        /// </summary>
         public void SerialOut(byte value)
         {
             if (value == '\r')
                 return;
-            if (value != '\n' && _lineLength < _line.Length)
+            if (Watch != null)
+                Watch.See(value);
+            if (value == '\n')
             {
-                _line[_lineLength++] = value;
+                Emit(true);
                 return;
             }
-            FlushSerial();
+            if (_lineLength == _line.Length)
+                Emit(false);
+            _line[_lineLength++] = value;
         }
 
+        /// <summary>Ends the VM's current line on the console (at the VM's end).</summary>
         public void FlushSerial()
         {
-            if (_lineLength == 0)
+            if (_lineLength > 0 || _partialShown)
+                Emit(true);
+        }
+
+        /// <summary>
+        /// Shows what the guest wrote of its current line so far (the vCPU is about to halt: a prompt
+        /// waits for input). Takes the VM's device lock, which the UART's writes hold.
+        /// </summary>
+        public void FlushPartialSerial()
+        {
+            if (System.Threading.Volatile.Read(ref _lineLength) == 0)
                 return;
-            ulong f = KvmHost.LogBegin();
-            KvmHost.Write("[vm ");
-            KvmHost.WriteDecimal((ulong)Id);
-            KvmHost.Write("] ");
+            Platform.Lock.Enter();
+            if (_lineLength > 0)
+                Emit(false);
+            Platform.Lock.Exit();
+        }
+
+        /// <summary>Part of the current line is already on the console.</summary>
+        private bool _partialShown;
+
+        private void Emit(bool endOfLine)
+        {
+            bool continues = false;
+            ulong f = KvmHost.LogBeginAs != null ? KvmHost.LogBeginAs(Id, &continues) : KvmHost.LogBegin();
+            if (!(continues && _partialShown))
+            {
+                KvmHost.Write("[vm ");
+                KvmHost.WriteDecimal((ulong)Id);
+                KvmHost.Write("] ");
+            }
             for (int i = 0; i < _lineLength; i++)
-                KvmHost.WriteChar(_line[i] >= 32 && _line[i] < 127 ? (char)_line[i] : '?');
-            KvmHost.WriteChar('\n');
+                KvmHost.WriteChar(Printable(_line[i]) ? (char)_line[i] : '?');
+            if (endOfLine)
+            {
+                KvmHost.WriteChar('\n');
+                _partialShown = false;
+            }
+            else
+            {
+                _partialShown = true;
+                if (KvmHost.LogLeaveOpen != null)
+                    KvmHost.LogLeaveOpen(Id);
+            }
             KvmHost.LogEnd(f);
             _lineLength = 0;
         }
+
+        /// <summary>Text, and what a line editor needs on a terminal: backspace, tab and escape sequences.</summary>
+        private static bool Printable(byte b) => (b >= 32 && b < 127) || b == 8 || b == 9 || b == 27;
+
+        private const int PortSlots = 64;
+        private readonly int[] _portKey = new int[PortSlots];      // port + 1; 0: free
+        private readonly long[] _portCount = new long[PortSlots];
+
+        /// <summary>Counts a port I/O exit by port (the first 64 ports a guest uses; more are not counted).</summary>
+        public void CountPort(ushort port)
+        {
+            int key = port + 1;
+            int i = (port * 40503) & (PortSlots - 1);
+            for (int probe = 0; probe < PortSlots; probe++, i = (i + 1) & (PortSlots - 1))
+            {
+                int k = System.Threading.Volatile.Read(ref _portKey[i]);
+                if (k == 0)
+                    k = System.Threading.Interlocked.CompareExchange(ref _portKey[i], key, 0) == 0 ? key : _portKey[i];
+                if (k == key)
+                {
+                    System.Threading.Interlocked.Increment(ref _portCount[i]);
+                    return;
+                }
+            }
+        }
+
+        /// <summary>The port with the <paramref name="rank"/>-th most exits (0: the most) and its count; false past the last.</summary>
+        public bool TopPort(int rank, out ushort port, out long count)
+        {
+            port = 0;
+            count = 0;
+            long above = long.MaxValue;
+            int aboveKey = int.MaxValue;
+            for (int r = 0; r <= rank; r++)
+            {
+                int best = -1;
+                for (int i = 0; i < PortSlots; i++)
+                {
+                    int k = _portKey[i];
+                    long c = _portCount[i];
+                    if (k == 0 || c > above || (c == above && k >= aboveKey))
+                        continue;
+                    if (best < 0 || c > _portCount[best] || (c == _portCount[best] && k < _portKey[best]))
+                        best = i;
+                }
+                if (best < 0)
+                    return false;
+                above = _portCount[best];
+                aboveKey = _portKey[best];
+            }
+            port = (ushort)(aboveKey - 1);
+            count = above;
+            return true;
+        }
+
+        /// <summary>Watches the guest's console output for a marker (the Linux tests); null: none.</summary>
+        public ConsoleWatch? Watch;
     }
 }

@@ -181,6 +181,14 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The unit of a guest's time budget (<see cref="Vm.MaxQuanta"/>), in preemption-timer ticks.</summary>
         public const uint BudgetQuantum = 2_000_000;
 
+        /// <summary>A budget of <paramref name="seconds"/> in <see cref="BudgetQuantum"/> units (rounded up, at least 1).</summary>
+        public static ulong BudgetUnits(ulong seconds)
+        {
+            ulong unitTsc = (ulong)BudgetQuantum << PreemptionRate;
+            ulong units = (seconds * KvmHost.TscPerSecond + unitTsc - 1) / unitTsc;
+            return units == 0 ? 1 : units;
+        }
+
         private static string Missing(string kind, uint bits)
         {
             ulong f = KvmHost.LogBegin();

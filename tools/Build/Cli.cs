@@ -17,6 +17,7 @@ internal static class Cli
                2 bad boot information, 3 panic)
           124  timeout: the emulator ran past --timeout and was killed
           125  the emulator ended without the kernel reporting a status
+          130  an interactive run stopped with Ctrl-C or Ctrl-A X (129, 143: by SIGHUP, SIGTERM)
           64   usage: a bad verb, option or value (also a limit of the chosen emulator)
           69   a tool the driver needs is missing and could not be installed
           70   a build step or another step of the driver failed
@@ -111,16 +112,28 @@ internal static class Cli
             HelpName = "SIZE",
         };
         var uefi = new Option<bool>("--uefi") { Description = "Boot through OVMF (QEMU only)" };
-        var timeout = IntOption("--timeout", "Kill the emulator after this many seconds (default 120, 900 under Bochs)", 1, 86400, 0, "S");
+        var timeout = IntOption("--timeout", "Kill the emulator after this many seconds (default 120, 900 under Bochs; none in an interactive run)", 1, 86400, 0, "S");
         var serial = new Option<string?>("--serial")
         {
             Description = "Also write a copy of the serial console to FILE (every run keeps one in out/runs/<time>-<config>/serial.log)",
             HelpName = "FILE",
         };
-        var module = ModuleOption();
-        var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
+        var input = new Option<string?>("--input")
         {
-            emulator, cmdline, cpus, memory, uefi, timeout, serial, module,
+            Description = "Send the bytes of FILE ('-': stdin, piped) to the machine's COM1, one every 20 ms, instead of reading keys; output stays line by line",
+            HelpName = "FILE|-",
+        };
+        var inputAfter = new Option<string?>("--input-after")
+        {
+            Description = "Start sending --input once the serial output shows TEXT (default: as soon as the emulator has connected COM1)",
+            HelpName = "TEXT",
+        };
+        var module = ModuleOption();
+        var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). " +
+            "On a terminal the run is an interactive console: every key goes to the machine's COM1 and output shows as it comes; Ctrl-C or Ctrl-A X quits, Ctrl-A C sends Ctrl-C (docs/build.md). " +
+            "With stdin not a terminal, stdin is not read unless --input - says so. Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
+        {
+            emulator, cmdline, cpus, memory, uefi, timeout, serial, input, inputAfter, module,
         };
         run.SetAction(r => RunWithModules(r.GetValue(module), new RunOptions(
             ParseEmulator(r.GetValue(emulator)!), r.GetValue(cmdline) ?? "", r.GetValue(cpus), r.GetValue(memory),
@@ -128,12 +141,20 @@ internal static class Cli
         {
             Extra = extra,
             SerialCopy = r.GetValue(serial),
-        }));
+            Interactive = r.GetValue(input) == null && SerialConsole.CanBeInteractive,
+            InputAfter = r.GetValue(inputAfter),
+        }, r.GetValue(input)));
         return run;
     }
 
-    private static int RunWithModules(string[]? modules, RunOptions o)
+    private static int RunWithModules(string[]? modules, RunOptions o, string? input)
     {
+        if (o.InputAfter != null && input == null)
+            throw new BuildException("--input-after needs --input (the bytes to send once TEXT shows)", ExitCodes.Usage);
+        if (o.InputAfter?.Length == 0)
+            throw new BuildException("--input-after needs a non-empty TEXT", ExitCodes.Usage);
+        if (input != null)
+            o = o with { Input = SerialConsole.LoadInput(input) };
         Guests.AddUserModules(modules ?? []);
         return Driver.Run(o);
     }

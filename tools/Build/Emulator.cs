@@ -12,6 +12,18 @@ internal sealed record RunOptions(EmulatorKind Emulator, string Cmdline, int Cpu
 
     /// <summary>--serial FILE: a copy of the serial console.</summary>
     public string? SerialCopy { get; init; }
+
+    /// <summary>
+    /// An interactive run (run on a terminal): keys go to COM1, output reaches the terminal byte by
+    /// byte, and a TimeoutSeconds of 0 means no timeout.
+    /// </summary>
+    public bool Interactive { get; init; }
+
+    /// <summary>--input: bytes to send to COM1, one every 20 ms, once <see cref="InputAfter"/> has shown.</summary>
+    public byte[]? Input { get; init; }
+
+    /// <summary>--input-after TEXT: the serial output that starts the --input (null: at once).</summary>
+    public string? InputAfter { get; init; }
 }
 
 /// <summary>
@@ -24,12 +36,20 @@ internal sealed record RunResult(int? KernelStatus, bool TimedOut, string Serial
     public IReadOnlyList<(double Seconds, string Line)> Lines { get; init; } = [];
 
     public string SerialLog => Path.Combine(RunDir, "serial.log");
+
+    /// <summary>Set when the user or a signal stopped an interactive or scripted run ("Ctrl-C", "SIGTERM").</summary>
+    public string? StoppedBy { get; init; }
+
+    /// <summary>The driver's exit code for a stopped run (130 for Ctrl-C, 128 + the signal otherwise).</summary>
+    public int StopExitCode { get; init; }
 }
 
 /// <summary>
 /// Boots an ISO under QEMU (TCG or KVM) or Bochs, streams the serial console, and reads the
 /// kernel's "tandem: exit status N" line. The kernel ends the emulator itself (QEMU's
-/// isa-debug-exit, Bochs' magic breakpoint); the timeout only catches hangs.
+/// isa-debug-exit, Bochs' magic breakpoint); the timeout only catches hangs. Without input the
+/// serial console is QEMU's stdout or Bochs' com1 file; an interactive run or one with --input
+/// connects COM1 to a TCP socket of the driver's instead (<see cref="SerialConsole"/>).
 /// </summary>
 internal static partial class Emulator
 {
@@ -107,18 +127,20 @@ internal static partial class Emulator
     {
         EmulatorKind kind = Check(o);
         Directory.CreateDirectory(workDir);
-        return kind == EmulatorKind.Bochs ? RunBochs(iso, o, workDir) : RunQemu(iso, o, workDir, kind == EmulatorKind.Kvm);
+        using SerialConsole? console = SerialConsole.For(o);
+        return kind == EmulatorKind.Bochs ? RunBochs(iso, o, workDir, console) : RunQemu(iso, o, workDir, kind == EmulatorKind.Kvm, console);
     }
 
-    private static RunResult RunQemu(string iso, RunOptions o, string workDir, bool kvm)
+    private static RunResult RunQemu(string iso, RunOptions o, string workDir, bool kvm, SerialConsole? console)
     {
         Tools.EnsureQemu(o.Uefi);
-        var args = new List<string>
-        {
-            "-cdrom", iso, "-m", o.MemoryMiB.ToString(), "-smp", o.Cpus.ToString(),
-            "-serial", "stdio", "-display", "none", "-monitor", "none", "-no-reboot",
-            "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4",
-        };
+        var args = new List<string> { "-cdrom", iso, "-m", o.MemoryMiB.ToString(), "-smp", o.Cpus.ToString() };
+        // With a console, QEMU connects COM1 to the driver's socket (a client: the driver listens).
+        if (console != null)
+            args.AddRange(["-chardev", $"socket,id=com1,host=127.0.0.1,port={console.Port},nodelay=on", "-serial", "chardev:com1"]);
+        else
+            args.AddRange(["-serial", "stdio"]);
+        args.AddRange(["-display", "none", "-monitor", "none", "-no-reboot", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x4"]);
         if (kvm)
             args.AddRange(["-enable-kvm", "-cpu", "host"]);
         else
@@ -133,10 +155,10 @@ internal static partial class Emulator
         args.AddRange(o.Extra);
         string name = (kvm ? "QEMU/KVM" : "QEMU") + (o.Uefi ? " UEFI" : " BIOS") + $", {o.Cpus} cpu";
         File.WriteAllText(Path.Combine(workDir, "command.txt"), "qemu-system-x86_64 " + string.Join(' ', args.Select(ShellQuote)) + "\n");
-        return Stream("qemu-system-x86_64", args, o, name, workDir, serialFile: null, emulatorLog: null);
+        return Stream("qemu-system-x86_64", args, o, name, workDir, serialFile: null, emulatorLog: null, console);
     }
 
-    private static RunResult RunBochs(string iso, RunOptions o, string workDir)
+    private static RunResult RunBochs(string iso, RunOptions o, string workDir, SerialConsole? console)
     {
         Tools.EnsureBochs();
         string serial = Path.Combine(workDir, "serial.log");
@@ -145,6 +167,10 @@ internal static partial class Emulator
         string config = Path.Combine(workDir, "bochsrc");
         File.WriteAllText(serial, "");
         File.WriteAllText(rc, "continue\nquit\n");
+        // With a console, Bochs connects COM1 to the driver's socket (socket-client: the driver
+        // listens, so Bochs finds it at start-up); without, COM1 goes to serial.log, which the
+        // driver tails.
+        string com1 = console != null ? $"mode=socket-client, dev=127.0.0.1:{console.Port}" : $"mode=file, dev={serial}";
         File.WriteAllText(config, $"""
             megs: {o.MemoryMiB}
             cpu: model=tigerlake, count={o.Cpus}, ips=80000000, reset_on_triple_fault=0
@@ -153,7 +179,7 @@ internal static partial class Emulator
             vgaromimage: file=/usr/share/vgabios/vgabios.bin
             ata0-master: type=cdrom, path={iso}, status=inserted
             boot: cdrom
-            com1: enabled=1, mode=file, dev={serial}
+            com1: enabled=1, {com1}
             display_library: term
             magic_break: enabled=1
             speaker: enabled=0
@@ -168,7 +194,7 @@ internal static partial class Emulator
         string command = $"bochs -q -f {ShellQuote(config)} -rc {ShellQuote(rc)}" + string.Concat(o.Extra.Select(e => " " + ShellQuote(e)));
         File.WriteAllText(Path.Combine(workDir, "command.txt"), command + "\n");
         string name = $"Bochs tigerlake, {o.Cpus} cpu";
-        return Stream("script", ["-qec", command, "/dev/null"], o, name, workDir, serial, log);
+        return Stream("script", ["-qec", command, "/dev/null"], o, name, workDir, console != null ? null : serial, log, console);
     }
 
     private static string ShellQuote(string s) =>
@@ -178,9 +204,12 @@ internal static partial class Emulator
     /// Runs the emulator, echoing serial lines as they come, until it exits or times out. The
     /// serial text goes to the run folder's serial.log (and the --serial copy); the emulator's own
     /// output goes to emulator.out; when the kernel reported no status, both that output and the
-    /// tail of the emulator's log are shown.
+    /// tail of the emulator's log are shown. With a console, the serial text comes from its socket
+    /// (an interactive run echoes it byte by byte instead of by line), the run ends once the kernel
+    /// has reported its status even if the emulator lingers, and Ctrl-C or a signal stops it.
     /// </summary>
-    private static RunResult Stream(string file, List<string> args, RunOptions o, string name, string workDir, string? serialFile, string? emulatorLog)
+    private static RunResult Stream(string file, List<string> args, RunOptions o, string name, string workDir, string? serialFile, string? emulatorLog,
+        SerialConsole? console)
     {
         var psi = new ProcessStartInfo(file)
         {
@@ -195,8 +224,12 @@ internal static partial class Emulator
         var timed = new List<(double, string)>();
         var sync = new object();
         var watch = Stopwatch.StartNew();
-        // QEMU writes the serial console to stdout, so serial.log is ours to write; Bochs writes
-        // its own serial.log (com1 mode=file) and only the --serial copy is ours.
+        // An interactive run shows the serial bytes as they come (the console writes them); every
+        // other run shows whole lines.
+        bool echoLines = o.Echo && !(console != null && o.Interactive);
+        // QEMU without a console writes the serial console to stdout, and the console's socket is
+        // read here too, so serial.log is ours to write; Bochs without a console writes its own
+        // serial.log (com1 mode=file) and only the --serial copy is ours.
         using StreamWriter? serialLog = serialFile == null ? new StreamWriter(Path.Combine(workDir, "serial.log")) : null;
         using StreamWriter? serialCopy = o.SerialCopy != null ? new StreamWriter(Path.GetFullPath(o.SerialCopy)) : null;
         void Emit(string line)
@@ -210,12 +243,19 @@ internal static partial class Emulator
                 serialLog?.Flush();
                 serialCopy?.WriteLine(line);
                 serialCopy?.Flush();
-                if (o.Echo)
+                if (echoLines)
                     Console.WriteLine(line);
+                if (console != null && console.StatusSeenAt == null && StatusLine().IsMatch(line))
+                    console.StatusSeenAt = watch.Elapsed.TotalSeconds;
             }
         }
         if (o.Echo)
-            Console.Error.WriteLine($"run: booting on {name} (timeout {o.TimeoutSeconds} s; logs in {Path.GetRelativePath(Repo.Root, workDir)}/)");
+        {
+            string timeout = o.TimeoutSeconds > 0 ? $"timeout {o.TimeoutSeconds} s" : "no timeout";
+            Console.Error.WriteLine($"run: booting on {name} ({timeout}; logs in {Path.GetRelativePath(Repo.Root, workDir)}/)");
+            if (console != null && o.Interactive)
+                Console.Error.WriteLine("run: " + ConsoleKeys.Hint);
+        }
         if (Shell.Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', args.Select(ShellQuote))}");
         using var p = Shell.Start(psi);
@@ -236,7 +276,7 @@ internal static partial class Emulator
         }
         p.ErrorDataReceived += (_, e) => Own(e.Data);
         p.BeginErrorReadLine();
-        if (serialFile == null)
+        if (serialFile == null && console == null)
             p.OutputDataReceived += (_, e) => { if (e.Data != null) Emit(e.Data); };
         else
             p.OutputDataReceived += (_, e) => Own(e.Data);
@@ -244,19 +284,43 @@ internal static partial class Emulator
         long serialPos = 0;
         string partial = "";
         bool timedOut = false;
-        while (!p.WaitForExit(200))
+        string? lingered = null;
+        try
         {
-            if (serialFile != null)
-                (serialPos, partial) = Tail(serialFile, serialPos, partial, Emit);
-            if (watch.Elapsed.TotalSeconds > o.TimeoutSeconds)
+            console?.Start(Emit);
+            while (!p.WaitForExit(200))
             {
-                timedOut = true;
-                try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-                p.WaitForExit();
-                break;
+                if (serialFile != null)
+                    (serialPos, partial) = Tail(serialFile, serialPos, partial, Emit);
+                double elapsed = watch.Elapsed.TotalSeconds;
+                if (console != null)
+                {
+                    if (console.StopReason != null)
+                        lingered = "";
+                    else if (!console.Connected && elapsed > SerialConsole.ConnectSeconds)
+                        lingered = $"{name} did not connect its COM1 to the driver's socket within {SerialConsole.ConnectSeconds} s; killed it";
+                    else if (console.StatusSeenAt is double at && elapsed > at + SerialConsole.AfterStatusSeconds)
+                        lingered = $"{name} kept running {SerialConsole.AfterStatusSeconds} s after the kernel reported its status; killed it";
+                    if (lingered != null)
+                    {
+                        Kill(p);
+                        break;
+                    }
+                }
+                if (o.TimeoutSeconds > 0 && elapsed > o.TimeoutSeconds)
+                {
+                    timedOut = true;
+                    Kill(p);
+                    break;
+                }
             }
+            p.WaitForExit();
         }
-        p.WaitForExit();
+        finally
+        {
+            // Restores the terminal before anything else is printed.
+            console?.Finish();
+        }
         if (serialFile != null)
         {
             (serialPos, partial) = Tail(serialFile, serialPos, partial, Emit);
@@ -270,6 +334,16 @@ internal static partial class Emulator
         int? status = m.Success ? int.Parse(m.Groups[1].Value) : null;
         lock (ownLines)
             own.Flush();
+        List<(double, string)> lines;
+        lock (sync)
+            lines = [.. timed];
+        if (console?.StopReason is string reason)
+        {
+            Console.Error.WriteLine($"run: stopped by {reason}");
+            return new RunResult(status, false, serialText, name, p.ExitCode, workDir) { Lines = lines, StoppedBy = reason, StopExitCode = console.StopExitCode };
+        }
+        if (!string.IsNullOrEmpty(lingered))
+            Console.Error.WriteLine($"run: {lingered}");
         if (timedOut)
             Console.Error.WriteLine($"run: TIMEOUT after {o.TimeoutSeconds} s on {name}: the kernel did not end the run (hang?); killed the emulator");
         else if (status == null)
@@ -279,10 +353,13 @@ internal static partial class Emulator
             if (emulatorLog != null)
                 ShowTail($"{name}'s log", emulatorLog, File.Exists(emulatorLog) ? File.ReadAllLines(emulatorLog).ToList() : [], 30);
         }
-        List<(double, string)> lines;
-        lock (sync)
-            lines = [.. timed];
         return new RunResult(status, timedOut, serialText, name, timedOut ? -1 : p.ExitCode, workDir) { Lines = lines };
+    }
+
+    private static void Kill(Process p)
+    {
+        try { p.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        p.WaitForExit();
     }
 
     private static void ShowTail(string what, string path, List<string> lines, int count)

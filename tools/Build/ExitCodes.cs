@@ -19,6 +19,9 @@ internal static class ExitCodes
     /// <summary>The emulator ended without the kernel printing "tandem: exit status N".</summary>
     public const int NoStatus = 125;
 
+    /// <summary>run: the user stopped an interactive run with Ctrl-C or Ctrl-A X (128 + SIGINT, as a shell reports it).</summary>
+    public const int Interrupted = 130;
+
     /// <summary>A bad command line: unknown verb or option, a bad value, a value out of range (EX_USAGE).</summary>
     public const int Usage = 64;
 

@@ -47,7 +47,7 @@ namespace Tandem.Build
         /// <summary>
         /// The run verb: checks the options against the emulator that will run them (before any
         /// build), builds if needed, boots in a run folder of its own, and maps the outcome to the
-        /// exit code (the kernel's status, 124 timeout, 125 no status).
+        /// exit code (the kernel's status, 124 timeout, 125 no status, 130 stopped by Ctrl-C).
         /// </summary>
         public static int Run(RunOptions o)
         {
@@ -56,13 +56,16 @@ namespace Tandem.Build
             if (o.Cmdline.IndexOfAny(['\n', '\r']) >= 0)
                 throw new BuildException("--cmdline may not contain line breaks (it goes into grub.cfg)", ExitCodes.Usage);
             EmulatorKind kind = Emulator.Check(o);
-            if (o.TimeoutSeconds == 0)
+            // An interactive run is a user's session: no timeout unless --timeout gave one.
+            if (o.TimeoutSeconds == 0 && !o.Interactive)
                 o = o with { TimeoutSeconds = kind == EmulatorKind.Bochs ? 900 : 120 };
             BuildIfNeeded();
             string dir = RunFolder.Create("run-" + Emulator.ConfigName(o, kind));
             string iso = Path.Combine(dir, "tandem.iso");
             ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules(o.Cmdline));
             RunResult result = Emulator.Run(iso, o, dir);
+            if (result.StoppedBy != null)
+                return result.StopExitCode;
             if (result.TimedOut)
                 return ExitCodes.Timeout;
             if (result.KernelStatus == null)

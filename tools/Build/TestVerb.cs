@@ -21,7 +21,7 @@ internal static partial class TestVerb
         new("qemu-bios-2cpu", EmulatorKind.Qemu, 2, false, "no", 180),
         new("qemu-uefi", EmulatorKind.Qemu, 2, true, "no", 240),
         new("bochs-tigerlake-1cpu", EmulatorKind.Bochs, 1, false, "yes", 1200),
-        new("bochs-tigerlake-2cpu", EmulatorKind.Bochs, 2, false, "yes", 1200),
+        new("bochs-tigerlake-2cpu", EmulatorKind.Bochs, 2, false, "yes", 2400),
     ];
 
     public static IEnumerable<string> ConfigNames => Configs.Select(c => c.Name);

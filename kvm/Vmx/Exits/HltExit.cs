@@ -4,21 +4,44 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// HLT (exit reason 12). With interrupts enabled the vCPU blocks until an interrupt is pending
-    /// (<see cref="Events.Halt"/>). With interrupts disabled nothing could ever wake it (there are
-    /// no virtual NMIs or INIT yet), so the VM stops with that reason instead of hanging.
+    /// (<see cref="Events.Halt"/>). With interrupts disabled only the VM's end can wake it (there
+    /// are no virtual NMIs, and INIT reaches only an AP waiting for its start): the vCPU parks until
+    /// then. That is how an SMP guest stops its other CPUs before it powers off or reboots. When
+    /// no vCPU is left that could run (each parked or never started), the VM stops with that
+    /// reason instead of hanging.
     /// </summary>
-    internal static class HltExit
+    internal static unsafe class HltExit
     {
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             e.Skip();
             Events.EndInterruptShadow();
             if ((Vmcs.Read(VmcsField.GuestRflags) & (1UL << 9)) == 0)
+                return Park(v);
+            return Events.Halt(v);
+        }
+
+        private static ExitAction Park(Vcpu v)
+        {
+            Vm vm = v.Vm;
+            v.Vm.FlushPartialSerial();
+            int parked = System.Threading.Interlocked.Increment(ref vm.ParkedVcpus);
+            int idle = parked;
+            for (int i = 0; i < vm.Vcpus.Length; i++)
             {
-                v.Vm.Stop(255, "the guest halted with interrupts disabled (cli; hlt): nothing can wake it");
+                if (!vm.Vcpus[i].Started)
+                    idle++;
+            }
+            if (idle >= vm.Vcpus.Length)
+            {
+                vm.Stop(255, vm.Vcpus.Length == 1
+                    ? "the guest halted with interrupts disabled (cli; hlt): nothing can wake it"
+                    : "every vCPU halted with interrupts disabled or never started: nothing can wake them");
                 return ExitAction.Stop;
             }
-            return Events.Halt(v);
+            while (!vm.Stopped)
+                KvmHost.BlockThread(Native.Rdtsc() + KvmHost.TscPerSecond / 10);
+            return ExitAction.Stop;
         }
     }
 }

@@ -19,6 +19,7 @@ namespace Tandem.Kvm.Vmx.Exits
             bool input = (qualification & 8) != 0;
             bool stringOp = (qualification & 16) != 0;
             ushort port = (ushort)(qualification >> 16);
+            v.Vm.CountPort(port);
             if (stringOp)
             {
                 v.Vm.Stop(255, "string port I/O (INS/OUTS) is not supported");

@@ -6,8 +6,7 @@ namespace Tandem.Kvm.Vmx.Exits
     /// RDMSR and WRMSR (exit reasons 31 and 32; every MSR exits through the all-ones bitmap). The
     /// MSRs the VMCS holds (EFER, FS and GS base, SYSENTER) take effect through it; the syscall
     /// MSRs (STAR, LSTAR, CSTAR, FMASK, KERNEL_GS_BASE), TSC_AUX, PAT and the MTRR default type are
-    /// kept per vCPU and read back as written (they are not loaded into the CPU yet: a guest that
-    /// executes SYSCALL or SWAPGS does not get its values); the local APIC's (IA32_APIC_BASE,
+    /// kept per vCPU; the syscall ones are in the CPU while the vCPU runs (<see cref="SyscallMsrs"/>); the local APIC's (IA32_APIC_BASE,
     /// TSC_DEADLINE, the x2APIC range) go to the vCPU's LocalApic; a few that firmware and Linux read at
     /// boot answer as a CPU without those features would (MISC_ENABLE with fast strings on,
     /// FEATURE_CONTROL locked with VMX off, no MTRRs, no machine check banks). Any other MSR, a
@@ -16,7 +15,7 @@ namespace Tandem.Kvm.Vmx.Exits
     /// </summary>
     internal static unsafe class MsrExit
     {
-        private const uint Tsc = 0x10, PlatformId = 0x17, FeatureControl = 0x3A, BiosSignId = 0x8B, MtrrCap = 0xFE;
+        private const uint Tsc = 0x10, PlatformId = 0x17, ArchCapabilities = 0x10A, FeatureControl = 0x3A, BiosSignId = 0x8B, MtrrCap = 0xFE;
         private const uint SysenterCs = 0x174, SysenterEsp = 0x175, SysenterEip = 0x176, McgCap = 0x179, McgStatus = 0x17A;
         private const uint MiscEnable = 0x1A0, Pat = 0x277, MtrrDefType = 0x2FF;
         private const uint Efer = 0xC000_0080, Star = 0xC000_0081, Lstar = 0xC000_0082, Cstar = 0xC000_0083, Fmask = 0xC000_0084;
@@ -72,7 +71,7 @@ namespace Tandem.Kvm.Vmx.Exits
                 case Lstar: value = v.Msrs.Lstar; return true;
                 case Cstar: value = v.Msrs.Cstar; return true;
                 case Fmask: value = v.Msrs.Fmask; return true;
-                case KernelGsBase: value = v.Msrs.KernelGsBase; return true;
+                case KernelGsBase: value = SyscallMsrs.Holds(v) ? Native.ReadMsr(KernelGsBase) : v.Msrs.KernelGsBase; return true;
                 case TscAux: value = v.Msrs.TscAux; return true;
                 case Pat: value = v.Msrs.Pat; return true;
                 case MtrrDefType: value = v.Msrs.MtrrDefType; return true;
@@ -81,6 +80,7 @@ namespace Tandem.Kvm.Vmx.Exits
                 case FeatureControl: value = 1; return true;      // locked, VMX off
                 case PlatformId:
                 case BiosSignId:
+                case ArchCapabilities:                            // CPUID.7.EDX[29] says it exists; no "not affected" bits
                 case MtrrCap:
                 case McgCap:
                 case McgStatus:
@@ -119,23 +119,26 @@ namespace Tandem.Kvm.Vmx.Exits
                 case SysenterCs: return WriteField(VmcsField.GuestSysenterCs, value & 0xFFFF_FFFF);
                 case SysenterEsp: return Canonical(value) && WriteField(VmcsField.GuestSysenterEsp, value);
                 case SysenterEip: return Canonical(value) && WriteField(VmcsField.GuestSysenterEip, value);
-                case Star: v.Msrs.Star = value; return true;
+                case Star: v.Msrs.Star = value; return Through(v, msr, value);
                 case Lstar:
                     if (!Canonical(value))
                         return false;
                     v.Msrs.Lstar = value;
-                    return true;
+                    return Through(v, msr, value);
                 case Cstar:
                     if (!Canonical(value))
                         return false;
                     v.Msrs.Cstar = value;
-                    return true;
-                case Fmask: v.Msrs.Fmask = value & 0xFFFF_FFFF; return true;
+                    return Through(v, msr, value);
+                case Fmask:
+                    v.Msrs.Fmask = value & 0xFFFF_FFFF;
+                    return Through(v, msr, value & 0xFFFF_FFFF);
                 case KernelGsBase:
                     if (!Canonical(value))
                         return false;
                     v.Msrs.KernelGsBase = value;
-                    return true;
+                    return Through(v, msr, value);
+                case BiosSignId: return true;                     // "load the microcode revision": reads give 0
                 case TscAux:
                     if ((value >> 32) != 0)
                         return false;
@@ -155,6 +158,14 @@ namespace Tandem.Kvm.Vmx.Exits
                 case MiscEnable: return true;                     // accepted, nothing changes
                 default: return false;                            // unknown or read-only: #GP
             }
+        }
+
+        /// <summary>A syscall MSR also goes into the CPU when it holds this vCPU's values (<see cref="SyscallMsrs"/>).</summary>
+        private static bool Through(Vcpu v, uint msr, ulong value)
+        {
+            if (SyscallMsrs.Holds(v))
+                Native.WriteMsr(msr, value);
+            return true;
         }
 
         private static bool WriteField(ulong field, ulong value)

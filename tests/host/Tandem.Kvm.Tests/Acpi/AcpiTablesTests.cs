@@ -202,7 +202,7 @@ public class AcpiTablesTests
         Assert.Equal(4, r.U8(f + 91));
         Assert.Equal(0, r.U8(f + 92));
         Assert.Equal(0x32, r.U8(f + 108)); // CENTURY
-        Assert.Equal(0x0007, r.U16(f + 109)); // legacy devices, 8042, no VGA
+        Assert.Equal(0x0005, r.U16(f + 109)); // legacy devices, no VGA; no 8042 (only its reset line is modelled)
         uint flags = r.U32(f + 112);
         Assert.Equal(0x0000_0565u, flags); // WBINVD, PROC_C1, SLP_BUTTON, FIX_RTC, TMR_VAL_EXT, RESET_REG_SUP
         Assert.Equal(0u, flags & (1u << 20)); // not HW_REDUCED_ACPI
