@@ -135,11 +135,13 @@ namespace Tandem.Kvm.Vmx
             _line[_lineLength++] = value;
         }
 
-        /// <summary>Ends the VM's current line on the console (at the VM's end).</summary>
+        /// <summary>Ends the VM's current line on the console (at the VM's end). Takes the VM's device lock, which the UART's writes hold.</summary>
         public void FlushSerial()
         {
+            Platform.Lock.Enter();
             if (_lineLength > 0 || _partialShown)
                 Emit(true);
+            Platform.Lock.Exit();
         }
 
         /// <summary>
