@@ -121,8 +121,15 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public void SerialOut(byte value)
         {
+            // CR LF ends a line (the console writes its own); a CR alone is a line editor
+            // returning to the start of the line to redraw it, and goes through.
             if (value == '\r')
+            {
+                _pendingCr = true;
                 return;
+            }
+            bool cr = _pendingCr;
+            _pendingCr = false;
             if (Watch != null)
                 Watch.See(value);
             if (value == '\n')
@@ -130,6 +137,15 @@ namespace Tandem.Kvm.Vmx
                 Emit(true);
                 return;
             }
+            if (cr)
+                Append((byte)'\r');
+            Append(value);
+        }
+
+        private bool _pendingCr;
+
+        private void Append(byte value)
+        {
             if (_lineLength == _line.Length)
                 Emit(false);
             _line[_lineLength++] = value;
@@ -188,8 +204,8 @@ namespace Tandem.Kvm.Vmx
             _lineLength = 0;
         }
 
-        /// <summary>Text, and what a line editor needs on a terminal: backspace, tab and escape sequences.</summary>
-        private static bool Printable(byte b) => (b >= 32 && b < 127) || b == 8 || b == 9 || b == 27;
+        /// <summary>Text, and what a line editor needs on a terminal: backspace, tab, carriage return and escape sequences.</summary>
+        private static bool Printable(byte b) => (b >= 32 && b < 127) || b == 8 || b == 9 || b == 13 || b == 27;
 
         private const int PortSlots = 64;
         private readonly int[] _portKey = new int[PortSlots];      // port + 1; 0: free
