@@ -5,7 +5,8 @@ namespace Tandem.Kvm.Vmx.Exits
     /// <summary>
     /// Control-register access (exit reason 28; qualification per SDM table 28-3): a MOV to CR0 or
     /// CR4 that touched a bit VMX owns. The guest's value goes to the read shadow; the real
-    /// register gets it with the VMX-fixed bits forced on.
+    /// register gets it with the VMX-fixed bits forced on. Paging turned on or off moves the guest
+    /// into or out of IA-32e mode as the CPU would (<see cref="PagingTransition"/>).
     /// </summary>
     internal static unsafe class CrAccessExit
     {
@@ -23,6 +24,8 @@ namespace Tandem.Kvm.Vmx.Exits
             ulong value = gpr == 4 ? Vmcs.Read(VmcsField.GuestRsp) : v.Registers->ByIndex(gpr);
             if (cr == 0)
             {
+                if (!PagingTransition(v, Vmcs.Read(VmcsField.GuestCr0), value))
+                    return ExitAction.Resume;                 // #GP injected, RIP stays
                 Vmcs.Write(VmcsField.Cr0ReadShadow, value);
                 Vmcs.Write(VmcsField.GuestCr0, value | Vmcs.Read(VmcsField.Cr0GuestHostMask));
             }
@@ -33,6 +36,41 @@ namespace Tandem.Kvm.Vmx.Exits
             }
             e.Skip();
             return ExitAction.Resume;
+        }
+
+        private const ulong Cr0Pg = 1UL << 31, Cr4Pae = 1UL << 5, EferLme = 1UL << 8, EferLma = 1UL << 10;
+        private const ulong EntryIa32eGuest = 1UL << 9;
+
+        /// <summary>
+        /// What the CPU does itself when the MOV to CR0 does not exit (SDM Vol. 3A, 10.8.5): turning
+        /// paging on with EFER.LME set activates IA-32e mode (EFER.LMA and the "IA-32e mode guest"
+        /// entry control, which must agree at the next entry), and #GP(0) if CR4.PAE is clear;
+        /// turning it off leaves IA-32e mode. A PVH kernel switches to long mode this way. False when
+        /// a #GP was injected instead.
+        /// </summary>
+        private static bool PagingTransition(Vcpu v, ulong oldCr0, ulong newCr0)
+        {
+            bool was = (oldCr0 & Cr0Pg) != 0, now = (newCr0 & Cr0Pg) != 0;
+            if (was == now)
+                return true;
+            ulong efer = Vmcs.Read(VmcsField.GuestIa32Efer);
+            ulong entry = Vmcs.Read(VmcsField.EntryControls);
+            if (now && (efer & EferLme) != 0)
+            {
+                if ((Vmcs.Read(VmcsField.GuestCr4) & Cr4Pae) == 0)
+                {
+                    Events.InjectException(v, Events.GeneralProtection, 0);
+                    return false;
+                }
+                Vmcs.Write(VmcsField.GuestIa32Efer, efer | EferLma);
+                Vmcs.Write(VmcsField.EntryControls, entry | EntryIa32eGuest);
+            }
+            else if (!now && (efer & EferLma) != 0)
+            {
+                Vmcs.Write(VmcsField.GuestIa32Efer, efer & ~EferLma);
+                Vmcs.Write(VmcsField.EntryControls, entry & ~EntryIa32eGuest);
+            }
+            return true;
         }
     }
 }
