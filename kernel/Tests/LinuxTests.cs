@@ -105,10 +105,7 @@ namespace Tandem.Kernel.Tests
 
         private static void Finish(Vm vm)
         {
-            Vm[] one = new Vm[1];
-            one[0] = vm;
-            VmThreads.WaitAll(one, 1);
-            VmThreads.Report(vm);
+            VmThreads.WaitAndReport(vm);
             vm.Release();
         }
 

@@ -141,7 +141,7 @@ public sealed class IaslTests : IDisposable
         Field(dsl, "PM1 Control Block Length", "02");
         Field(dsl, "PM Timer Block Length", "04");
         Field(dsl, "Legacy Devices Supported (V2)", "1");
-        Field(dsl, "8042 Present on ports 60/64 (V2)", "1");
+        Field(dsl, "8042 Present on ports 60/64 (V2)", "0");   // only the reset line is modelled
         Field(dsl, "VGA Not Present (V4)", "1");
         Field(dsl, "Reset Register Supported (V2)", "1");
         Field(dsl, "32-bit PM Timer (V1)", "1");
