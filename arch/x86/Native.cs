@@ -74,10 +74,17 @@ namespace Tandem.Arch.X86
         [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmx_skip_instruction")] public static extern int VmxSkipInstruction();
         [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_invept")] public static extern int InvEpt(ulong type, void* descriptor);
         [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_invvpid")] public static extern int InvVpid(ulong type, void* descriptor);
-        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vm_run")] public static extern int VmRun(void* guestRegisters, int launched);
 
-        /// <summary>Like VmRun, and also swaps x87/SSE state with <paramref name="guestFxArea"/> (512 bytes, 16-aligned).</summary>
-        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vm_run_fx")] public static extern int VmRunFx(void* guestRegisters, int launched, void* guestFxArea);
+        /// <summary>
+        /// Enters the guest whose registers (and, after them, the stub's words and the FXSAVE area at
+        /// +1024) are at <paramref name="registers"/> with VMLAUNCH or VMRESUME, and returns at its
+        /// next VM exit with the exit-reason field (tools/StubGen/Stubs/VmRun.cs), or
+        /// <see cref="VmRunFailInvalid"/> / <see cref="VmRunFailValid"/> when the entry instruction failed.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vm_run")] public static extern uint VmRun(void* registers);
+
+        /// <summary><see cref="VmRun"/>'s results for VMfailInvalid and VMfailValid (never an exit reason).</summary>
+        public const uint VmRunFailInvalid = 0xFFFF_FFFF, VmRunFailValid = 0xFFFF_FFFE;
 
         /// <summary>
         /// The scheduler's stack switch (interrupts off): saves the callee-saved registers and rsp to

@@ -33,27 +33,34 @@ namespace Tandem.Kvm.Vmx
                 // stays pending (interrupts are off) and makes the guest exit right after entry.
                 System.Threading.Interlocked.Exchange(ref vcpu.InGuest, 1);
                 Events.BeforeEntry(vcpu);
-                int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
+                uint exit = Native.VmRun(vcpu.Registers);
                 System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
-                if (status != 0)
+                ExitAction action;
+                if (exit < ExitReason.Count)
+                {
+                    // Every ordinary exit: a basic reason and no flag bits (bit 31, VM-entry
+                    // failure, would make it larger).
+                    vcpu.Exits++;
+                    vcpu.ExitCounts[exit]++;
+                    action = Dispatch(vcpu, new ExitInfo((int)exit));
+                }
+                else if (exit >= Native.VmRunFailValid)
                 {
                     ulong error = 0;
-                    if (status == 2)
+                    if (exit == Native.VmRunFailValid)
                         Native.VmRead(VmcsField.InstructionError, &error);
-                    vm.Stop(255, status == 1 ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
+                    vm.Stop(255, exit == Native.VmRunFailInvalid ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
                     Dump(vcpu, -1, error);
                     break;
                 }
-                vcpu.Launched = true;
-                vcpu.Exits++;
-                ExitInfo e = ExitInfo.Read();
-                if (e.Reason < ExitReason.Count)
-                    vcpu.ExitCounts[e.Reason]++;
-                ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
+                else
+                {
+                    action = Unusual(vcpu, exit);
+                }
                 if (action == ExitAction.Stop)
                 {
                     if (vm.StopReason != null && vm.Stopped)
-                        Dump(vcpu, e.Reason, e.Qualification);
+                        Dump(vcpu, (int)(exit & 0xFFFF), Vmcs.Read(VmcsField.ExitQualification));
                     break;
                 }
             }
@@ -90,6 +97,16 @@ namespace Tandem.Kvm.Vmx
                     v.Vm.Stop(255, "unhandled VM exit");
                     return ExitAction.Stop;
             }
+        }
+
+        /// <summary>An exit whose reason field has a flag bit (VM-entry failure, say) or a basic reason beyond <see cref="ExitReason.Count"/>.</summary>
+        private static ExitAction Unusual(Vcpu v, uint exit)
+        {
+            v.Exits++;
+            ExitInfo e = new ExitInfo(exit);
+            if (e.Reason < ExitReason.Count)
+                v.ExitCounts[e.Reason]++;
+            return e.EntryFailed ? EntryFailure(v, e) : Dispatch(v, e);
         }
 
         private static ExitAction EntryFailure(Vcpu v, in ExitInfo e)

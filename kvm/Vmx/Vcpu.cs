@@ -11,7 +11,14 @@ namespace Tandem.Kvm.Vmx
         public readonly byte* FxArea;
         public readonly ushort Vpid;
         public readonly ulong* ExitCounts;
-        public bool Launched;
+
+        /// <summary>The VMCS is launched: the next entry is a VMRESUME (kept beside the registers, where the entry stub tests and sets it).</summary>
+        public bool Launched
+        {
+            get => Registers->Launched != 0;
+            set => Registers->Launched = value ? 1UL : 0;
+        }
+
         public int LoadedOnCpu = -1;
         public ulong Exits;
 
@@ -85,7 +92,9 @@ namespace Tandem.Kvm.Vmx
             Platform = vm.Platform;
             VmcsPhysical = vmcs;
             Registers = (GuestRegisters*)registersPage;
-            FxArea = (byte*)registersPage + 1024;               // 16-byte aligned, 512 bytes
+            FxArea = (byte*)registersPage + GuestRegisters.FxAreaOffset;   // 16-byte aligned, 512 bytes
+            Registers->HostRsp = 0;                             // the first entry writes HOST_RSP and HOST_RIP
+            Registers->Launched = 0;
             ExitCounts = (ulong*)((byte*)registersPage + 2048); // ExitReason.Count counters
             *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
             *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
