@@ -37,10 +37,14 @@ namespace Tandem.Kvm.Vmx
         public ulong Qualification => Vmcs.Read(VmcsField.ExitQualification);
 
         /// <summary>Moves the guest past the instruction that exited (guest RIP += exit instruction length).</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
         public void Skip()
         {
             if (Native.VmxSkipInstruction() != 0)
-                throw new System.InvalidOperationException("advancing the guest RIP failed");
+                SkipFailed();
         }
+
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+        private static void SkipFailed() => throw new System.InvalidOperationException("advancing the guest RIP failed");
     }
 }
