@@ -1,3 +1,5 @@
+using System.Runtime;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace Tandem.Arch.X86
@@ -17,7 +19,7 @@ namespace Tandem.Arch.X86
 
         [DllImport("*", EntryPoint = "tandem_rdmsr"), SuppressGCTransition] public static extern ulong ReadMsr(uint msr);
         [DllImport("*", EntryPoint = "tandem_wrmsr"), SuppressGCTransition] public static extern void WriteMsr(uint msr, ulong value);
-        [DllImport("*", EntryPoint = "tandem_cpuid"), SuppressGCTransition] private static extern void CpuIdRaw(uint leaf, uint subleaf, uint* output);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_cpuid")] private static extern void CpuIdRaw(uint leaf, uint subleaf, uint* output);
 
         [DllImport("*", EntryPoint = "tandem_read_cr0"), SuppressGCTransition] public static extern ulong ReadCr0();
         [DllImport("*", EntryPoint = "tandem_read_cr2"), SuppressGCTransition] public static extern ulong ReadCr2();
@@ -59,19 +61,30 @@ namespace Tandem.Arch.X86
         [DllImport("*", EntryPoint = "tandem_probe_write64"), SuppressGCTransition] public static extern int ProbeWrite64(ulong address, ulong value);
 
         // VMX (Intel SDM Vol. 3C, chapter 31). Status: 0 success, 1 VMfailInvalid, 2 VMfailValid.
-        [DllImport("*", EntryPoint = "tandem_vmxon"), SuppressGCTransition] public static extern int VmxOn(ulong physicalAddress);
-        [DllImport("*", EntryPoint = "tandem_vmxoff"), SuppressGCTransition] public static extern int VmxOff();
-        [DllImport("*", EntryPoint = "tandem_vmclear"), SuppressGCTransition] public static extern int VmClear(ulong physicalAddress);
-        [DllImport("*", EntryPoint = "tandem_vmptrld"), SuppressGCTransition] public static extern int VmPtrLd(ulong physicalAddress);
-        [DllImport("*", EntryPoint = "tandem_vmread"), SuppressGCTransition] public static extern int VmRead(ulong field, ulong* value);
-        [DllImport("*", EntryPoint = "tandem_vmwrite"), SuppressGCTransition] public static extern int VmWrite(ulong field, ulong value);
-        [DllImport("*", EntryPoint = "tandem_vmx_skip_instruction"), SuppressGCTransition] public static extern int VmxSkipInstruction();
-        [DllImport("*", EntryPoint = "tandem_invept"), SuppressGCTransition] public static extern int InvEpt(ulong type, void* descriptor);
-        [DllImport("*", EntryPoint = "tandem_invvpid"), SuppressGCTransition] public static extern int InvVpid(ulong type, void* descriptor);
-        [DllImport("*", EntryPoint = "tandem_vm_run"), SuppressGCTransition] public static extern int VmRun(void* guestRegisters, int launched);
+        // These and CPUID are on the path of every VM exit: RuntimeImport makes each a plain call,
+        // where a SuppressGCTransition P/Invoke adds a GC poll after it (a load, a compare and a
+        // branch on RhpTrapThreads; the poll never has work, this kernel has no collector) and keeps
+        // the JIT from inlining its caller into a loop.
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmxon")] public static extern int VmxOn(ulong physicalAddress);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmxoff")] public static extern int VmxOff();
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmclear")] public static extern int VmClear(ulong physicalAddress);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmptrld")] public static extern int VmPtrLd(ulong physicalAddress);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmread")] public static extern int VmRead(ulong field, ulong* value);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmwrite")] public static extern int VmWrite(ulong field, ulong value);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vmx_skip_instruction")] public static extern int VmxSkipInstruction();
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_invept")] public static extern int InvEpt(ulong type, void* descriptor);
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_invvpid")] public static extern int InvVpid(ulong type, void* descriptor);
 
-        /// <summary>Like VmRun, and also swaps x87/SSE state with <paramref name="guestFxArea"/> (512 bytes, 16-aligned).</summary>
-        [DllImport("*", EntryPoint = "tandem_vm_run_fx"), SuppressGCTransition] public static extern int VmRunFx(void* guestRegisters, int launched, void* guestFxArea);
+        /// <summary>
+        /// Enters the guest whose registers (and, after them, the stub's words and the FXSAVE area at
+        /// +1024) are at <paramref name="registers"/> with VMLAUNCH or VMRESUME, and returns at its
+        /// next VM exit with the exit-reason field (tools/StubGen/Stubs/VmRun.cs), or
+        /// <see cref="VmRunFailInvalid"/> / <see cref="VmRunFailValid"/> when the entry instruction failed.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.InternalCall), RuntimeImport("*", "tandem_vm_run")] public static extern uint VmRun(void* registers);
+
+        /// <summary><see cref="VmRun"/>'s results for VMfailInvalid and VMfailValid (never an exit reason).</summary>
+        public const uint VmRunFailInvalid = 0xFFFF_FFFF, VmRunFailValid = 0xFFFF_FFFE;
 
         /// <summary>
         /// The scheduler's stack switch (interrupts off): saves the callee-saved registers and rsp to

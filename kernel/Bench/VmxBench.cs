@@ -69,7 +69,7 @@ namespace Tandem.Kernel.Bench
             Log.Write(nativePerIteration);
             Log.Write(" ratio_vs_native=");
             Log.Write(nativePerIteration == 0 ? 0 : perIteration / nativePerIteration);
-            Log.Write(" (tsc units; instructions under Bochs; goal host_per_exit <= 250)\n");
+            Log.Write(" (tsc units; instructions under Bochs; goal host_per_exit <= 150)\n");
             Log.End(f);
             return 0;
         }

@@ -9,6 +9,17 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The general registers except rsp (and CR2), in the stub's save order.</summary>
         public ulong Rax, Rbx, Rcx, Rdx, Rsi, Rdi, Rbp, R8, R9, R10, R11, R12, R13, R14, R15, Cr2;
 
+        /// <summary>
+        /// Not guest state: the entry stub's own two words. <see cref="HostRsp"/> is the HOST_RSP value
+        /// last written to the vCPU's VMCS, with HOST_RIP (0: none yet; the stub writes both only when
+        /// its stack pointer differs). <see cref="Launched"/> is nonzero once VMLAUNCH succeeded; the host
+        /// clears it after a VMCLEAR, and the next entry is then a VMLAUNCH.
+        /// </summary>
+        public ulong HostRsp, Launched;
+
+        /// <summary>Where the guest's FXSAVE area (512 bytes, 16-byte aligned) is, from the registers' address (the stub loads and saves it there).</summary>
+        public const int FxAreaOffset = 1024;
+
         /// <summary>General register by the SDM's encoding (0 = rax ... 15 = r15); rsp (4) lives in the VMCS.</summary>
         [System.Diagnostics.CodeAnalysis.UnscopedRef]
         public ref ulong ByIndex(int index)

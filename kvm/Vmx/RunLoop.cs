@@ -27,33 +27,42 @@ namespace Tandem.Kvm.Vmx
             vcpu.ChargedUntil = Native.Rdtsc();
             if (!vcpu.Started)
                 Startup.WaitForSipi(vcpu);
+            if (!System.Threading.Volatile.Read(ref s_handlersFilled))
+                FillHandlers();
             while (!vm.Stopped && !vm.PauseRequested)
             {
                 // IN_GUEST_MODE before the entry checks: a kick from now on sends an IPI, which
                 // stays pending (interrupts are off) and makes the guest exit right after entry.
                 System.Threading.Interlocked.Exchange(ref vcpu.InGuest, 1);
                 Events.BeforeEntry(vcpu);
-                int status = Native.VmRunFx(vcpu.Registers, vcpu.Launched ? 1 : 0, vcpu.FxArea);
+                uint exit = Native.VmRun(vcpu.Registers);
                 System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
-                if (status != 0)
+                ExitAction action;
+                if (exit < ExitReason.Count)
+                {
+                    // Every ordinary exit: a basic reason and no flag bits (bit 31, VM-entry
+                    // failure, would make it larger).
+                    vcpu.Exits++;
+                    vcpu.ExitCounts[exit]++;
+                    action = Dispatch(vcpu, new ExitInfo((int)exit));
+                }
+                else if (exit >= Native.VmRunFailValid)
                 {
                     ulong error = 0;
-                    if (status == 2)
+                    if (exit == Native.VmRunFailValid)
                         Native.VmRead(VmcsField.InstructionError, &error);
-                    vm.Stop(255, status == 1 ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
+                    vm.Stop(255, exit == Native.VmRunFailInvalid ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
                     Dump(vcpu, -1, error);
                     break;
                 }
-                vcpu.Launched = true;
-                vcpu.Exits++;
-                ExitInfo e = ExitInfo.Read();
-                if (e.Reason < ExitReason.Count)
-                    vcpu.ExitCounts[e.Reason]++;
-                ExitAction action = e.EntryFailed ? EntryFailure(vcpu, e) : Dispatch(vcpu, e);
+                else
+                {
+                    action = Unusual(vcpu, exit);
+                }
                 if (action == ExitAction.Stop)
                 {
                     if (vm.StopReason != null && vm.Stopped)
-                        Dump(vcpu, e.Reason, e.Qualification);
+                        Dump(vcpu, (int)(exit & 0xFFFF), Vmcs.Read(VmcsField.ExitQualification));
                     break;
                 }
             }
@@ -64,32 +73,89 @@ namespace Tandem.Kvm.Vmx
             Vcpu.RestoreInterrupts(flags);
         }
 
-        private static ExitAction Dispatch(Vcpu v, in ExitInfo e)
+        /// <summary>
+        /// The handler of every basic exit reason below <see cref="ExitReason.Count"/>, indexed by
+        /// reason (KVM's <c>kvm_vmx_exit_handlers</c>): dispatching an exit is one load and one
+        /// indirect call, where a switch over the sparse reasons compiles to a tree of compares and
+        /// several jump tables. Filled by the first <see cref="Run"/> (CPUs that race there write the
+        /// same values); a fixed buffer in a static of a class without a static constructor, so
+        /// reading it needs no class-initialization check.
+        /// </summary>
+        private struct HandlerTable
         {
-            switch (e.Reason)
-            {
-                // The exits that can occur during event delivery (SDM 27.2.3) re-inject the event first.
-                case ExitReason.ExceptionOrNmi: Events.Reinject(v); return ExceptionExit.Handle(v, e);
-                case ExitReason.ExternalInterrupt: return ExternalInterruptExit.Handle(v, e);
-                case ExitReason.TripleFault: return TripleFaultExit.Handle(v, e);
-                case ExitReason.InterruptWindow: return InterruptWindowExit.Handle(v, e);
-                case ExitReason.Cpuid: return CpuidExit.Handle(v, e);
-                case ExitReason.Hlt: return HltExit.Handle(v, e);
-                case ExitReason.Invd: return CacheExit.Handle(v, e);
-                case ExitReason.Wbinvd: return CacheExit.Handle(v, e);
-                case ExitReason.Vmcall: return VmcallExit.Handle(v, e);
-                case ExitReason.CrAccess: return CrAccessExit.Handle(v, e);
-                case ExitReason.IoInstruction: return IoExit.Handle(v, e);
-                case ExitReason.Rdmsr: return MsrExit.HandleRead(v, e);
-                case ExitReason.Wrmsr: return MsrExit.HandleWrite(v, e);
-                case ExitReason.EptViolation: Events.Reinject(v); return EptViolationExit.Handle(v, e);
-                case ExitReason.EptMisconfiguration: Events.Reinject(v); return EptMisconfigExit.Handle(v, e);
-                case ExitReason.PreemptionTimer: return PreemptionTimerExit.Handle(v, e);
-                case ExitReason.Xsetbv: return XsetbvExit.Handle(v, e);
-                default:
-                    v.Vm.Stop(255, "unhandled VM exit");
-                    return ExitAction.Stop;
-            }
+            public fixed ulong Entries[ExitReason.Count];
+        }
+
+        private static HandlerTable s_handlers;
+        private static bool s_handlersFilled;
+
+        private static void FillHandlers()
+        {
+            for (int i = 0; i < ExitReason.Count; i++)
+                Set(i, &Unhandled);
+            Set(ExitReason.ExceptionOrNmi, &ExceptionOrNmi);
+            Set(ExitReason.ExternalInterrupt, &ExternalInterruptExit.Handle);
+            Set(ExitReason.TripleFault, &TripleFaultExit.Handle);
+            Set(ExitReason.InterruptWindow, &InterruptWindowExit.Handle);
+            Set(ExitReason.Cpuid, &CpuidExit.Handle);
+            Set(ExitReason.Hlt, &HltExit.Handle);
+            Set(ExitReason.Invd, &CacheExit.Handle);
+            Set(ExitReason.Wbinvd, &CacheExit.Handle);
+            Set(ExitReason.Vmcall, &VmcallExit.Handle);
+            Set(ExitReason.CrAccess, &CrAccessExit.Handle);
+            Set(ExitReason.IoInstruction, &IoExit.Handle);
+            Set(ExitReason.Rdmsr, &MsrExit.HandleRead);
+            Set(ExitReason.Wrmsr, &MsrExit.HandleWrite);
+            Set(ExitReason.EptViolation, &EptViolation);
+            Set(ExitReason.EptMisconfiguration, &EptMisconfiguration);
+            Set(ExitReason.PreemptionTimer, &PreemptionTimerExit.Handle);
+            Set(ExitReason.Xsetbv, &XsetbvExit.Handle);
+            System.Threading.Volatile.Write(ref s_handlersFilled, true);
+        }
+
+        private static void Set(int reason, delegate*<Vcpu, in ExitInfo, ExitAction> handler) =>
+            s_handlers.Entries[reason] = (ulong)handler;
+
+        /// <summary>Calls the handler of <paramref name="e"/>'s reason (below <see cref="ExitReason.Count"/>).</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private static ExitAction Dispatch(Vcpu v, in ExitInfo e) =>
+            ((delegate*<Vcpu, in ExitInfo, ExitAction>)s_handlers.Entries[e.Reason])(v, e);
+
+        // The exits that can occur during event delivery (SDM 27.2.3) re-inject the event first.
+        private static ExitAction ExceptionOrNmi(Vcpu v, in ExitInfo e)
+        {
+            Events.Reinject(v);
+            return ExceptionExit.Handle(v, e);
+        }
+
+        private static ExitAction EptViolation(Vcpu v, in ExitInfo e)
+        {
+            Events.Reinject(v);
+            return EptViolationExit.Handle(v, e);
+        }
+
+        private static ExitAction EptMisconfiguration(Vcpu v, in ExitInfo e)
+        {
+            Events.Reinject(v);
+            return EptMisconfigExit.Handle(v, e);
+        }
+
+        private static ExitAction Unhandled(Vcpu v, in ExitInfo e)
+        {
+            v.Vm.Stop(255, "unhandled VM exit");
+            return ExitAction.Stop;
+        }
+
+        /// <summary>An exit whose reason field has a flag bit (VM-entry failure, say) or a basic reason beyond <see cref="ExitReason.Count"/>.</summary>
+        private static ExitAction Unusual(Vcpu v, uint exit)
+        {
+            v.Exits++;
+            ExitInfo e = new ExitInfo(exit);
+            if (e.Reason < ExitReason.Count)
+                v.ExitCounts[e.Reason]++;
+            if (e.EntryFailed)
+                return EntryFailure(v, e);
+            return e.Reason < ExitReason.Count ? Dispatch(v, e) : Unhandled(v, e);
         }
 
         private static ExitAction EntryFailure(Vcpu v, in ExitInfo e)

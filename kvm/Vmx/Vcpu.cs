@@ -1,4 +1,5 @@
 using Tandem.Arch.X86;
+using Tandem.Kvm.Vmx.Exits;
 
 namespace Tandem.Kvm.Vmx
 {
@@ -11,7 +12,17 @@ namespace Tandem.Kvm.Vmx
         public readonly byte* FxArea;
         public readonly ushort Vpid;
         public readonly ulong* ExitCounts;
-        public bool Launched;
+
+        /// <summary>The CPUID answers computed when the vCPU was made, one slot per basic leaf (<see cref="CpuidExit"/>).</summary>
+        internal readonly CpuidExit.Answer4* CpuidCache;
+
+        /// <summary>The VMCS is launched: the next entry is a VMRESUME (kept beside the registers, where the entry stub tests and sets it).</summary>
+        public bool Launched
+        {
+            get => Registers->Launched != 0;
+            set => Registers->Launched = value ? 1UL : 0;
+        }
+
         public int LoadedOnCpu = -1;
         public ulong Exits;
 
@@ -85,13 +96,17 @@ namespace Tandem.Kvm.Vmx
             Platform = vm.Platform;
             VmcsPhysical = vmcs;
             Registers = (GuestRegisters*)registersPage;
-            FxArea = (byte*)registersPage + 1024;               // 16-byte aligned, 512 bytes
-            ExitCounts = (ulong*)((byte*)registersPage + 2048); // ExitReason.Count counters
+            FxArea = (byte*)registersPage + GuestRegisters.FxAreaOffset;   // 16-byte aligned, 512 bytes
+            Registers->HostRsp = 0;                             // the first entry writes HOST_RSP and HOST_RIP
+            Registers->Launched = 0;
+            ExitCounts = (ulong*)((byte*)registersPage + 2048); // ExitReason.Count counters (560 bytes)
+            CpuidCache = (CpuidExit.Answer4*)((byte*)registersPage + 3072);   // CpuidExit.CacheSize answers (736 bytes)
             *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
             *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
             Vpid = (ushort)System.Threading.Interlocked.Increment(ref s_nextVpid);
             s_all[Vpid & 0xFF] = this;
             Msrs.Pat = 0x0007_0406_0007_0406;                   // the power-on PAT
+            CpuidExit.FillCache(this);
         }
 
         public ulong ExitCount(int reason) => reason < ExitReason.Count ? ExitCounts[reason] : 0;

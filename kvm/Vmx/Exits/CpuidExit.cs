@@ -12,21 +12,67 @@ namespace Tandem.Kvm.Vmx.Exits
     /// TSC frequency source). Leaves above the host's maximum answer like its highest basic leaf,
     /// as hardware does.
     /// </summary>
+    /// <remarks>
+    /// The answers of the basic leaves that have no subleaves and never change (<see cref="CachedLeaves"/>:
+    /// 0, 1, 2, 3, 5, 6, 0xA, 0x15, 0x16) are computed once, when the vCPU is made
+    /// (<see cref="FillCache"/>), and kept in its register page (<see cref="Vcpu.CpuidCache"/>): an exit
+    /// for one of them copies four registers, with no CPUID on the host (which costs a VM exit of its
+    /// own when Tandem itself runs nested). The host's answers to them are the same on every CPU and at
+    /// any time, and those parts of Tandem's that are not (the APIC ID, the TSC frequency) are fixed per
+    /// vCPU from the start. Every other leaf is answered at the exit, as before.
+    /// </remarks>
     internal static unsafe class CpuidExit
     {
         public const uint HypervisorLeaf = 0x4000_0000;
 
+        /// <summary>Bit n set: basic leaf n (below <see cref="CacheSize"/>) is answered from the cache.</summary>
+        public const uint CachedLeaves = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 3) | (1u << 5) | (1u << 6)
+            | (1u << 0xA) | (1u << 0x15) | (1u << 0x16);
+
+        /// <summary>Cache slots: one per basic leaf up to the highest the guest is offered (0x16).</summary>
+        public const int CacheSize = 0x17;
+
+        /// <summary>A cached answer, laid out as the guest's RAX, RBX, RCX and RDX in <see cref="GuestRegisters"/>.</summary>
+        public struct Answer4
+        {
+            public ulong Rax, Rbx, Rcx, Rdx;
+        }
+
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             GuestRegisters* r = v.Registers;
-            uint leaf = (uint)r->Rax, subleaf = (uint)r->Rcx;
-            CpuIdResult c = Answer(v, leaf, subleaf);
+            uint leaf = (uint)r->Rax;
+            if (leaf < CacheSize && ((CachedLeaves >> (int)leaf) & 1) != 0)
+                *(Answer4*)r = v.CpuidCache[leaf];       // RAX, RBX, RCX, RDX: the first four registers
+            else
+                AnswerNow(v, r, leaf);
+            e.Skip();
+            return ExitAction.Resume;
+        }
+
+        private static void AnswerNow(Vcpu v, GuestRegisters* r, uint leaf)
+        {
+            CpuIdResult c = Answer(v, leaf, (uint)r->Rcx);
             r->Rax = c.Eax;
             r->Rbx = c.Ebx;
             r->Rcx = c.Ecx;
             r->Rdx = c.Edx;
-            e.Skip();
-            return ExitAction.Resume;
+        }
+
+        /// <summary>Computes the cached answers of a new vCPU (its APIC ID is set).</summary>
+        public static void FillCache(Vcpu v)
+        {
+            for (uint leaf = 0; leaf < CacheSize; leaf++)
+            {
+                if (((CachedLeaves >> (int)leaf) & 1) == 0)
+                    continue;
+                CpuIdResult c = Answer(v, leaf, 0);
+                Answer4* a = v.CpuidCache + leaf;
+                a->Rax = c.Eax;
+                a->Rbx = c.Ebx;
+                a->Rcx = c.Ecx;
+                a->Rdx = c.Edx;
+            }
         }
 
         private static CpuIdResult Answer(Vcpu v, uint leaf, uint subleaf)

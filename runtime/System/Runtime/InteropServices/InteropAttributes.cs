@@ -84,8 +84,14 @@ namespace System.Runtime
         public RuntimeExportAttribute(string entry) { }
     }
 
+    /// <summary>
+    /// On an <c>extern</c> method with <c>MethodImplOptions.InternalCall</c>: a plain call to the
+    /// symbol <c>entry</c> with the managed (System V) calling convention, no GC transition and no
+    /// GC poll after it (ILC's convention for the runtime's own helpers; arch/x86/Native.cs uses it
+    /// for the instruction stubs on the VM-exit path).
+    /// </summary>
     [AttributeUsage(AttributeTargets.Method, Inherited = false)]
-    internal sealed class RuntimeImportAttribute : Attribute
+    public sealed class RuntimeImportAttribute : Attribute
     {
         public RuntimeImportAttribute(string lib) { }
         public RuntimeImportAttribute(string lib, string entry) { }
