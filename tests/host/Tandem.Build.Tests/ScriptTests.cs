@@ -30,7 +30,11 @@ public class ScriptTests
         string init = Host.Script("init");
         Assert.Contains("echo \"Tandem Linux guest: $(uname -r), $(grep -c ^processor /proc/cpuinfo) CPUs, $(awk '/MemTotal/{print $2}' /proc/meminfo) kB\"", init);
         Assert.Contains("echo TANDEM-SHELL-READY", init);
-        Assert.Contains("exec setsid cttyhack sh -l", init);
+        Assert.Contains("setsid cttyhack sh -l", init);
+        // /init stays PID 1 and acts on busybox's poweroff, reboot and halt signals.
+        Assert.Contains("trap 'poweroff -f' USR2", init);
+        Assert.Contains("trap 'reboot -f' TERM", init);
+        Assert.Contains("trap 'halt -f' USR1", init);
     }
 
     /// <summary>
