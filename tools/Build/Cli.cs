@@ -193,13 +193,13 @@ internal static class Cli
 
     private static Command BenchCommand()
     {
-        var skipKernel = new Option<bool>("--skip-kernel", "--no-kernel") { Description = "Skip the in-kernel benchmark under Bochs" };
+        var skipKernel = new Option<bool>("--skip-kernel", "--no-kernel") { Description = "Skip the parts under Bochs (the in-kernel figures and the Linux boot)" };
         var filter = new Option<string?>("--filter")
         {
-            Description = "Run only the benchmark projects under tests/bench whose name contains PATTERN (e.g. Kvm)",
+            Description = "Run only the parts whose name contains PATTERN: the projects under tests/bench (e.g. Kvm), in-kernel, linux",
             HelpName = "PATTERN",
         };
-        var bench = new Command("bench", "Run the BenchmarkDotNet projects under tests/bench (goals, JSON under out/bench), then the in-kernel benchmark under Bochs. Exit code 1 if a goal is missed or a part fails.")
+        var bench = new Command("bench", "Run the BenchmarkDotNet projects under tests/bench (goals, JSON under out/bench), then under Bochs the in-kernel benchmark and the Linux boot to its shell on plain Bochs and on Tandem. Exit code 1 if a goal is missed or a part fails.")
         {
             skipKernel, filter,
         };
