@@ -19,9 +19,11 @@ namespace Tandem.Build;
 /// <item>Tandem, PVH: <c>vm=linux-vmlinux,initrd=linux-initrd,cpus=N</c>, the same points.</item>
 /// </list>
 /// After the marker the driver types <c>poweroff -f</c> (the run's --input machinery), so Tandem
-/// prints the VM's exit counts and ends, and plain Bochs ends on the ACPI power-off. The times come
-/// from the run's timestamped serial lines (<see cref="RunResult.Lines"/>) and from Bochs' CPU time
-/// at the same lines (<see cref="BochsCpuWatch"/>); <see cref="LinuxBenchReport"/> makes the table.
+/// prints the VM's exit counts and ends, and plain Bochs ends on the ACPI power-off. Each moment is
+/// taken in three clocks (<see cref="BenchClock"/>): the run's timestamped serial lines
+/// (<see cref="RunResult.Lines"/>, wall), Bochs' CPU time when those lines appear
+/// (<see cref="BochsCpuWatch"/>) and Bochs' emulated time of their last byte (bochs.log with
+/// <see cref="SerialDebug"/>); <see cref="LinuxBenchReport"/> makes the table.
 /// </summary>
 internal static partial class LinuxBench
 {
@@ -48,6 +50,13 @@ internal static partial class LinuxBench
     public const string PlainExtra = "clearcpuid=580 tsc_early_khz=80000";
 
     public const int PlainMiB = 256, TandemMiB = 1024, TimeoutSeconds = 1800;
+
+    /// <summary>
+    /// A bochsrc line for every boot: Bochs logs each COM1 register access with its tick count
+    /// (about 100,000 lines a boot, mostly the line-status polls), from which
+    /// <see cref="LinuxBenchReport.EmulatedSecondsAt"/> finds the emulated time of each mark.
+    /// </summary>
+    public const string SerialDebug = "debug: action=ignore, serial=report";
     public static readonly int[] VcpuCounts = [1, 2];
     private static readonly byte[] Poweroff = "poweroff -f\n"u8.ToArray();
 
@@ -127,6 +136,7 @@ internal static partial class LinuxBench
         {
             Input = Poweroff,
             InputAfter = Marker,
+            Extra = [SerialDebug],
         };
         // The emulator runner reports on stderr what is routine here (plain Bochs ends without a
         // Tandem status; --input starts): keep it, and show it only when the boot went wrong.
@@ -151,19 +161,20 @@ internal static partial class LinuxBench
             throw new BuildException($"the Linux bench was stopped by {r.StoppedBy}", r.StopExitCode);
 
         double? At(string text) => r.Lines.Where(l => l.Line.Contains(text, StringComparison.Ordinal)).Select(l => (double?)l.Seconds).FirstOrDefault();
+        double?[] emulatedAt = EmulatedAt(dir, marks);
         if (kind == LinuxBootKind.Plain)
         {
-            boot.Start = (0, 0);
-            boot.Handover = (At(GrubHandover), cpuAt[0]);
+            boot.Start = new Moment(0, 0, 0);
+            boot.Handover = new Moment(cpuAt[0], At(GrubHandover), emulatedAt[0]);
         }
         else
-            boot.Start = (At(VmStarting), cpuAt[0]);
-        boot.Ready = (At(Marker), cpuAt[1]);
+            boot.Start = new Moment(cpuAt[0], At(VmStarting), emulatedAt[0]);
+        boot.Ready = new Moment(cpuAt[1], At(Marker), emulatedAt[1]);
 
         var problems = new List<string>();
         if (boot.Ready.Wall == null)
             problems.Add(r.TimedOut ? $"no {Marker} within {TimeoutSeconds} s" : $"the run ended without {Marker}");
-        else if (boot.Seconds(false) == null)
+        else if (boot.Seconds(BenchClock.Wall) == null)
             problems.Add($"no {(kind == LinuxBootKind.Plain ? "'" + GrubHandover + "'" : "'" + VmStarting.TrimEnd('\'', ' ') + "'")} line");
         if (kind == LinuxBootKind.Plain)
         {
@@ -185,11 +196,10 @@ internal static partial class LinuxBench
         if (problems.Count > 0)
             boot.Problem = string.Join("; ", problems);
 
-        string Fmt(double? s) => s.HasValue ? s.Value.ToString("F1", CultureInfo.InvariantCulture) + " s" : "-";
-        string from = kind == LinuxBootKind.Plain ? "GRUB's hand-over" : "'vm: starting'";
+        string Fmt(double? s, string format = "F1") => s.HasValue ? s.Value.ToString(format, CultureInfo.InvariantCulture) + " s" : "-";
         Console.WriteLine(boot.Ready.Wall.HasValue
-            ? $"linux:   {Marker} {Fmt(boot.Seconds(true))} of Bochs CPU after {from} (wall {Fmt(boot.Seconds(false))}; " +
-                $"{(kind == LinuxBootKind.Plain ? "GRUB's hand-over" : "'vm: starting'")} at {Fmt(boot.BeforeGuest(false))} wall, marker at {Fmt(boot.Ready.Wall)} wall)" +
+            ? $"linux:   {Marker} {Fmt(boot.Seconds(BenchClock.Cpu))} of Bochs CPU after {boot.From} (wall {Fmt(boot.Seconds(BenchClock.Wall))}, " +
+                $"emulated {Fmt(boot.Seconds(BenchClock.Emulated), "F2")}; {boot.From} at {Fmt(boot.BeforeGuest(BenchClock.Wall))} wall)" +
                 (boot.Exits != null ? $"; {boot.Exits.Exits} exits, top {boot.Exits.Top(3)}" : "")
             : $"linux:   FAILED: {boot.Problem}");
         if (boot.Problem != null)
@@ -203,6 +213,19 @@ internal static partial class LinuxBench
                 Console.WriteLine("  | " + l);
         }
         return boot;
+    }
+
+    [GeneratedRegex(@"\bips=(\d+)")]
+    private static partial Regex Ips();
+
+    /// <summary>The emulated seconds of each mark, from the run's bochs.log and the ips of its bochsrc (nulls without them).</summary>
+    private static double?[] EmulatedAt(string dir, string[] marks)
+    {
+        string log = Path.Combine(dir, "bochs.log"), config = Path.Combine(dir, "bochsrc");
+        Match ips = File.Exists(config) ? Ips().Match(File.ReadAllText(config)) : Match.Empty;
+        if (!File.Exists(log) || !ips.Success)
+            return new double?[marks.Length];
+        return LinuxBenchReport.EmulatedSecondsAt(File.ReadLines(log), marks, double.Parse(ips.Groups[1].Value, CultureInfo.InvariantCulture));
     }
 
     /// <summary>

@@ -8,20 +8,38 @@ namespace Tandem.Build;
 internal enum LinuxBootKind { Plain, BzImage, Pvh }
 
 /// <summary>
-/// One boot of the Linux bench (<see cref="LinuxBench"/>): the moments it reached, each in two
-/// clocks: wall-clock seconds since the emulator started (the driver's timestamps of the serial
-/// lines) and seconds of CPU time the Bochs process had used by then (null where the watcher did
-/// not see it). <see cref="Start"/> is the emulator's start for plain Bochs (0 in both clocks) and
-/// the kernel's "vm: starting" line for Tandem; <see cref="Handover"/> is GRUB's last line before
-/// it boots Linux (plain Bochs only); <see cref="Ready"/> is the guest's TANDEM-SHELL-READY.
+/// The three clocks of the Linux bench. <see cref="Cpu"/>: seconds of CPU time the Bochs process had
+/// used (utime + stime), which is what the wall clock would show on an idle machine, since Bochs
+/// emulates every CPU on one host thread. <see cref="Wall"/>: the driver's timestamps of the serial
+/// lines, from the emulator's start. <see cref="Emulated"/>: Bochs' own time (its ticks, ips per
+/// second) when the line's last byte went to COM1, the same from run to run.
+/// </summary>
+internal enum BenchClock { Cpu, Wall, Emulated }
+
+/// <summary>One moment of a boot in each clock (null where it was not seen).</summary>
+internal readonly record struct Moment(double? Cpu, double? Wall, double? Emulated)
+{
+    public double? In(BenchClock clock) => clock switch
+    {
+        BenchClock.Cpu => Cpu,
+        BenchClock.Wall => Wall,
+        _ => Emulated,
+    };
+}
+
+/// <summary>
+/// One boot of the Linux bench (<see cref="LinuxBench"/>) and the moments it reached:
+/// <see cref="Start"/> is the emulator's start for plain Bochs (0 in every clock) and the kernel's
+/// "vm: starting" line for Tandem; <see cref="Handover"/> is GRUB's last line before it boots Linux
+/// (plain Bochs only); <see cref="Ready"/> is the guest's TANDEM-SHELL-READY.
 /// </summary>
 internal sealed class LinuxBoot(LinuxBootKind kind, int vcpus)
 {
     public LinuxBootKind Kind { get; } = kind;
     public int Vcpus { get; } = vcpus;
-    public (double? Wall, double? Cpu) Start { get; set; }
-    public (double? Wall, double? Cpu) Handover { get; set; }
-    public (double? Wall, double? Cpu) Ready { get; set; }
+    public Moment Start { get; set; }
+    public Moment Handover { get; set; }
+    public Moment Ready { get; set; }
     public VmExitCounts? Exits { get; set; }
     public string? RunDir { get; set; }
 
@@ -35,18 +53,21 @@ internal sealed class LinuxBoot(LinuxBootKind kind, int vcpus)
         _ => "Tandem PVH",
     };
 
+    /// <summary>Where <see cref="Seconds"/> starts.</summary>
+    public string From => Kind == LinuxBootKind.Plain ? "GRUB's hand-over" : "'vm: starting'";
+
     /// <summary>The figure compared: plain from GRUB's hand-over, Tandem from "vm: starting", to the marker.</summary>
-    public double? Seconds(bool cpu) => Kind == LinuxBootKind.Plain ? Span(Handover, Ready, cpu) : Span(Start, Ready, cpu);
+    public double? Seconds(BenchClock c) => Span(Kind == LinuxBootKind.Plain ? Handover : Start, Ready, c);
 
     /// <summary>From the emulator's start to the marker.</summary>
-    public double? Total(bool cpu) => cpu ? Ready.Cpu : Ready.Wall;
+    public double? Total(BenchClock c) => Ready.In(c);
 
     /// <summary>From the emulator's start to <see cref="Handover"/> (plain) or <see cref="Start"/> (Tandem).</summary>
-    public double? BeforeGuest(bool cpu) => Kind == LinuxBootKind.Plain ? (cpu ? Handover.Cpu : Handover.Wall) : (cpu ? Start.Cpu : Start.Wall);
+    public double? BeforeGuest(BenchClock c) => (Kind == LinuxBootKind.Plain ? Handover : Start).In(c);
 
-    private static double? Span((double? Wall, double? Cpu) from, (double? Wall, double? Cpu) to, bool cpu)
+    private static double? Span(Moment from, Moment to, BenchClock c)
     {
-        double? a = cpu ? from.Cpu : from.Wall, b = cpu ? to.Cpu : to.Wall;
+        double? a = from.In(c), b = to.In(c);
         return a.HasValue && b.HasValue ? b.Value - a.Value : null;
     }
 }
@@ -101,9 +122,9 @@ internal sealed partial record VmExitCounts(int Status, int Vcpus, long Millisec
 
 /// <summary>
 /// The Linux bench's table, goals and JSON (the figures come from <see cref="LinuxBench"/>; this
-/// part has no I/O, so host tests can check it). Every figure is judged on Bochs' CPU time when the
-/// watcher saw it (what the wall clock would read on an otherwise idle machine: Bochs emulates every
-/// CPU on one host thread), else on the wall clock; the other clock is shown in brackets.
+/// part has no I/O, so host tests can check it). A goal is judged on Bochs' CPU time when the
+/// watcher saw it (the wall time of an otherwise idle machine), else on the wall clock; the other
+/// clocks are shown beside it.
 /// </summary>
 internal static partial class LinuxBenchReport
 {
@@ -120,15 +141,56 @@ internal static partial class LinuxBenchReport
         return m.Success ? m.Groups[1].Value : null;
     }
 
-    public sealed record Ratio(int Vcpus, LinuxBootKind Kind, double? Value, double? Wall, bool OnCpu, string Status)
+    [GeneratedRegex(@"^(\d+)d\[SER\s*\] com1 register write to\s+address: 0x0*3f([8b]) = 0x([0-9a-fA-F]+)")]
+    private static partial Regex SerialWrite();
+
+    /// <summary>
+    /// The emulated seconds at which each of <paramref name="marks"/> was first written to COM1,
+    /// from a bochs.log written with <c>debug: action=ignore, serial=report</c>: Bochs logs every
+    /// COM1 register access with its tick count, so the writes to the transmit register (0x3F8
+    /// while the line control register's DLAB bit is clear) give the output byte by byte; a mark
+    /// is at the tick of its last byte. Null for a mark never written.
+    /// </summary>
+    public static double?[] EmulatedSecondsAt(IEnumerable<string> bochsLog, IReadOnlyList<string> marks, double ticksPerSecond)
     {
+        var text = new System.Text.StringBuilder();
+        var ticks = new List<long>();
+        bool dlab = false;
+        foreach (string line in bochsLog)
+        {
+            Match m = SerialWrite().Match(line);
+            if (!m.Success)
+                continue;
+            int value = Convert.ToInt32(m.Groups[3].Value, 16);
+            if (m.Groups[2].Value == "b")
+                dlab = (value & 0x80) != 0;
+            else if (!dlab)
+            {
+                text.Append((char)value);
+                ticks.Add(long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
+            }
+        }
+        string output = text.ToString();
+        return marks.Select(mark =>
+        {
+            int at = output.IndexOf(mark, StringComparison.Ordinal);
+            return at < 0 ? (double?)null : ticks[at + mark.Length - 1] / ticksPerSecond;
+        }).ToArray();
+    }
+
+    /// <summary>Tandem / plain in each clock; <see cref="Value"/> is the judged one (CPU, else wall).</summary>
+    public sealed record Ratio(int Vcpus, LinuxBootKind Kind, double? Cpu, double? Wall, double? Emulated)
+    {
+        public double? Value => Cpu ?? Wall;
+        public bool OnCpu => Cpu.HasValue;
+        public string Status => Value == null ? "NOT RUN" : Value.Value <= Goal ? "ok" : "MISSED";
         public string GoalName => $"linux_{(Kind == LinuxBootKind.Pvh ? "pvh" : "bzimage")}_{Vcpus}vcpu";
     }
 
     private static LinuxBoot? Find(IReadOnlyList<LinuxBoot> boots, LinuxBootKind kind, int vcpus) =>
         boots.FirstOrDefault(b => b.Kind == kind && b.Vcpus == vcpus);
 
-    /// <summary>Tandem / plain for each vCPU count and Tandem path that has both figures; "NOT RUN" where one is missing.</summary>
+    /// <summary>Tandem / plain for each vCPU count and Tandem path; "NOT RUN" where a figure is missing.</summary>
     public static List<Ratio> Ratios(IReadOnlyList<LinuxBoot> boots)
     {
         var ratios = new List<Ratio>();
@@ -140,11 +202,8 @@ internal static partial class LinuxBenchReport
                 LinuxBoot? tandem = Find(boots, kind, vcpus);
                 if (tandem == null)
                     continue;
-                double? wall = Divide(tandem.Seconds(false), plain?.Seconds(false));
-                double? cpu = Divide(tandem.Seconds(true), plain?.Seconds(true));
-                double? value = cpu ?? wall;
-                string status = value == null ? "NOT RUN" : value.Value <= Goal ? "ok" : "MISSED";
-                ratios.Add(new Ratio(vcpus, kind, value, wall, cpu != null, status));
+                double? R(BenchClock c) => Divide(tandem.Seconds(c), plain?.Seconds(c));
+                ratios.Add(new Ratio(vcpus, kind, R(BenchClock.Cpu), R(BenchClock.Wall), R(BenchClock.Emulated)));
             }
         }
         return ratios;
@@ -155,96 +214,103 @@ internal static partial class LinuxBenchReport
 
     private static double? Divide(double? a, double? b) => a.HasValue && b.HasValue && b.Value > 0 ? a.Value / b.Value : null;
 
-    /// <summary>The table, one row per vCPU count, then the Tandem runs' exit counts.</summary>
+    /// <summary>
+    /// The table: a row per boot, grouped by vCPU count, each with its seconds in the three clocks
+    /// and, for Tandem, its ratio to plain Bochs against the goal; after each group the faster
+    /// Tandem path and plain Bochs' time before GRUB's hand-over; then the Tandem runs' exit counts.
+    /// </summary>
     public static List<string> Table(IReadOnlyList<LinuxBoot> boots)
     {
         List<Ratio> ratios = Ratios(boots);
-        bool anyCpu = boots.Any(b => b.Ready.Cpu.HasValue);
         var lines = new List<string>
         {
-            $"seconds of {(anyCpu ? "Bochs' CPU time [wall clock]" : "wall clock")}; plain Bochs: total = emulator start to the marker, GRUB = to GRUB's hand-over, " +
-                "Linux = hand-over to the marker; Tandem: 'vm: starting' to the marker; ratio = Tandem / plain's Linux, goal <= " + Goal.ToString("0.0", CultureInfo.InvariantCulture),
+            "seconds to TANDEM-SHELL-READY from GRUB's hand-over (plain Bochs) or from 'vm: starting' (Tandem): Bochs' CPU time (the goal's clock; " +
+                "the wall time of an idle machine), the wall clock, and Bochs' emulated time; ratio = Tandem / plain as CPU [wall] {emulated}, goal <= " +
+                Goal.ToString("0.0", CultureInfo.InvariantCulture),
         };
-        var rows = new List<string[]>
-        {
-            new[] { "vcpus", "plain total", "plain GRUB", "plain Linux", "Tandem bzImage", "Tandem PVH", "bzImage/plain", "PVH/plain", "faster" },
-        };
+        var rows = new List<string[]> { new[] { "vcpus", "boot", "CPU s", "wall s", "emulated s", "Tandem / plain", "goal" } };
+        var after = new Dictionary<int, List<string>>();
         foreach (int vcpus in boots.Select(b => b.Vcpus).Distinct().Order())
         {
-            LinuxBoot? plain = Find(boots, LinuxBootKind.Plain, vcpus), bz = Find(boots, LinuxBootKind.BzImage, vcpus), pvh = Find(boots, LinuxBootKind.Pvh, vcpus);
-            rows.Add(
-            [
-                vcpus.ToString(CultureInfo.InvariantCulture),
-                Both(plain, b => b.Total(true), b => b.Total(false)),
-                Both(plain, b => b.BeforeGuest(true), b => b.BeforeGuest(false)),
-                Both(plain, b => b.Seconds(true), b => b.Seconds(false)),
-                Both(bz, b => b.Seconds(true), b => b.Seconds(false)),
-                Both(pvh, b => b.Seconds(true), b => b.Seconds(false)),
-                RatioCell(ratios.FirstOrDefault(r => r.Vcpus == vcpus && r.Kind == LinuxBootKind.BzImage)),
-                RatioCell(ratios.FirstOrDefault(r => r.Vcpus == vcpus && r.Kind == LinuxBootKind.Pvh)),
-                Faster(bz, pvh),
-            ]);
+            foreach (LinuxBoot b in boots.Where(b => b.Vcpus == vcpus).OrderBy(b => b.Kind))
+            {
+                Ratio? r = ratios.FirstOrDefault(x => x.Vcpus == vcpus && x.Kind == b.Kind);
+                rows.Add(
+                [
+                    vcpus.ToString(CultureInfo.InvariantCulture), b.Label,
+                    S(b.Seconds(BenchClock.Cpu)), S(b.Seconds(BenchClock.Wall)), S(b.Seconds(BenchClock.Emulated), "F2"),
+                    r == null ? "" : $"{X(r.Cpu)} [{X(r.Wall)}] {{{X(r.Emulated)}}}",
+                    r == null ? "" : r.Status,
+                ]);
+            }
+            var notes = new List<string>();
+            string? faster = Faster(Find(boots, LinuxBootKind.BzImage, vcpus), Find(boots, LinuxBootKind.Pvh, vcpus));
+            if (faster != null)
+                notes.Add($"  {vcpus} vCPU{(vcpus == 1 ? "" : "s")}: faster: {faster}");
+            if (Find(boots, LinuxBootKind.Plain, vcpus) is LinuxBoot p && p.Ready.Wall.HasValue)
+            {
+                notes.Add($"  {vcpus} vCPU{(vcpus == 1 ? "" : "s")}: plain Bochs from the emulator's start: GRUB's hand-over at {Three(p, b => b.BeforeGuest)}, " +
+                    $"the marker at {Three(p, b => b.Total)} (CPU [wall] {{emulated}} s)");
+            }
+            after[vcpus] = notes;
         }
         int[] widths = Enumerable.Range(0, rows[0].Length).Select(c => rows.Max(r => r[c].Length)).ToArray();
         foreach (string[] row in rows)
-            lines.Add(string.Join(" | ", row.Select((cell, c) => c == row.Length - 1 ? cell : cell.PadLeft(widths[c]))).TrimEnd());
+            lines.Add(string.Join(" | ", row.Select((cell, c) => c is 1 or 5 or 6 ? cell.PadRight(widths[c]) : cell.PadLeft(widths[c]))).TrimEnd());
+        foreach (var (_, notes) in after.OrderBy(kv => kv.Key))
+            lines.AddRange(notes);
         var tandem = boots.Where(b => b.Kind != LinuxBootKind.Plain).ToList();
         if (tandem.Count > 0)
         {
             lines.Add("exits of the Tandem runs (whole VM: boot, shell, poweroff -f; the kernel's 'vm N: exit status' line), top 3 reasons:");
             foreach (LinuxBoot b in tandem)
             {
-                string what = $"  {b.Label}, {b.Vcpus} vcpu{(b.Vcpus == 1 ? "" : "s")}: ";
+                string what = $"  {b.Label}, {b.Vcpus} vCPU{(b.Vcpus == 1 ? "" : "s")}: ";
                 lines.Add(what + (b.Exits is VmExitCounts e
                     ? $"{e.Exits} exits, top {e.Top(3)}; {e.EptFaults} EPT faults; VM time {e.Milliseconds} ms, status {e.Status}" + (e.TopPorts != null ? $"; top ports {e.TopPorts}" : "")
                     : "no exit line (" + (b.Problem ?? "the VM did not end") + ")"));
             }
         }
         foreach (LinuxBoot b in boots.Where(b => b.Problem != null && (b.Kind == LinuxBootKind.Plain || b.Exits != null)))
-            lines.Add($"  {b.Label}, {b.Vcpus} vcpu{(b.Vcpus == 1 ? "" : "s")}: {b.Problem}");
+            lines.Add($"  {b.Label}, {b.Vcpus} vCPU{(b.Vcpus == 1 ? "" : "s")}: {b.Problem}");
         return lines;
     }
 
-    private static string Both(LinuxBoot? b, Func<LinuxBoot, double?> cpu, Func<LinuxBoot, double?> wall)
+    private static string Three(LinuxBoot b, Func<LinuxBoot, Func<BenchClock, double?>> at) =>
+        $"{S(at(b)(BenchClock.Cpu))} [{S(at(b)(BenchClock.Wall))}] {{{S(at(b)(BenchClock.Emulated), "F2")}}}";
+
+    private static string S(double? seconds, string format = "F1") => seconds.HasValue ? seconds.Value.ToString(format, CultureInfo.InvariantCulture) : "-";
+
+    private static string X(double? ratio) => ratio.HasValue ? ratio.Value.ToString("F2", CultureInfo.InvariantCulture) + "x" : "-";
+
+    /// <summary>The faster Tandem path in each clock that has both figures, e.g. "PVH by 8.6 s CPU (28 %), 3.10 s emulated (24 %)".</summary>
+    private static string? Faster(LinuxBoot? bz, LinuxBoot? pvh)
     {
-        if (b == null)
-            return "-";
-        double? c = cpu(b), w = wall(b);
-        if (c == null && w == null)
-            return "-";
-        return c.HasValue ? $"{S(c.Value)} [{(w.HasValue ? S(w.Value) : "-")}]" : $"[{S(w!.Value)}]";
+        var parts = new List<string>();
+        foreach (BenchClock c in new[] { BenchClock.Cpu, BenchClock.Wall, BenchClock.Emulated })
+        {
+            double? a = bz?.Seconds(c), b = pvh?.Seconds(c);
+            if (a == null || b == null)
+                continue;
+            string clock = c.ToString().ToLowerInvariant();
+            double less = Math.Abs(a.Value - b.Value);
+            string name = a.Value == b.Value ? "same" : a.Value < b.Value ? "bzImage" : "PVH";
+            parts.Add($"{name} by {S(less, c == BenchClock.Emulated ? "F2" : "F1")} s {clock} ({less / Math.Max(a.Value, b.Value) * 100:F0} %)");
+        }
+        return parts.Count == 0 ? null : string.Join(", ", parts);
     }
 
-    private static string S(double seconds) => seconds.ToString("F1", CultureInfo.InvariantCulture);
-
-    private static string X(double ratio) => ratio.ToString("F2", CultureInfo.InvariantCulture) + "x";
-
-    private static string RatioCell(Ratio? r)
+    private static string PathName(LinuxBootKind kind) => kind switch
     {
-        if (r == null)
-            return "-";
-        if (r.Value == null)
-            return r.Status;
-        string cell = r.OnCpu ? $"{X(r.Value.Value)} [{(r.Wall.HasValue ? X(r.Wall.Value) : "-")}]" : $"[{X(r.Value.Value)}]";
-        return $"{cell} {r.Status}";
-    }
-
-    private static string Faster(LinuxBoot? bz, LinuxBoot? pvh)
-    {
-        bool cpu = bz?.Seconds(true) != null && pvh?.Seconds(true) != null;
-        double? a = bz?.Seconds(cpu), b = pvh?.Seconds(cpu);
-        if (a == null || b == null)
-            return "-";
-        if (a.Value == b.Value)
-            return "same";
-        (string name, double less) = a.Value < b.Value ? ("bzImage", b.Value - a.Value) : ("PVH", a.Value - b.Value);
-        return $"{name} by {S(less)} s ({less / Math.Max(a.Value, b.Value) * 100:F0} %)";
-    }
+        LinuxBootKind.Plain => "plain",
+        LinuxBootKind.BzImage => "bzImage",
+        _ => "PVH",
+    };
 
     /// <summary>Every figure as JSON (out/bench/linux/results/linux-boot.json).</summary>
     public static string Json(IReadOnlyList<LinuxBoot> boots, string emulator, string cmdline, string plainExtra)
     {
-        static object Pair((double? Wall, double? Cpu) p) => new { wall = p.Wall, cpu = p.Cpu };
+        static object Pair(Moment m) => new { cpu = m.Cpu, wall = m.Wall, emulated = m.Emulated };
         var document = new
         {
             title = "Linux boot to TANDEM-SHELL-READY: plain Bochs against Tandem (bzImage and PVH)",
@@ -252,24 +318,28 @@ internal static partial class LinuxBenchReport
             cmdline,
             plainExtra,
             statistic = "seconds; plain Bochs from GRUB's hand-over, Tandem from 'vm: starting', to the marker; " +
-                "judged on Bochs' CPU time when measured, else on the wall clock",
+                "judged on Bochs' CPU time when measured, else on the wall clock; emulated = Bochs' ticks / ips",
             goals = Ratios(boots).Select(r => new
             {
                 label = r.GoalName,
                 vcpus = r.Vcpus,
-                path = r.Kind.ToString(),
+                path = PathName(r.Kind),
                 ratio = r.Value,
-                wallClockRatio = r.Wall,
                 onCpuTime = r.OnCpu,
+                cpuRatio = r.Cpu,
+                wallClockRatio = r.Wall,
+                emulatedRatio = r.Emulated,
                 goal = "<= " + Goal.ToString(CultureInfo.InvariantCulture),
                 status = r.Status,
             }),
             boots = boots.Select(b => new
             {
-                path = b.Kind.ToString(),
+                path = PathName(b.Kind),
                 vcpus = b.Vcpus,
-                seconds = b.Seconds(true),
-                wallSeconds = b.Seconds(false),
+                from = b.From,
+                seconds = b.Seconds(BenchClock.Cpu),
+                wallSeconds = b.Seconds(BenchClock.Wall),
+                emulatedSeconds = b.Seconds(BenchClock.Emulated),
                 start = Pair(b.Start),
                 handover = Pair(b.Handover),
                 ready = Pair(b.Ready),
@@ -289,6 +359,8 @@ internal static partial class LinuxBenchReport
                     : null,
             }),
         };
-        return JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true }) + "\n";
+        // Relaxed escaping: the quotes and '<=' stay readable (the file is only ever read as JSON).
+        var options = new JsonSerializerOptions { WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+        return JsonSerializer.Serialize(document, options) + "\n";
     }
 }
