@@ -92,7 +92,7 @@ internal static partial class LinuxBench
         }
         string cmdline = DefaultCmdline();
         var plan = VcpuCounts.SelectMany(n => new[] { (LinuxBootKind.Plain, n), (LinuxBootKind.BzImage, n), (LinuxBootKind.Pvh, n) }).ToList();
-        Console.WriteLine($"linux: {plan.Count} boots of about 1 to 3 minutes each (longer while other emulators share the CPUs); " +
+        Console.WriteLine($"linux: {plan.Count} boots of half a minute to 2 minutes each (longer while other emulators share the CPUs); " +
             $"plain Bochs gets '{cmdline} {PlainExtra}' from GRUB ('{PlainExtra}' for what Bochs differs in: see LinuxBench.PlainExtra), Tandem its default line; " +
             $"after the marker the driver types 'poweroff -f'");
         var boots = new List<LinuxBoot>();
