@@ -51,7 +51,7 @@ namespace Tandem.Arch.X86
     /// <summary>Basic VM-exit reasons (Intel SDM Vol. 3D, appendix C).</summary>
     public static class ExitReason
     {
-        public const int ExceptionOrNmi = 0, ExternalInterrupt = 1, TripleFault = 2, InterruptWindow = 7, Cpuid = 10, Hlt = 12;
+        public const int ExceptionOrNmi = 0, ExternalInterrupt = 1, TripleFault = 2, InterruptWindow = 7, NmiWindow = 8, Cpuid = 10, Hlt = 12;
         public const int Invd = 13, Vmcall = 18, CrAccess = 28, IoInstruction = 30, Rdmsr = 31, Wrmsr = 32, InvalidGuestState = 33;
         public const int MsrLoading = 34, EptViolation = 48, EptMisconfiguration = 49, PreemptionTimer = 52, Wbinvd = 54, Xsetbv = 55;
         public const int Count = 70;
@@ -67,7 +67,7 @@ namespace Tandem.Arch.X86
                 case 3: return "init";
                 case 4: return "sipi";
                 case InterruptWindow: return "interrupt-window";
-                case 8: return "nmi-window";
+                case NmiWindow: return "nmi-window";
                 case 9: return "task-switch";
                 case Cpuid: return "cpuid";
                 case Hlt: return "hlt";

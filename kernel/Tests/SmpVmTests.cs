@@ -17,6 +17,7 @@ namespace Tandem.Kernel.Tests
     {
         // tools/StubGen/Guests/SmpGuests.cs
         private const uint SmpTicks = 0x6000, SmpIpis = 0x6020, SmpAlive = 0x6040, SmpStarts = 0x6060;
+        private const uint NmiCounts = 0x6080;
         private const uint SpinProgress = 0x6080, SpinData = 0x20_0000, SpinIterations = 80;
         private const uint SmpMinTicks = 20, SmpMinIpis = 10;
 
@@ -76,6 +77,33 @@ namespace Tandem.Kernel.Tests
             }
             if (Cpu.Count >= 2)
                 t.Check((cpusUsed & 3) == 3, "with 2 CPUs, the 3 vCPUs all ran on one of them", cpusUsed);
+        }
+
+        /// <summary>
+        /// nmiinit32 with 2 vCPUs: NMIs reach AP 1 while it runs (twice: the first handler's IRET
+        /// ends the NMI blocking) and while it is parked in <c>cli; hlt</c>, and INIT-SIPI restarts it
+        /// from real mode while it runs and while it is parked. The guest checks each step itself
+        /// (exit status 5-9 names the one that failed); the host checks its own counts of the same.
+        /// </summary>
+        public static void NmiAndInitReachARunningVcpu(TestContext t)
+        {
+            if (Unavailable(t, 1))
+                return;
+            Vm? vm = Create(t, "nmiinit32", 2);
+            if (vm == null)
+                return;
+            VmThreads.Start(vm, 0);
+            VmThreads.WaitAndReport(vm);
+            if (!t.Check(vm.ExitStatus == 0, "nmiinit32 failed (5 no NMI while running, 6 no second NMI, 7 no INIT restart while running, 8 no NMI wake from cli;hlt, 9 no INIT restart while parked)", (ulong)vm.ExitStatus))
+                return;
+            Vcpu ap = vm.Vcpus[1];
+            if (!t.Check(Slot(vm, NmiCounts, 1) == 3 && Slot(vm, SmpStarts, 1) == 3, "AP 1 did not take exactly 3 NMIs and 3 starts", Slot(vm, NmiCounts, 1)))
+                return;
+            if (!t.Check(ap.NmisInjected == 3, "the host did not inject exactly 3 NMIs into AP 1", ap.NmisInjected))
+                return;
+            if (!t.Check(ap.InitResets == 2, "the host did not reset AP 1 twice by INIT", ap.InitResets))
+                return;
+            t.Check(ap.ParkWakes >= 2, "AP 1 was not woken from cli; hlt (by the NMI and by the INIT)", ap.ParkWakes);
         }
 
         /// <summary>

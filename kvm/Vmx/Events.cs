@@ -42,18 +42,23 @@ namespace Tandem.Kvm.Vmx
         /// guest can take it (IF set, no STI or MOV SS shadow, no other event queued) or ask for an
         /// interrupt-window exit, and arm the preemption timer for the next device event.
         /// </summary>
+        /// <returns>False when an INIT reset the vCPU (an AP) instead: it must wait for a start-up
+        /// IPI (<see cref="Startup.WaitForSipi"/>) before it enters again.</returns>
         [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-        public static void BeforeEntry(Vcpu v)
+        public static bool BeforeEntry(Vcpu v)
         {
             // The common case on the exit path: no device timer armed, nothing pending, no window
             // requested, a full quantum armed. Device state changes only through the guest's port
             // I/O (which sets EntryWork), time (only while a timer is armed: EntryWork stays set)
             // and host-side input (whoever queues it sets EntryWork), so one flag says it all.
-            if (v.EntryWork)
-                Deliver(v, v.Platform);
+            return !v.EntryWork || Deliver(v, v.Platform);
         }
 
-        private static void Deliver(Vcpu v, PcPlatform p)
+        private const ulong ProcNmiWindow = 1UL << 22;
+        /// <summary>Guest interruptibility: blocking by STI (bit 0), by MOV SS (bit 1), by NMI (bit 3).</summary>
+        private const ulong NmiBlockers = 0xB;
+
+        private static bool Deliver(Vcpu v, PcPlatform p)
         {
             // Take the work before looking at the devices: a kick that lands after this store sets
             // EntryWork again (and, as InGuest is 1, sends the IPI), so none is lost between our
@@ -63,6 +68,20 @@ namespace Tandem.Kvm.Vmx
             int cpu = v.Index;
             p.Lock.Enter();
             p.Poll(cpu);
+            LocalApic apic = p.Lapics[cpu];
+            if (apic.InitPending)
+            {
+                // INIT (SDM 10.4.7.3; only an AP's APIC takes it, which reset itself already): the
+                // vCPU drops what it was doing, queued events included, and waits for a start-up
+                // IPI; WaitForSipi takes the INIT with the SIPI and sets the VMCS up afresh.
+                p.Lock.Exit();
+                Vmcs.Write(VmcsField.EntryInterruptionInfo, 0);
+                v.Started = false;
+                v.InitResets++;
+                return false;
+            }
+            if (apic.NmiPending)
+                DeliverNmi(v, apic);
             bool more;
             if (p.HasInterruptFor(cpu))
             {
@@ -90,6 +109,42 @@ namespace Tandem.Kvm.Vmx
             p.Lock.Exit();
             if (more || v.WindowRequested || v.TimerValue != VmcsSetup.PreemptionQuantum)
                 System.Threading.Volatile.Write(ref v.EntryWork, true);
+            return true;
+        }
+
+        /// <summary>
+        /// An NMI waits (device lock held): injected (type 2, vector 2; SDM 26.6.1) when no other
+        /// event is queued and the guest blocks NMIs in no way (by STI, MOV SS or an NMI handler that
+        /// has not yet returned: the checks SDM 26.3.1.5 makes of an NMI injection), else left
+        /// pending with an NMI-window exit asked for (virtual NMIs) so it goes in as soon as the
+        /// guest's IRET ends the blocking. NMIs come before external interrupts: an interrupt that
+        /// finds the NMI queued asks for an interrupt window.
+        /// </summary>
+        private static void DeliverNmi(Vcpu v, LocalApic apic)
+        {
+            if ((Vmcs.Read(VmcsField.EntryInterruptionInfo) & Valid) == 0 && (Vmcs.Read(VmcsField.GuestInterruptibility) & NmiBlockers) == 0)
+            {
+                apic.TakeNmi();
+                Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (2u << 8) | 2u);
+                v.NmisInjected++;
+                SetNmiWindow(v, false);
+            }
+            else if (v.VirtualNmis)
+            {
+                SetNmiWindow(v, true);
+            }
+            // Without virtual NMIs there is no NMI window: the NMI stays pending, the devices are not
+            // quiet, and every entry looks again.
+        }
+
+        /// <summary>NMI-window exiting on or off (exit reason 8, <see cref="Exits.NmiWindowExit"/>).</summary>
+        public static void SetNmiWindow(Vcpu v, bool on)
+        {
+            if (v.NmiWindowRequested == on)
+                return;
+            ulong proc = Vmcs.Read(VmcsField.ProcBasedControls);
+            Vmcs.Write(VmcsField.ProcBasedControls, on ? proc | ProcNmiWindow : proc & ~ProcNmiWindow);
+            v.NmiWindowRequested = on;
         }
 
         private static bool Interruptible() =>
@@ -199,11 +254,15 @@ namespace Tandem.Kvm.Vmx
                 PollConsole(v);
                 p.Lock.Enter();
                 p.Poll(cpu);
-                bool pending = p.HasInterruptFor(cpu);
+                // An interrupt, or an NMI or INIT (SDM 8.4 / 10.6: both end a halt whatever IF says).
+                bool pending = p.HasEvent(cpu);
                 ulong next = p.NextEventNsFor(cpu);
                 p.Lock.Exit();
                 if (pending)
+                {
+                    v.EntryWork = true;
                     return ExitAction.Resume;
+                }
                 if (v.Vm.Stopped)
                     return ExitAction.Stop;
                 if (ChargeBudget(v))

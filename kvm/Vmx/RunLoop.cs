@@ -34,7 +34,13 @@ namespace Tandem.Kvm.Vmx
                 // IN_GUEST_MODE before the entry checks: a kick from now on sends an IPI, which
                 // stays pending (interrupts are off) and makes the guest exit right after entry.
                 System.Threading.Interlocked.Exchange(ref vcpu.InGuest, 1);
-                Events.BeforeEntry(vcpu);
+                if (!Events.BeforeEntry(vcpu))
+                {
+                    // An INIT reset this AP: it waits for a start-up IPI, as at power-on.
+                    System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
+                    Startup.WaitForSipi(vcpu);
+                    continue;
+                }
                 uint exit = Native.VmRun(vcpu.Registers);
                 System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
                 ExitAction action;
@@ -97,6 +103,7 @@ namespace Tandem.Kvm.Vmx
             Set(ExitReason.ExternalInterrupt, &ExternalInterruptExit.Handle);
             Set(ExitReason.TripleFault, &TripleFaultExit.Handle);
             Set(ExitReason.InterruptWindow, &InterruptWindowExit.Handle);
+            Set(ExitReason.NmiWindow, &NmiWindowExit.Handle);
             Set(ExitReason.Cpuid, &CpuidExit.Handle);
             Set(ExitReason.Hlt, &HltExit.Handle);
             Set(ExitReason.Invd, &CacheExit.Handle);

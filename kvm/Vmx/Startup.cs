@@ -34,7 +34,9 @@ namespace Tandem.Kvm.Vmx
                         v.Vm.Stop(255, problem);
                         return;
                     }
-                    v.Launched = false;
+                    ClearGeneralRegisters(v.Registers);
+                    // Launched stays as it is: a VMCS that an INIT-reset AP already launched is
+                    // resumed (VMLAUNCH would fail on it); a first start's VMCS is still clear.
                     v.Started = true;
                     v.EntryWork = true;
                     v.ChargedUntil = Native.Rdtsc();
@@ -42,6 +44,14 @@ namespace Tandem.Kvm.Vmx
                 }
                 KvmHost.BlockThread(Native.Rdtsc() + TscClock.NsToTsc(10_000_000));
             }
+        }
+
+        /// <summary>The general registers as INIT leaves them (0; an AP restarted by INIT-SIPI sees none of its old values).</summary>
+        private static void ClearGeneralRegisters(GuestRegisters* r)
+        {
+            r->Rax = r->Rbx = r->Rcx = r->Rdx = r->Rsi = r->Rdi = r->Rbp = 0;
+            r->R8 = r->R9 = r->R10 = r->R11 = r->R12 = r->R13 = r->R14 = r->R15 = 0;
+            r->Cr2 = 0;
         }
     }
 }

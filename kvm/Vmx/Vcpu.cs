@@ -31,6 +31,12 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The value last written to the preemption-timer field (it is not saved on exit, so it is the next entry's).</summary>
         public uint TimerValue;
         public bool WindowRequested;
+        /// <summary>NMI-window exiting is on: an NMI waits for the guest's NMI blocking to end.</summary>
+        public bool NmiWindowRequested;
+        /// <summary>The VMCS has virtual NMIs and NMI-window exiting (<see cref="VmcsSetup"/>).</summary>
+        public bool VirtualNmis;
+        /// <summary>NMIs injected; wakes of a vCPU parked in <c>cli; hlt</c> (by an NMI or INIT); INITs that reset a started AP.</summary>
+        public ulong NmisInjected, ParkWakes, InitResets;
         /// <summary>The vCPU's APIC ID (CPUID, the local APIC, the MADT): its index in the VM.</summary>
         public int ApicId;
         /// <summary>The VM's devices (the same object as <c>Vm.Platform</c>, one load closer on the exit path).</summary>

@@ -18,8 +18,9 @@ namespace Tandem.Kvm.Vmx
     public static unsafe class VmcsSetup
     {
         // Pin-based (SDM 25.6.1)
-        private const uint PinExternalInterruptExiting = 1 << 0, PinNmiExiting = 1 << 3, PinPreemptionTimer = 1 << 6;
+        private const uint PinExternalInterruptExiting = 1 << 0, PinNmiExiting = 1 << 3, PinVirtualNmis = 1 << 5, PinPreemptionTimer = 1 << 6;
         // Primary processor-based (25.6.2)
+        private const uint ProcNmiWindow = 1u << 22;
         private const uint ProcHltExiting = 1u << 7, ProcUseIoBitmaps = 1u << 25, ProcUseMsrBitmaps = 1u << 28, ProcSecondary = 1u << 31;
         // Secondary processor-based
         private const uint Proc2Ept = 1 << 1, Proc2Vpid = 1 << 5, Proc2WbinvdExiting = 1 << 6, Proc2UnrestrictedGuest = 1 << 7;
@@ -109,7 +110,7 @@ namespace Tandem.Kvm.Vmx
         {
             cr0Fixed0 = cr4Fixed0 = 0;
             GuestMode mode = long64 ? GuestMode.Long64 : GuestMode.Protected32;
-            if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer, out uint pin, out uint missing))
+            if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer | PinVirtualNmis, out uint pin, out uint missing))
                 return Missing("pin-based", missing);
             if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, 0, out uint proc, out missing))
                 return Missing("processor-based", missing);
@@ -150,6 +151,12 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
             Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
             vcpu.PreemptionTimer = (pin & PinPreemptionTimer) != 0;
+            // Virtual NMIs (SDM 24.6.1): the guest's IRET ends the blocking an injected NMI begins,
+            // and NMI-window exiting (which needs them) tells when the next one may go in. Without
+            // them an NMI is injected only while the guest's NMI blocking is clear.
+            vcpu.VirtualNmis = (pin & PinVirtualNmis) != 0 && (Native.ReadMsr(MsrTrueProc) >> 32 & ProcNmiWindow) != 0;
+            vcpu.WindowRequested = false;
+            vcpu.NmiWindowRequested = false;
             if (vcpu.PreemptionTimer)
             {
                 PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]

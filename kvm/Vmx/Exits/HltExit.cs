@@ -4,11 +4,10 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// HLT (exit reason 12). With interrupts enabled the vCPU blocks until an interrupt is pending
-    /// (<see cref="Events.Halt"/>). With interrupts disabled only the VM's end can wake it (there
-    /// are no virtual NMIs, and INIT reaches only an AP waiting for its start): the vCPU parks until
-    /// then. That is how an SMP guest stops its other CPUs before it powers off or reboots. When
-    /// no vCPU is left that could run (each parked or never started), the VM stops with that
-    /// reason instead of hanging.
+    /// (<see cref="Events.Halt"/>). With interrupts disabled only an NMI, an INIT (to an AP) or the
+    /// VM's end can wake it: the vCPU parks until then. That is how an SMP guest stops its other
+    /// CPUs before it powers off or reboots. When no vCPU is left that could run (each parked or
+    /// never started), the VM stops with that reason instead of hanging.
     /// </summary>
     internal static unsafe class HltExit
     {
@@ -39,8 +38,24 @@ namespace Tandem.Kvm.Vmx.Exits
                     : "every vCPU halted with interrupts disabled or never started: nothing can wake them");
                 return ExitAction.Stop;
             }
+            Devices.PcPlatform p = v.Platform;
+            Devices.LocalApic apic = p.Lapics[v.Index];
             while (!vm.Stopped)
+            {
+                // Whoever sends the NMI or INIT kicks this thread (the APIC bus), so the wait ends
+                // at once; the 100 ms bound only covers the VM's end.
+                p.Lock.Enter();
+                bool wake = apic.NmiPending || apic.InitPending;
+                p.Lock.Exit();
+                if (wake)
+                {
+                    System.Threading.Interlocked.Decrement(ref vm.ParkedVcpus);
+                    v.ParkWakes++;
+                    v.EntryWork = true;
+                    return ExitAction.Resume;
+                }
                 KvmHost.BlockThread(Native.Rdtsc() + KvmHost.TscPerSecond / 10);
+            }
             return ExitAction.Stop;
         }
     }

@@ -42,6 +42,7 @@ public static partial class TestGuests
         ("uart32", Uart32()),
         ("s5_32", S5Guest()),
         ("smp32", Smp32()),
+        ("nmiinit32", NmiInit32()),
         ("smpspin32", SmpSpin32()),
         ("ipibench32", IpiBench32()),
         ("yieldbench32", YieldBench32()),
