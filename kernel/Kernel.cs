@@ -63,6 +63,7 @@ namespace Tandem.Kernel
             }
             Timer.Calibrate();
             Log.Line("boot: timer calibrated");
+            HostRtc.Read(Timer.TscPerSecond);
             Log.Line("boot: cpus listed in the MADT: ", (ulong)Acpi.ApicCount);
             OnlineCpus = Smp.StartApplicationProcessors();
             Log.Line("boot: cpus online: ", (ulong)OnlineCpus);

@@ -61,6 +61,9 @@ namespace Tandem.Kvm
         /// <summary>The calibrated TSC frequency (the VM clock of every device model runs on it).</summary>
         public static ulong TscPerSecond;
 
+        /// <summary>Seconds since 1970-01-01 UTC at TSC 0, from the host's RTC at boot (0 when it could not be read): every VM's RTC starts from it.</summary>
+        public static ulong WallSecondsAtTscZero;
+
         public static ulong AllocatePage() => AllocatePages(1);
 
         public static void Line(string text)

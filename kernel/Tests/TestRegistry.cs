@@ -43,6 +43,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.uart_receive_raises_irq4", &VmxTests.UartReceiveRaisesIrq4),
             new TestCase("vmx.acpi_s5_powers_the_vm_off", &VmxTests.AcpiS5PowersTheVmOff),
             new TestCase("vmx.smp_three_vcpus_timers_and_ipis", &SmpVmTests.ThreeVcpusTimersAndIpis),
+            new TestCase("rtc.vm_clock_starts_at_the_host_date", &RtcTests.VmClockStartsAtTheHostDate),
             new TestCase("vmx.nmi_and_init_reach_a_running_vcpu", &SmpVmTests.NmiAndInitReachARunningVcpu),
             new TestCase("vmx.two_vms_at_once_one_triple_faults", &SmpVmTests.TwoVmsAtOnceOneTripleFaults),
             new TestCase("vmx.remote_invept_reaches_the_vcpus_cpu", &SmpVmTests.RemoteInveptReachesTheVcpusCpu),

@@ -12,6 +12,7 @@ namespace Tandem.Kernel.Virt
         public static void Initialize()
         {
             KvmHost.TscPerSecond = Timer.TscPerSecond;
+            KvmHost.WallSecondsAtTscZero = HostRtc.WallSecondsAtTscZero;
             KvmHost.AllocatePages = &AllocatePages;
             KvmHost.ReadConsole = &Console.Serial.TryRead;
             KvmHost.FreePages = &FrameAllocator.FreeContiguous;

@@ -13,7 +13,7 @@ namespace Tandem.Kvm.Vmx
 
         public ulong NowNs => TscToNs(Native.Rdtsc());
 
-        public ulong WallSecondsAtZero => 0;
+        public ulong WallSecondsAtZero => KvmHost.WallSecondsAtTscZero;
 
         public static ulong TscToNs(ulong tsc)
         {
