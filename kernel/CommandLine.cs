@@ -5,7 +5,7 @@ namespace Tandem.Kernel
     /// <summary>
     /// The kernel command line: space-separated words, each "name" or "name=value"; a double-quoted
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
-    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off]</c>,
+    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>. Anything else is reported by name and ignored.
     /// </summary>
     public static unsafe class CommandLine
@@ -47,6 +47,9 @@ namespace Tandem.Kernel
             public ulong BudgetSeconds;
             /// <summary>defaults=off: no default command line for a Linux guest, only cmdline=.</summary>
             public bool NoDefaultCmdline;
+            /// <summary>fwcfg=NAME:MODULE joined by '+': fw_cfg files for the guest, or null.</summary>
+            public byte* FwCfgFiles;
+            public int FwCfgFilesLength;
         }
 
         /// <summary><c>budget=none</c>: the guest runs until it stops itself or the host ends.</summary>
@@ -250,6 +253,11 @@ namespace Tandem.Kernel
                         return;
                     }
                 }
+                else if (Matches(part, eq, "fwcfg"))
+                {
+                    spec.FwCfgFiles = arg;
+                    spec.FwCfgFilesLength = argLength;
+                }
                 else if (Matches(part, eq, "defaults"))
                 {
                     if (Matches(arg, argLength, "off"))
@@ -262,7 +270,7 @@ namespace Tandem.Kernel
                 }
                 else
                 {
-                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults): ", part, eq);
+                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg): ", part, eq);
                     return;
                 }
             }

@@ -361,30 +361,34 @@ namespace Tandem.Kernel.Tests
         {
             if (Unavailable(t))
                 return;
-            if (!KvmGlue.FindModule("mbtest", out byte* image, out ulong length))
-            {
-                t.Fail("the mbtest module is not on the boot image");
-                return;
-            }
-            byte* cmdline = stackalloc byte[32];
-            string text = "hello from the command line";
-            for (int k = 0; k < text.Length; k++)
-                cmdline[k] = (byte)text[k];
-            Tandem.Kvm.Boot.BootInput input = default;
-            input.Image = image;
-            input.ImageLength = length;
-            input.Cmdline = cmdline;
-            input.CmdlineLength = (ulong)text.Length;
-            Vm? vm = GuestRunner.Create(GuestRam, input, out string? problem);
+            // As vm=mbtest,mem=16M,cmdline="hello from the command line",fwcfg=opt/tandem/greeting:mbtest-greeting.
+            CommandLine.VmSpec spec = default;
+            spec.Module = Ascii("mbtest", out spec.ModuleLength);
+            spec.MemoryMiB = GuestRam >> 20;
+            spec.Cpus = 1;
+            spec.Cmdline = Ascii("hello from the command line", out spec.CmdlineLength);
+            spec.FwCfgFiles = Ascii("opt/tandem/greeting:mbtest-greeting", out spec.FwCfgFilesLength);
+            Vm? vm = GuestRunner.CreateFromSpec(ref spec);
             if (vm == null)
             {
-                t.Fail(problem ?? "VM creation failed");
+                t.Fail("the mbtest VM could not be created (see the lines above)");
                 return;
             }
             RunLoop.Run(vm.Vcpu!);
             GuestRunner.Report(vm);
             // mbtest exits with the number of the first check that failed (tests/guests/mbtest/mbtest.c).
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a check in the multiboot kernel failed (exit status = its number)", (ulong)vm.ExitStatus);
+        }
+
+        /// <summary>A NUL-terminated copy of <paramref name="s"/> on the kernel heap (kept: a VM may point at it).</summary>
+        private static byte* Ascii(string s, out int length)
+        {
+            byte* p = (byte*)Tandem.Kernel.Memory.KernelHeap.Alloc((ulong)s.Length + 1);
+            for (int i = 0; i < s.Length; i++)
+                p[i] = (byte)s[i];
+            p[s.Length] = 0;
+            length = s.Length;
+            return p;
         }
 
         public static void MmioFormsEmulated(TestContext t)

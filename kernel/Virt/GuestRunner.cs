@@ -1,4 +1,5 @@
 using Tandem.Kernel.Console;
+using Tandem.Kvm.Devices;
 using Tandem.Kvm.Vmx;
 
 namespace Tandem.Kernel.Virt
@@ -112,6 +113,12 @@ namespace Tandem.Kernel.Virt
                 Log.Write(spec.BudgetSeconds);
                 Log.Write(" s");
             }
+            if (spec.FwCfgFiles != null)
+            {
+                Log.Write(", fw_cfg ");
+                for (int k = 0; k < spec.FwCfgFilesLength; k++)
+                    Log.WriteChar((char)spec.FwCfgFiles[k]);
+            }
             if (spec.Cmdline != null)
             {
                 Log.Write(", command line \"");
@@ -141,6 +148,10 @@ namespace Tandem.Kernel.Virt
                     return null;
                 at = end + 1;
             }
+            FwCfgFile* files = stackalloc FwCfgFile[PcPlatform.MaxUserFwCfgFiles];
+            int fileCount = 0;
+            if (spec.FwCfgFiles != null && !ParseFwCfgFiles(spec.FwCfgFiles, spec.FwCfgFilesLength, files, ref fileCount))
+                return null;
             Tandem.Kvm.Boot.BootInput input = default;
             input.Image = image;
             input.ImageLength = length;
@@ -154,6 +165,17 @@ namespace Tandem.Kernel.Virt
                 Log.Write("vm: ");
                 Log.Line(problem ?? "could not be created");
                 return null;
+            }
+            for (int i = 0; i < fileCount; i++)
+            {
+                byte[] contents = new byte[files[i].Length];
+                for (int k = 0; k < contents.Length; k++)
+                    contents[k] = files[i].Data[k];
+                if (vm.Platform.FwCfg.AddFile(new System.ReadOnlySpan<byte>(files[i].Name, files[i].NameLength), contents) == 0xFFFF)
+                {
+                    Log.Line("vm: fw_cfg has no room for another file");
+                    return null;
+                }
             }
             if (spec.BudgetSeconds == CommandLine.NoBudget)
                 vm.MaxQuanta = 0;
@@ -237,6 +259,79 @@ namespace Tandem.Kernel.Virt
                 Log.End(f);
             }
             return vm;
+        }
+
+        /// <summary>One <c>fwcfg=NAME:MODULE</c> file: its name and the module's bytes.</summary>
+        private struct FwCfgFile
+        {
+            public byte* Name;
+            public int NameLength;
+            public byte* Data;
+            public int Length;
+        }
+
+        /// <summary>
+        /// <c>fwcfg=NAME:MODULE+NAME:MODULE</c> (QEMU's <c>-fw_cfg name=NAME,file=PATH</c>): each
+        /// NAME must begin with <c>opt/</c> (the names QEMU leaves to users; <c>etc/</c> is the
+        /// platform's) and fit fw_cfg's 55 bytes, each MODULE must be a boot module of at most
+        /// <see cref="PcPlatform.MaxUserFwCfgBytes"/>, at most <see cref="PcPlatform.MaxUserFwCfgFiles"/>
+        /// files, no name twice. Anything else is refused with what is wrong, before the VM exists.
+        /// </summary>
+        private static bool ParseFwCfgFiles(byte* text, int length, FwCfgFile* files, ref int count)
+        {
+            for (int at = 0; at < length;)
+            {
+                int end = at;
+                while (end < length && text[end] != '+')
+                    end++;
+                int colon = at;
+                while (colon < end && text[colon] != ':')
+                    colon++;
+                int nameLength = colon - at;
+                if (colon == end || nameLength == 0 || colon + 1 == end)
+                    return FwCfgRefused("is not NAME:MODULE", text + at, end - at);
+                if (nameLength < 5 || text[at] != 'o' || text[at + 1] != 'p' || text[at + 2] != 't' || text[at + 3] != '/')
+                    return FwCfgRefused("names no file under opt/ (etc/ is the platform's)", text + at, nameLength);
+                if (nameLength >= FwCfg.NameSize)
+                    return FwCfgRefused("has a name longer than 55 bytes", text + at, nameLength);
+                for (int i = 0; i < count; i++)
+                {
+                    bool same = files[i].NameLength == nameLength;
+                    for (int k = 0; same && k < nameLength; k++)
+                        same = files[i].Name[k] == text[at + k];
+                    if (same)
+                        return FwCfgRefused("names a file twice", text + at, nameLength);
+                }
+                if (count == PcPlatform.MaxUserFwCfgFiles)
+                    return FwCfgRefused("is a file too many (at most 8)", text + at, end - at);
+                if (!KvmGlue.FindModule(text + colon + 1, end - colon - 1, out byte* data, out ulong size))
+                {
+                    NoSuchModule("vm: fwcfg= names no boot module '", text + colon + 1, end - colon - 1);
+                    return false;
+                }
+                if (size > PcPlatform.MaxUserFwCfgBytes)
+                    return FwCfgRefused("names a module larger than 1 MiB", text + colon + 1, end - colon - 1);
+                ref FwCfgFile f = ref files[count++];
+                f.Name = text + at;
+                f.NameLength = nameLength;
+                f.Data = data;
+                f.Length = (int)size;
+                at = end + 1;
+            }
+            return true;
+        }
+
+        private static bool FwCfgRefused(string what, byte* text, int length)
+        {
+            ulong f = Log.Begin();
+            Log.Write("vm: fwcfg= '");
+            for (int k = 0; k < length; k++)
+                Log.WriteChar((char)text[k]);
+            Log.Write("' ");
+            Log.Write(what);
+            Log.Write("; vm not started\n");
+            Log.End(f);
+            return false;
         }
 
         private static bool AddModule(Tandem.Kvm.Boot.BootModule* modules, ref int count, byte* name, int nameLength)

@@ -46,6 +46,12 @@ namespace Tandem.Kvm.Devices
         /// <summary>QEMU's fw_cfg interface (signature, CPU count, RAM size, etc/e820).</summary>
         public readonly FwCfg FwCfg;
 
+        /// <summary>fw_cfg files a VM may get from its command line (<c>vm=...,fwcfg=NAME:MODULE</c>) beside <c>etc/e820</c>.</summary>
+        public const int MaxUserFwCfgFiles = 8;
+
+        /// <summary>The largest fw_cfg file a VM may get from its command line (each is copied into the device).</summary>
+        public const int MaxUserFwCfgBytes = 1 << 20;
+
         /// <summary>Port 0xF4: the guest's exit status.</summary>
         public readonly DebugExit DebugExit;
 
@@ -107,7 +113,7 @@ namespace Tandem.Kvm.Devices
             Kbc = new I8042(Reset, this);
             Port92 = new SystemControlA(Reset);
             Pci = new PciHost(Reset);
-            FwCfg = new FwCfg(ramBytes, cpus, cpus, 4);
+            FwCfg = new FwCfg(ramBytes, cpus, cpus, 1 + MaxUserFwCfgFiles);
             DebugExit = new DebugExit();
             Pm = new AcpiPm(clock, this, Acpi.AcpiConfig.StandardSciIrq);
             bool ok = Pic.Attach(Ports) && Pit.Attach(Ports)

@@ -82,6 +82,10 @@ internal static class ImageBuilder
                 "-Wl,-T," + script, "-Wl,--build-id=none", "-Wl,--no-warn-rwx-segments",
                 "-o", Path.Combine(guests, name), source,
             ], $"gcc (test kernel {name})");
+            // Data files beside a test kernel (NAME-*.module) go on the ISO as modules too, under
+            // their name without the suffix: what a test hands the kernel (fw_cfg files, say).
+            foreach (string data in Directory.GetFiles(dir, name + "-*.module").OrderBy(d => d, StringComparer.Ordinal))
+                File.Copy(data, Path.Combine(guests, Path.GetFileNameWithoutExtension(data)), overwrite: true);
         }
     }
 

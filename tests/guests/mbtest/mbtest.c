@@ -2,8 +2,10 @@
  * mbtest: a multiboot (v1) test kernel built with the Debian toolchain, no Tandem code, the way
  * small hypervisor test kernels are built. Linked at 4 MiB (link.ld). It prints on COM1, checks
  * the boot loader's magic and information block (memory, command line, loader name), reads the
- * CPU count and the signature from fw_cfg, and ends through the debug-exit port 0xF4 with the
- * number of the first check that failed, or 0.
+ * CPU count and the signature from fw_cfg, finds the file opt/tandem/greeting in fw_cfg's
+ * directory (given with vm=mbtest,fwcfg=opt/tandem/greeting:mbtest-greeting) and checks its
+ * contents, and ends through the debug-exit port 0xF4 with the number of the first check that
+ * failed, or 0.
  */
 
 #define MB_MAGIC 0x1BADB002u
@@ -62,6 +64,20 @@ static int same(const char *a, const char *b)
     return *a == *b;
 }
 
+static unsigned int be32(void)
+{
+    unsigned int v = 0;
+    for (int i = 0; i < 4; i++)
+        v = (v << 8) | inb(0x511);
+    return v;
+}
+
+static unsigned int be16(void)
+{
+    unsigned int v = inb(0x511);
+    return (v << 8) | inb(0x511);
+}
+
 static void __attribute__((noreturn)) finish(unsigned int status)
 {
     puts(status == 0 ? "mbtest: all checks passed\n" : "mbtest: CHECK FAILED\n");
@@ -106,6 +122,40 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
     puts("\n");
     if (cpus != 1)
         finish(8);
+
+    /* fw_cfg's file directory (key 0x19): a big-endian count, then 64-byte entries: size (BE32),
+     * key (BE16), reserved (BE16), name[56]. */
+    outw(0x510, 0x0019);
+    unsigned int files = be32();
+    unsigned int greetingSize = 0, greetingKey = 0;
+    for (unsigned int i = 0; i < files && i < 64; i++) {
+        char name[56];
+        unsigned int size = be32();
+        unsigned int key = be16();
+        be16();
+        for (int k = 0; k < 56; k++)
+            name[k] = (char)inb(0x511);
+        name[55] = 0;
+        if (same(name, "opt/tandem/greeting")) {
+            greetingSize = size;
+            greetingKey = key;
+        }
+    }
+    if (greetingKey == 0) {
+        puts("mbtest: no fw_cfg file opt/tandem/greeting (run with vm=mbtest,fwcfg=opt/tandem/greeting:mbtest-greeting)\n");
+        finish(9);
+    }
+    char greeting[64];
+    if (greetingSize >= sizeof greeting)
+        finish(10);
+    outw(0x510, (unsigned short)greetingKey);
+    for (unsigned int k = 0; k < greetingSize; k++)
+        greeting[k] = (char)inb(0x511);
+    greeting[greetingSize] = 0;
+    puts("mbtest: fw_cfg opt/tandem/greeting: ");
+    puts(greeting);
+    if (!same(greeting, "hello from fw_cfg\n"))
+        finish(10);
     finish(0);
 }
 
