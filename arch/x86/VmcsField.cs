@@ -13,6 +13,7 @@ namespace Tandem.Arch.X86
         // 64-bit control and guest/host state (B.2)
         public const ulong IoBitmapA = 0x2000, IoBitmapB = 0x2002, MsrBitmap = 0x2004;
         public const ulong EptPointer = 0x201A;
+        public const ulong TscOffset = 0x2010;
         public const ulong GuestPhysicalAddress = 0x2400;
         public const ulong VmcsLinkPointer = 0x2800, GuestIa32Efer = 0x2806, GuestIa32Pat = 0x2804;
         public const ulong HostIa32Efer = 0x2C02, HostIa32Pat = 0x2C00;

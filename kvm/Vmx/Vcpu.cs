@@ -33,6 +33,9 @@ namespace Tandem.Kvm.Vmx
         public bool WindowRequested;
         /// <summary>NMI-window exiting is on: an NMI waits for the guest's NMI blocking to end.</summary>
         public bool NmiWindowRequested;
+        /// <summary>The VMCS uses TSC offsetting; <see cref="TscOffset"/> is added to the host TSC for the guest (set by a write to IA32_TSC).</summary>
+        public bool TscOffsetting;
+        public ulong TscOffset;
         /// <summary>The VMCS has virtual NMIs and NMI-window exiting (<see cref="VmcsSetup"/>).</summary>
         public bool VirtualNmis;
         /// <summary>NMIs injected; wakes of a vCPU parked in <c>cli; hlt</c> (by an NMI or INIT); INITs that reset a started AP.</summary>

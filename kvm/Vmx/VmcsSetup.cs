@@ -20,7 +20,7 @@ namespace Tandem.Kvm.Vmx
         // Pin-based (SDM 25.6.1)
         private const uint PinExternalInterruptExiting = 1 << 0, PinNmiExiting = 1 << 3, PinVirtualNmis = 1 << 5, PinPreemptionTimer = 1 << 6;
         // Primary processor-based (25.6.2)
-        private const uint ProcNmiWindow = 1u << 22;
+        private const uint ProcNmiWindow = 1u << 22, ProcTscOffsetting = 1u << 3;
         private const uint ProcHltExiting = 1u << 7, ProcUseIoBitmaps = 1u << 25, ProcUseMsrBitmaps = 1u << 28, ProcSecondary = 1u << 31;
         // Secondary processor-based
         private const uint Proc2Ept = 1 << 1, Proc2Vpid = 1 << 5, Proc2WbinvdExiting = 1 << 6, Proc2UnrestrictedGuest = 1 << 7;
@@ -112,7 +112,7 @@ namespace Tandem.Kvm.Vmx
             GuestMode mode = long64 ? GuestMode.Long64 : GuestMode.Protected32;
             if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer | PinVirtualNmis, out uint pin, out uint missing))
                 return Missing("pin-based", missing);
-            if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, 0, out uint proc, out missing))
+            if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, ProcTscOffsetting, out uint proc, out missing))
                 return Missing("processor-based", missing);
             if (!Vmcs.AdjustControls(MsrProc2, Proc2Ept | Proc2UnrestrictedGuest | Proc2Vpid, Proc2WbinvdExiting, out uint proc2, out missing))
                 return Missing("secondary processor-based (EPT, unrestricted guest, VPID)", missing);
@@ -157,6 +157,11 @@ namespace Tandem.Kvm.Vmx
             vcpu.VirtualNmis = (pin & PinVirtualNmis) != 0 && (Native.ReadMsr(MsrTrueProc) >> 32 & ProcNmiWindow) != 0;
             vcpu.WindowRequested = false;
             vcpu.NmiWindowRequested = false;
+            // TSC offsetting: the guest's TSC is the host's plus the vCPU's offset, which a write
+            // to IA32_TSC sets (MsrExit). Kept across an INIT, as the TSC is.
+            vcpu.TscOffsetting = (proc & ProcTscOffsetting) != 0;
+            if (vcpu.TscOffsetting)
+                Vmcs.Write(VmcsField.TscOffset, vcpu.TscOffset);
             if (vcpu.PreemptionTimer)
             {
                 PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]

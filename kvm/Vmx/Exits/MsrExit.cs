@@ -75,7 +75,7 @@ namespace Tandem.Kvm.Vmx.Exits
                 case TscAux: value = v.Msrs.TscAux; return true;
                 case Pat: value = v.Msrs.Pat; return true;
                 case MtrrDefType: value = v.Msrs.MtrrDefType; return true;
-                case Tsc: value = Native.Rdtsc(); return true;
+                case Tsc: value = Native.Rdtsc() + v.TscOffset; return true;
                 case MiscEnable: value = 1; return true;          // fast strings (Linux keeps ERMS only then)
                 case FeatureControl: value = 1; return true;      // locked, VMX off
                 case PlatformId:
@@ -138,6 +138,17 @@ namespace Tandem.Kvm.Vmx.Exits
                         return false;
                     v.Msrs.KernelGsBase = value;
                     return Through(v, msr, value);
+                case Tsc:
+                    // The guest's TSC becomes the value (SDM 17.17): a new offset from the host's, for
+                    // RDTSC (the VMCS's TSC offset) and for the local APIC's TSC-deadline timer.
+                    if (!v.TscOffsetting)
+                        return false;
+                    v.TscOffset = value - Native.Rdtsc();
+                    Vmcs.Write(VmcsField.TscOffset, v.TscOffset);
+                    v.Platform.Lock.Enter();
+                    v.Platform.Lapics[v.Index].TscAtZero = v.TscOffset;
+                    v.Platform.Lock.Exit();
+                    return true;
                 case BiosSignId: return true;                     // "load the microcode revision": reads give 0
                 case TscAux:
                     if ((value >> 32) != 0)

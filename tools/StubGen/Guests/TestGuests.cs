@@ -347,7 +347,22 @@ public static partial class TestGuests
         a.xor(edx, edx);
         a.wrmsr();
         ExpectFaults(4);
-        // 8: and nothing else faulted
+        // 8: IA32_TSC takes a write: RDTSC goes on from the value written (TSC offsetting)
+        a.inc(ebp);
+        a.mov(ecx, 0x10u);
+        a.xor(eax, eax);
+        a.mov(edx, 0x0000_1000u);
+        a.wrmsr();
+        a.rdtsc();
+        a.cmp(edx, 0x0000_1000u);
+        a.jne(fail);
+        // 9: and RDMSR of IA32_TSC agrees
+        a.inc(ebp);
+        a.mov(ecx, 0x10u);
+        a.rdmsr();
+        a.cmp(edx, 0x0000_1000u);
+        a.jne(fail);
+        // 10: and nothing else faulted
         a.inc(ebp);
         ExpectFaults(4);
 
