@@ -37,6 +37,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.halt_with_interrupts_off_stops_the_vm", &VmxTests.HaltWithInterruptsOffStopsTheVm),
             new TestCase("vmx.devices_answer_the_guest", &VmxTests.DevicesAnswerTheGuest),
             new TestCase("vmx.multiboot_kernel_built_with_gcc_runs", &VmxTests.MultibootKernelBuiltWithGccRuns),
+            new TestCase("vmx.multiboot_kernel_starts_its_aps", &VmxTests.MultibootKernelStartsItsAps),
             new TestCase("vmx.mmio_forms_emulated", &VmxTests.MmioFormsEmulated),
             new TestCase("vmx.unknown_msr_raises_gp_in_the_guest", &VmxTests.UnknownMsrRaisesGpInTheGuest),
             new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),

@@ -357,15 +357,20 @@ namespace Tandem.Kernel.Tests
         }
 
         /// <summary>tests/guests/mbtest: a multiboot ELF kernel built with gcc, linked at 4 MiB.</summary>
-        public static void MultibootKernelBuiltWithGccRuns(TestContext t)
+        public static void MultibootKernelBuiltWithGccRuns(TestContext t) => RunMbtest(t, 1);
+
+        /// <summary>mbtest with 2 vCPUs: the C kernel starts its AP with INIT-SIPI-SIPI from its own real-mode trampoline.</summary>
+        public static void MultibootKernelStartsItsAps(TestContext t) => RunMbtest(t, 2);
+
+        private static void RunMbtest(TestContext t, int cpus)
         {
             if (Unavailable(t))
                 return;
-            // As vm=mbtest,mem=16M,cmdline="hello from the command line",fwcfg=opt/tandem/greeting:mbtest-greeting.
+            // As vm=mbtest,mem=16M,cpus=N,cmdline="hello from the command line",fwcfg=opt/tandem/greeting:mbtest-greeting.
             CommandLine.VmSpec spec = default;
             spec.Module = Ascii("mbtest", out spec.ModuleLength);
             spec.MemoryMiB = GuestRam >> 20;
-            spec.Cpus = 1;
+            spec.Cpus = cpus;
             spec.Cmdline = Ascii("hello from the command line", out spec.CmdlineLength);
             spec.FwCfgFiles = Ascii("opt/tandem/greeting:mbtest-greeting", out spec.FwCfgFilesLength);
             Vm? vm = GuestRunner.CreateFromSpec(ref spec);
@@ -374,10 +379,13 @@ namespace Tandem.Kernel.Tests
                 t.Fail("the mbtest VM could not be created (see the lines above)");
                 return;
             }
-            RunLoop.Run(vm.Vcpu!);
-            GuestRunner.Report(vm);
+            VmThreads.Start(vm, 0);
+            VmThreads.WaitAndReport(vm);
             // mbtest exits with the number of the first check that failed (tests/guests/mbtest/mbtest.c).
-            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a check in the multiboot kernel failed (exit status = its number)", (ulong)vm.ExitStatus);
+            if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a check in the multiboot kernel failed (exit status = its number)", (ulong)vm.ExitStatus))
+                return;
+            for (int i = 1; i < cpus; i++)
+                t.Check(vm.Vcpus[i].Started, "an AP of mbtest never started", (ulong)i);
         }
 
         /// <summary>A NUL-terminated copy of <paramref name="s"/> on the kernel heap (kept: a VM may point at it).</summary>

@@ -4,8 +4,9 @@
  * the boot loader's magic and information block (memory, command line, loader name), reads the
  * CPU count and the signature from fw_cfg, finds the file opt/tandem/greeting in fw_cfg's
  * directory (given with vm=mbtest,fwcfg=opt/tandem/greeting:mbtest-greeting) and checks its
- * contents, and ends through the debug-exit port 0xF4 with the number of the first check that
- * failed, or 0.
+ * contents, reads its xAPIC ID and, with more vCPUs, starts every AP with INIT-SIPI-SIPI (a
+ * real-mode trampoline copied to 0x8000; each AP sets its bit and parks), and ends through the
+ * debug-exit port 0xF4 with the number of the first check that failed, or 0.
  */
 
 #define MB_MAGIC 0x1BADB002u
@@ -78,6 +79,19 @@ static unsigned int be16(void)
     return (v << 8) | inb(0x511);
 }
 
+static volatile unsigned int *const lapic = (volatile unsigned int *)0xFEE00000u;
+
+/* Set by each AP (bit = its APIC ID) in ap_entry32. */
+volatile unsigned int ap_mask;
+
+extern const unsigned char ap_tramp_start[], ap_tramp_end[];
+
+static void spin(unsigned int n)
+{
+    for (unsigned int i = 0; i < n; i++)
+        __asm__ volatile("pause");
+}
+
 static void __attribute__((noreturn)) finish(unsigned int status)
 {
     puts(status == 0 ? "mbtest: all checks passed\n" : "mbtest: CHECK FAILED\n");
@@ -120,7 +134,7 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
     puts("mbtest: cpus from fw_cfg ");
     putdec(cpus);
     puts("\n");
-    if (cpus != 1)
+    if (cpus < 1 || cpus > 8)
         finish(8);
 
     /* fw_cfg's file directory (key 0x19): a big-endian count, then 64-byte entries: size (BE32),
@@ -156,8 +170,74 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
     puts(greeting);
     if (!same(greeting, "hello from fw_cfg\n"))
         finish(10);
+
+    /* The xAPIC (0xFEE00000): this CPU's ID, then INIT-SIPI-SIPI to APs 1 .. cpus-1. */
+    unsigned int id = lapic[0x20 / 4] >> 24;
+    puts("mbtest: xapic id ");
+    putdec(id);
+    puts("\n");
+    if (id != 0)
+        finish(11);
+    if (cpus > 1) {
+        unsigned char *to = (unsigned char *)0x8000;
+        for (const unsigned char *from = ap_tramp_start; from < ap_tramp_end; from++)
+            *to++ = *from;
+        lapic[0xF0 / 4] = 0x1FF;                      /* software-enable, spurious vector 0xFF */
+        for (unsigned int ap = 1; ap < cpus; ap++) {
+            lapic[0x310 / 4] = ap << 24;
+            lapic[0x300 / 4] = 0x4500;                /* INIT, assert */
+            spin(100000);
+            for (int sipi = 0; sipi < 2; sipi++) {    /* the second is ignored by a started AP */
+                lapic[0x310 / 4] = ap << 24;
+                lapic[0x300 / 4] = 0x4600 | (0x8000 >> 12);
+                spin(100000);
+            }
+            for (unsigned int wait = 0; wait < 400000000u && !(ap_mask & (1u << ap)); wait++)
+                __asm__ volatile("pause");
+        }
+        if (ap_mask != ((1u << cpus) - 2))
+            finish(12);
+    }
+    puts("mbtest: cpus up ");
+    putdec(cpus);
+    puts(" (APs by INIT-SIPI-SIPI)\n");
     finish(0);
 }
+
+/* The AP trampoline, copied to 0x8000 (the SIPI's page): real mode with DS = 0, so the GDTR is at
+ * its absolute address there; protected mode on, then a far jump to ap_entry32 in the image. */
+__asm__(".pushsection .text\n"
+        ".code16\n"
+        ".global ap_tramp_start, ap_tramp_end\n"
+        "ap_tramp_start:\n"
+        "  cli\n"
+        "  xor %ax, %ax\n"
+        "  mov %ax, %ds\n"
+        "  lgdtl 0x8000 + (ap_gdtr - ap_tramp_start)\n"
+        "  mov %cr0, %eax\n"
+        "  or $1, %eax\n"
+        "  mov %eax, %cr0\n"
+        "  ljmpl $0x08, $ap_entry32\n"
+        ".balign 8\n"
+        "ap_gdt:\n"
+        "  .quad 0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF\n"
+        "ap_gdtr:\n"
+        "  .word 23\n"
+        "  .long 0x8000 + (ap_gdt - ap_tramp_start)\n"
+        "ap_tramp_end:\n"
+        ".code32\n"
+        "ap_entry32:\n"
+        "  mov $0x10, %ax\n"
+        "  mov %ax, %ds\n"
+        "  mov %ax, %es\n"
+        "  mov %ax, %ss\n"
+        "  mov 0xFEE00020, %eax\n"
+        "  shr $24, %eax\n"
+        "  lock bts %eax, ap_mask\n"
+        "2: cli\n"
+        "  hlt\n"
+        "  jmp 2b\n"
+        ".popsection\n");
 
 /* The entry: a stack, then kmain(eax, ebx). Interrupts stay off. */
 __asm__(".pushsection .text\n"
