@@ -428,6 +428,20 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.MsrFaults == 4, "the host did not inject exactly the four #GPs the guest expects", vm.Vcpu!.MsrFaults);
         }
 
+        /// <summary>strio32: rep outsb to COM1, rep insb and insw (DF set) from fw_cfg, rep outsw with an FS override, all emulated.</summary>
+        public static void StringPortIoEmulated(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "strio32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            // strio32 exits with the number of the first check that failed (TestGuests.StringIo32).
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a string port I/O check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+        }
+
         public static void ApicTimerAndIoApicRouting(TestContext t)
         {
             if (Unavailable(t))

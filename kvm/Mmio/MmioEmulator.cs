@@ -17,7 +17,7 @@ namespace Tandem.Kvm.Mmio;
 /// Nothing is allocated; a failure is a status, never an exception. A LOCKed read-modify-write
 /// is a bus read then a bus write: devices see it as two accesses.
 /// </remarks>
-public static class MmioEmulator
+public static partial class MmioEmulator
 {
     /// <summary>Iterations of a REP string instruction per step; the rest re-executes.</summary>
     public const int MaxRepIterations = 4096;

@@ -70,6 +70,71 @@ namespace Tandem.Kvm.Vmx
 
         public static ExitAction Handle(Vcpu v, ulong gpa)
         {
+            MmioVcpuState cpu = ReadState();
+            var bus = new Bus(v.Vm, v.Index);
+            var memory = new GuestReader(v.Vm.Memory);
+            byte* bytes = stackalloc byte[16];
+            MmioStatus status = MmioEmulator.Step(ref bus, ref memory, ref *v.Registers, ref cpu, new System.Span<byte>(bytes, 15),
+                out int count, out MmioInstruction _, out MmioDecodeStatus decode, out GuestWalkStatus _, out ulong _);
+            v.MmioExits++;
+            if (Completed(v, cpu, status))
+                return ExitAction.Resume;
+            v.Vm.Stop(255, status == MmioStatus.Refused ? "an MMIO instruction Tandem does not emulate" : "an MMIO access Tandem could not complete");
+            Dump(v, "MMIO at gpa ", gpa, cpu.Rip, status, (ulong)decode, bytes, count);
+            return ExitAction.Stop;
+        }
+
+        /// <summary>The ports of the VM's port bus, for INS and OUTS (the device lock per element).</summary>
+        private readonly struct Ports : IPortIo
+        {
+            private readonly PcPlatform _p;
+
+            public Ports(PcPlatform p) { _p = p; }
+
+            public uint Read(ushort port, int size)
+            {
+                _p.Lock.Enter();
+                uint value = _p.Ports.Read(port, size);
+                _p.Lock.Exit();
+                return value;
+            }
+
+            public bool Write(ushort port, int size, uint value)
+            {
+                _p.Lock.Enter();
+                _p.Ports.Write(port, size, value);
+                _p.Lock.Exit();
+                return !Exits.IoExit.EndRequested(_p);
+            }
+        }
+
+        /// <summary>
+        /// A string port instruction (INS, OUTS, with or without REP; port I/O exit with the string
+        /// bit): emulated against the port bus and guest memory through the guest's page tables
+        /// (<see cref="MmioEmulator.PortString"/>). A long REP runs in slices, RIP staying on it. An
+        /// instruction that cannot be completed (a faulting or page-crossing element, bytes that
+        /// disagree with the exit) stops the VM with a dump, never the host.
+        /// </summary>
+        public static ExitAction PortString(Vcpu v, bool input, ushort port, int size, bool rep)
+        {
+            MmioVcpuState cpu = ReadState();
+            var ports = new Ports(v.Platform);
+            var bus = new Bus(v.Vm, v.Index);
+            var memory = new GuestReader(v.Vm.Memory);
+            byte* bytes = stackalloc byte[16];
+            MmioStatus status = MmioEmulator.PortString(ref ports, ref bus, ref memory, ref *v.Registers, ref cpu, input, port, size, rep,
+                new System.Span<byte>(bytes, 15), out int count, out GuestWalkStatus _, out ulong fault);
+            v.EntryWork = true;                  // a device may have changed
+            if (Completed(v, cpu, status))
+                return input ? ExitAction.Resume : Exits.IoExit.AfterWrite(v, v.Platform);
+            v.Vm.Stop(255, status == MmioStatus.Refused ? "a string port instruction Tandem could not decode" : "a string port instruction Tandem could not complete");
+            Dump(v, input ? "INS from port " : "OUTS to port ", port, cpu.Rip, status, fault, bytes, count);
+            return ExitAction.Stop;
+        }
+
+        /// <summary>The vCPU state the emulator needs, from the VMCS.</summary>
+        private static MmioVcpuState ReadState()
+        {
             MmioVcpuState cpu = default;
             cpu.Rip = Vmcs.Read(VmcsField.GuestRip);
             cpu.Rsp = Vmcs.Read(VmcsField.GuestRsp);
@@ -89,36 +154,37 @@ namespace Tandem.Kvm.Vmx
             cpu.DsBase = Vmcs.Read(VmcsField.GuestDsBase);
             cpu.FsBase = Vmcs.Read(VmcsField.GuestFsBase);
             cpu.GsBase = Vmcs.Read(VmcsField.GuestGsBase);
+            return cpu;
+        }
 
-            var bus = new Bus(v.Vm, v.Index);
-            var memory = new GuestReader(v.Vm.Memory);
-            byte* bytes = stackalloc byte[16];
-            MmioStatus status = MmioEmulator.Step(ref bus, ref memory, ref *v.Registers, ref cpu, new System.Span<byte>(bytes, 15),
-                out int count, out MmioInstruction _, out MmioDecodeStatus decode, out GuestWalkStatus _, out ulong _);
-            v.MmioExits++;
-            if (status == MmioStatus.Done || status == MmioStatus.Partial)
-            {
-                // Partial: a long REP string op did a slice; RIP stays and the guest re-executes it.
-                Vmcs.Write(VmcsField.GuestRip, cpu.Rip);
-                Vmcs.Write(VmcsField.GuestRsp, cpu.Rsp);
-                Vmcs.Write(VmcsField.GuestRflags, cpu.Rflags);
-                if (status == MmioStatus.Done)
-                    Events.EndInterruptShadow();
-                v.EntryWork = true;          // a device may have changed
-                return ExitAction.Resume;
-            }
-            v.Vm.Stop(255, status == MmioStatus.Refused ? "an MMIO instruction Tandem does not emulate" : "an MMIO access Tandem could not complete");
+        /// <summary>Done or Partial: RIP, RSP and RFLAGS go back to the VMCS (Partial: a long REP did a slice; RIP stays and the guest executes it again).</summary>
+        private static bool Completed(Vcpu v, in MmioVcpuState cpu, MmioStatus status)
+        {
+            if (status != MmioStatus.Done && status != MmioStatus.Partial)
+                return false;
+            Vmcs.Write(VmcsField.GuestRip, cpu.Rip);
+            Vmcs.Write(VmcsField.GuestRsp, cpu.Rsp);
+            Vmcs.Write(VmcsField.GuestRflags, cpu.Rflags);
+            if (status == MmioStatus.Done)
+                Events.EndInterruptShadow();
+            v.EntryWork = true;          // a device may have changed
+            return true;
+        }
+
+        private static void Dump(Vcpu v, string what, ulong where, ulong rip, MmioStatus status, ulong detail, byte* bytes, int count)
+        {
             ulong f = KvmHost.LogBegin();
             KvmHost.Write("vm ");
             KvmHost.WriteDecimal((ulong)v.Vm.Id);
-            KvmHost.Write(": MMIO at gpa ");
-            KvmHost.WriteHex(gpa);
+            KvmHost.Write(": ");
+            KvmHost.Write(what);
+            KvmHost.WriteHex(where);
             KvmHost.Write(", rip ");
-            KvmHost.WriteHex(cpu.Rip);
+            KvmHost.WriteHex(rip);
             KvmHost.Write(", status ");
             KvmHost.WriteDecimal((ulong)status);
-            KvmHost.Write(", decoder ");
-            KvmHost.WriteDecimal((ulong)decode);
+            KvmHost.Write(", detail ");
+            KvmHost.WriteHex(detail);
             KvmHost.Write(", bytes");
             for (int i = 0; i < count; i++)
             {
@@ -128,7 +194,6 @@ namespace Tandem.Kvm.Vmx
             }
             KvmHost.WriteChar('\n');
             KvmHost.LogEnd(f);
-            return ExitAction.Stop;
         }
 
         private static char Hex(int n) => (char)(n < 10 ? '0' + n : 'a' + n - 10);

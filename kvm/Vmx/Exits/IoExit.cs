@@ -6,7 +6,7 @@ namespace Tandem.Kvm.Vmx.Exits
     /// PCI, fw_cfg, the debug-exit port 0xF4), where unclaimed ports read as all ones and ignore
     /// writes, except the test phase port 0x502 (the host's tests act at each phase). After a
     /// write, a debug-exit write ends the VM with that status, and a pulled reset line ends it too
-    /// (restarting is not supported yet).
+    /// (restarting is not supported yet). INS and OUTS are emulated (<see cref="MmioExit.PortString"/>).
     /// </summary>
     internal static unsafe class IoExit
     {
@@ -21,10 +21,7 @@ namespace Tandem.Kvm.Vmx.Exits
             ushort port = (ushort)(qualification >> 16);
             v.Vm.CountPort(port);
             if (stringOp)
-            {
-                v.Vm.Stop(255, "string port I/O (INS/OUTS) is not supported");
-                return ExitAction.Stop;
-            }
+                return MmioExit.PortString(v, input, port, size, (qualification & 32) != 0);
             GuestRegisters* r = v.Registers;
             v.EntryWork = true;           // a device may have changed: the next entry looks
             Devices.PcPlatform p = v.Platform;
@@ -53,6 +50,15 @@ namespace Tandem.Kvm.Vmx.Exits
             p.Lock.Enter();
             p.Ports.Write(port, size, (uint)value);
             p.Lock.Exit();
+            return AfterWrite(v, p);
+        }
+
+        /// <summary>A port write asked for the VM's end: the debug-exit port, ACPI S5, or a reset line.</summary>
+        public static bool EndRequested(Devices.PcPlatform p) => p.DebugExit.ExitRequested || p.Pm.PowerOffRequested || p.Reset.Requested;
+
+        /// <summary>After a port write (OUT or OUTS): the VM ends if the write asked for it (debug exit, S5, reset); a sleep request wakes at once.</summary>
+        public static ExitAction AfterWrite(Vcpu v, Devices.PcPlatform p)
+        {
             if (p.DebugExit.ExitRequested)
             {
                 v.Vm.FlushSerial();

@@ -43,6 +43,7 @@ public static partial class TestGuests
         ("s5_32", S5Guest()),
         ("smp32", Smp32()),
         ("nmiinit32", NmiInit32()),
+        ("strio32", StringIo32()),
         ("smpspin32", SmpSpin32()),
         ("ipibench32", IpiBench32()),
         ("yieldbench32", YieldBench32()),
