@@ -15,10 +15,11 @@ namespace Tandem.Mm;
 /// <remarks>
 /// <para>Storage: a frame of the pool is cut into chunks of one size class. A class is a chunk size
 /// in 16-byte granules; there is one class per chunks-per-frame count (the largest size with that
-/// count), since within one frame a finer size cannot fit more chunks. A chunk holds a 4-byte header
-/// (block length in bits 0-11, the store's 20-bit tag in bits 12-31) and the LZ4 block. Each class
-/// keeps a list of its frames that have a free chunk; a frame whose last chunk is freed goes back to
-/// the frame allocator at once.</para>
+/// count), since within one frame a finer size cannot fit more chunks. A chunk holds an 8-byte
+/// header (block length in bits 0-11 and the store's 20-bit tag in bits 12-31; then a checksum of
+/// the block, since LZ4 has none and the device must report a corrupt block) and the LZ4 block. A
+/// raw frame's tag and checksum are kept in its slot. Each class keeps a list of its frames that
+/// have a free chunk; a frame whose last chunk is freed goes back to the frame allocator at once.</para>
 /// <para>Handles (low 3 bits: the kind): zero; same-filled with a 61-bit sign-extended word in bits
 /// 3-63; same-filled with a repeated 32-bit word in bits 3-34; compressed or raw with the chunk in
 /// bits 3-10, the tag in bits 11-30 and the frame's slot in bits 31-63. The tag makes a stale handle
@@ -37,8 +38,8 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
     /// <summary>Chunk sizes are multiples of this.</summary>
     public const int GranuleBytes = 16;
 
-    /// <summary>Chunk header: block length and tag.</summary>
-    public const int HeaderBytes = 4;
+    /// <summary>Chunk header: block length and tag, then the block's checksum.</summary>
+    public const int HeaderBytes = 8;
 
     /// <summary>
     /// The longest LZ4 block kept compressed. A longer block would need a chunk of more than half a
@@ -74,6 +75,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
     private readonly int[] _slotNext;
     private readonly int[] _slotPrev;
     private readonly int[] _slotRawTag;
+    private readonly uint[] _slotRawChecksum;
     // Four words per slot: bit set = chunk in use (at most 256 chunks of one granule).
     private readonly ulong[] _slotChunks;
     private int _freeSlot;
@@ -117,6 +119,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         _slotNext = new int[slots];
         _slotPrev = new int[slots];
         _slotRawTag = new int[slots];
+        _slotRawChecksum = new uint[slots];
         _slotChunks = new ulong[slots * 4];
         for (int i = 0; i < slots; i++)
         {
@@ -185,6 +188,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         ushort* table = stackalloc ushort[Lz4Block.HashEntries];
         byte* block = stackalloc byte[MaxBlockBytes];
         int length = Lz4Block.Compress(page, PageBytes, block, MaxBlockBytes, table);
+        uint checksum = length == 0 ? Checksum(page, PageBytes) : Checksum(block, length);
 
         _lock.Enter(_platform);
         int slot;
@@ -200,6 +204,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
             }
             _slotClass[slot] = RawClass;
             _slotRawTag[slot] = (int)tag;
+            _slotRawChecksum[slot] = checksum;
             Copy(FrameBytes(slot), page, PageBytes);
             _lock.Exit();
             Interlocked.Increment(ref _rawPages);
@@ -216,6 +221,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         }
         byte* at = ChunkBytes(slot, cls, chunk);
         *(uint*)at = (uint)length | (tag << 12);
+        *(uint*)(at + 4) = checksum;
         Copy(at + HeaderBytes, block, length);
         _lock.Exit();
         Interlocked.Increment(ref _compressedPages);
@@ -252,8 +258,14 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
                     _lock.Exit();
                     break;
                 }
+                uint expected = _slotRawChecksum[slot];
                 Copy(page, FrameBytes(slot), PageBytes);
                 _lock.Exit();
+                if (Checksum(page, PageBytes) != expected)
+                {
+                    Interlocked.Increment(ref _corruptBlocks);
+                    return false;
+                }
                 return true;
         }
         Interlocked.Increment(ref _badHandles);
@@ -271,9 +283,12 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
             return false;
         }
         // Copied out under the lock: a racing free cannot hand the chunk to another store mid-read.
-        Copy(block, ChunkBytes(slot, cls, chunk) + HeaderBytes, length);
+        byte* at = ChunkBytes(slot, cls, chunk);
+        uint expected = *(uint*)(at + 4);
+        Copy(block, at + HeaderBytes, length);
         _lock.Exit();
-        if (Lz4Block.Decompress(block, length, page, PageBytes) != PageBytes)
+        // LZ4 has no check of its own: a flipped literal would decode to a wrong page.
+        if (Checksum(block, length) != expected || Lz4Block.Decompress(block, length, page, PageBytes) != PageBytes)
         {
             Interlocked.Increment(ref _corruptBlocks);
             return false;
@@ -548,6 +563,30 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
     private byte* ChunkBytes(int slot, int cls, int chunk)
     {
         return FrameBytes(slot) + chunk * _classGranules[cls] * GranuleBytes;
+    }
+
+    /// <summary>
+    /// A 32-bit checksum of <c>[p, p + length)</c>: each 8-byte word is mixed in by an xor and a
+    /// multiplication by an odd constant, both invertible, so a change in one word always changes the
+    /// 64-bit state; folding it to 32 bits leaves a 2^-32 chance of missing a corruption.
+    /// </summary>
+    internal static uint Checksum(byte* p, int length)
+    {
+        ulong h = 0x9E3779B97F4A7C15UL ^ (ulong)length;
+        while (length >= 8)
+        {
+            h = (h ^ Unsafe.ReadUnaligned<ulong>(p)) * 0xFF51AFD7ED558CCDUL;
+            h ^= h >> 29;
+            p += 8;
+            length -= 8;
+        }
+        while (length > 0)
+        {
+            h = (h ^ *p++) * 0xC4CEB9FE1A85EC53UL;
+            length--;
+        }
+        h ^= h >> 32;
+        return (uint)h;
     }
 
     private static void Fill(byte* page, ulong word)
