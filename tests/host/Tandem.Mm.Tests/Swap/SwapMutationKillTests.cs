@@ -1,5 +1,4 @@
 using System;
-using System.Runtime.InteropServices;
 using Tandem.Mm;
 using Xunit;
 
@@ -112,27 +111,25 @@ public unsafe class SwapMutationKillTests
     }
 
     /// <summary>
-    /// Kills: ReadLengthBytes' <c>sum &gt; cap</c> removed. With 9 million length bytes of 255 the
-    /// sum passes int.MaxValue and turns negative; the negative count passes the literal bounds
-    /// checks and moves the read position before the block (a wild read, usually a crash).
+    /// Kills: ReadLengthBytes' <c>sum &gt; cap</c> removed. 16 843 010 length bytes of 255 sum to
+    /// 2^32 + 254: the int wraps round to 254, past the caller's "negative" test, and the mutant
+    /// reads 269 literals where the block says four billion, returning 269 for a malformed block.
+    /// (A single wrap to a negative sum is caught by the caller either way.) The check stops at the
+    /// 17th length byte.
     /// </summary>
     [Fact]
     public void AnOverflowingLengthIsRejected()
     {
-        const int Run = 9_000_000;
-        byte* block = (byte*)NativeMemory.Alloc(Run + 2);
-        try
-        {
-            block[0] = 0xF0;
-            new Span<byte>(block + 1, Run).Fill(0xFF);
-            block[Run + 1] = 0x00;
-            byte* dst = stackalloc byte[Page];
-            Assert.Equal(Lz4Block.Corrupt, Lz4Block.Decompress(block, Run + 2, dst, Page));
-        }
-        finally
-        {
-            NativeMemory.Free(block);
-        }
+        const int Run = 16_843_010;
+        const int Tail = 15 + 254;
+        byte[] block = new byte[1 + Run + 1 + Tail];
+        block[0] = 0xF0;
+        block.AsSpan(1, Run).Fill(0xFF);
+        block[Run + 1] = 0x00;
+        block.AsSpan(Run + 2).Fill((byte)'x');
+        byte* dst = stackalloc byte[Page];
+        fixed (byte* s = block)
+            Assert.Equal(Lz4Block.Corrupt, Lz4Block.Decompress(s, block.Length, dst, Page));
     }
 
     /// <summary>Kills: <c>ip == srcLength</c> (the end of a block) changed: every valid block would fail.</summary>
