@@ -315,32 +315,32 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
                 Interlocked.Decrement(ref _sameFilledPages);
                 return;
             case KindCompressed:
-            {
-                _lock.Enter(_platform);
-                if (!IsLiveChunkLocked(handle, out int slot, out int cls, out int chunk, out int length))
                 {
+                    _lock.Enter(_platform);
+                    if (!IsLiveChunkLocked(handle, out int slot, out int cls, out int chunk, out int length))
+                    {
+                        _lock.Exit();
+                        break;
+                    }
+                    ReleaseChunkLocked(slot, cls, chunk);
                     _lock.Exit();
-                    break;
+                    Interlocked.Decrement(ref _compressedPages);
+                    Interlocked.Add(ref _compressedBytes, -length);
+                    return;
                 }
-                ReleaseChunkLocked(slot, cls, chunk);
-                _lock.Exit();
-                Interlocked.Decrement(ref _compressedPages);
-                Interlocked.Add(ref _compressedBytes, -length);
-                return;
-            }
             case KindRaw:
-            {
-                _lock.Enter(_platform);
-                if (!IsLiveRawLocked(handle, out int slot))
                 {
+                    _lock.Enter(_platform);
+                    if (!IsLiveRawLocked(handle, out int slot))
+                    {
+                        _lock.Exit();
+                        break;
+                    }
+                    ReleaseFrameLocked(slot);
                     _lock.Exit();
-                    break;
+                    Interlocked.Decrement(ref _rawPages);
+                    return;
                 }
-                ReleaseFrameLocked(slot);
-                _lock.Exit();
-                Interlocked.Decrement(ref _rawPages);
-                return;
-            }
         }
         Interlocked.Increment(ref _badHandles);
     }

@@ -91,63 +91,63 @@ public unsafe class Lz4FuzzTests
         switch (r.Next(9))
         {
             case 0: // flip a few bytes
-            {
-                byte[] x = (byte[])a.Clone();
-                for (int n = r.Next(1, 4); n > 0; n--)
-                    x[r.Next(x.Length)] ^= (byte)r.Next(1, 256);
-                return x;
-            }
+                {
+                    byte[] x = (byte[])a.Clone();
+                    for (int n = r.Next(1, 4); n > 0; n--)
+                        x[r.Next(x.Length)] ^= (byte)r.Next(1, 256);
+                    return x;
+                }
             case 1: // truncate
                 return a.AsSpan(0, r.Next(0, a.Length)).ToArray();
             case 2: // extend with random bytes
-            {
-                byte[] x = new byte[a.Length + r.Next(1, 64)];
-                a.CopyTo(x, 0);
-                r.NextBytes(x.AsSpan(a.Length));
-                return x;
-            }
+                {
+                    byte[] x = new byte[a.Length + r.Next(1, 64)];
+                    a.CopyTo(x, 0);
+                    r.NextBytes(x.AsSpan(a.Length));
+                    return x;
+                }
             case 3: // random bytes
-            {
-                byte[] x = new byte[r.Next(0, 300)];
-                r.NextBytes(x);
-                return x;
-            }
+                {
+                    byte[] x = new byte[r.Next(0, 300)];
+                    r.NextBytes(x);
+                    return x;
+                }
             case 4: // splice two blocks
-            {
-                int cutA = r.Next(a.Length + 1), cutB = r.Next(b.Length + 1);
-                byte[] x = new byte[cutA + b.Length - cutB];
-                a.AsSpan(0, cutA).CopyTo(x);
-                b.AsSpan(cutB).CopyTo(x.AsSpan(cutA));
-                return x;
-            }
+                {
+                    int cutA = r.Next(a.Length + 1), cutB = r.Next(b.Length + 1);
+                    byte[] x = new byte[cutA + b.Length - cutB];
+                    a.AsSpan(0, cutA).CopyTo(x);
+                    b.AsSpan(cutB).CopyTo(x.AsSpan(cutA));
+                    return x;
+                }
             case 5: // long length runs: 0xFF where a length byte may be read
-            {
-                byte[] x = (byte[])a.Clone();
-                int at = r.Next(x.Length);
-                int len = Math.Min(x.Length - at, r.Next(1, 40));
-                x.AsSpan(at, len).Fill(0xFF);
-                return x;
-            }
+                {
+                    byte[] x = (byte[])a.Clone();
+                    int at = r.Next(x.Length);
+                    int len = Math.Min(x.Length - at, r.Next(1, 40));
+                    x.AsSpan(at, len).Fill(0xFF);
+                    return x;
+                }
             case 6: // set one byte to a boundary value (offsets 0 and 0xFFFF, nibbles 0 and 15)
-            {
-                byte[] x = (byte[])a.Clone();
-                byte[] values = { 0x00, 0xFF, 0x0F, 0xF0, 0x01, 0x10 };
-                if (x.Length > 0)
-                    x[r.Next(x.Length)] = values[r.Next(values.Length)];
-                return x;
-            }
+                {
+                    byte[] x = (byte[])a.Clone();
+                    byte[] values = { 0x00, 0xFF, 0x0F, 0xF0, 0x01, 0x10 };
+                    if (x.Length > 0)
+                        x[r.Next(x.Length)] = values[r.Next(values.Length)];
+                    return x;
+                }
             case 7: // the block is valid: the decoder must accept it (checked by the caller's counts)
                 return (byte[])a.Clone();
             default: // drop one byte
-            {
-                if (a.Length == 0)
-                    return a;
-                int at = r.Next(a.Length);
-                byte[] x = new byte[a.Length - 1];
-                a.AsSpan(0, at).CopyTo(x);
-                a.AsSpan(at + 1).CopyTo(x.AsSpan(at));
-                return x;
-            }
+                {
+                    if (a.Length == 0)
+                        return a;
+                    int at = r.Next(a.Length);
+                    byte[] x = new byte[a.Length - 1];
+                    a.AsSpan(0, at).CopyTo(x);
+                    a.AsSpan(at + 1).CopyTo(x.AsSpan(at));
+                    return x;
+                }
         }
     }
 }

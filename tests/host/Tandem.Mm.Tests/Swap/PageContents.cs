@@ -70,63 +70,63 @@ public static class PageContents
                 r.NextBytes(p);
                 break;
             case PageKind.Text:
-            {
-                // Log-like text: rising timestamps; two lines in three repeat an earlier one, the
-                // rest are words from a small vocabulary (compresses about 2-3:1, as logs and prose do).
-                StringBuilder sb = new StringBuilder();
-                int time = r.Next(1_000_000);
-                System.Collections.Generic.List<string> lines = new System.Collections.Generic.List<string>();
-                while (sb.Length < p.Length)
                 {
-                    string line;
-                    if (lines.Count > 0 && r.Next(3) != 0)
+                    // Log-like text: rising timestamps; two lines in three repeat an earlier one, the
+                    // rest are words from a small vocabulary (compresses about 2-3:1, as logs and prose do).
+                    StringBuilder sb = new StringBuilder();
+                    int time = r.Next(1_000_000);
+                    System.Collections.Generic.List<string> lines = new System.Collections.Generic.List<string>();
+                    while (sb.Length < p.Length)
                     {
-                        line = lines[r.Next(lines.Count)];
+                        string line;
+                        if (lines.Count > 0 && r.Next(3) != 0)
+                        {
+                            line = lines[r.Next(lines.Count)];
+                        }
+                        else
+                        {
+                            StringBuilder l = new StringBuilder();
+                            for (int w = r.Next(3, 12); w > 0; w--)
+                                l.Append(Words[r.Next(Words.Length)]).Append(' ');
+                            line = l.ToString();
+                            lines.Add(line);
+                        }
+                        sb.Append('[').Append(time += r.Next(1, 50)).Append("] ").Append(line).Append('\n');
                     }
-                    else
-                    {
-                        StringBuilder l = new StringBuilder();
-                        for (int w = r.Next(3, 12); w > 0; w--)
-                            l.Append(Words[r.Next(Words.Length)]).Append(' ');
-                        line = l.ToString();
-                        lines.Add(line);
-                    }
-                    sb.Append('[').Append(time += r.Next(1, 50)).Append("] ").Append(line).Append('\n');
+                    Encoding.ASCII.GetBytes(sb.ToString(0, p.Length), p);
+                    break;
                 }
-                Encoding.ASCII.GetBytes(sb.ToString(0, p.Length), p);
-                break;
-            }
             case PageKind.Repetitive:
-            {
-                int period = r.Next(1, 300);
-                Span<byte> pattern = stackalloc byte[period];
-                r.NextBytes(pattern);
-                for (int i = 0; i < p.Length; i++)
-                    p[i] = pattern[i % period];
-                int noise = r.Next(0, 40);
-                for (int i = 0; i < noise; i++)
-                    p[r.Next(p.Length)] = (byte)r.Next(256);
-                break;
-            }
-            case PageKind.Real:
-            {
-                byte[] real = RealBytes;
-                int at = r.Next(0, real.Length - p.Length);
-                real.AsSpan(at, p.Length).CopyTo(p);
-                break;
-            }
-            case PageKind.Sparse:
-            {
-                // A page of structures: mostly zero, a few pointers and counters.
-                int n = r.Next(1, 64);
-                for (int i = 0; i < n; i++)
                 {
-                    int slot = r.Next(p.Length / 8) * 8;
-                    ulong v = r.Next(3) == 0 ? 0xFFFF_8000_0000_0000UL | (ulong)r.NextInt64(1L << 40) << 3 : (ulong)r.Next(1000);
-                    BitConverter.TryWriteBytes(p.Slice(slot), v);
+                    int period = r.Next(1, 300);
+                    Span<byte> pattern = stackalloc byte[period];
+                    r.NextBytes(pattern);
+                    for (int i = 0; i < p.Length; i++)
+                        p[i] = pattern[i % period];
+                    int noise = r.Next(0, 40);
+                    for (int i = 0; i < noise; i++)
+                        p[r.Next(p.Length)] = (byte)r.Next(256);
+                    break;
                 }
-                break;
-            }
+            case PageKind.Real:
+                {
+                    byte[] real = RealBytes;
+                    int at = r.Next(0, real.Length - p.Length);
+                    real.AsSpan(at, p.Length).CopyTo(p);
+                    break;
+                }
+            case PageKind.Sparse:
+                {
+                    // A page of structures: mostly zero, a few pointers and counters.
+                    int n = r.Next(1, 64);
+                    for (int i = 0; i < n; i++)
+                    {
+                        int slot = r.Next(p.Length / 8) * 8;
+                        ulong v = r.Next(3) == 0 ? 0xFFFF_8000_0000_0000UL | (ulong)r.NextInt64(1L << 40) << 3 : (ulong)r.Next(1000);
+                        BitConverter.TryWriteBytes(p.Slice(slot), v);
+                    }
+                    break;
+                }
             case PageKind.HalfRandom:
                 r.NextBytes(p.Slice(0, r.Next(p.Length)));
                 break;
