@@ -90,6 +90,13 @@ public sealed class BenchReport
         _rows.Add(new Row(label, method, value, null, true, $"median {Fmt(a.Median(method))} / median {Fmt(b.Median(method))}; {detail}", null));
     }
 
+    /// <summary>
+    /// A goal on a figure that is not a time ratio (e.g. a size ratio measured once, untimed), or
+    /// null when its benchmark did not run.
+    /// </summary>
+    public void Figure(string label, string method, double? value, double limit, bool atMost, string detail) =>
+        _rows.Add(new Row(label, method, value, limit, atMost, detail, null));
+
     /// <summary>A goal missed, or (when <paramref name="all"/>: every benchmark was meant to run) a goal without figures.</summary>
     public bool Missed(bool all) => _rows.Any(r => r.Status == "MISSED" || (all && r.Status == "NOT RUN"));
 

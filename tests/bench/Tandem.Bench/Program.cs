@@ -31,6 +31,10 @@ public static class Program
         report.Paired("unmap: one null notifier / none", nameof(UnmapNotifierBenchmarks.UnmapNotifierVsNone), 1.1);
         // fault-in rate >= 0.5 x zeroing rate  <=>  fault-in time / zeroing time (same page count) <= 2.
         report.Paired("demand fault-in / zeroing, same pages (fault-in rate >= 0.5x zeroing rate)", nameof(FaultInBenchmarks.FaultInVsZero), 2.0);
+        report.Paired("LZ4 compress, page mix: Tandem / K4os L00_FAST", nameof(Lz4CompressBenchmarks.TandemVsK4os), 2.0);
+        report.Figure("LZ4 compressed size, page mix: Tandem / K4os L00_FAST (within 5 %)", nameof(Lz4CompressBenchmarks.TandemVsK4os),
+            Lz4CompressBenchmarks.SizeRatio, 1.05, true,
+            $"{Lz4CompressBenchmarks.TandemBytes} B / {Lz4CompressBenchmarks.K4osBytes} B over {Lz4CompressBenchmarks.Pages} pages, seed {Lz4CompressBenchmarks.Seed}");
         report.Print();
         report.Save(artifacts, "Tandem.Bench-goals.json");
         BenchReport.PrintJsonPaths(artifacts);
