@@ -156,16 +156,21 @@ public sealed partial class MemoryManager<TPlatform>
     }
 
     /// <summary>
-    /// Direct reclaim: a faulting thread found no free frame. Bounded: one eviction round, and if
-    /// it evicted nothing, one aging pass and one more round. Called with no mm lock held. True if
-    /// some page was evicted (the caller retries its allocation once).
+    /// Direct reclaim: a faulting thread found no free frame. Bounded: at most
+    /// <see cref="LruGenerations{TPlatform}.MaxGenerations"/> rounds of an eviction round followed,
+    /// when it evicted nothing, by an aging pass (eviction needs three generations; a pass that
+    /// another thread is running is not waited for). Called with no mm lock held. True if some
+    /// page was evicted (the caller retries its allocation once).
     /// </summary>
     public bool DirectReclaim()
     {
-        int got = Evict(DirectReclaimBatch);
-        if (got == 0 && AgingPass())
-            got = Evict(DirectReclaimBatch);
-        return got > 0;
+        for (int round = 0; round < LruGenerations<TPlatform>.MaxGenerations; round++)
+        {
+            if (Evict(DirectReclaimBatch) > 0)
+                return true;
+            AgingPass();
+        }
+        return false;
     }
 
     private AddressSpace<TPlatform>? FirstMapping(Pfn frame, out VirtAddr address)
