@@ -9,7 +9,6 @@ namespace Tandem.Mm;
 public sealed partial class MemoryManager<TPlatform> where TPlatform : struct, IMmPlatform
 {
     private int _nextSpaceId;
-    private int _generation;
 
     /// <summary>The platform.</summary>
     public readonly TPlatform Platform;
@@ -17,6 +16,8 @@ public sealed partial class MemoryManager<TPlatform> where TPlatform : struct, I
     public readonly FrameDatabase<TPlatform> Frames;
     /// <summary>The reverse map.</summary>
     public readonly ReverseMap<TPlatform> Rmap;
+    /// <summary>The generations of anonymous pages (mm/Reclaim, docs/reclaim.md).</summary>
+    public readonly LruGenerations<TPlatform> Lru;
 
     /// <summary>
     /// Creates the memory manager for frames <c>[0, frameCount)</c> (frames below
@@ -27,17 +28,12 @@ public sealed partial class MemoryManager<TPlatform> where TPlatform : struct, I
         Platform = platform;
         Frames = new FrameDatabase<TPlatform>(platform, frameCount, firstUsable);
         Rmap = new ReverseMap<TPlatform>(platform, Frames, rmapCapacity);
+        Lru = new LruGenerations<TPlatform>(platform, Frames);
+        Rmap.Lru = Lru;
     }
 
-    /// <summary>The current LRU generation.</summary>
-    public int Generation { get { return Volatile.Read(ref _generation); } }
-
-    /// <summary>Starts a new LRU generation (after an aging pass).</summary>
-    public int AdvanceGeneration()
-    {
-        // Atomic: several aging walkers may advance it.
-        return Interlocked.Increment(ref _generation);
-    }
+    /// <summary>The current (youngest) LRU generation, <see cref="LruGenerations{TPlatform}.MaxSeq"/>.</summary>
+    public int Generation { get { return Lru.MaxSeq; } }
 
     /// <summary>Creates an empty address space; null if no frame is left for its root table.</summary>
     public AddressSpace<TPlatform>? CreateAddressSpace()
@@ -45,6 +41,8 @@ public sealed partial class MemoryManager<TPlatform> where TPlatform : struct, I
         if (!Frames.AllocateFrame(out Pfn root))
             return null;
         int id = Interlocked.Increment(ref _nextSpaceId);
-        return new AddressSpace<TPlatform>(this, id, root);
+        AddressSpace<TPlatform> space = new AddressSpace<TPlatform>(this, id, root);
+        RegisterSpace(space);
+        return space;
     }
 }

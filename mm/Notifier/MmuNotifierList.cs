@@ -25,7 +25,7 @@ namespace Tandem.Mm;
 /// then unpublish and wait: after they return, no callback of it is running or will run. Neither
 /// waits for sections that begin after it, so a busy address space cannot starve them.
 /// </remarks>
-public sealed class MmuNotifierList<TPlatform> where TPlatform : struct, IMmPlatform
+public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct, IMmPlatform
 {
     private readonly TPlatform _platform;
     private readonly IAddressSpace _owner;

@@ -38,7 +38,8 @@ public sealed partial class MemoryManager<TPlatform>
     /// and the secondary MMUs' answers. <paramref name="exact"/> false: the fast-only notifier call
     /// (aging walk, look-around: never waits on a lock); a mapping whose fast answer is incomplete
     /// (a notifier without lockless aging was not asked) counts as young. True: the exact
-    /// ClearFlushYoung (eviction). A young frame moves to the current generation.
+    /// ClearFlushYoung (eviction). A young frame moves to the youngest generation (if it is on an
+    /// LRU list; eviction puts back the frame it isolated itself).
     /// </summary>
     public bool AgeFrame(Pfn frame, bool exact)
     {
@@ -55,7 +56,7 @@ public sealed partial class MemoryManager<TPlatform>
             space.PutUser();
         }
         if (young)
-            System.Threading.Volatile.Write(ref Frames.Record(frame).LruGeneration, Generation);
+            Lru.Promote(frame);
         Frames.PutRef(frame);
         return young;
     }

@@ -24,6 +24,9 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
     private int _used;
     private SpinLock _lock;
 
+    /// <summary>The LRU a frame leaves when its last mapping is removed (set once by the memory manager).</summary>
+    internal LruGenerations<TPlatform>? Lru;
+
     /// <summary>Creates a pool of <paramref name="capacity"/> entries.</summary>
     public ReverseMap(TPlatform platform, FrameDatabase<TPlatform> frames, int capacity)
     {
@@ -90,12 +93,17 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         else
             _next[prev] = _next[e];
         r.MapCount--;
+        int left = r.MapCount;
         _space[e] = null;
         _stamp[e] = 0;
         _next[e] = _freeHead;
         _freeHead = e;
         _used--;
         _lock.Exit();
+        // The last mapping went: the frame leaves the LRU (after the rmap lock is dropped: the two
+        // locks are never held together; the caller's page-table lock is still held).
+        if (left == 0 && Lru != null)
+            Lru.Remove(frame);
         return true;
     }
 

@@ -104,7 +104,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>Demand-zero: allocate, zero outside the lock, install unless someone else did. Exists = lost a race.</summary>
     private FaultStatus FaultAnonymous(Region region, VirtAddr page)
     {
-        if (!_mm.Frames.AllocateFrame(out Pfn frame))
+        // No frame: reclaim synchronously (bounded; no lock is held here), then retry once.
+        if (!_mm.Frames.AllocateFrame(out Pfn frame) && !(_mm.DirectReclaim() && _mm.Frames.AllocateFrame(out frame)))
             return FaultStatus.OutOfMemory;
         ZeroFrame(frame);
         return InstallAnonymous(page, frame, region.Prot);
@@ -130,6 +131,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         else
         {
             _mm.Frames.SetFlags(frame, FrameFlags.Anonymous);
+            _mm.Lru.Add(frame, this, page); // the youngest generation (LRU lock inside _ptLock)
             // Release store: the zeroed (or copied) contents and the frame record are visible
             // before the entry; pairs with PteOps.Read in walkers and the CPU's page walk.
             PteOps.Write(slot, PageTableEntry.ForLeaf(frame.Address, 1, prot));

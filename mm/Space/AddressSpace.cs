@@ -40,6 +40,9 @@ public sealed unsafe partial class AddressSpace<TPlatform> : IAddressSpace where
     /// <summary>The notifiers of the secondary MMUs that follow this address space (O(1) from here).</summary>
     public readonly MmuNotifierList<TPlatform> Notifiers;
 
+    /// <summary>This space's LRU state: statistics and the aging walk's dense-table filter.</summary>
+    public readonly SpaceLru Lru = new SpaceLru();
+
     internal AddressSpace(MemoryManager<TPlatform> mm, int id, Pfn root)
     {
         _mm = mm;
@@ -185,6 +188,7 @@ public sealed unsafe partial class AddressSpace<TPlatform> : IAddressSpace where
 
     private void Teardown()
     {
+        _mm.UnregisterSpace(this);
         // Every notifier drops its mappings while it still gets invalidations, then is unpublished;
         // after this returns no secondary maps anything of this space or runs a callback on it.
         Notifiers.ReleaseAll(this);

@@ -9,7 +9,8 @@ namespace Tandem.Kvm.Bench;
 
 /// <summary>
 /// The EPT benchmarks. <c>dotnet run -c Release --project tests/bench/Tandem.Kvm.Bench -- [--artifacts DIR] [BenchmarkDotNet options]</c>;
-/// <c>--probe [aliases]</c> times single passes with a stopwatch instead (ns per leaf).
+/// <c>--probe [aliases]</c> times single passes with a stopwatch instead (ns per leaf); <c>--lookaround</c> counts the entries
+/// an aging pass touches with and without look-around (<see cref="LookAroundBench"/>).
 /// Each case is paired (<see cref="Paired"/>): both sides of a ratio in every iteration. BenchmarkDotNet's clock is the benchmark thread's CPU time (<see cref="ThreadCpuClock"/>): this
 /// machine is shared, and wall time would also count the time the thread waited for a core. The
 /// wall-clock paired ratios are printed beside. Exit status 1 when a goal is missed.
@@ -25,6 +26,8 @@ public static class Program
             return Probe.RunOne(args[1], int.Parse(args[2]), args.Length > 3 ? int.Parse(args[3]) : 64);
         if (args.Length > 0 && args[0] == "--probe-corunner")
             return Probe.RunCorunner(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases, args.Length > 2 ? int.Parse(args[2]) : 15);
+        if (args.Length > 0 && args[0] == "--lookaround")
+            return LookAroundBench.Run();
         if (args.Length > 0 && args[0] == "--probe")
             return Probe.Run(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases);
         string artifacts = BenchReport.Artifacts(ref args);
