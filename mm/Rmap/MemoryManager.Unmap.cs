@@ -29,6 +29,9 @@ public sealed partial class MemoryManager<TPlatform>
             space.PutUser();
         }
         bool unmapped = Frames.MapCountOf(frame) == 0;
+        // A swap-cache frame that lost its last mapping and that no swap entry names goes too.
+        if (unmapped && Swap != null && (Frames.FlagsOf(frame) & FrameFlags.SwapCache) != 0)
+            Swap.ReleaseIfUnused(frame);
         Frames.PutRef(frame);
         return unmapped;
     }
@@ -69,6 +72,9 @@ public sealed partial class MemoryManager<TPlatform>
     {
         if (AgeFrame(frame, true))
             return false;
+        // With a swap device an anonymous page is swapped out, never dropped (mm/Swap).
+        if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
+            return TrySwapOut(frame) == SwapOutResult.Evicted;
         return TryToUnmap(frame);
     }
 }
