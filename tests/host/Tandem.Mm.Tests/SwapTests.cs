@@ -197,6 +197,18 @@ public unsafe class SwapTests
             Assert.Equal(SwapOutResult.Evicted, Evict(b, 1));
             Assert.Equal(101UL, Read(b, 1, out Pfn _));
             Assert.Equal(100UL, Read(b, 0, out Pfn _));
+            // A page with an old copy, written again, meets a full device: the new contents stay
+            // in memory (dirty) however often reclaim comes back; the old copy is never taken for them.
+            d.Capacity = d.Count;
+            Write(b, 1, 202);
+            Assert.Equal(SwapOutResult.DeviceFull, Evict(b, 1));
+            Pfn kept = FrameOfSlot(b, swap, 1);
+            Assert.False(b.Mm.TryReclaim(kept));
+            Assert.Equal(SwapOutResult.DeviceFull, b.Mm.TrySwapOut(kept));
+            Assert.Equal(202UL, Read(b, 1, out Pfn _));
+            d.Capacity = int.MaxValue;
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 1));
+            Assert.Equal(202UL, Read(b, 1, out Pfn _));
         }
     }
 
@@ -311,6 +323,13 @@ public unsafe class SwapTests
             Assert.Equal(1, d.Loads);
             Assert.Equal(1, swap.SwapIns);
             Assert.Equal(0x9999UL, Read(b, 9, out Pfn _));
+            // One mapping, one rmap entry; nothing left after the unmap.
+            Assert.True(b.Space.TranslateFrame(b.Page(9), out Pfn f9));
+            Assert.Equal(1, b.Mm.Frames.MapCountOf(f9));
+            Assert.Equal(MapStatus.Ok, b.Space.Unmap(b.Page(0), b.Page(64)));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+            Assert.Equal(0, LiveDataFrames(b.Mm));
         }
     }
 
