@@ -334,6 +334,38 @@ public unsafe class SwapTests
     }
 
     [Fact]
+    public void AnUnmapDuringASwapInWinsAndTheLoadedFrameIsNotInstalled()
+    {
+        (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> swap) = Bed();
+        using (b)
+        {
+            Write(b, 4, 0x4444);
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 4));
+            d.LoadDelayMs = 200;
+            ManualResetEventSlim loading = new ManualResetEventSlim();
+            d.OnCall = what => { if (what == "load") loading.Set(); };
+            FaultStatus status = FaultStatus.NoRegion;
+            Thread faulter = new Thread(() =>
+            {
+                HostMachine.ThreadCpu = 1;
+                status = b.Space.HandleFault(b.Page(4), false);
+            });
+            faulter.Start();
+            Assert.True(loading.Wait(10_000));
+            // The swap entry goes while the copy is being read: the load must not be installed.
+            Assert.Equal(MapStatus.Ok, b.Space.Unmap(b.Page(4), b.Page(5)));
+            faulter.Join();
+            d.OnCall = null;
+            Assert.Equal(FaultStatus.Ok, status);
+            Assert.Equal(0UL, Read(b, 4, out Pfn _));      // demand-zero after the unmap
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+            Assert.Equal(MapStatus.Ok, b.Space.Unmap(b.Page(0), b.Page(64)));
+            Assert.Equal(0, LiveDataFrames(b.Mm));
+        }
+    }
+
+    [Fact]
     public void TheDeviceIsNeverCalledUnderAnMmLock()
     {
         (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> _) = Bed();
