@@ -209,7 +209,7 @@ public unsafe class SwapTests
             t.Start();
         foreach (Thread t in ts)
             t.Join();
-        Assert.Null(error);
+        Assert.True(error == null, "a thread failed: " + error);
         KvmMachine.ThreadCpu = 0;
         for (int page = 0; page < pages; page++)
             if (Payload(b, b.Touch(page, false, cpu: 0)) != model[page])

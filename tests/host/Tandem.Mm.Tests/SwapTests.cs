@@ -514,7 +514,7 @@ public unsafe class SwapTests
             t.Start();
         foreach (Thread t in ts)
             t.Join();
-        Assert.Null(error);
+        Assert.True(error == null, "a thread failed: " + error);
         d.Capacity = int.MaxValue;
         for (int i = 0; i < pages; i++)
             if (Read(b, i, out Pfn _) != model[i])
