@@ -175,6 +175,8 @@ namespace Tandem.Kernel.Virt
                     return "guest write to read-only memory";
                 case FaultStatus.Dead:
                     return "the VM's memory is being torn down";
+                case FaultStatus.SwapError:
+                    return "the swap device could not return a guest page";
                 default:
                     return "EPT violation the primary MMU could not resolve";
             }

@@ -15,4 +15,6 @@ public enum FrameFlags
     Anonymous = 8,
     /// <summary>Written since it was last cleaned (from a primary or secondary dirty bit).</summary>
     Dirty = 16,
+    /// <summary>In the swap cache (<see cref="SwapMap{TPlatform}"/>), which holds a reference; cleared when it leaves it.</summary>
+    SwapCache = 256,
 }

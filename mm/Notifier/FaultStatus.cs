@@ -15,4 +15,6 @@ public enum FaultStatus
     Exists,
     /// <summary>The address space is dying (or the secondary MMU was released): nothing new is mapped.</summary>
     Dead,
+    /// <summary>The page is in swap and the swap device could not return it (corrupt or missing copy): nothing was mapped.</summary>
+    SwapError,
 }

@@ -43,6 +43,37 @@ public readonly struct PageTableEntry
     /// <summary>Bits 51:30: physical address of a 1 GiB page (Table 4-16).</summary>
     public const ulong AddressMask1G = 0x000F_FFFF_C000_0000UL;
 
+    /// <summary>
+    /// Bit 10 of a non-present entry (P = 0): Tandem's swap-entry marker. SDM Vol. 3A, 4.5.4 and
+    /// Figure 4-11 ("Ignored" in every bit of an entry whose P flag is 0): the CPU ignores all other
+    /// bits of a not-present entry, so software may keep anything there. A swap entry is
+    /// <c>P = 0 | R/W, U/S, XD = the rights the page had | bit 10 = 1 | bits 51:12 = swap slot</c>
+    /// (compare Linux's swp_entry_t in a non-present PTE). It exists only at level 1 (4 KiB).
+    /// </summary>
+    public const ulong SwapMarker = 1UL << 10;
+    /// <summary>Bits 51:12 of a swap entry: the swap slot index.</summary>
+    public const ulong SwapSlotMask = AddressMask4K;
+    /// <summary>The rights a swap entry keeps (restored when the page comes back).</summary>
+    public const ulong SwapRightsMask = Writable | User | NoExecute;
+
+    /// <summary>A non-present swap entry for <paramref name="slot"/> keeping the rights (R/W, U/S, XD) of <paramref name="rights"/>.</summary>
+    public static PageTableEntry ForSwap(int slot, PageTableEntry rights)
+    {
+        return new PageTableEntry((((ulong)(uint)slot << 12) & SwapSlotMask) | SwapMarker | (rights.Raw & SwapRightsMask));
+    }
+
+    /// <summary>P is clear and the swap marker is set: the entry records a swap slot.</summary>
+    public bool IsSwap { [MethodImpl(MethodImplOptions.AggressiveInlining)] get { return (Raw & (Present | SwapMarker)) == SwapMarker; } }
+
+    /// <summary>The swap slot of a swap entry.</summary>
+    public int SwapSlot { [MethodImpl(MethodImplOptions.AggressiveInlining)] get { return (int)((Raw & SwapSlotMask) >> 12); } }
+
+    /// <summary>The present 4 KiB leaf that replaces this swap entry: <paramref name="frame"/> with the rights the entry kept; A and D clear.</summary>
+    public PageTableEntry SwapRestored(PhysAddr frame)
+    {
+        return new PageTableEntry(Present | (Raw & SwapRightsMask) | (frame.Value & AddressMask4K));
+    }
+
     /// <summary>The raw 64-bit value.</summary>
     public readonly ulong Raw;
 

@@ -29,6 +29,9 @@ public sealed partial class MemoryManager<TPlatform>
             space.PutUser();
         }
         bool unmapped = Frames.MapCountOf(frame) == 0;
+        // A swap-cache frame that lost its last mapping and that no swap entry names goes too.
+        if (unmapped && Swap != null && (Frames.FlagsOf(frame) & FrameFlags.SwapCache) != 0)
+            Swap.ReleaseIfUnused(frame);
         Frames.PutRef(frame);
         return unmapped;
     }
@@ -63,13 +66,18 @@ public sealed partial class MemoryManager<TPlatform>
 
     /// <summary>
     /// Eviction: the exact check first (every MMU, slow notifiers allowed); a frame that any MMU saw
-    /// young is kept. Otherwise every mapping is removed with <see cref="TryToUnmap"/>. Returns true
-    /// when the frame was unmapped everywhere (its memory is freed when the last reference goes).
+    /// young is kept. Otherwise, with a swap device attached, an anonymous frame is swapped out
+    /// (<see cref="TrySwapOut"/>; true only when it left memory), and any other frame has every
+    /// mapping removed with <see cref="TryToUnmap"/>. Returns true when the frame was unmapped
+    /// everywhere (its memory is freed when the last reference goes).
     /// </summary>
     public bool TryReclaim(Pfn frame)
     {
         if (AgeFrame(frame, true))
             return false;
+        // With a swap device an anonymous page is swapped out, never dropped (mm/Swap).
+        if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
+            return TrySwapOut(frame) == SwapOutResult.Evicted;
         return TryToUnmap(frame);
     }
 }

@@ -30,6 +30,15 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 FaultStatus present = TryUpgradePresent(page, write);
                 if (present != FaultStatus.NoRegion)
                     return present;
+                continue;   // gone since the probe (unmapped or swapped out): probe again
+            }
+            else if (leaf.IsSwap)
+            {
+                // Swapped out (before the userfault and demand-zero paths: the page has contents).
+                FaultStatus swapped = FaultSwapIn(page, leaf);
+                if (swapped != FaultStatus.Ok && swapped != FaultStatus.Exists)
+                    return swapped;
+                continue;
             }
             if (region.Kind == RegionKind.Fixed)
                 return FaultFixed(region, page);
@@ -124,8 +133,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             result = FaultStatus.Dead;
         else if (slot == null)
             result = FaultStatus.OutOfMemory;
-        else if (PteOps.Read(slot).IsPresent)
-            result = FaultStatus.Exists;
+        else if (PteOps.Read(slot).Raw != 0)
+            result = FaultStatus.Exists;    // mapped, or swapped out since the probe
         else if (!_mm.Rmap.Add(frame, this, page))
             result = FaultStatus.OutOfMemory;
         else

@@ -73,6 +73,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PageTableEntry old = PteOps.Read(slot);
         if (old.IsPresent)
             return old.IsLeaf(level) ? MapStatus.AlreadyMapped : MapStatus.Conflict;
+        if (old.IsSwap)
+            return MapStatus.Conflict;      // a swapped-out anonymous page is there
         // Non-present before: the CPU cannot be setting A/D in it, and x86 caches no non-present
         // entries, so a release store and no flush suffice.
         PteOps.Write(slot, PageTableEntry.ForLeaf(physical, level, prot).WithSpecial(true));
@@ -99,8 +101,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             _ptLock.Exit();
             return status;
         }
-        if (PteOps.Read(slot).IsPresent)
+        if (PteOps.Read(slot).Raw != 0)
         {
+            // Mapped, or a swap entry (the page is swapped out, not missing).
             _ptLock.Exit();
             return MapStatus.AlreadyMapped;
         }

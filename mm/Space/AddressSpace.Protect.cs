@@ -23,7 +23,16 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         {
             PteSlot s = w.Current;
             if (!s.Value.IsPresent)
+            {
+                // A swap entry keeps the page's rights for its swap-in: change them there too.
+                // Plain store: a non-present entry is never written by the CPU nor cached.
+                if (s.Value.IsSwap && s.Value.WithProt(prot).Raw != s.Value.Raw)
+                {
+                    PteOps.Write(s.Pointer, s.Value.WithProt(prot));
+                    changed++;
+                }
                 continue;
+            }
             if (s.Level > 1 && (s.Address < start || s.End > end))
             {
                 VirtAddr at = s.Address < start ? start : s.Address;

@@ -25,10 +25,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     private MapStatus UnmapValidated(VirtAddr start, VirtAddr end)
     {
         Pfn* gathered = stackalloc Pfn[GatherBatch];
+        int* swapSlots = stackalloc int[GatherBatch];
+        SwapMap<TPlatform>? swap = _mm.Swap;
         VirtAddr cursor = start;
         while (cursor < end)
         {
             int count = 0;
+            int swapCount = 0;
             bool cleared = false;
             bool outOfMemory = false;
             bool rmapMismatch = false;
@@ -39,7 +42,20 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             {
                 PteSlot s = w.Current;
                 if (!s.Value.IsPresent)
+                {
+                    if (!s.Value.IsSwap)
+                        continue;
+                    // A swap entry: clear it (plain store: not present, never written by the CPU)
+                    // and give its slot use back after the lock.
+                    PteOps.Write(s.Pointer, PageTableEntry.Empty);
+                    swapSlots[swapCount++] = s.Value.SwapSlot;
+                    if (swapCount == GatherBatch)
+                    {
+                        stop = s.End;
+                        break;
+                    }
                     continue;
+                }
                 if (s.Level > 1 && (s.Address < start || s.End > end))
                 {
                     VirtAddr at = s.Address < start ? start : s.Address;
@@ -78,6 +94,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 }
             }
             _ptLock.Exit();
+            if (swap != null)
+                ReleaseSwap(swap, swapSlots, swapCount, gathered, count);
             if (cleared && cursor < stop)
                 FinishTeardown(cursor, stop, MmuNotifierEvent.Unmap);
             for (int i = 0; i < count; i++)
@@ -91,6 +109,21 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             cursor = stop;
         }
         return MapStatus.Ok;
+    }
+
+    /// <summary>
+    /// After an unmap round cleared entries: the swap slots of its swap entries lose a use (slot,
+    /// copy and cache frame freed when nothing else needs them), and a swap-cache frame whose
+    /// mapping went (its reference still held by the round) leaves the cache if no swap entry
+    /// names its slot. No mm lock held.
+    /// </summary>
+    private void ReleaseSwap(SwapMap<TPlatform> swap, int* slots, int slotCount, Pfn* frames, int frameCount)
+    {
+        for (int i = 0; i < slotCount; i++)
+            swap.PutUse(slots[i]);
+        for (int i = 0; i < frameCount; i++)
+            if ((_mm.Frames.FlagsOf(frames[i]) & FrameFlags.SwapCache) != 0)
+                swap.ReleaseIfUnused(frames[i]);
     }
 
     /// <summary>Flush, then notify: the middle of every teardown (entries already cleared, references not yet dropped).</summary>

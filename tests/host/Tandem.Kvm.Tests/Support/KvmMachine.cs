@@ -170,8 +170,12 @@ public sealed unsafe class KvmMachine : IDisposable
         return Memory + frame.Address.Value;
     }
 
+    /// <summary>Called at every INVEPT and remote flush (a test may make it wait for in-flight guest accesses, as the IPI does).</summary>
+    public Action? OnEptFlush;
+
     public void InvEpt(ulong eptPointer)
     {
+        OnEptFlush?.Invoke();
         Interlocked.Increment(ref InvEptCount);
         if (!DropEptFlushes)
             Tlb.FlushCpu(ThreadCpu % Cpus);
@@ -179,6 +183,7 @@ public sealed unsafe class KvmMachine : IDisposable
 
     public void FlushRemote(ulong eptPointer, ulong mask)
     {
+        OnEptFlush?.Invoke();
         Interlocked.Increment(ref RemoteFlushCount);
         if (DropEptFlushes)
             return;

@@ -1,0 +1,104 @@
+using System.Threading;
+
+namespace Tandem.Mm;
+
+public sealed partial class MemoryManager<TPlatform>
+{
+    /// <summary>The swap map and swap cache; null until <see cref="AttachSwap"/> (then eviction drops anonymous pages, as before).</summary>
+    public SwapMap<TPlatform>? Swap;
+
+    /// <summary>
+    /// Attaches a swap device with <paramref name="slots"/> slots (once, before any eviction):
+    /// from then on <see cref="TryReclaim"/> swaps anonymous pages out instead of dropping them.
+    /// </summary>
+    public SwapMap<TPlatform> AttachSwap(ISwapDevice device, int slots)
+    {
+        if (Swap != null)
+            throw new System.InvalidOperationException("MemoryManager.AttachSwap: a swap device is already attached");
+        SwapMap<TPlatform> map = new SwapMap<TPlatform>(Platform, Frames, device, slots);
+        // Release store: the map's arrays are visible before the reference; pairs with the reads
+        // of Swap (plain reads of a reference published once before any swap entry exists).
+        Volatile.Write(ref Swap, map);
+        return map;
+    }
+
+    /// <summary>
+    /// Swap-out of one anonymous frame, in Linux's order (add_to_swap, try_to_unmap installing
+    /// swap entries, pageout, removal from the swap cache):
+    /// <list type="number">
+    /// <item>the frame gets a slot and enters the swap cache (the cache holds a reference); a frame
+    /// that came back from swap keeps its slot and copy;</item>
+    /// <item>every mapping is replaced by a swap entry under its page-table lock (atomic exchange,
+    /// D carried to <see cref="FrameFlags.Dirty"/>, rmap entry removed), then the primary TLB is
+    /// flushed and the notifiers run (their zap carries a secondary D bit to the frame), and only
+    /// then is the mapping's reference dropped (invariant 1);</item>
+    /// <item>with no mapping left the contents are stable: they are stored if the frame is dirty or
+    /// has no copy yet (a clean page with a copy costs no write); a full device stops here, the page
+    /// staying in the swap cache;</item>
+    /// <item>the frame leaves the swap cache (and memory) only if nobody took it meanwhile.</item>
+    /// </list>
+    /// Frames mapped more than once are refused (<see cref="SwapOutResult.Refused"/>). No mm lock
+    /// is held across a device call. The caller need not hold a reference.
+    /// </summary>
+    public unsafe SwapOutResult TrySwapOut(Pfn frame)
+    {
+        SwapMap<TPlatform>? swap = Volatile.Read(ref Swap);
+        if (swap == null)
+            return SwapOutResult.NoSwap;
+        // Our own reference for the whole swap-out: the frame is freed only after the last step.
+        if (!Frames.TryGetRef(frame))
+            return SwapOutResult.NotResident;
+        // 1. add_to_swap.
+        int slot = swap.BeginSwapOut(frame, out bool refused);
+        if (slot < 0)
+        {
+            Frames.PutRef(frame);
+            return refused ? SwapOutResult.Refused : SwapOutResult.Busy;
+        }
+        // 2. try_to_unmap, installing swap entries.
+        RmapCursor cursor = default;
+        while (Rmap.TryGetNext(frame, ref cursor, out AddressSpace<TPlatform>? space, out VirtAddr address))
+        {
+            Platform.Checkpoint(MmCheckpoint.RmapEntryCopied);
+            if (!space!.TryGetUser())
+                continue;
+            space.UnmapOneForSwap(frame, address, slot);
+            space.PutUser();
+        }
+        if (Frames.MapCountOf(frame) != 0)
+        {
+            // A mapping we could not remove (its space is being torn down, or a new one): keep
+            // the frame; it stays in the swap cache while mapped.
+            swap.EndSwapOut(slot, frame, 0);
+            Frames.PutRef(frame);
+            return SwapOutResult.StillMapped;
+        }
+        // 3. pageout. Clear Dirty first (atomic: a zap on another CPU may be setting it): a
+        // mapping that appears later (a swap-in that finds the frame in the cache) and writes
+        // sets D again, which EndSwapOut or the next eviction sees.
+        int oldFlags = Interlocked.And(ref Frames.Record(frame).Flags, ~(int)FrameFlags.Dirty);
+        bool dirty = (oldFlags & (int)FrameFlags.Dirty) != 0;
+        ulong newHandle = 0;
+        if (dirty || swap.CurrentHandle(slot) == 0)
+        {
+            // No mm lock is held here (ISwapDevice rule).
+            if (!swap.Device.TryStore(Platform.PhysToVirt(frame.Address), out newHandle))
+            {
+                // Full: nothing stored. The contents stay only in this frame, so it stays dirty
+                // and in the swap cache, where the next fault on the swap entry finds it.
+                if (dirty)
+                    Frames.SetFlags(frame, FrameFlags.Dirty);
+                swap.CountDeviceFull();
+                swap.EndSwapOut(slot, frame, 0);
+                Frames.PutRef(frame);
+                return SwapOutResult.DeviceFull;
+            }
+        }
+        else
+            swap.CountCleanEviction();
+        // 4. Remove from the swap cache unless someone took the frame meanwhile.
+        bool left = swap.EndSwapOut(slot, frame, newHandle);
+        Frames.PutRef(frame);
+        return left ? SwapOutResult.Evicted : SwapOutResult.Remapped;
+    }
+}
