@@ -136,7 +136,7 @@ public sealed partial class MemoryManager<TPlatform>
                 AddressSpace<TPlatform>? space = FirstMapping(frame, out VirtAddr address);
                 if (space != null)
                     Lru.RecordEviction(space.Id, address, seq);
-                if (Frames.MapCountOf(frame) > 0 && TryToUnmap(frame))
+                if (Frames.MapCountOf(frame) > 0 && UnmapForEviction(frame))
                 {
                     evicted++;
                     LruStats.Add(ref Lru.Stats._evictions, 1);
@@ -153,6 +153,24 @@ public sealed partial class MemoryManager<TPlatform>
             Frames.PutRef(frame);
         }
         return evicted;
+    }
+
+    /// <summary>
+    /// An old page leaves memory: swapped out when a swap device is attached and the page is
+    /// anonymous (its contents kept, mm/Swap), else unmapped everywhere. Eviction holds one
+    /// reference of its own (the isolation's).
+    /// </summary>
+    private bool UnmapForEviction(Pfn frame)
+    {
+        if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
+            return TrySwapOut(frame, 1) == SwapOutResult.Evicted;
+        return TryToUnmapDropping(frame);
+    }
+
+    /// <summary>No swap device, or not anonymous: every mapping goes (an anonymous page's contents with it).</summary>
+    private bool TryToUnmapDropping(Pfn frame)
+    {
+        return TryToUnmap(frame);
     }
 
     /// <summary>

@@ -67,7 +67,7 @@ public sealed partial class MemoryManager<TPlatform>
     /// <summary>
     /// Eviction: the exact check first (every MMU, slow notifiers allowed); a frame that any MMU saw
     /// young is kept. Otherwise, with a swap device attached, an anonymous frame is swapped out
-    /// (<see cref="TrySwapOut"/>; true only when it left memory), and any other frame has every
+    /// (<see cref="TrySwapOut(Pfn)"/>; true only when it left memory), and any other frame has every
     /// mapping removed with <see cref="TryToUnmap"/>. Returns true when the frame was unmapped
     /// everywhere (its memory is freed when the last reference goes).
     /// </summary>

@@ -5,7 +5,7 @@ namespace Tandem.Mm;
 public sealed unsafe partial class AddressSpace<TPlatform>
 {
     /// <summary>
-    /// Swap-out side of <see cref="MemoryManager{TPlatform}.TrySwapOut"/>: replaces the one mapping
+    /// Swap-out side of <see cref="MemoryManager{TPlatform}.TrySwapOut(Pfn)"/>: replaces the one mapping
     /// (this, <paramref name="address"/>) of <paramref name="frame"/> by a swap entry for
     /// <paramref name="slot"/> (keeping the entry's rights), then flush, notify, release
     /// (invariant 1). False if the entry no longer maps the frame.

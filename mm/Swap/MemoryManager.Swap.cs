@@ -40,7 +40,17 @@ public sealed partial class MemoryManager<TPlatform>
     /// Frames mapped more than once are refused (<see cref="SwapOutResult.Refused"/>). No mm lock
     /// is held across a device call. The caller need not hold a reference.
     /// </summary>
-    public unsafe SwapOutResult TrySwapOut(Pfn frame)
+    public SwapOutResult TrySwapOut(Pfn frame)
+    {
+        return TrySwapOut(frame, 0);
+    }
+
+    /// <summary>
+    /// <see cref="TrySwapOut(Pfn)"/> for a caller that holds <paramref name="callerReferences"/>
+    /// references of its own across the call (eviction's isolation reference): the frame may still
+    /// leave the swap cache, the caller's references being counted as taken by nobody else.
+    /// </summary>
+    public unsafe SwapOutResult TrySwapOut(Pfn frame, int callerReferences)
     {
         SwapMap<TPlatform>? swap = Volatile.Read(ref Swap);
         if (swap == null)
@@ -97,7 +107,7 @@ public sealed partial class MemoryManager<TPlatform>
         else
             swap.CountCleanEviction();
         // 4. Remove from the swap cache unless someone took the frame meanwhile.
-        bool left = swap.EndSwapOut(slot, frame, newHandle);
+        bool left = swap.EndSwapOut(slot, frame, newHandle, callerReferences);
         Frames.PutRef(frame);
         return left ? SwapOutResult.Evicted : SwapOutResult.Remapped;
     }

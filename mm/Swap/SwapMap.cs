@@ -218,7 +218,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     /// Returns true when the frame left the cache (the caller then drops its own reference and the
     /// frame is freed).
     /// </summary>
-    internal bool EndSwapOut(int slot, Pfn frame, ulong newHandle)
+    internal bool EndSwapOut(int slot, Pfn frame, ulong newHandle, int callerReferences = 0)
     {
         ulong oldHandle = 0;
         ulong freeHandle;
@@ -235,7 +235,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         // Reference count first, then the flags: a mapping that wrote the frame and went away set
         // Dirty before its PutRef (full barrier), so a count that shows it gone shows its D too.
         if (_uses[slot] > 0 && _handle[slot] != 0
-            && _frames.RefCountOf(frame) == 2 && _frames.MapCountOf(frame) == 0
+            && _frames.RefCountOf(frame) == 2 + callerReferences && _frames.MapCountOf(frame) == 0
             && (_frames.FlagsOf(frame) & FrameFlags.Dirty) == 0)
         {
             RemoveFromCacheLocked(slot, frame);

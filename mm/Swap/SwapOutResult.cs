@@ -1,6 +1,6 @@
 namespace Tandem.Mm;
 
-/// <summary>Outcome of <see cref="MemoryManager{TPlatform}.TrySwapOut"/>.</summary>
+/// <summary>Outcome of <see cref="MemoryManager{TPlatform}.TrySwapOut(Pfn)"/>.</summary>
 public enum SwapOutResult
 {
     /// <summary>The page's contents are in the device, every mapping is a swap entry, and the frame left memory (freed once the last temporary reference goes).</summary>

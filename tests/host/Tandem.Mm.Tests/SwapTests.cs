@@ -121,6 +121,51 @@ public unsafe class SwapTests
         }
     }
 
+    /// <summary>
+    /// The LRU's eviction (generations, the exact check) with a swap device attached swaps pages
+    /// out instead of dropping them, frees their frames (its own isolation reference is not taken
+    /// for a user of the swap cache), and every page reads back; swapped-in pages re-enter the LRU
+    /// and can be evicted again. Kills "eviction drops anonymous pages with swap attached" and
+    /// "the isolation reference keeps the frame in the swap cache".
+    /// </summary>
+    [Fact]
+    public void LruEvictionSwapsOutAndEveryPageComesBack()
+    {
+        (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> swap) = Bed();
+        using (b)
+        {
+            for (int i = 0; i < 32; i++)
+                Write(b, i, 0x2222_0000UL + (ulong)i);
+            for (int round = 0; round < 2; round++)
+            {
+                // Age until eviction may take the oldest generation, then evict what is old.
+                int evicted = 0;
+                for (int tries = 0; tries < 8 && evicted < 16; tries++)
+                {
+                    b.Mm.AgingPass();
+                    evicted += b.Mm.Evict(16 - evicted);
+                }
+                _out.WriteLine("round " + round + ": evicted " + evicted + ", live " + LiveDataFrames(b.Mm) + ", cached " + swap.CachedFrames
+                    + ", swap-outs " + swap.SwapOuts + ", refused " + swap.Refused + ", clean " + swap.CleanEvictions);
+                Assert.Equal(16, evicted);
+                Assert.Equal(32 - 16, LiveDataFrames(b.Mm));          // evicted frames are freed
+                // Cached frames now are mapped pages read back clean earlier (they keep their copy).
+                Assert.True(swap.CachedFrames <= 16, "cached " + swap.CachedFrames);
+                for (int i = 0; i < 32; i++)
+                    Assert.Equal(0x2222_0000UL + (ulong)i, Read(b, i, out Pfn _));
+                Assert.Equal(32, LiveDataFrames(b.Mm));
+            }
+            Assert.True(swap.SwapIns >= 32, "swap-ins " + swap.SwapIns);
+            // Every eviction stored the page or found it clean with a copy (read back, not written).
+            Assert.Equal(32, d.Stores + swap.CleanEvictions);
+            Assert.True(swap.CleanEvictions >= 8, "clean evictions " + swap.CleanEvictions);
+            b.Space.Unmap(b.Page(0), b.Page(64));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+            Assert.Equal(0, LiveDataFrames(b.Mm));
+        }
+    }
+
     [Fact]
     public void ASwapEntryInstalledPteHasDirtyClearAndTheRightsOfTheEntry()
     {
