@@ -241,6 +241,8 @@ public class MirrorTests
         int seed = FixedSeed(7031, nameof(WritesThroughOneViewWhileTheHostEvictsAreSeenConsistentlyByTheOthers));
         using Mirrors m = new Mirrors(pages, audit: false);
         int bad = 0;
+        bool stop = false;
+        Barrier start = new Barrier(4);
         List<string> messages = new List<string>();
         object gate = new object();
         void Fail(string s) { lock (gate) { bad++; if (messages.Count < 10) messages.Add(s); } }
@@ -257,7 +259,8 @@ public class MirrorTests
         {
             KvmMachine.ThreadCpu = cpu;
             Random rng = new Random(s);
-            for (int i = 0; i < iterations; i++)
+            start.SignalAndWait();
+            for (int i = 0; !Volatile.Read(ref stop); i++)
             {
                 int p = rng.Next(pages);
                 Pfn f = viaB ? m.TouchB(p, true, cpu) : m.A.Touch(p, true, cpu);
@@ -288,7 +291,8 @@ public class MirrorTests
             KvmMachine.ThreadCpu = 3;
             Random rng = new Random(s);
             byte[] buf = new byte[56];
-            for (int i = 0; i < iterations; i++)
+            start.SignalAndWait();
+            for (int i = 0; !Volatile.Read(ref stop); i++)
             {
                 int p = rng.Next(pages);
                 FaultStatus st = m.View.TryRead(m.A.Hva(p) + DataOffset, buf);
@@ -305,11 +309,16 @@ public class MirrorTests
         {
             KvmMachine.ThreadCpu = 1;
             Random rng = new Random(s);
-            for (int i = 0; i < iterations; i++)
+            start.SignalAndWait();
+            for (int i = 0; i < iterations; )
             {
                 int p = rng.Next(pages);
                 if (!m.A.PrimaryFrame(p, out Pfn f))
+                {
+                    Thread.Yield();
                     continue;
+                }
+                i++;
                 switch (rng.Next(4))
                 {
                     case 0: m.A.Mm.TryToUnmap(f); break;
@@ -334,7 +343,7 @@ public class MirrorTests
             new Thread(() => Writer(0, false, 20000, seed + 1)),
             new Thread(() => Writer(2, true, 20000, seed + 2)),
             new Thread(() => Inspector(40000, seed + 3)),
-            new Thread(() => Evictor(20000, seed + 4)),
+            new Thread(() => { Evictor(5000, seed + 4); Volatile.Write(ref stop, true); }),
         };
         foreach (Thread t in threads)
             t.Start();
