@@ -45,7 +45,7 @@ public sealed unsafe partial class EptMmu<TPlatform>
             _platform.Checkpoint(MmCheckpoint.SequenceRead);
             Memslot? slot = Memslots.Find(gfn);
             if (slot == null)
-                return FaultStatus.NoRegion;
+                return HandleForeignViolation(gfn, write);   // shared memory, else NoRegion (EptMmu.Foreign.cs)
             if (write && !slot.Writable)
                 return FaultStatus.AccessDenied;
             VirtAddr hva = slot.HostAddressOf(gfn);

@@ -31,6 +31,8 @@ public sealed unsafe partial class EptMmu<TPlatform>
         }
         _dead = 1;
         UnlockMmu();
+        // Shared memory first, so its dirty bits reach its source (EptMmu.Foreign.cs).
+        ZapForeignForRelease();
         ZapGuestRange(new GuestPhysAddr(0), new GuestPhysAddr(GuestPhysLimit));
         FlushTlbs();
         // Release (inside Close): the zap and the flush happen before a walker can see the tables

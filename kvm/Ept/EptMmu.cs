@@ -127,7 +127,7 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
     public bool AddMemslot(Memslot slot)
     {
         LockMmu();
-        MemslotMap? next = _dead != 0 ? null : _slots.WithAdded(slot);
+        MemslotMap? next = _dead != 0 || OverlapsForeignLocked(slot.BaseGfn.Value, slot.EndGfn) ? null : _slots.WithAdded(slot);
         if (next != null)
         {
             // Release: the map is complete before it is published; pairs with the Volatile.Read in Memslots.
