@@ -21,6 +21,11 @@ namespace Tandem.Kernel
         /// <summary>Set by the test harness, which knows its emulator: 1 = VT-x expected, 0 = not, -1 = unknown.</summary>
         public static int ExpectVmx = -1;
         public static int VmCount;
+
+        /// <summary>An option not given.</summary>
+        public const ulong Unset = ulong.MaxValue;
+        /// <summary>swap=SIZE|off (MiB; off = 0), mem.limit=SIZE (MiB), mmstats=SECONDS; <see cref="Unset"/> when not given.</summary>
+        public static ulong SwapMiB = Unset, MemLimitMiB = Unset, MmStatsSeconds = Unset;
         private static VmArgs s_vms;
 
         [System.Runtime.CompilerServices.InlineArray(MaxVms)]
@@ -142,12 +147,46 @@ namespace Tandem.Kernel
                 ParseVm(value, valueLength);
                 return;
             }
+            if (Matches(name, nameLength, "swap") && value != null)
+            {
+                if (Matches(value, valueLength, "off"))
+                    SwapMiB = 0;
+                else if (!TryParseSize(value, valueLength, out SwapMiB))
+                    Refused("swap= takes a size (64M, 1G) or off", value, valueLength, out SwapMiB);
+                return;
+            }
+            if (Matches(name, nameLength, "mem.limit") && value != null)
+            {
+                if (!TryParseSize(value, valueLength, out MemLimitMiB) || MemLimitMiB == 0)
+                    Refused("mem.limit= takes a size above 0 (256M, 1G)", value, valueLength, out MemLimitMiB);
+                return;
+            }
+            if (Matches(name, nameLength, "mmstats") && value != null)
+            {
+                if (!TryParseNumber(value, valueLength, out MmStatsSeconds) || MmStatsSeconds == 0 || MmStatsSeconds > 86400)
+                    Refused("mmstats= takes a number of seconds (1..86400)", value, valueLength, out MmStatsSeconds);
+                return;
+            }
             ulong flags = Log.Begin();
             Log.Write("cmdline: unknown option '");
             for (int k = 0; k < nameLength; k++)
                 Log.WriteChar((char)name[k]);
             Log.Write("' ignored\n");
             Log.End(flags);
+        }
+
+        /// <summary>A bad value: says so, and the option keeps its default.</summary>
+        private static void Refused(string what, byte* value, int length, out ulong option)
+        {
+            option = Unset;
+            ulong f = Log.Begin();
+            Log.Write("cmdline: ");
+            Log.Write(what);
+            Log.Write(": '");
+            for (int k = 0; k < length; k++)
+                Log.WriteChar((char)value[k]);
+            Log.Write("' ignored\n");
+            Log.End(f);
         }
 
         private static void ParseVm(byte* value, int length)

@@ -73,6 +73,7 @@ namespace Tandem.Kernel
             if (problem != null)
                 BootFailure(problem);
             Native.Sti();
+            KernelReclaim.Initialize();
 
             Features = VmxFeatures.Detect();
             Virt.KvmGlue.Initialize();

@@ -52,6 +52,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.vcpu_migrates_with_vmclear_on_the_old_cpu", &SmpVmTests.VcpuMigratesWithVmclearOnTheOldCpu),
             new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
             new TestCase("vmx.stopped_vm_returns_its_memory", &SmpVmTests.StoppedVmReturnsItsMemory),
+            new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
             new TestCase("linux.selftest", &LinuxTests.SelfTestPasses),
             new TestCase("linux.reclaim_under_load", &LinuxTests.ReclaimUnderLoad),

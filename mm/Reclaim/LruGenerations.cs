@@ -96,9 +96,9 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     /// <summary>Pages on the list of generation <paramref name="seq"/> (0 outside the window).</summary>
     public int PagesIn(int seq)
     {
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         int n = seq >= _minSeq && seq <= _maxSeq ? _count[seq & (MaxGenerations - 1)] : 0;
-        _lock.Exit();
+        _lock.ExitQuiet();
         return n;
     }
 
@@ -164,7 +164,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         int f = (int)frame.Value;
         ulong key = ShadowKey(space.Id, page);
         int slot = ShadowSlot(key);
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         if (_seq[f] < 0)
             LinkHeadLocked(f, _maxSeq);
         bool refault = _shadowKey[slot] == key;
@@ -176,7 +176,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             generations = _maxSeq - _shadowSeq[slot];
             evictions = Volatile.Read(ref Stats._evictions) - _shadowStamp[slot];
         }
-        _lock.Exit();
+        _lock.ExitQuiet();
         if (refault)
         {
             LruStats s = space.Lru.Stats;
@@ -194,10 +194,10 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     internal void Remove(Pfn frame)
     {
         int f = (int)frame.Value;
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         if (_seq[f] >= 0)
             UnlinkLocked(f);
-        _lock.Exit();
+        _lock.ExitQuiet();
     }
 
     /// <summary>Moves each listed frame of <paramref name="frames"/> to the youngest generation (one lock round).
@@ -205,7 +205,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     internal unsafe int PromoteBatch(Pfn* frames, int count)
     {
         int moved = 0;
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         int max = _maxSeq;
         for (int i = 0; i < count; i++)
         {
@@ -216,7 +216,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             LinkHeadLocked(f, max);
             moved++;
         }
-        _lock.Exit();
+        _lock.ExitQuiet();
         return moved;
     }
 
@@ -234,7 +234,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     /// </summary>
     internal bool TryIsolateOldest(out Pfn frame, out int seq)
     {
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         while (_maxSeq - _minSeq + 1 > MinGenerations)
         {
             int g = _minSeq & (MaxGenerations - 1);
@@ -250,10 +250,10 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             frame = new Pfn((ulong)f);
             // Listed implies mapped implies the mapping's reference: the count is not 0.
             _frames.GetRef(frame);
-            _lock.Exit();
+            _lock.ExitQuiet();
             return true;
         }
-        _lock.Exit();
+        _lock.ExitQuiet();
         frame = default;
         seq = 0;
         return false;
@@ -268,7 +268,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     internal void Putback(Pfn frame, int seq)
     {
         int f = (int)frame.Value;
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         if (_seq[f] < 0 && _frames.MapCountOf(frame) > 0)
         {
             if (seq < _minSeq)
@@ -277,13 +277,13 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
                 seq = _maxSeq;
             LinkHeadLocked(f, seq);
         }
-        _lock.Exit();
+        _lock.ExitQuiet();
     }
 
     /// <summary>Creates generation <c>MaxSeq + 1</c> if the window has room. Returns the new MaxSeq, or -1.</summary>
     internal int TryIncMaxSeq()
     {
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         int result = -1;
         if (_maxSeq - _minSeq + 1 < MaxGenerations)
         {
@@ -291,7 +291,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             Volatile.Write(ref _maxSeq, _maxSeq + 1);
             result = _maxSeq;
         }
-        _lock.Exit();
+        _lock.ExitQuiet();
         return result;
     }
 
@@ -301,11 +301,11 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     {
         ulong key = ShadowKey(spaceId, page);
         int slot = ShadowSlot(key);
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         _shadowKey[slot] = key;
         _shadowSeq[slot] = seq;
         _shadowStamp[slot] = Volatile.Read(ref Stats._evictions);
-        _lock.Exit();
+        _lock.ExitQuiet();
     }
 
     /// <summary>Forgets the shadow of (space, page) (its eviction did not happen after all).</summary>
@@ -313,10 +313,10 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     {
         ulong key = ShadowKey(spaceId, page);
         int slot = ShadowSlot(key);
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         if (_shadowKey[slot] == key)
             _shadowKey[slot] = 0;
-        _lock.Exit();
+        _lock.ExitQuiet();
     }
 
     /// <summary>
@@ -327,9 +327,9 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     /// </summary>
     public int Validate()
     {
-        _lock.Enter(_platform);
+        _lock.EnterQuiet(_platform);
         int result = ValidateLocked();
-        _lock.Exit();
+        _lock.ExitQuiet();
         return result;
     }
 

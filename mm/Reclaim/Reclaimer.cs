@@ -36,8 +36,8 @@ public sealed class Reclaimer<TPlatform> where TPlatform : struct, IMmPlatform
         HighWatermark = highWatermark;
     }
 
-    /// <summary>Free frames as the watermarks count them.</summary>
-    public int FreeFrames { get { return _mm.Frames.BuddyFreeFrames; } }
+    /// <summary>Free frames as the watermarks count them: the allocator's, or the room left under the resident limit when that is less (<see cref="MemoryManager{TPlatform}.Headroom"/>).</summary>
+    public int FreeFrames { get { return _mm.Headroom; } }
 
     /// <summary>
     /// One reclaim run: 0 at once if at least <see cref="LowWatermark"/> frames are free; otherwise

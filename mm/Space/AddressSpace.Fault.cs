@@ -113,7 +113,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>Demand-zero: allocate, zero outside the lock, install unless someone else did. Exists = lost a race.</summary>
     private FaultStatus FaultAnonymous(Region region, VirtAddr page)
     {
-        // No frame: reclaim synchronously (bounded; no lock is held here), then retry once.
+        // At the resident limit, or no frame: reclaim synchronously (bounded; no lock is held
+        // here), then retry once.
+        _mm.ReclaimIfOverLimit();
         if (!_mm.Frames.AllocateFrame(out Pfn frame) && !(_mm.DirectReclaim() && _mm.Frames.AllocateFrame(out frame)))
             return FaultStatus.OutOfMemory;
         ZeroFrame(frame);

@@ -83,7 +83,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             _ptLock.Exit();
             if (found == SwapMap<TPlatform>.Lookup.NeedFrame)
             {
-                if (!_mm.Frames.AllocateFrame(out spare))
+                // At the resident limit, or no frame: reclaim first (no lock held), as a
+                // demand-zero fault does.
+                _mm.ReclaimIfOverLimit();
+                if (!_mm.Frames.AllocateFrame(out spare) && !(_mm.DirectReclaim() && _mm.Frames.AllocateFrame(out spare)))
                     return FaultStatus.OutOfMemory;
                 haveSpare = true;
                 continue;

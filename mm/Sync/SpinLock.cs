@@ -45,6 +45,34 @@ public struct SpinLock
         while (Interlocked.CompareExchange(ref _state, 1, 0) != 0);
     }
 
+    /// <summary>
+    /// <see cref="Enter"/> without the host tests' shared-access hook, for a leaf lock whose
+    /// critical sections make no observed step (no page-table or EPT access, no other lock): the
+    /// interleaving explorer then sees each section as part of the step before it, so a leaf lock
+    /// taken on every install and unmap (the LRU lock) does not multiply the schedules of every
+    /// exploration that installs or unmaps. A thread can never be descheduled by the explorer
+    /// while it holds such a lock (it switches only at hooks), so nobody spins on it there. Pair
+    /// with <see cref="ExitQuiet"/>. The kernel build is the same as <see cref="Enter"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EnterQuiet<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    {
+        // Same pairing as Enter.
+        while (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
+        {
+            while (Volatile.Read(ref _state) != 0)
+                platform.SpinPause();
+        }
+    }
+
+    /// <summary><see cref="Exit"/> without the hook; pairs with <see cref="EnterQuiet"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void ExitQuiet()
+    {
+        // Release: pairs with the CAS in EnterQuiet.
+        Volatile.Write(ref _state, 0);
+    }
+
     /// <summary>Acquires the lock if it is free; never spins.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryEnter()

@@ -166,6 +166,44 @@ public unsafe class SwapTests
         }
     }
 
+    /// <summary>
+    /// The resident limit (the kernel's mem.limit=) with swap: 64 pages written and read back
+    /// twice through a limit of 16 resident pages. Faults reclaim first once the limit is reached,
+    /// so residency stays near the limit, and every page keeps its contents.
+    /// </summary>
+    [Fact]
+    public void AResidentLimitSwapsPagesOutAndKeepsEveryByte()
+    {
+        (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> swap) = Bed();
+        using (b)
+        {
+            b.Mm.ResidentLimit = 16;
+            int most = 0;
+            for (int i = 0; i < 64; i++)
+            {
+                Write(b, i, 0x3333_0000UL + (ulong)i);
+                most = Math.Max(most, b.Mm.Lru.Listed);
+            }
+            for (int pass = 0; pass < 2; pass++)
+            {
+                for (int i = 0; i < 64; i++)
+                {
+                    Assert.Equal(0x3333_0000UL + (ulong)i, Read(b, i, out Pfn _));
+                    most = Math.Max(most, b.Mm.Lru.Listed);
+                }
+            }
+            _out.WriteLine("most resident " + most + ", limit reclaims " + b.Mm.LimitReclaims + ", swap-outs " + swap.SwapOuts + ", swap-ins " + swap.SwapIns);
+            Assert.True(most <= 16 + MemoryManager<HostPlatform>.DirectReclaimBatch, "resident pages reached " + most);
+            Assert.True(b.Mm.LimitReclaims > 0);
+            Assert.True(swap.SwapIns >= 64, "swap-ins " + swap.SwapIns);
+            Assert.True(b.Mm.Headroom <= 16);
+            b.Mm.ResidentLimit = 0;
+            b.Space.Unmap(b.Page(0), b.Page(64));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+        }
+    }
+
     [Fact]
     public void ASwapEntryInstalledPteHasDirtyClearAndTheRightsOfTheEntry()
     {
