@@ -114,6 +114,7 @@ namespace Tandem.Kernel.Memory
                         Scheduler.Yield();
                     }
                 }
+                ReportFullPool(mm);
                 if (s_statsEveryTsc != 0 && Native.Rdtsc() >= s_nextStatsTsc)
                 {
                     s_nextStatsTsc += s_statsEveryTsc;
@@ -121,6 +122,38 @@ namespace Tandem.Kernel.Memory
                 }
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
             }
+        }
+
+        private static long s_fullSeen;
+        private static bool s_fullReported;
+
+        /// <summary>
+        /// The swap pool refused a page since the last look: one line says so (the page stayed in
+        /// memory, in the swap cache: nothing is lost, but eviction of anonymous memory stalls).
+        /// Said again only after the pool has had room again.
+        /// </summary>
+        private static void ReportFullPool(MemoryManager<KernelMmPlatform> mm)
+        {
+            SwapMap<KernelMmPlatform>? swap = mm.Swap;
+            if (swap == null || Pool == null)
+                return;
+            long full = swap.DeviceFullRefusals;
+            bool refused = full != s_fullSeen;
+            s_fullSeen = full;
+            if (!refused)
+            {
+                if (Pool.FramesInUse < Pool.LimitFrames - Pool.LimitFrames / 16)
+                    s_fullReported = false;
+                return;
+            }
+            if (s_fullReported)
+                return;
+            s_fullReported = true;
+            ulong f = Log.Begin();
+            Log.Write("reclaim: the swap pool is full (");
+            Log.Write((ulong)Pool.LimitFrames * FrameAllocator.PageSize >> 20);
+            Log.Write(" MiB): pages it refused stay in memory, nothing is lost, but eviction of guest memory stalls; a larger swap= helps\n");
+            Log.End(f);
         }
 
         /// <summary>
