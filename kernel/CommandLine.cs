@@ -5,7 +5,7 @@ namespace Tandem.Kernel
     /// <summary>
     /// The kernel command line: space-separated words, each "name" or "name=value"; a double-quoted
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
-    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...]</c>,
+    /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...][,reset=stop|restart]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>. Anything else is reported by name and ignored.
     /// </summary>
     public static unsafe class CommandLine
@@ -52,10 +52,17 @@ namespace Tandem.Kernel
             public ulong BudgetSeconds;
             /// <summary>defaults=off: no default command line for a Linux guest, only cmdline=.</summary>
             public bool NoDefaultCmdline;
+            /// <summary>reset=restart: a reset of the guest's machine restarts the VM (default: it ends).</summary>
+            public bool RestartOnReset;
+            /// <summary>Restarts allowed in a row (0: the default, <see cref="DefaultMaxRestarts"/>).</summary>
+            public int MaxRestarts;
             /// <summary>fwcfg=NAME:MODULE joined by '+': fw_cfg files for the guest, or null.</summary>
             public byte* FwCfgFiles;
             public int FwCfgFilesLength;
         }
+
+        /// <summary>How many times in a row a <c>reset=restart</c> VM is restarted before the host gives up on it.</summary>
+        public const int DefaultMaxRestarts = 1000;
 
         /// <summary><c>budget=none</c>: the guest runs until it stops itself or the host ends.</summary>
         public const ulong NoBudget = ulong.MaxValue;
@@ -292,6 +299,16 @@ namespace Tandem.Kernel
                         return;
                     }
                 }
+                else if (Matches(part, eq, "reset"))
+                {
+                    if (Matches(arg, argLength, "restart"))
+                        spec.RestartOnReset = true;
+                    else if (!Matches(arg, argLength, "stop"))
+                    {
+                        VmRefused("vm= reset must be stop or restart: ", arg, argLength);
+                        return;
+                    }
+                }
                 else if (Matches(part, eq, "fwcfg"))
                 {
                     spec.FwCfgFiles = arg;
@@ -309,7 +326,7 @@ namespace Tandem.Kernel
                 }
                 else
                 {
-                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg): ", part, eq);
+                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset): ", part, eq);
                     return;
                 }
             }

@@ -117,7 +117,8 @@ namespace Tandem.Kernel.Memory
                 ReportFullPool(mm);
                 if (s_statsEveryTsc != 0 && Native.Rdtsc() >= s_nextStatsTsc)
                 {
-                    s_nextStatsTsc += s_statsEveryTsc;
+                    // From now, not from the missed deadline: a late thread prints one line, not a burst.
+                    s_nextStatsTsc = Native.Rdtsc() + s_statsEveryTsc;
                     PrintStats("mmstats");
                 }
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);

@@ -442,6 +442,28 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a string port I/O check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
         }
 
+        /// <summary>
+        /// reset32 resets its machine through the i8042 at every boot. With reset=restart the runner
+        /// makes the VM anew and starts it again, here at most twice: three boots, two restarts,
+        /// and the third reset ends the VM with status 0.
+        /// </summary>
+        public static void ResetRestartsTheVm(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            CommandLine.VmSpec* spec = stackalloc CommandLine.VmSpec[1];
+            spec[0] = default;
+            spec[0].Module = Ascii("reset32", out spec[0].ModuleLength);
+            spec[0].MemoryMiB = GuestRam >> 20;
+            spec[0].Cpus = 1;
+            spec[0].RestartOnReset = true;
+            spec[0].MaxRestarts = 2;
+            int worst = GuestRunner.RunSpecs(spec, 1);
+            if (!t.Check(GuestRunner.LastRestarts == 2, "the VM was not restarted exactly twice", (ulong)GuestRunner.LastRestarts))
+                return;
+            t.Check(worst == 0, "the VM did not end with status 0 after its last reset", (ulong)worst);
+        }
+
         public static void ApicTimerAndIoApicRouting(TestContext t)
         {
             if (Unavailable(t))

@@ -23,32 +23,89 @@ namespace Tandem.Kernel.Virt
                 Log.Line("vm: cannot run guests: this CPU lacks VT-x, EPT or unrestricted guest (see the banner)");
                 return Machine.StatusBadBoot;
             }
-            Vm[] vms = new Vm[CommandLine.VmCount];
+            int count = CommandLine.VmCount;
+            CommandLine.VmSpec* specs = stackalloc CommandLine.VmSpec[count];
+            for (int i = 0; i < count; i++)
+                specs[i] = CommandLine.Vm(i);
+            return RunSpecs(specs, count);
+        }
+
+        /// <summary>
+        /// Creates the VMs of <paramref name="specs"/>, runs them all at once, and waits for each to
+        /// stop, printing its line. A VM that stopped because its guest reset the machine, with
+        /// <c>reset=restart</c>, is released and made anew from its spec and started again (at most
+        /// <see cref="CommandLine.VmSpec.MaxRestarts"/> times in a row), while the others go on.
+        /// Returns 0 if every VM was created and exited 0.
+        /// </summary>
+        internal static int RunSpecs(CommandLine.VmSpec* specs, int count)
+        {
+            Vm[] vms = new Vm[count];
+            int[] specOf = new int[count];
+            int[] restarts = new int[count];
+            bool[] done = new bool[count];
             int created = 0;
             int worst = 0;
-            for (int i = 0; i < CommandLine.VmCount; i++)
+            for (int i = 0; i < count; i++)
             {
-                ref CommandLine.VmSpec spec = ref CommandLine.Vm(i);
-                Vm? vm = CreateFromSpec(ref spec);
+                Vm? vm = CreateFromSpec(ref specs[i]);
                 if (vm == null)
                 {
                     worst = 1;
                     continue;
                 }
+                vm.RestartOnReset = specs[i].RestartOnReset;
+                specOf[created] = i;
                 vms[created++] = vm;
             }
             for (int i = 0; i < created; i++)
-                VmThreads.Start(vms[i], CommandLine.Vm(i).PinMask);
-            VmThreads.WaitAll(vms, created);
-            for (int i = 0; i < created; i++)
+                VmThreads.Start(vms[i], specs[specOf[i]].PinMask);
+            int left = created;
+            while (left > 0)
             {
-                VmThreads.Report(vms[i]);
-                if (vms[i].ExitStatus != 0)
-                    worst = 1;
-                vms[i].Release();
+                VmThreads.WaitAny(vms, done, created);
+                for (int i = 0; i < created; i++)
+                {
+                    if (done[i] || System.Threading.Volatile.Read(ref vms[i].RunningVcpus) != 0)
+                        continue;
+                    VmThreads.Report(vms[i]);
+                    ref CommandLine.VmSpec spec = ref specs[specOf[i]];
+                    bool restart = vms[i].ResetRequested && vms[i].RestartOnReset;
+                    int limit = spec.MaxRestarts > 0 ? spec.MaxRestarts : CommandLine.DefaultMaxRestarts;
+                    vms[i].Release();
+                    if (restart && restarts[i] >= limit)
+                    {
+                        ulong f = Log.Begin();
+                        Log.Write("vm: the guest reset its machine ");
+                        Log.Write((ulong)restarts[i] + 1);
+                        Log.Write(" times in a row; not restarted again\n");
+                        Log.End(f);
+                        restart = false;
+                    }
+                    if (restart)
+                    {
+                        Vm? again = CreateFromSpec(ref spec);
+                        if (again != null)
+                        {
+                            restarts[i]++;
+                            again.RestartOnReset = true;
+                            vms[i] = again;
+                            VmThreads.Start(again, spec.PinMask);
+                            continue;
+                        }
+                    }
+                    // Here a restart that was asked for could not be made (its reason is printed).
+                    done[i] = true;
+                    left--;
+                    if (vms[i].ExitStatus != 0 || restart)
+                        worst = 1;
+                }
             }
+            LastRestarts = created > 0 ? restarts[0] : 0;
             return worst;
         }
+
+        /// <summary>The restarts of the first VM of the last <see cref="RunSpecs"/> (for tests).</summary>
+        internal static int LastRestarts;
 
         /// <summary>
         /// What a Linux guest gets unless <c>vm=...,defaults=off</c>: the console on COM1, and the options

@@ -74,16 +74,28 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>Blocks until every vCPU thread of every VM in <paramref name="vms"/> has ended.</summary>
-        public static void WaitAll(Vm[] vms, int count)
+        public static void WaitAll(Vm[] vms, int count) => Wait(vms, null, count, any: false);
+
+        /// <summary>Blocks until every vCPU thread of some VM in <paramref name="vms"/> not marked in <paramref name="done"/> has ended.</summary>
+        public static void WaitAny(Vm[] vms, bool[] done, int count) => Wait(vms, done, count, any: true);
+
+        private static void Wait(Vm[] vms, bool[]? done, int count, bool any)
         {
             ulong start = Native.Rdtsc();
             ulong nextReport = 30;
             while (true)
             {
-                bool running = false;
+                bool running = false, ended = false;
                 for (int i = 0; i < count; i++)
-                    running |= Volatile.Read(ref vms[i].RunningVcpus) != 0;
-                if (!running)
+                {
+                    if (done != null && done[i])
+                        continue;
+                    if (Volatile.Read(ref vms[i].RunningVcpus) != 0)
+                        running = true;
+                    else
+                        ended = true;
+                }
+                if (!running || (any && ended))
                     return;
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond);
                 ulong seconds = (Native.Rdtsc() - start) / Timer.TscPerSecond;

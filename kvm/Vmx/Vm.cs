@@ -26,6 +26,12 @@ namespace Tandem.Kvm.Vmx
         /// <summary>vCPUs parked for good in a HLT with interrupts disabled (Exits.HltExit).</summary>
         public int ParkedVcpus;
 
+        /// <summary><c>vm=...,reset=restart</c>: a reset of the guest's machine restarts it (the runner makes the VM anew) instead of ending it.</summary>
+        public bool RestartOnReset;
+
+        /// <summary>The guest reset its machine (i8042, port 0x92, 0xCF9): it stopped with status 0 for that reason.</summary>
+        public bool ResetRequested;
+
         /// <summary>vCPU threads still running (the kernel's runner counts them down), and the thread to wake when none is left.</summary>
         public int RunningVcpus;
         public ulong Waiter;

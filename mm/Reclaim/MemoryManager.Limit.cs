@@ -44,6 +44,11 @@ public sealed partial class MemoryManager<TPlatform>
         int limit = ResidentLimit;
         if (limit == 0 || Lru.Listed < limit)
             return;
+        // A full swap device: eviction could only drop clean copies; not worth an aging pass on
+        // every fault (the reclaimer thread still takes what it can).
+        SwapMap<TPlatform>? swap = Swap;
+        if (swap != null && swap.DeviceFull)
+            return;
         Interlocked.Increment(ref _limitReclaims);
         DirectReclaim();
     }

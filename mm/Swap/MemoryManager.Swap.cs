@@ -55,6 +55,10 @@ public sealed partial class MemoryManager<TPlatform>
         SwapMap<TPlatform>? swap = Volatile.Read(ref Swap);
         if (swap == null)
             return SwapOutResult.NoSwap;
+        // A full device would refuse a page with no copy yet: leave it mapped (unmapping it would
+        // only make it fault back in from the swap cache).
+        if (swap.DeviceFull && swap.SlotOf(frame) < 0)
+            return SwapOutResult.DeviceFull;
         // Our own reference for the whole swap-out: the frame is freed only after the last step.
         if (!Frames.TryGetRef(frame))
             return SwapOutResult.NotResident;

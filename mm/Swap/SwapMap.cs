@@ -91,6 +91,15 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     public long CleanEvictions { get { return Volatile.Read(ref _cleanEvictions); } }
     /// <summary>Evictions stopped because the device was full (the page stayed in the swap cache).</summary>
     public long DeviceFullRefusals { get { return Volatile.Read(ref _deviceFull); } }
+
+    private int _full;
+
+    /// <summary>
+    /// The device refused a store and has not freed a copy since: a page with no copy yet would be
+    /// refused too, so eviction leaves such pages alone (it stops instead of unmapping pages that
+    /// would only fault straight back in from the swap cache). A device free clears it.
+    /// </summary>
+    public bool DeviceFull { get { return Volatile.Read(ref _full) != 0; } }
     /// <summary>Frames not swapped out because they are mapped more than once (or not anonymous).</summary>
     public long Refused { get { return Volatile.Read(ref _refused); } }
     /// <summary>Swap-ins that failed because the device could not return the copy.</summary>
@@ -207,7 +216,18 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     internal void CountCleanEviction() { Interlocked.Increment(ref _cleanEvictions); }
 
     /// <summary>Counts a device-full refusal; true the first time (the caller reports it once).</summary>
-    internal bool CountDeviceFull() { return Interlocked.Increment(ref _deviceFull) == 1; }
+    internal bool CountDeviceFull()
+    {
+        Volatile.Write(ref _full, 1);
+        return Interlocked.Increment(ref _deviceFull) == 1;
+    }
+
+    /// <summary>Frees a device copy (no mm lock held): the device has room again.</summary>
+    private void FreeCopy(ulong handle)
+    {
+        Device.Free(handle);
+        Volatile.Write(ref _full, 0);
+    }
 
     /// <summary>
     /// The end of a swap-out that owned <paramref name="slot"/> (the caller still holds its own
@@ -246,9 +266,9 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         _lock.Exit();
         // Outside the lock: the device and the frame allocator.
         if (oldHandle != 0)
-            Device.Free(oldHandle);
+            FreeCopy(oldHandle);
         if (freeHandle != 0)
-            Device.Free(freeHandle);
+            FreeCopy(freeHandle);
         if (putFrame >= 0)
         {
             left = true;
@@ -339,7 +359,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         ulong freeHandle = FreeIfUnusedLocked(slot, ref putFrame);
         _lock.Exit();
         if (freeHandle != 0)
-            Device.Free(freeHandle);
+            FreeCopy(freeHandle);
         if (putFrame >= 0)
             _frames.PutRef(new Pfn((ulong)putFrame));
     }
@@ -374,7 +394,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         ulong freeHandle = FreeIfUnusedLocked(slot, ref putFrame);
         _lock.Exit();
         if (freeHandle != 0)
-            Device.Free(freeHandle);
+            FreeCopy(freeHandle);
         if (putFrame >= 0)
             _frames.PutRef(new Pfn((ulong)putFrame));
     }
@@ -392,7 +412,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         ulong freeHandle = slot >= 0 ? FreeIfUnusedLocked(slot, ref putFrame) : 0;
         _lock.Exit();
         if (freeHandle != 0)
-            Device.Free(freeHandle);
+            FreeCopy(freeHandle);
         if (putFrame >= 0)
             _frames.PutRef(new Pfn((ulong)putFrame));
     }

@@ -5,8 +5,8 @@ namespace Tandem.Kvm.Vmx.Exits
     /// VM's port bus (<see cref="Devices.PcPlatform"/>: PIC, PIT, COM1, CMOS, i8042, port 0x92,
     /// PCI, fw_cfg, the debug-exit port 0xF4), where unclaimed ports read as all ones and ignore
     /// writes, except the test phase port 0x502 (the host's tests act at each phase). After a
-    /// write, a debug-exit write ends the VM with that status, and a pulled reset line ends it too
-    /// (restarting is not supported yet). INS and OUTS are emulated (<see cref="MmioExit.PortString"/>).
+    /// write, a debug-exit write ends the VM with that status, and a pulled reset line ends it with
+    /// status 0, or restarts it when the VM's <c>reset=restart</c> says so (the runner makes it anew). INS and OUTS are emulated (<see cref="MmioExit.PortString"/>).
     /// </summary>
     internal static unsafe class IoExit
     {
@@ -77,7 +77,10 @@ namespace Tandem.Kvm.Vmx.Exits
             if (p.Reset.Requested)
             {
                 v.Vm.FlushSerial();
-                KvmHost.Line("vm: the guest reset its machine (i8042, port 0x92 or 0xCF9): the VM ends (restart is not supported yet)");
+                KvmHost.Line(v.Vm.RestartOnReset
+                    ? "vm: the guest reset its machine (i8042, port 0x92 or 0xCF9): the VM restarts (reset=restart)"
+                    : "vm: the guest reset its machine (i8042, port 0x92 or 0xCF9): the VM ends with status 0 (reset=restart restarts it)");
+                v.Vm.ResetRequested = true;
                 v.Vm.Stop(0, null);
                 return ExitAction.Stop;
             }

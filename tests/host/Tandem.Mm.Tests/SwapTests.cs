@@ -204,6 +204,43 @@ public unsafe class SwapTests
         }
     }
 
+    /// <summary>
+    /// A full device stops eviction of pages that have no copy: after the first refusal they stay
+    /// mapped (not unmapped only to fault back in from the swap cache), nothing is lost, and once a
+    /// copy is freed (room again) eviction resumes. Kills "eviction goes on against a full device".
+    /// </summary>
+    [Fact]
+    public void AFullDeviceStopsEvictionUntilItHasRoomAgain()
+    {
+        (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> swap) = Bed();
+        using (b)
+        {
+            d.Capacity = 4;
+            for (int i = 0; i < 8; i++)
+                Write(b, i, 0x4444_0000UL + (ulong)i);
+            for (int i = 0; i < 4; i++)
+                Assert.Equal(SwapOutResult.Evicted, Evict(b, i));
+            Assert.Equal(SwapOutResult.DeviceFull, Evict(b, 4));      // refused: it stays in the swap cache
+            Assert.True(swap.DeviceFull);
+            long unmapsBefore = b.Mm.Lru.Stats.Evictions;
+            for (int i = 5; i < 8; i++)
+            {
+                Assert.Equal(SwapOutResult.DeviceFull, Evict(b, i));
+                Assert.True(b.Space.Translate(b.Page(i), out PageTableEntry pte, out int _) && pte.IsPresent, "page " + i + " was unmapped against a full device");
+            }
+            for (int i = 0; i < 8; i++)
+                Assert.Equal(0x4444_0000UL + (ulong)i, Read(b, i, out Pfn _));
+            // Room again: page 0's copy goes with its unmap, and eviction resumes.
+            b.Space.Unmap(b.Page(0), b.Page(1));
+            Assert.False(swap.DeviceFull);
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 5));
+            Assert.Equal(0x4444_0005UL, Read(b, 5, out Pfn _));
+            b.Space.Unmap(b.Page(0), b.Page(64));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, LiveDataFrames(b.Mm));
+        }
+    }
+
     [Fact]
     public void ASwapEntryInstalledPteHasDirtyClearAndTheRightsOfTheEntry()
     {

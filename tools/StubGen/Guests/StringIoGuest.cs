@@ -93,4 +93,20 @@ public static partial class TestGuests
         NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
         return strings.Image(a, 32);
     }
+
+    /// <summary>32-bit: prints <c>reset guest: booted</c> and resets its machine through the i8042 (0xFE to port 0x64): with <c>reset=restart</c> the VM starts again.</summary>
+    private static byte[] Reset32()
+    {
+        var strings = new Strings("reset guest: booted, resetting through the i8042\n", "RESET DID NOT HAPPEN\n");
+        var a = new Assembler(32);
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        Out(a, 0x64, 0xFE);
+        Print(a, strings.Address(1), long64: false);
+        Out(a, Exit, 1);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 32);
+    }
 }

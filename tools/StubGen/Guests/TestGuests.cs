@@ -44,6 +44,7 @@ public static partial class TestGuests
         ("smp32", Smp32()),
         ("nmiinit32", NmiInit32()),
         ("strio32", StringIo32()),
+        ("reset32", Reset32()),
         ("swapfill32", SwapFill32()),
         ("smpspin32", SmpSpin32()),
         ("ipibench32", IpiBench32()),
