@@ -85,7 +85,7 @@ public sealed unsafe class MergeScanner<TPlatform> where TPlatform : struct, IMm
         if (!mm.Frames.AllocateFrame(out _zero))
             throw new System.InvalidOperationException("MergeScanner: no frame for the shared zero page");
         new System.Span<byte>(mm.Platform.PhysToVirt(_zero.Address), (int)PageSizes.Size4K).Clear();
-        mm.Frames.SetFlags(_zero, FrameFlags.Merged | FrameFlags.Anonymous);
+        mm.Frames.SetFlags(_zero, FrameFlags.Merged);
     }
 
     /// <summary>The shared zero frame.</summary>
@@ -129,6 +129,7 @@ public sealed unsafe class MergeScanner<TPlatform> where TPlatform : struct, IMm
             if (!space.TryGetUser())
             {
                 _cursorSpace = space.Id + 1;
+                _cursorVa = 0;
                 continue;
             }
             Region? region = NextRegion(space, _cursorVa);
@@ -136,6 +137,7 @@ public sealed unsafe class MergeScanner<TPlatform> where TPlatform : struct, IMm
             {
                 space.PutUser();
                 _cursorSpace = space.Id + 1;
+                _cursorVa = 0;
                 continue;
             }
             VirtAddr va = _cursorVa > region.Start.Value ? new VirtAddr(_cursorVa) : region.Start;
