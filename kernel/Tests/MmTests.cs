@@ -215,5 +215,38 @@ namespace Tandem.Kernel.Tests
             DestroySpace(b);
             t.Check(notifier.Releases == 1, "the notifier was not released when its address space died");
         }
+
+        /// <summary>Page merging in the kernel build: two equal pages of two spaces share one
+        /// read-only frame; a write copies it for that space only (docs/reclaim.md, "Page merging").</summary>
+        public static void MergeAndCopyOnWrite(TestContext t)
+        {
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            AddressSpace<KernelMmPlatform>? a = CreateSpace(t);
+            AddressSpace<KernelMmPlatform>? b = CreateSpace(t);
+            if (mm == null || a == null || b == null)
+                return;
+            MergeScanner<KernelMmPlatform> scanner = new MergeScanner<KernelMmPlatform>(mm, 64);
+            bool faulted = true;
+            for (int i = 0; i < 2; i++)
+            {
+                AddressSpace<KernelMmPlatform> s = i == 0 ? a : b;
+                faulted &= s.HandleFault(Base, true) == FaultStatus.Ok && s.TranslateFrame(Base, out Pfn f);
+                s.TranslateFrame(Base, out Pfn frame);
+                ulong* p = (ulong*)mm.Platform.PhysToVirt(frame.Address);
+                for (int w = 0; w < 512; w++)
+                    p[w] = 0x4B53_4D00UL + (ulong)w;
+            }
+            scanner.ScanStep(4 * Pages);
+            a.TranslateFrame(Base, out Pfn fa);
+            b.TranslateFrame(Base, out Pfn fb);
+            bool merged = faulted && fa == fb && mm.Frames.MapCountOf(fa) == 2;
+            bool broke = a.HandleFault(Base, true) == FaultStatus.Ok;
+            a.TranslateFrame(Base, out Pfn copy);
+            broke &= copy != fb && ((ulong*)mm.Platform.PhysToVirt(copy.Address))[7] == 0x4B53_4D07UL;
+            DestroySpace(a);
+            DestroySpace(b);
+            t.Check(merged, "two equal pages were not merged into one frame");
+            t.Check(broke, "a write to a merged page did not get a private copy with the same contents");
+        }
     }
 }

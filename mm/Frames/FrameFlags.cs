@@ -17,4 +17,12 @@ public enum FrameFlags
     Dirty = 16,
     /// <summary>In the swap cache (<see cref="SwapMap{TPlatform}"/>), which holds a reference; cleared when it leaves it.</summary>
     SwapCache = 256,
+    /// <summary>A shared frame of the merge scanner (mm/Merge, or the shared zero frame): its
+    /// contents never change; it is read-only in every MMU; a write takes a copy-on-write fault that
+    /// gives the writer a private copy (docs/reclaim.md, "Page merging").</summary>
+    Merged = 1 << 10,
+    /// <summary>Transient: no mapping of the frame may be made writable in place; a write copies it
+    /// instead. Set on a page between the merge scanner's write-protect and its remap (or abort),
+    /// and on a fresh copy-on-write copy until the old frame's secondaries were invalidated.</summary>
+    CopyOnWrite = 1 << 11,
 }

@@ -37,4 +37,10 @@ public enum MmCheckpoint
     /// (docs/locking.md, races 3 and 4). Also reached under the EPT's MMU lock when a fault zaps a
     /// large leaf in its way.</summary>
     SecondaryLeafRead,
+    /// <summary>The merge scanner compared a page with its merge target (first compare) and is about
+    /// to write-protect it.</summary>
+    MergeBeforeWriteProtect,
+    /// <summary>The merge scanner write-protected the page (primary flushed, notifiers called); the
+    /// second byte-for-byte compare comes next.</summary>
+    MergeWriteProtected,
 }

@@ -62,6 +62,23 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// </summary>
     private FaultStatus TryUpgradePresent(VirtAddr page, bool write)
     {
+        while (true)
+        {
+            FaultStatus status = TryUpgradePresentOnce(page, write, out Pfn shared);
+            if (status != FaultStatus.Exists)
+                return status;
+            // A merged frame: copy it (AddressSpace.Merge.cs), then upgrade the private copy.
+            status = BreakCow(page, shared);
+            if (status != FaultStatus.Ok)
+                return status;
+        }
+    }
+
+    /// <summary>One try of <see cref="TryUpgradePresent"/>; Exists: the page maps a frame that must
+    /// be copied on write (<paramref name="shared"/>, with a reference taken for the caller).</summary>
+    private FaultStatus TryUpgradePresentOnce(VirtAddr page, bool write, out Pfn shared)
+    {
+        shared = default;
         _ptLock.Enter(_platform);
         if (_dead != 0)
         {
@@ -75,6 +92,15 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         {
             _ptLock.Exit();
             return FaultStatus.NoRegion;
+        }
+        if (write && !s.Value.IsWritable && MustCopyOnWrite(s.Value, s.Level))
+        {
+            // Never made writable in place. The mapping holds a reference under _ptLock, so the
+            // count is > 0 for GetRef.
+            shared = s.Value.LeafAddress(1).Pfn;
+            _mm.Frames.GetRef(shared);
+            _ptLock.Exit();
+            return FaultStatus.Exists;
         }
         if (write && !s.Value.IsWritable)
         {

@@ -51,6 +51,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             while (true)
             {
                 PageTableEntry next = old.WithProt(prot);
+                // A merged frame stays read-only (its writes copy; AddressSpace.Merge.cs).
+                if (next.IsWritable && !old.IsWritable && MustCopyOnWrite(old, s.Level))
+                    next = next.WithWritable(false);
                 if (next.Raw == old.Raw)
                     break;
                 // CAS: the CPU may set A/D concurrently; retry with the value it left.

@@ -17,6 +17,7 @@ public sealed class Region
     public readonly PhysAddr FixedBase;
     /// <summary>Non-null: missing pages go to this handler (userfault region).</summary>
     public readonly IUserfaultHandler? Userfault;
+    private int _mergeable;
 
     /// <summary>Creates a region.</summary>
     public Region(VirtAddr start, VirtAddr end, RegionKind kind, PageProt prot, PhysAddr fixedBase, IUserfaultHandler? userfault)
@@ -31,10 +32,31 @@ public sealed class Region
         Userfault = userfault;
     }
 
-    /// <summary>An anonymous demand-zero region.</summary>
+    /// <summary>
+    /// Anonymous memory whose identical pages the merge scanner may share (mm/Merge). Only
+    /// anonymous regions without a userfault handler can be mergeable. Turning it off stops new
+    /// merges in the region; pages already shared stay shared until written (copy-on-write).
+    /// </summary>
+    public bool Mergeable
+    {
+        // Acquire/release: a plain flag read by the scanner on every pass.
+        get { return System.Threading.Volatile.Read(ref _mergeable) != 0; }
+        set { System.Threading.Volatile.Write(ref _mergeable, value && Kind == RegionKind.Anonymous && Userfault == null ? 1 : 0); }
+    }
+
+    /// <summary>An anonymous demand-zero region, mergeable (the default for anonymous memory and
+    /// guest RAM: nothing merges unless a merge scanner runs; turn it off with <see cref="Mergeable"/>).</summary>
     public static Region Anonymous(VirtAddr start, ulong size, PageProt prot)
     {
-        return new Region(start, start + size, RegionKind.Anonymous, prot, default, null);
+        return Anonymous(start, size, prot, true);
+    }
+
+    /// <summary>An anonymous demand-zero region; <paramref name="mergeable"/>: see <see cref="Mergeable"/>.</summary>
+    public static Region Anonymous(VirtAddr start, ulong size, PageProt prot, bool mergeable)
+    {
+        Region r = new Region(start, start + size, RegionKind.Anonymous, prot, default, null);
+        r.Mergeable = mergeable;
+        return r;
     }
 
     /// <summary>An anonymous region whose missing pages go to <paramref name="handler"/>.</summary>
