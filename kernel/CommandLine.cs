@@ -26,6 +26,8 @@ namespace Tandem.Kernel
         public const ulong Unset = ulong.MaxValue;
         /// <summary>swap=SIZE|off (MiB; off = 0), mem.limit=SIZE (MiB), mmstats=SECONDS; <see cref="Unset"/> when not given.</summary>
         public static ulong SwapMiB = Unset, MemLimitMiB = Unset, MmStatsSeconds = Unset;
+        /// <summary>ksm=on: the page-merging scanner thread runs (default off).</summary>
+        public static bool Ksm;
         private static VmArgs s_vms;
 
         [System.Runtime.CompilerServices.InlineArray(MaxVms)]
@@ -166,6 +168,16 @@ namespace Tandem.Kernel
             {
                 if (!TryParseSize(value, valueLength, out MemLimitMiB) || MemLimitMiB == 0)
                     Refused("mem.limit= takes a size above 0 (256M, 1G)", value, valueLength, out MemLimitMiB);
+                return;
+            }
+            if (Matches(name, nameLength, "ksm") && value != null)
+            {
+                if (Matches(value, valueLength, "on"))
+                    Ksm = true;
+                else if (Matches(value, valueLength, "off"))
+                    Ksm = false;
+                else
+                    Refused("ksm= takes on or off", value, valueLength, out _);
                 return;
             }
             if (Matches(name, nameLength, "mmstats") && value != null)

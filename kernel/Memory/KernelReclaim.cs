@@ -11,7 +11,7 @@ namespace Tandem.Kernel.Memory
     /// room under the limit) between its watermarks, aging and evicting through every MMU. Command
     /// line: <c>swap=SIZE|off</c> (default a quarter of the mm pool), <c>mem.limit=SIZE</c> (resident
     /// guest memory; default none), <c>mmstats=SECONDS</c> (a key=value statistics line at that
-    /// interval; default off).
+    /// interval; default off), <c>ksm=on|off</c> (the page-merging thread; default off).
     /// </summary>
     public static unsafe class KernelReclaim
     {
@@ -80,6 +80,36 @@ namespace Tandem.Kernel.Memory
             Log.End(f);
             if (Scheduler.Spawn("reclaim", &Run, 0) == null)
                 Log.Line("reclaim: no memory for the reclaimer thread; reclaim is direct only");
+            if (CommandLine.Ksm)
+            {
+                Scanner = new MergeScanner<KernelMmPlatform>(mm, MergeTableSize);
+                if (Scheduler.Spawn("ksm", &Merge, 0) == null)
+                    Log.Line("reclaim: no memory for the merge thread; ksm=on has no effect");
+                else
+                    Log.Line("reclaim: page merging on (ksm=on): guest RAM is scanned for identical pages");
+            }
+        }
+
+        /// <summary>The page-merging scanner (<c>ksm=on</c>), or null.</summary>
+        public static MergeScanner<KernelMmPlatform>? Scanner;
+
+        /// <summary>Candidate-table entries of the kernel's merge scanner.</summary>
+        public const int MergeTableSize = 1 << 14;
+
+        /// <summary>Pages the merge thread scans per step (then it sleeps 20 ms).</summary>
+        public const int MergePagesPerStep = 256;
+
+        /// <summary>The merge thread: a scan step with preemption off, then 20 ms asleep.</summary>
+        private static void Merge(ulong argument)
+        {
+            MergeScanner<KernelMmPlatform> scanner = Scanner!;
+            while (true)
+            {
+                Scheduler.PreemptDisable();
+                scanner.ScanStep(MergePagesPerStep);
+                Scheduler.PreemptEnable();
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 50);
+            }
         }
 
         /// <summary>
@@ -188,6 +218,10 @@ namespace Tandem.Kernel.Memory
             Pair(" lookaround_promotions", (ulong)s.LookAroundPromotions);
             Pair(" evictions", (ulong)s.Evictions);
             Pair(" refaults", (ulong)s.Refaults);
+            MergeStats m = mm.MergeStats;
+            Pair(" merges", (ulong)m.Merges);
+            Pair(" zero_merges", (ulong)m.ZeroMerges);
+            Pair(" cow_breaks", (ulong)m.CowBreaks);
             SwapMap<KernelMmPlatform>? swap = mm.Swap;
             if (swap != null && Pool != null)
             {

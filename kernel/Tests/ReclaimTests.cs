@@ -57,5 +57,83 @@ namespace Tandem.Kernel.Tests
                 return;
             t.Check(mm.Swap.SwapIns - ins > 0, "no page was swapped back in", (ulong)(mm.Swap.SwapIns - ins));
         }
+    
+        // tools/StubGen/Guests/StringIoGuest.cs (ksm32)
+        private const ulong KsmBase = 0x20_0000, KsmPages = 256;
+
+        private static void PauseAtPhase(Vm vm, ulong phase) => vm.PauseRequested = true;
+
+        /// <summary>
+        /// Two VMs run ksm32: each fills 1 MiB with the same 256 pages and pauses at phase 1. The
+        /// merge scanner (the kernel's with ksm=on, else one made here) merges the pairs into
+        /// shared read-only frames. Then each guest writes its VM id into every page (a
+        /// copy-on-write break each, through an EPT write violation) and checks every page; the host
+        /// checks that the pairs were merged, that each write broke the sharing for that VM only (A's
+        /// pages hold A's id, B's hold B's), and the counters.
+        /// </summary>
+        public static void TwoVmsShareIdenticalPages(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            if (mm == null)
+                return;
+            Vm? a = VmxTests.Start(t, "ksm32");
+            Vm? b = VmxTests.Start(t, "ksm32");
+            if (a == null || b == null)
+                return;
+            a.PhaseHandler = &PauseAtPhase;
+            b.PhaseHandler = &PauseAtPhase;
+            RunLoop.Run(a.Vcpu!);
+            RunLoop.Run(b.Vcpu!);
+            if (!t.Check(a.LastPhase == 1 && b.LastPhase == 1 && !a.Stopped && !b.Stopped, "the guests did not both reach phase 1"))
+                return;
+            var ma = (MmGuestMemory)a.Memory;
+            var mb = (MmGuestMemory)b.Memory;
+            MergeScanner<KernelMmPlatform> scanner = KernelReclaim.Scanner ?? new MergeScanner<KernelMmPlatform>(mm, KernelReclaim.MergeTableSize);
+            long merges = mm.MergeStats.Merges, breaks = mm.MergeStats.CowBreaks;
+            int shared = 0;
+            for (int round = 0; round < 16 && shared < (int)KsmPages; round++)
+            {
+                Sched.Scheduler.PreemptDisable();
+                scanner.ScanStep(4096);
+                Sched.Scheduler.PreemptEnable();
+                shared = 0;
+                for (ulong p = 0; p < KsmPages; p++)
+                {
+                    bool ia = ma.Space.TranslateFrame(ma.HostAddress(KsmBase + p * 4096), out Pfn fa);
+                    bool ib = mb.Space.TranslateFrame(mb.HostAddress(KsmBase + p * 4096), out Pfn fb);
+                    if (ia && ib && fa == fb)
+                        shared++;
+                }
+            }
+            long merged = mm.MergeStats.Merges - merges;
+            a.PhaseHandler = null;
+            b.PhaseHandler = null;
+            RunLoop.Run(a.Vcpu!);
+            RunLoop.Run(b.Vcpu!);
+            GuestRunner.Report(a);
+            GuestRunner.Report(b);
+            long broke = mm.MergeStats.CowBreaks - breaks;
+            ulong f = Tandem.Kernel.Console.Log.Begin();
+            Tandem.Kernel.Console.Log.Write("merge: pages shared by the two VMs ");
+            Tandem.Kernel.Console.Log.Write((ulong)shared);
+            Tandem.Kernel.Console.Log.Write(" of 256, merges ");
+            Tandem.Kernel.Console.Log.Write((ulong)merged);
+            Tandem.Kernel.Console.Log.Write(", copy-on-write breaks ");
+            Tandem.Kernel.Console.Log.Write((ulong)broke);
+            Tandem.Kernel.Console.Log.WriteChar('\n');
+            Tandem.Kernel.Console.Log.End(f);
+            if (!t.Check(shared == (int)KsmPages, "the identical pages of the two VMs were not all merged", (ulong)shared))
+                return;
+            if (!t.Check(a.ExitStatus == 0 && b.ExitStatus == 0, "a guest found a wrong word after its writes (the sharing was not broken for it alone)"))
+                return;
+            if (!t.Check(broke >= 2 * (long)KsmPages, "fewer copy-on-write breaks than writes to merged pages", (ulong)broke))
+                return;
+            uint ida = 0, idb = 0;
+            a.Memory.Read(KsmBase, (byte*)&ida, 4);
+            b.Memory.Read(KsmBase, (byte*)&idb, 4);
+            t.Check(ida != idb, "the two VMs see the same word after writing their own ids", ida);
+        }
     }
 }

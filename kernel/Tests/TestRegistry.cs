@@ -55,6 +55,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
             new TestCase("vmx.stopped_vm_returns_its_memory", &SmpVmTests.StoppedVmReturnsItsMemory),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
+            new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
             new TestCase("linux.selftest", &LinuxTests.SelfTestPasses),
             new TestCase("linux.reclaim_under_load", &LinuxTests.ReclaimUnderLoad),

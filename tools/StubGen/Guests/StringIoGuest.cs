@@ -109,4 +109,65 @@ public static partial class TestGuests
         a.jmp(halt);
         return strings.Image(a, 32);
     }
+
+    /// <summary>ksm32's pages: <see cref="KsmPages"/> from <see cref="KsmBase"/>.</summary>
+    public const uint KsmBase = 0x20_0000, KsmPages = 256;
+
+    /// <summary>
+    /// 32-bit, for page merging across VMs: fills <see cref="KsmPages"/> pages the same way in every
+    /// VM (dword k of page p is <c>p * 0x01000193 + k + 1</c>: no two pages alike, no zero page),
+    /// signals phase 1 (the host merges), then writes its VM id (ebx at entry) into dword 0 of every
+    /// page (a copy-on-write break each) and checks every page: its id at dword 0, the pattern in
+    /// the rest. Exits 0, or 1 at the first wrong word.
+    /// </summary>
+    private static byte[] Ksm32()
+    {
+        var strings = new Strings("ksm guest: 1 MiB of pages like the other VM's, then a write to each\n", "ksm guest: every page holds my id and the pattern\n", "KSM CHECK FAILED\n");
+        var a = new Assembler(32);
+        var mismatch = a.CreateLabel();
+        a.mov(ebp, ebx);                                      // the VM id: Print uses esi, eax, edx
+        Print(a, strings.Address(0), long64: false);
+        // eax = the pattern at edi: ((edi - base) >> 12) * 0x01000193 + ((edi & 0xFFF) >> 2) + 1
+        void Pattern()
+        {
+            a.mov(eax, edi);
+            a.sub(eax, KsmBase);
+            a.shr(eax, 12);
+            a.imul(eax, eax, 0x0100_0193);
+            a.mov(edx, edi);
+            a.and(edx, 0xFFF);
+            a.shr(edx, 2);
+            a.lea(eax, __[eax + edx + 1]);
+        }
+        ForEachDword(a, KsmBase, KsmPages * 1024, () =>
+        {
+            Pattern();
+            a.mov(__dword_ptr[edi], eax);
+        });
+        Out(a, Phase, 1);
+        var write = a.CreateLabel();
+        a.mov(edi, KsmBase);
+        a.Label(ref write);
+        a.mov(__dword_ptr[edi], ebp);
+        a.add(edi, 4096);
+        a.cmp(edi, KsmBase + KsmPages * 4096);
+        a.jb(write);
+        ForEachDword(a, KsmBase, KsmPages * 1024, () =>
+        {
+            var pattern = a.CreateLabel();
+            var next = a.CreateLabel();
+            a.test(edi, 0xFFF);
+            a.jnz(pattern);
+            a.cmp(__dword_ptr[edi], ebp);
+            a.jne(mismatch);
+            a.jmp(next);
+            a.Label(ref pattern);
+            Pattern();
+            a.cmp(__dword_ptr[edi], eax);
+            a.jne(mismatch);
+            a.Label(ref next);
+        });
+        Verdict(a, mismatch, strings.Address(1), strings.Address(2));
+        return strings.Image(a, 32);
+    }
 }

@@ -45,6 +45,7 @@ public static partial class TestGuests
         ("nmiinit32", NmiInit32()),
         ("strio32", StringIo32()),
         ("reset32", Reset32()),
+        ("ksm32", Ksm32()),
         ("swapfill32", SwapFill32()),
         ("smpspin32", SmpSpin32()),
         ("ipibench32", IpiBench32()),
