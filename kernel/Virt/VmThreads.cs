@@ -74,12 +74,12 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>Blocks until every vCPU thread of every VM in <paramref name="vms"/> has ended.</summary>
-        public static void WaitAll(Vm[] vms, int count) => Wait(vms, null, count, any: false);
+        public static void WaitAll(Vm[] vms, int count) => Wait(vms, null, count, untilAny: false);
 
         /// <summary>Blocks until every vCPU thread of some VM in <paramref name="vms"/> not marked in <paramref name="done"/> has ended.</summary>
-        public static void WaitAny(Vm[] vms, bool[] done, int count) => Wait(vms, done, count, any: true);
+        public static void WaitAny(Vm[] vms, bool[] done, int count) => Wait(vms, done, count, untilAny: true);
 
-        private static void Wait(Vm[] vms, bool[]? done, int count, bool any)
+        private static void Wait(Vm[] vms, bool[]? done, int count, bool untilAny)
         {
             ulong start = Native.Rdtsc();
             ulong nextReport = 30;
@@ -95,7 +95,7 @@ namespace Tandem.Kernel.Virt
                     else
                         ended = true;
                 }
-                if (!running || (any && ended))
+                if (!running || (untilAny && ended))
                     return;
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond);
                 ulong seconds = (Native.Rdtsc() - start) / Timer.TscPerSecond;

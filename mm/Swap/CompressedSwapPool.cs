@@ -596,19 +596,5 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
             w[i] = word;
     }
 
-    private static void Copy(byte* d, byte* s, int length)
-    {
-        while (length >= 8)
-        {
-            Unsafe.WriteUnaligned(d, Unsafe.ReadUnaligned<ulong>(s));
-            d += 8;
-            s += 8;
-            length -= 8;
-        }
-        while (length > 0)
-        {
-            *d++ = *s++;
-            length--;
-        }
-    }
+    private static void Copy(byte* d, byte* s, int length) => Lz4Block.Copy(d, s, length);
 }

@@ -270,9 +270,9 @@ public static unsafe class Lz4Block
         }
     }
 
-    /// <summary>Copies non-overlapping bytes, 8 at a time.</summary>
+    /// <summary>Copies non-overlapping bytes, 8 at a time (also the swap pool's copy).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Copy(byte* d, byte* s, int length)
+    internal static void Copy(byte* d, byte* s, int length)
     {
         while (length >= 8)
         {
