@@ -47,6 +47,12 @@ namespace Tandem.Kernel.Tests
             mm.ResidentLimit = (int)(FillBytes / 2 / 4096);
             VmThreads.Start(vm, 0);
             VmThreads.WaitAndReport(vm);
+            // An inspector view of the guest's pages (a mirror, its own notifier) reads all of
+            // them while the limit still holds: its reads swap pages in, and the evictions they
+            // cause zap the view's older entries; every word must agree with what the guest wrote.
+            long viewMismatches = -1, zapped = 0;
+            if (vm.ExitStatus == 0)
+                viewMismatches = ReadThroughAView((MmGuestMemory)vm.Memory, out zapped);
             mm.ResidentLimit = oldLimit;
             KernelReclaim.PrintStats("reclaim: after swapfill32:");
             if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "swapfill32 read a word back wrong (1) or had too little RAM (3)", (ulong)vm.ExitStatus))
@@ -55,7 +61,51 @@ namespace Tandem.Kernel.Tests
                 return;
             if (!t.Check(mm.Swap.SwapOuts - outs > 0, "no page was swapped out", (ulong)(mm.Swap.SwapOuts - outs)))
                 return;
-            t.Check(mm.Swap.SwapIns - ins > 0, "no page was swapped back in", (ulong)(mm.Swap.SwapIns - ins));
+            if (!t.Check(mm.Swap.SwapIns - ins > 0, "no page was swapped back in", (ulong)(mm.Swap.SwapIns - ins)))
+                return;
+            ulong f = Tandem.Kernel.Console.Log.Begin();
+            Tandem.Kernel.Console.Log.Write("reclaim: the inspector view read 28 MiB: mismatches ");
+            Tandem.Kernel.Console.Log.Write((ulong)viewMismatches);
+            Tandem.Kernel.Console.Log.Write(", view entries zapped by evictions ");
+            Tandem.Kernel.Console.Log.Write((ulong)zapped);
+            Tandem.Kernel.Console.Log.WriteChar('\n');
+            Tandem.Kernel.Console.Log.End(f);
+            if (!t.Check(viewMismatches == 0, "the inspector view disagrees with what the guest wrote", (ulong)viewMismatches))
+                return;
+            t.Check(zapped > 0, "no eviction zapped the view: it did not follow the primary MMU");
+        }
+
+        /// <summary>swapfill32's value of the dword at guest-physical <paramref name="gpa"/> (tools/StubGen/Guests/SwapFillGuest.cs).</summary>
+        private static uint SwapFillValue(uint gpa) => (gpa & 0xFFF) < 0xC00 ? (gpa >> 12) | 0x5A00_0000u : unchecked(gpa * 0x9E3779B1u);
+
+        /// <summary>Reads swapfill32's pages through a <see cref="MirrorView{TPlatform}"/>; returns the words that differ.</summary>
+        private static long ReadThroughAView(MmGuestMemory memory, out long zapped)
+        {
+            zapped = 0;
+            const uint Base = 0x20_0000;
+            MirrorView<KernelMmPlatform>? view = MirrorView<KernelMmPlatform>.Create(default, memory.Space, memory.Space.Notifiers,
+                memory.HostAddress(Base), (int)(FillBytes / 4096));
+            if (view == null)
+                return -1;
+            long bad = 0;
+            uint* page = stackalloc uint[1024];
+            for (uint p = 0; p < FillBytes / 4096; p++)
+            {
+                uint gpa = Base + p * 4096;
+                Sched.Scheduler.PreemptDisable();
+                FaultStatus status = view.TryRead(memory.HostAddress(gpa), new System.Span<byte>(page, 4096));
+                Sched.Scheduler.PreemptEnable();
+                if (status != FaultStatus.Ok)
+                    return -2;
+                for (uint k = 0; k < 1024; k++)
+                {
+                    if (page[k] != SwapFillValue(gpa + k * 4))
+                        bad++;
+                }
+            }
+            zapped = view.PagesZapped;
+            view.Destroy();
+            return bad;
         }
     
         // tools/StubGen/Guests/StringIoGuest.cs (ksm32)
@@ -69,7 +119,9 @@ namespace Tandem.Kernel.Tests
         /// shared read-only frames. Then each guest writes its VM id into every page (a
         /// copy-on-write break each, through an EPT write violation) and checks every page; the host
         /// checks that the pairs were merged, that each write broke the sharing for that VM only (A's
-        /// pages hold A's id, B's hold B's), and the counters.
+        /// pages hold A's id, B's hold B's), and the counters. An inspector view of A's pages (a
+        /// mirror with its own notifier) maps the merged frame after the merge and A's private copy
+        /// after the break.
         /// </summary>
         public static void TwoVmsShareIdenticalPages(TestContext t)
         {
@@ -108,6 +160,14 @@ namespace Tandem.Kernel.Tests
                 }
             }
             long merged = mm.MergeStats.Merges - merges;
+            // An inspector view of A's pages: after the merge it maps the shared frames.
+            MirrorView<KernelMmPlatform>? view = MirrorView<KernelMmPlatform>.Create(default, ma.Space, ma.Space.Notifiers, ma.HostAddress(KsmBase), (int)KsmPages);
+            if (!t.Check(view != null, "could not register an inspector view on VM A"))
+                return;
+            uint first = 0, viewFirst = 0;
+            view!.TryRead(ma.HostAddress(KsmBase), new System.Span<byte>(&viewFirst, 4));
+            ma.Space.TranslateFrame(ma.HostAddress(KsmBase), out Pfn sharedFrame);
+            bool viewOnShared = view.TryGetMapped(ma.HostAddress(KsmBase), out Pfn viewFrame) && viewFrame == sharedFrame;
             a.PhaseHandler = null;
             b.PhaseHandler = null;
             RunLoop.Run(a.Vcpu!);
@@ -133,7 +193,16 @@ namespace Tandem.Kernel.Tests
             uint ida = 0, idb = 0;
             a.Memory.Read(KsmBase, (byte*)&ida, 4);
             b.Memory.Read(KsmBase, (byte*)&idb, 4);
-            t.Check(ida != idb, "the two VMs see the same word after writing their own ids", ida);
+            if (!t.Check(ida != idb, "the two VMs see the same word after writing their own ids", ida))
+                return;
+            // The view followed A's copy-on-write: it now reads A's id, from A's private frame.
+            view.TryRead(ma.HostAddress(KsmBase), new System.Span<byte>(&first, 4));
+            ma.Space.TranslateFrame(ma.HostAddress(KsmBase), out Pfn privateFrame);
+            bool viewOnPrivate = view.TryGetMapped(ma.HostAddress(KsmBase), out Pfn after) && after == privateFrame && privateFrame != sharedFrame;
+            view.Destroy();
+            if (!t.Check(viewOnShared && viewFirst == 1, "the inspector view did not map the merged frame with the pattern", viewFirst))
+                return;
+            t.Check(viewOnPrivate && first == ida, "the inspector view did not follow the copy-on-write break", first);
         }
     }
 }
