@@ -85,10 +85,22 @@ namespace Tandem.Kernel.Memory
         /// </summary>
         public void DeferFree(object retired) { }
 
-        public void WaitForChange(ref int word, int observed)
+        /// <summary>
+        /// A fault waiting for a userfault fill (mm/Space/AddressSpace.Userfault.cs; no mm lock is
+        /// held): a thread that may sleep blocks in 1 ms naps, so the handler thread can run on this
+        /// CPU too (a vCPU thread waiting in an EPT violation included: its switch-in hook makes its
+        /// VMCS current again, as after HLT); before the scheduler runs, or with preemption off, it
+        /// spins.
+        /// </summary>
+        public unsafe void WaitForChange(ref int word, int observed)
         {
             while (Volatile.Read(ref word) == observed)
-                Native.Pause();
+            {
+                if (Sched.Scheduler.Started && Sched.Scheduler.Current->PreemptCount == 0)
+                    Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+                else
+                    Native.Pause();
+            }
         }
 
         public void FrameFreed(Pfn frame) { }

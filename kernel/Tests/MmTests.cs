@@ -248,5 +248,73 @@ namespace Tandem.Kernel.Tests
             t.Check(merged, "two equal pages were not merged into one frame");
             t.Check(broke, "a write to a merged page did not get a private copy with the same contents");
         }
+    
+        // --- userfault: a fault waits (sleeping) for a handler thread ------------------------------
+
+        private sealed class KernelQueueHandler : IUserfaultHandler
+        {
+            public ulong Page;       // the last missing page asked for, 0 when none
+            public void OnMissing(IAddressSpace space, VirtAddr page, bool write) => Volatile.Write(ref Page, page.Value);
+        }
+
+        private static KernelQueueHandler? s_handler;
+        private static AddressSpace<KernelMmPlatform>? s_userfaultSpace;
+        private static int s_fills;
+
+        /// <summary>The handler thread: waits (sleeping) for a request, fills the page with a marker, and ends.</summary>
+        private static void FillOnRequest(ulong argument)
+        {
+            ulong deadline = Native.Rdtsc() + 10 * Timer.TscPerSecond;
+            while (Native.Rdtsc() < deadline)
+            {
+                ulong page = Volatile.Read(ref s_handler!.Page);
+                if (page != 0)
+                {
+                    byte* data = stackalloc byte[8];
+                    *(ulong*)data = 0x0055_FF00_C0DE_0001UL;
+                    if (s_userfaultSpace!.UserfaultCopy(new VirtAddr(page), new System.ReadOnlySpan<byte>(data, 8)) == FaultStatus.Ok)
+                        Interlocked.Increment(ref s_fills);
+                    return;
+                }
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            }
+        }
+
+        /// <summary>
+        /// A fault on a userfault region waits until a handler thread fills the page (invariant 6).
+        /// The handler thread is pinned to the faulting thread's own CPU and the fault runs with
+        /// interrupts off, as a vCPU's EPT violation does, so the wait must sleep (a spinning fault
+        /// would keep the handler from ever running there: a hang): the fault returns Ok,
+        /// the page holds the handler's marker, and it was filled once.
+        /// </summary>
+        public static void UserfaultWaitSleepsForAHandlerThread(TestContext t)
+        {
+            AddressSpace<KernelMmPlatform>? space = KernelMm.Manager?.CreateAddressSpace();
+            if (space == null)
+            {
+                t.Fail("could not create an address space");
+                return;
+            }
+            s_handler = new KernelQueueHandler();
+            s_userfaultSpace = space;
+            s_fills = 0;
+            VirtAddr start = new VirtAddr(1UL << 39);
+            if (!t.Check(space.AddRegion(Region.UserfaultAnonymous(start, 16 * 4096UL, PageProt.Write, s_handler)), "could not add the userfault region"))
+                return;
+            ulong here = 1UL << Cpu.CurrentIndex;
+            if (!t.Check(Sched.Scheduler.Spawn("uffd", &FillOnRequest, 0, allowed: here) != null, "could not spawn the handler thread"))
+                return;
+            // Interrupts off, as in a vCPU thread's EPT violation: nothing preempts a spinning wait.
+            ulong flags = Native.ReadRflags();
+            Native.Cli();
+            FaultStatus status = space.HandleFault(start + 3 * 4096, false);
+            if ((flags & 0x200) != 0)
+                Native.Sti();
+            bool filled = space.TranslateFrame(start + 3 * 4096, out Pfn frame) && *(ulong*)KernelMm.Manager!.Platform.PhysToVirt(frame.Address) == 0x0055_FF00_C0DE_0001UL;
+            space.Destroy();
+            if (!t.Check(status == FaultStatus.Ok, "the fault did not end Ok after the handler's fill", (ulong)status))
+                return;
+            t.Check(filled && Volatile.Read(ref s_fills) == 1, "the page does not hold the handler's fill");
+        }
     }
 }

@@ -23,6 +23,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("mm.unmap_shoots_down_other_cpu", &MmTests.UnmapShootdown),
             new TestCase("mm.reverse_map_walk_and_test_notifier", &MmTests.ReverseMapAndNotifier),
             new TestCase("mm.merge_identical_pages_and_copy_on_write", &MmTests.MergeAndCopyOnWrite),
+            new TestCase("mm.userfault_wait_sleeps_for_a_handler_thread", &MmTests.UserfaultWaitSleepsForAHandlerThread),
             new TestCase("vmx.enabled_on_every_cpu", &VmxTests.EnabledOnEveryCpu),
             new TestCase("vmx.guest_runs_to_exit_status", &VmxTests.GuestRunsToExitStatus),
             new TestCase("vmx.ept_mask_set_by_the_run_loop", &VmxTests.EptMaskSetByTheRunLoop),
