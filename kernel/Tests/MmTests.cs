@@ -248,7 +248,7 @@ namespace Tandem.Kernel.Tests
             t.Check(merged, "two equal pages were not merged into one frame");
             t.Check(broke, "a write to a merged page did not get a private copy with the same contents");
         }
-    
+
         // --- userfault: a fault waits (sleeping) for a handler thread ------------------------------
 
         private sealed class KernelQueueHandler : IUserfaultHandler

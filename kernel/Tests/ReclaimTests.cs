@@ -107,7 +107,7 @@ namespace Tandem.Kernel.Tests
             view.Destroy();
             return bad;
         }
-    
+
         // tools/StubGen/Guests/StringIoGuest.cs (ksm32)
         private const ulong KsmBase = 0x20_0000, KsmPages = 256;
 

@@ -310,7 +310,7 @@ public class MirrorTests
             KvmMachine.ThreadCpu = 1;
             Random rng = new Random(s);
             start.SignalAndWait();
-            for (int i = 0; i < iterations; )
+            for (int i = 0; i < iterations;)
             {
                 int p = rng.Next(pages);
                 if (!m.A.PrimaryFrame(p, out Pfn f))
