@@ -79,6 +79,8 @@ namespace Tandem.Kernel
                 case 2:
                     if (Panic.InProgress)
                         Native.HaltForever();
+                    if (Watchdog.OnNmi(frame->Rip, frame->Rbp, frame->Rsp))
+                        return;
                     Log.Line("NMI received; continuing");
                     return;
                 case 3:

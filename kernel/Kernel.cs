@@ -68,6 +68,7 @@ namespace Tandem.Kernel
             OnlineCpus = Smp.StartApplicationProcessors();
             Log.Line("boot: cpus online: ", (ulong)OnlineCpus);
             Sched.Scheduler.Initialize();
+            Watchdog.Initialize();
             ulong pool = FrameAllocator.FreeFrames * FrameAllocator.PageSize / 2;
             problem = KernelMm.Initialize(pool > 256UL << 20 ? 256UL << 20 : pool & ~0x1FFFFFUL);
             if (problem != null)

@@ -149,6 +149,19 @@ namespace Tandem.Kernel
         /// </summary>
         public static bool RunOn(int index, delegate*<ulong, void> function, ulong argument)
         {
+            // Not preempted while this CPU holds the target's mailbox lock: a thread switched in here
+            // with interrupts off (a vCPU) that wanted the same mailbox would spin on it forever.
+            Sched.KThread* me = Sched.Scheduler.Current;
+            if (me != null)
+                me->PreemptCount++;
+            bool done = RunOnPinned(index, function, argument);
+            if (me != null)
+                me->PreemptCount--;
+            return done;
+        }
+
+        private static bool RunOnPinned(int index, delegate*<ulong, void> function, ulong argument)
+        {
             if (index == Cpu.CurrentIndex)
             {
                 function(argument);
@@ -157,10 +170,12 @@ namespace Tandem.Kernel
             PerCpu* cpu = Cpu.Get(index);
             if (Volatile.Read(ref cpu->Online) == 0)
                 return false;
+            // Both waits serve this CPU's own mailbox: the mailbox's holder, or the target, may be
+            // waiting for this CPU to run its call.
             while (Interlocked.CompareExchange(ref cpu->CallLock, 1, 0) != 0)
-                Native.Pause();
+                ServeWhileSpinning();
             while (Volatile.Read(ref cpu->CallPending) != 0)
-                Native.Pause();
+                ServeWhileSpinning();
             int completed = Volatile.Read(ref cpu->CallsCompleted);
             cpu->CallFunction = function;
             cpu->CallArgument = argument;
@@ -191,18 +206,27 @@ namespace Tandem.Kernel
         public static bool Post(int index, delegate*<ulong, void> function, ulong argument)
         {
             PerCpu* cpu = Cpu.Get(index);
+            Sched.KThread* me = Sched.Scheduler.Current;
+            if (me != null)
+                me->PreemptCount++;
             if (index == Cpu.CurrentIndex || Volatile.Read(ref cpu->Online) == 0)
+            {
+                if (me != null)
+                    me->PreemptCount--;
                 return false;
+            }
             while (Interlocked.CompareExchange(ref cpu->CallLock, 1, 0) != 0)
-                Native.Pause();
+                ServeWhileSpinning();
             // The previous call must have been taken before the mailbox is reused.
             while (Volatile.Read(ref cpu->CallPending) != 0)
-                Native.Pause();
+                ServeWhileSpinning();
             cpu->CallFunction = function;
             cpu->CallArgument = argument;
             Volatile.Write(ref cpu->CallPending, 1);   // pairs with the read in HandleCallFunction
             Lapic.SendIpi(cpu->ApicId, Interrupts.CallFunctionVector);
             Volatile.Write(ref cpu->CallLock, 0);
+            if (me != null)
+                me->PreemptCount--;
             return true;
         }
 

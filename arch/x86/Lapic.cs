@@ -52,6 +52,19 @@ namespace Tandem.Arch.X86
                 Native.Sti();
         }
 
+        /// <summary>Sends an NMI to one APIC (the watchdog's dump request).</summary>
+        public static void SendNmi(uint apicId)
+        {
+            ulong flags = Native.ReadRflags();
+            Native.Cli();
+            WaitForDelivery();
+            Write(IcrHigh, apicId << 24);
+            Write(IcrLow, 4u << 8);
+            WaitForDelivery();
+            if ((flags & 0x200) != 0)
+                Native.Sti();
+        }
+
         /// <summary>Sends an NMI to every CPU but this one (shorthand "all excluding self").</summary>
         public static void SendNmiToOthers()
         {

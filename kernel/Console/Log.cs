@@ -30,6 +30,21 @@ namespace Tandem.Kernel.Console
         }
 
         /// <summary>
+        /// As <see cref="Begin"/>, waiting at most <paramref name="tscCycles"/> for the lock: an NMI
+        /// handler's text goes out even when the code it interrupted holds it. Call
+        /// <see cref="End"/> only when <paramref name="locked"/> is true.
+        /// </summary>
+        public static ulong BeginWithin(ulong tscCycles, out bool locked)
+        {
+            locked = false;
+            if (s_panicking)
+                return 0;
+            locked = s_lock.TryAcquireWithin(tscCycles, out ulong flags);
+            EndOpenLine();
+            return flags;
+        }
+
+        /// <summary>
         /// As <see cref="Begin"/>, for <paramref name="owner"/>'s text: <paramref name="continues"/> is
         /// true when the unfinished line on the screen is its own (it goes on without a prefix).
         /// </summary>

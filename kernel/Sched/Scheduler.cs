@@ -539,6 +539,7 @@ namespace Tandem.Kernel.Sched
                 cpu->NextTickTsc += s_tickTsc;
                 if (cpu->NextTickTsc <= now)
                     cpu->NextTickTsc = now + s_tickTsc;
+                Watchdog.OnTick(cpu);
             }
             // Expired sleepers are collected in a local array, never through their NextSleeper link:
             // once off the list and unlocked, a thread that was woken otherwise may already be

@@ -28,6 +28,28 @@ namespace Tandem.Kernel.Sync
             return flags;
         }
 
+        /// <summary>
+        /// As <see cref="Acquire"/>, giving up after <paramref name="tscCycles"/>: false then, with
+        /// interrupts off all the same (<paramref name="flags"/> restores them). For a diagnostic
+        /// path (an NMI) that must not hang on a lock the code it interrupted holds.
+        /// </summary>
+        public bool TryAcquireWithin(ulong tscCycles, out ulong flags)
+        {
+            flags = Native.ReadRflags();
+            Native.Cli();
+            ulong deadline = Native.Rdtsc() + tscCycles;
+            while (Interlocked.CompareExchange(ref _held, 1, 0) != 0)
+            {
+                while (Volatile.Read(ref _held) != 0)
+                {
+                    if (Native.Rdtsc() >= deadline)
+                        return false;
+                    Native.Pause();
+                }
+            }
+            return true;
+        }
+
         public void Release(ulong flags)
         {
             // Release semantics: everything written under the lock is visible before _held = 0.

@@ -24,7 +24,9 @@ namespace Tandem.Kernel.Tests
                 if (!selected)
                     continue;
                 context.Reset();
+                Watchdog.TestStarted(test.Name);
                 test.Run(context);
+                Watchdog.TestStarted(null);
                 ulong flags = Log.Begin();
                 if (context.FailReason != null)
                 {

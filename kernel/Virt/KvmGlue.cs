@@ -114,6 +114,7 @@ namespace Tandem.Kernel.Virt
         {
             if (Panic.InProgress)
                 Native.HaltForever();
+            Watchdog.OnNmi(0, Native.ReadRbp());
         }
 
         /// <summary>The boot module whose GRUB command line is <paramref name="name"/>.</summary>

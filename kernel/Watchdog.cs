@@ -1,0 +1,186 @@
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Memory;
+
+namespace Tandem.Kernel
+{
+    /// <summary>
+    /// The lockup detector. Each CPU's timer tick checks, at most once a second for the whole
+    /// machine, that every other online CPU's tick count has moved: a CPU whose count stood still
+    /// for <see cref="LockupTsc"/> runs with interrupts off (a spin on a lock, a lost wake-up in an
+    /// interrupts-off wait). It gets an NMI, and its NMI handler prints where it is, with a
+    /// backtrace; the checking CPU prints every CPU's scheduler state. A test that has run longer
+    /// than <see cref="TestTsc"/> gets the same report for every CPU, once: a hung test leaves a
+    /// diagnosis in the serial log before the driver's timeout kills the run. Nothing is stopped.
+    /// </summary>
+    public static unsafe class Watchdog
+    {
+        /// <summary>A CPU whose ticks stood still this long (TSC cycles) is reported. 20 s by default; 0 turns the check off.</summary>
+        public static ulong LockupTsc;
+
+        /// <summary>A test that runs longer than this (TSC cycles) is reported once. 300 s by default; 0 turns it off.</summary>
+        public static ulong TestTsc;
+
+        /// <summary>Lockups reported, long tests reported, NMI dumps printed (for tests).</summary>
+        public static int LockupsReported, TestsReported, DumpsPrinted;
+
+        /// <summary>The RIP the last NMI dump interrupted (0 when it came through a VM exit).</summary>
+        public static ulong LastDumpRip;
+
+        private static ulong* s_seenTicks;
+        private static ulong* s_seenTsc;
+        private static int* s_reported;
+        private static ulong s_dumpRequests;
+        private static int s_checking;
+        private static ulong s_nextCheckTsc;
+        private static string? s_testName;
+        private static ulong s_testStartTsc;
+        private static int s_testReported;
+
+        /// <summary>After the timer is calibrated: the tables and the default thresholds.</summary>
+        public static void Initialize()
+        {
+            s_seenTicks = (ulong*)KernelHeap.Alloc((ulong)(Cpu.MaxCpus * sizeof(ulong)));
+            s_seenTsc = (ulong*)KernelHeap.Alloc((ulong)(Cpu.MaxCpus * sizeof(ulong)));
+            s_reported = (int*)KernelHeap.Alloc((ulong)(Cpu.MaxCpus * sizeof(int)));
+            if (s_seenTicks == null || s_seenTsc == null || s_reported == null)
+            {
+                Log.Line("watchdog: no memory for its tables; lockups are not detected");
+                s_seenTicks = null;
+                return;
+            }
+            ulong now = Native.Rdtsc();
+            for (int i = 0; i < Cpu.MaxCpus; i++)
+            {
+                s_seenTicks[i] = 0;
+                s_seenTsc[i] = now;
+                s_reported[i] = 0;
+            }
+            LockupTsc = 20 * Timer.TscPerSecond;
+            TestTsc = 300 * Timer.TscPerSecond;
+        }
+
+        /// <summary>The test runner: <paramref name="name"/> starts now (null: no test runs).</summary>
+        public static void TestStarted(string? name)
+        {
+            s_testStartTsc = Native.Rdtsc();
+            Volatile.Write(ref s_testReported, 0);
+            Volatile.Write(ref s_testName, name);
+        }
+
+        /// <summary>From the timer interrupt (interrupts off), after this CPU's tick count moved.</summary>
+        internal static void OnTick(PerCpu* self)
+        {
+            if (s_seenTicks == null || !Smp.Started)
+                return;
+            ulong now = Native.Rdtsc();
+            if (now < Volatile.Read(ref s_nextCheckTsc))
+                return;
+            // One checker at a time; the others skip this second.
+            if (Interlocked.CompareExchange(ref s_checking, 1, 0) != 0)
+                return;
+            Volatile.Write(ref s_nextCheckTsc, now + Timer.TscPerSecond);
+            ulong lockup = Volatile.Read(ref LockupTsc);
+            for (int i = 0; i < Cpu.Count; i++)
+            {
+                PerCpu* c = Cpu.Get(i);
+                if (c == self || Volatile.Read(ref c->Online) == 0)
+                    continue;
+                ulong ticks = Volatile.Read(ref c->TimerTicks);
+                if (ticks != s_seenTicks[i])
+                {
+                    s_seenTicks[i] = ticks;
+                    s_seenTsc[i] = now;
+                    s_reported[i] = 0;
+                    continue;
+                }
+                if (lockup == 0 || now - s_seenTsc[i] < lockup || s_reported[i] != 0)
+                    continue;
+                s_reported[i] = 1;
+                Interlocked.Increment(ref LockupsReported);
+                ulong f = Log.Begin();
+                Log.Write("watchdog: cpu ");
+                Log.Write((ulong)i);
+                Log.Write(" took no timer tick for ");
+                Log.Write((now - s_seenTsc[i]) / Timer.TscPerSecond);
+                Log.Write(" s (interrupts off: a lockup); its NMI dump follows\n");
+                Log.End(f);
+                RequestDump(c);
+            }
+            string? test = Volatile.Read(ref s_testName);
+            ulong limit = Volatile.Read(ref TestTsc);
+            if (test != null && limit != 0 && now - s_testStartTsc >= limit && Interlocked.CompareExchange(ref s_testReported, 1, 0) == 0)
+            {
+                Interlocked.Increment(ref TestsReported);
+                ulong f = Log.Begin();
+                Log.Write("watchdog: test ");
+                Log.Write(test);
+                Log.Write(" has run for ");
+                Log.Write((now - s_testStartTsc) / Timer.TscPerSecond);
+                Log.Write(" s; every CPU's state follows (the test goes on)\n");
+                Log.End(f);
+                Sched.Scheduler.Report();
+                for (int i = 0; i < Cpu.Count; i++)
+                {
+                    PerCpu* c = Cpu.Get(i);
+                    if (c != self && Volatile.Read(ref c->Online) != 0)
+                        RequestDump(c);
+                }
+            }
+            Volatile.Write(ref s_checking, 0);
+        }
+
+        private static void RequestDump(PerCpu* c)
+        {
+            ulong bit = 1UL << c->Index;
+            ulong old;
+            do
+            {
+                old = Volatile.Read(ref s_dumpRequests);
+            }
+            while (Interlocked.CompareExchange(ref s_dumpRequests, old | bit, old) != old);
+            Lapic.SendNmi(c->ApicId);
+        }
+
+        /// <summary>
+        /// From the NMI handler (<paramref name="rip"/> and <paramref name="rbp"/> of the interrupted
+        /// code), or from an NMI exit of a vCPU (rip 0: this CPU ran a guest): prints this CPU's dump
+        /// if one was asked for. Returns false for an NMI the watchdog did not send.
+        /// </summary>
+        public static bool OnNmi(ulong rip, ulong rbp, ulong rsp = 0)
+        {
+            int me = Cpu.CurrentIndex;
+            ulong bit = 1UL << me;
+            ulong old;
+            do
+            {
+                old = Volatile.Read(ref s_dumpRequests);
+                if ((old & bit) == 0)
+                    return false;
+            }
+            while (Interlocked.CompareExchange(ref s_dumpRequests, old & ~bit, old) != old);
+            // The interrupted code may hold the log lock: wait for it a while, then print anyway.
+            ulong f = Log.BeginWithin(Timer.TscPerSecond, out bool locked);
+            Log.Write("watchdog: cpu ");
+            Log.Write((ulong)me);
+            if (rip == 0)
+                Log.Write(" was running a guest (an NMI exit); its host stack:\n");
+            else
+                Log.Write(" interrupted by the watchdog's NMI:\n");
+            Backtrace.Print(rip, rbp);
+            // A frameless leaf (an assembly stub) hides its caller from the rbp chain: the word at
+            // the stack pointer, when it is kernel code, is likely that caller's return address.
+            if (rsp != 0 && (rsp & 7) == 0 && Symbols.Lookup(*(ulong*)rsp, out _) != null)
+            {
+                Log.Write("  ? (the word at rsp)\n");
+                Backtrace.PrintFrame(*(ulong*)rsp);
+            }
+            if (locked)
+                Log.End(f);
+            LastDumpRip = rip;
+            Interlocked.Increment(ref DumpsPrinted);
+            return true;
+        }
+    }
+}
