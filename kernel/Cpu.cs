@@ -36,6 +36,9 @@ namespace Tandem.Kernel
         public Sched.KThread* ToFree;
         /// <summary>TSC of the next periodic tick, of the one-shot the LAPIC timer is armed for, and of the current thread's switch-in.</summary>
         public ulong NextTickTsc, ArmedTsc, QuantumStart;
+        // The watchdog's spin tracking (Watchdog.SpinStep): this CPU's current spin-wait.
+        public ulong SpinLastTsc, SpinStartTsc;
+        public int SpinReported;
         public ulong ContextSwitches, Steals;
     }
 

@@ -172,10 +172,11 @@ namespace Tandem.Kernel
                 return false;
             // Both waits serve this CPU's own mailbox: the mailbox's holder, or the target, may be
             // waiting for this CPU to run its call.
+            ulong spinStart = 0;
             while (Interlocked.CompareExchange(ref cpu->CallLock, 1, 0) != 0)
-                ServeWhileSpinning();
+                ServeWhileSpinning(ref spinStart);
             while (Volatile.Read(ref cpu->CallPending) != 0)
-                ServeWhileSpinning();
+                ServeWhileSpinning(ref spinStart);
             int completed = Volatile.Read(ref cpu->CallsCompleted);
             cpu->CallFunction = function;
             cpu->CallArgument = argument;
@@ -196,6 +197,7 @@ namespace Tandem.Kernel
                 // INVEPT): serve our own mailbox while we wait, or the two of us wait forever.
                 if (self != null && Volatile.Read(ref self->CallPending) != 0)
                     HandleCallFunction();
+                Watchdog.SpinStep(ref spinStart);
                 Native.Pause();
             }
             Volatile.Write(ref cpu->CallLock, 0);
@@ -215,11 +217,12 @@ namespace Tandem.Kernel
                     me->PreemptCount--;
                 return false;
             }
+            ulong spinStart = 0;
             while (Interlocked.CompareExchange(ref cpu->CallLock, 1, 0) != 0)
-                ServeWhileSpinning();
+                ServeWhileSpinning(ref spinStart);
             // The previous call must have been taken before the mailbox is reused.
             while (Volatile.Read(ref cpu->CallPending) != 0)
-                ServeWhileSpinning();
+                ServeWhileSpinning(ref spinStart);
             cpu->CallFunction = function;
             cpu->CallArgument = argument;
             Volatile.Write(ref cpu->CallPending, 1);   // pairs with the read in HandleCallFunction
@@ -234,11 +237,22 @@ namespace Tandem.Kernel
         /// One step of a spin-wait that may run with interrupts off: runs a call-function request
         /// pending for this CPU (the spinner may be what its sender waits for), then pauses.
         /// </summary>
+        public static void ServeWhileSpinning(ref ulong spinStart)
+        {
+            PerCpu* cpu = Cpu.Current;
+            if (cpu != null && Volatile.Read(ref cpu->CallPending) != 0)
+                HandleCallFunction();
+            Watchdog.SpinStep(ref spinStart);
+            Native.Pause();
+        }
+
+        /// <summary>As <see cref="ServeWhileSpinning(ref ulong)"/>, for a caller that does not know where its spin began (the mm and EPT locks' platform hook).</summary>
         public static void ServeWhileSpinning()
         {
             PerCpu* cpu = Cpu.Current;
             if (cpu != null && Volatile.Read(ref cpu->CallPending) != 0)
                 HandleCallFunction();
+            Watchdog.SpinStep();
             Native.Pause();
         }
 

@@ -19,11 +19,15 @@ namespace Tandem.Kernel.Sync
         {
             ulong flags = Native.ReadRflags();
             Native.Cli();
+            ulong spinStart = 0;
             while (Interlocked.CompareExchange(ref _held, 1, 0) != 0)
             {
                 // Pairs with the release write in Release: spin on plain reads until it is free.
                 while (Volatile.Read(ref _held) != 0)
+                {
+                    Watchdog.SpinStep(ref spinStart);
                     Native.Pause();
+                }
             }
             return flags;
         }

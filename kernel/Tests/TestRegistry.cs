@@ -21,6 +21,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("sched.sleep_ends_at_its_deadline", &SchedTests.SleepEndsAtItsDeadline),
             new TestCase("watchdog.reports_a_cpu_stuck_with_interrupts_off", &WatchdogTests.ReportsACpuStuckWithInterruptsOff),
             new TestCase("watchdog.reports_a_test_that_runs_too_long", &WatchdogTests.ReportsATestThatRunsTooLong),
+            new TestCase("watchdog.reports_a_long_spin", &WatchdogTests.ReportsALongSpin),
             new TestCase("mm.demand_faults_real_page_faults", &MmTests.DemandFaults),
             new TestCase("mm.unmap_shoots_down_other_cpu", &MmTests.UnmapShootdown),
             new TestCase("mm.reverse_map_walk_and_test_notifier", &MmTests.ReverseMapAndNotifier),

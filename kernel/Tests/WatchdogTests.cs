@@ -86,6 +86,53 @@ namespace Tandem.Kernel.Tests
             t.Check(Volatile.Read(ref Watchdog.DumpsPrinted) - dumps == others - 1, "not every other CPU printed an NMI dump", (ulong)(Volatile.Read(ref Watchdog.DumpsPrinted) - dumps));
         }
 
+        private static Sync.SpinLock s_heldLock;
+        private static int s_taken;
+
+        /// <summary>Posted to the other CPU: takes the lock the test holds (spinning, interrupts off), then lets it go.</summary>
+        private static void TakeTheHeldLock(ulong argument)
+        {
+            ulong flags = s_heldLock.Acquire();
+            s_heldLock.Release(flags);
+            Volatile.Write(ref s_taken, 1);
+        }
+
+        /// <summary>
+        /// Both CPUs with interrupts off, one holding a kernel spin lock and the other spinning on
+        /// it: no timer tick anywhere, so only the spinner itself can tell. With the spin limit
+        /// lowered to half a second, the spinning CPU reports its spin (with a backtrace) while
+        /// it still spins; then the holder lets go.
+        /// </summary>
+        public static void ReportsALongSpin(TestContext t)
+        {
+            if (Cpu.Count < 2)
+            {
+                t.Skip("needs a second CPU");
+                return;
+            }
+            ulong oldSpin = Watchdog.SpinTsc;
+            int spins = Volatile.Read(ref Watchdog.SpinsReported);
+            Volatile.Write(ref s_taken, 0);
+            Watchdog.SpinTsc = Timer.TscPerSecond / 2;
+            ulong flags = s_heldLock.Acquire();
+            int target = Cpu.CurrentIndex == 0 ? 1 : 0;
+            bool posted = Smp.Post(target, &TakeTheHeldLock, 0);
+            ulong deadline = Native.Rdtsc() + 15 * Timer.TscPerSecond;
+            while (posted && Volatile.Read(ref Watchdog.SpinsReported) == spins && Native.Rdtsc() < deadline)
+                Native.Pause();
+            bool reported = Volatile.Read(ref Watchdog.SpinsReported) != spins;
+            bool tookItEarly = Volatile.Read(ref s_taken) != 0;
+            s_heldLock.Release(flags);
+            while (posted && Volatile.Read(ref s_taken) == 0)
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            Watchdog.SpinTsc = oldSpin;
+            if (!t.Check(posted, "could not send the spinning function to the other CPU"))
+                return;
+            if (!t.Check(!tookItEarly, "the other CPU took a lock that was held"))
+                return;
+            t.Check(reported, "the spinning CPU did not report its long spin");
+        }
+
         private static bool Contains(byte* text, string part)
         {
             for (int i = 0; i < 400 && text[i] != 0; i++)
