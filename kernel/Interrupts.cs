@@ -21,6 +21,9 @@ namespace Tandem.Kernel
         public static int BreakpointsSeen;
         public static int ProbeFaultsFixed;
 
+        /// <summary>Non-zero while a crash dump reads memory through the probe: a fixed-up fault is not reported.</summary>
+        public static int QuietProbes;
+
         /// <summary>A handler for page faults the kernel did not cause through a probe (the mm core installs one); returns true if handled.</summary>
         public static delegate*<InterruptFrame*, ulong, bool> PageFaultHook;
 
@@ -112,7 +115,8 @@ namespace Tandem.Kernel
             {
                 if (table[i * 2] == frame->Rip)
                 {
-                    Report(frame->Vector == 14 ? "#PF at a probe instruction " : "#GP at a probe instruction ", frame->Rip, "; fixed up through the exception table");
+                    if (QuietProbes == 0)
+                        Report(frame->Vector == 14 ? "#PF at a probe instruction " : "#GP at a probe instruction ", frame->Rip, "; fixed up through the exception table");
                     frame->Rip = table[i * 2 + 1];
                     Interlocked.Increment(ref ProbeFaultsFixed);
                     return true;
@@ -150,6 +154,8 @@ namespace Tandem.Kernel
             Log.Write("  cr2 ");
             Log.Hex(Native.ReadCr2(), 16);
             Log.WriteChar('\n');
+            if (f->Vector == 14)
+                CrashDump.WritePageFaultError(f->ErrorCode, Native.ReadCr2());
             Reg("rip", f->Rip); Reg("rsp", f->Rsp); Reg("rflags", f->Rflags); Reg("cs", f->Cs); Log.WriteChar('\n');
             Reg("rax", f->Rax); Reg("rbx", f->Rbx); Reg("rcx", f->Rcx); Reg("rdx", f->Rdx); Log.WriteChar('\n');
             Reg("rsi", f->Rsi); Reg("rdi", f->Rdi); Reg("rbp", f->Rbp); Reg("r8", f->R8); Log.WriteChar('\n');

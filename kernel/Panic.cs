@@ -58,6 +58,7 @@ namespace Tandem.Kernel
             Log.Write(reason);
             Log.WriteChar('\n');
             Interrupts.Dump(frame);
+            CrashDump.WriteHostCode(frame->Rip);
             Backtrace.Print(frame->Rip, frame->Rbp);
             Machine.Exit(Machine.StatusPanic);
         }

@@ -57,42 +57,29 @@ namespace Tandem.Arch.X86
         public const int MsrLoading = 34, EptViolation = 48, EptMisconfiguration = 49, PreemptionTimer = 52, Wbinvd = 54, Xsetbv = 55;
         public const int Count = 70;
 
-        /// <summary>A short name for an exit reason (SDM Vol. 3D, appendix C), or null for one Tandem does not name.</summary>
-        public static string? Name(int reason)
-        {
-            switch (reason)
-            {
-                case ExceptionOrNmi: return "exception";
-                case ExternalInterrupt: return "external-interrupt";
-                case TripleFault: return "triple-fault";
-                case 3: return "init";
-                case 4: return "sipi";
-                case InterruptWindow: return "interrupt-window";
-                case NmiWindow: return "nmi-window";
-                case 9: return "task-switch";
-                case Cpuid: return "cpuid";
-                case Hlt: return "hlt";
-                case Invd: return "invd";
-                case 14: return "invlpg";
-                case 16: return "rdtsc";
-                case Vmcall: return "vmcall";
-                case CrAccess: return "cr-access";
-                case 29: return "dr-access";
-                case IoInstruction: return "io";
-                case Rdmsr: return "rdmsr";
-                case Wrmsr: return "wrmsr";
-                case InvalidGuestState: return "invalid-guest-state";
-                case MsrLoading: return "msr-loading";
-                case 36: return "mwait";
-                case 40: return "pause";
-                case 44: return "apic-access";
-                case EptViolation: return "ept-violation";
-                case EptMisconfiguration: return "ept-misconfig";
-                case PreemptionTimer: return "preemption-timer";
-                case Wbinvd: return "wbinvd";
-                case Xsetbv: return "xsetbv";
-                default: return null;
-            }
-        }
+        /// <summary>
+        /// The short name of every basic exit reason below <see cref="Count"/>, indexed by reason
+        /// (Intel SDM Vol. 3D, appendix C, table C-1); "reserved-N" for the numbers the SDM leaves unused.
+        /// </summary>
+        private static readonly string[] s_names =
+        [
+            "exception", "external-interrupt", "triple-fault", "init", "sipi",                          // 0-4
+            "io-smi", "other-smi", "interrupt-window", "nmi-window", "task-switch",                       // 5-9
+            "cpuid", "getsec", "hlt", "invd", "invlpg",                                                  // 10-14
+            "rdpmc", "rdtsc", "rsm", "vmcall", "vmclear",                                                // 15-19
+            "vmlaunch", "vmptrld", "vmptrst", "vmread", "vmresume",                                      // 20-24
+            "vmwrite", "vmxoff", "vmxon", "cr-access", "dr-access",                                      // 25-29
+            "io", "rdmsr", "wrmsr", "invalid-guest-state", "msr-loading",                                // 30-34
+            "reserved-35", "mwait", "monitor-trap-flag", "reserved-38", "monitor",                       // 35-39
+            "pause", "machine-check", "reserved-42", "tpr-below-threshold", "apic-access",               // 40-44
+            "virtualized-eoi", "gdtr-idtr-access", "ldtr-tr-access", "ept-violation", "ept-misconfig",   // 45-49
+            "invept", "rdtscp", "preemption-timer", "invvpid", "wbinvd",                                 // 50-54
+            "xsetbv", "apic-write", "rdrand", "invpcid", "vmfunc",                                       // 55-59
+            "encls", "rdseed", "pml-full", "xsaves", "xrstors",                                          // 60-64
+            "pconfig", "spp-event", "umwait", "tpause", "loadiwkey",                                     // 65-69
+        ];
+
+        /// <summary>A short name for an exit reason (SDM Vol. 3D, appendix C), or null for one beyond the table.</summary>
+        public static string? Name(int reason) => reason >= 0 && reason < s_names.Length ? s_names[reason] : null;
     }
 }

@@ -87,15 +87,39 @@ namespace Tandem.Kernel.Console
                 WriteChar((char)text[i]);
         }
 
-        public static void WriteChar(char c)
+        public static unsafe void WriteChar(char c)
         {
             if (c == '\n')
                 Serial.Write((byte)'\r');
-            Serial.Write(c < 128 ? (byte)c : (byte)'?');
+            byte b = c < 128 ? (byte)c : (byte)'?';
+            Serial.Write(b);
+            if (s_capture != null && s_captured < s_captureCapacity)
+                s_capture[s_captured++] = b;
         }
 
-        /// <summary>Writes what the corelib's <c>TryFormat</c> produced (no allocation).</summary>
-        private static void WriteChars(System.ReadOnlySpan<char> chars)
+        private static unsafe byte* s_capture;
+        private static int s_captureCapacity, s_captured;
+
+        /// <summary>
+        /// From now on every character written (by any CPU) is also copied into
+        /// <paramref name="buffer"/>, up to <paramref name="capacity"/> bytes: a test checks a dump this way.
+        /// </summary>
+        public static unsafe void StartCapture(byte* buffer, int capacity)
+        {
+            s_captured = 0;
+            s_captureCapacity = capacity;
+            s_capture = buffer;
+        }
+
+        /// <summary>Ends the capture; returns how many bytes it holds.</summary>
+        public static unsafe int StopCapture()
+        {
+            s_capture = null;
+            return s_captured;
+        }
+
+        /// <summary>Writes what the corelib's <c>TryFormat</c> produced, or any other chars (no allocation).</summary>
+        public static void WriteChars(System.ReadOnlySpan<char> chars)
         {
             for (int i = 0; i < chars.Length; i++)
                 WriteChar(chars[i]);

@@ -7,6 +7,8 @@ namespace Tandem.Kernel.Tests
         [
             new TestCase("cpu.breakpoint_recovered", &CpuTests.Breakpoint),
             new TestCase("cpu.page_fault_recovered", &CpuTests.PageFaultProbe),
+            new TestCase("crash.host_code_line_marks_rip", &CrashReportTests.HostCodeLineMarksRip),
+            new TestCase("crash.page_fault_error_code_decoded", &CrashReportTests.PageFaultErrorCodeDecoded),
             new TestCase("cpu.vmx_features_reported", &CpuTests.VmxFeaturesReported),
             new TestCase("mem.frame_allocator_invariants", &MemoryTests.FrameAllocator),
             new TestCase("mem.heap_invariants", &MemoryTests.Heap),
@@ -37,6 +39,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.two_vms_isolated", &VmxTests.TwoVmsIsolated),
             new TestCase("vmx.huge_pages_back_guest_ram", &VmxTests.HugePagesBackGuestRam),
             new TestCase("vmx.triple_fault_stops_only_the_vm", &VmxTests.TripleFaultStopsOnlyTheVm),
+            new TestCase("vmx.stop_dump_names_the_exit_and_shows_code", &CrashReportTests.VmStopDumpNamesTheExitAndShowsCode),
             new TestCase("vmx.runaway_guest_stopped", &VmxTests.RunawayGuestStopped),
             new TestCase("vmx.pit_interrupts_wake_hlt", &VmxTests.PitInterruptsWakeHlt),
             new TestCase("vmx.halt_with_interrupts_off_stops_the_vm", &VmxTests.HaltWithInterruptsOffStopsTheVm),

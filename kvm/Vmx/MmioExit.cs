@@ -14,7 +14,7 @@ namespace Tandem.Kvm.Vmx
     internal static unsafe class MmioExit
     {
         /// <summary>The guest's physical memory for the instruction fetch and page walks.</summary>
-        private readonly struct GuestReader : IGuestPhysicalReader
+        internal readonly struct GuestReader : IGuestPhysicalReader
         {
             private readonly IGuestMemory _memory;
 
@@ -133,7 +133,7 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>The vCPU state the emulator needs, from the VMCS.</summary>
-        private static MmioVcpuState ReadState()
+        internal static MmioVcpuState ReadState()
         {
             MmioVcpuState cpu = default;
             cpu.Rip = Vmcs.Read(VmcsField.GuestRip);

@@ -58,7 +58,7 @@ namespace Tandem.Kvm.Vmx
                     if (exit == Native.VmRunFailValid)
                         Native.VmRead(VmcsField.InstructionError, &error);
                     vm.Stop(255, exit == Native.VmRunFailInvalid ? "VM entry failed (VMfailInvalid)" : "VM entry failed (VMfailValid)");
-                    Dump(vcpu, -1, error);
+                    StopDump.Write(vcpu, -1, error);
                     break;
                 }
                 else
@@ -68,7 +68,7 @@ namespace Tandem.Kvm.Vmx
                 if (action == ExitAction.Stop)
                 {
                     if (vm.StopReason != null && vm.Stopped)
-                        Dump(vcpu, (int)(exit & 0xFFFF), Vmcs.Read(VmcsField.ExitQualification));
+                        StopDump.Write(vcpu, (int)(exit & 0xFFFF), Vmcs.Read(VmcsField.ExitQualification));
                     break;
                 }
             }
@@ -169,58 +169,6 @@ namespace Tandem.Kvm.Vmx
         {
             v.Vm.Stop(255, e.Reason == ExitReason.InvalidGuestState ? "VM entry failed: invalid guest state" : "VM entry failed");
             return ExitAction.Stop;
-        }
-
-        /// <summary>Exit reason, qualification and guest registers of a VM the host stopped.</summary>
-        private static void Dump(Vcpu v, int reason, ulong qualification)
-        {
-            GuestRegisters* r = v.Registers;
-            ulong f = KvmHost.LogBegin();
-            KvmHost.Write("vm ");
-            KvmHost.WriteDecimal((ulong)v.Vm.Id);
-            KvmHost.Write(": stopped: ");
-            KvmHost.Write(v.Vm.StopReason ?? "?");
-            KvmHost.Write("\n  exit reason ");
-            if (reason < 0)
-                KvmHost.Write("(entry instruction failed)");
-            else
-                KvmHost.WriteDecimal((ulong)reason);
-            KvmHost.Write(reason < 0 ? "  VM-instruction error " : "  qualification ");
-            KvmHost.WriteHex(qualification);
-            KvmHost.Write("\n  rip ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestRip));
-            KvmHost.Write("  rsp ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestRsp));
-            KvmHost.Write("  rflags ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestRflags));
-            KvmHost.Write("  cr0 ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCr0));
-            KvmHost.Write("\n  cs ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsSelector));
-            KvmHost.Write(" base ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsBase));
-            KvmHost.Write(" ar ");
-            KvmHost.WriteHex(Vmcs.Read(VmcsField.GuestCsAccessRights));
-            KvmHost.Write("  vcpu ");
-            KvmHost.WriteDecimal((ulong)v.Index);
-            KvmHost.Write("\n  rax ");
-            KvmHost.WriteHex(r->Rax);
-            KvmHost.Write("  rbx ");
-            KvmHost.WriteHex(r->Rbx);
-            KvmHost.Write("  rcx ");
-            KvmHost.WriteHex(r->Rcx);
-            KvmHost.Write("  rdx ");
-            KvmHost.WriteHex(r->Rdx);
-            KvmHost.Write("\n  rsi ");
-            KvmHost.WriteHex(r->Rsi);
-            KvmHost.Write("  rdi ");
-            KvmHost.WriteHex(r->Rdi);
-            KvmHost.Write("  rbp ");
-            KvmHost.WriteHex(r->Rbp);
-            KvmHost.Write("  exits ");
-            KvmHost.WriteDecimal(v.Exits);
-            KvmHost.WriteChar('\n');
-            KvmHost.LogEnd(f);
         }
     }
 }

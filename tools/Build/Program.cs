@@ -64,6 +64,8 @@ namespace Tandem.Build
             string iso = Path.Combine(dir, "tandem.iso");
             ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules(o.Cmdline));
             RunResult result = Emulator.Run(iso, o, dir);
+            if (result.StoppedBy == null && (result.TimedOut || result.KernelStatus is null or not 0))
+                PrintCrashReport(result.Serial);
             if (result.StoppedBy != null)
                 return result.StopExitCode;
             if (result.TimedOut)
@@ -71,6 +73,16 @@ namespace Tandem.Build
             if (result.KernelStatus == null)
                 return ExitCodes.NoStatus;
             return result.KernelStatus.Value;
+        }
+
+        /// <summary>After a run that ended badly: the kernel's backtraces demangled and its code lines disassembled.</summary>
+        public static void PrintCrashReport(string serial)
+        {
+            string? decoded = CrashReport.Decode(serial);
+            if (decoded == null)
+                return;
+            Console.WriteLine("run: the crash report decoded (tools/Build/CrashReport.cs):");
+            Console.Write(decoded);
         }
 
         [GeneratedRegex(@"^(\d+) passed, (\d+) failed, (\d+) skipped$", RegexOptions.Multiline)]

@@ -153,6 +153,8 @@ internal static partial class TestVerb
         Console.WriteLine($"=== kernel tests: {c.Name}");
         var o = new RunOptions(c.Emulator, cmdline, c.Cpus, 512, c.Uefi, c.Timeout, Echo: true);
         r = Emulator.Run(iso, o, dir);
+        if (r.StoppedBy == null && (r.TimedOut || r.KernelStatus is null or not 0))
+            Driver.PrintCrashReport(r.Serial);
 
         var suite = new JUnitSuite("kernel " + c.Name);
         suite.Properties["emulator"] = r.Description;
