@@ -24,9 +24,14 @@ namespace Tandem.Kernel.Tests
                 if (!selected)
                     continue;
                 context.Reset();
+                int lockups = Watchdog.LockupsReported + Watchdog.SpinsReported;
                 Watchdog.TestStarted(test.Name);
                 test.Run(context);
                 Watchdog.TestStarted(null);
+                // A lockup or a 10-second spin is a failure of whatever test it happened in (the
+                // watchdog's own tests make theirs on purpose).
+                if (Watchdog.LockupsReported + Watchdog.SpinsReported != lockups && !StartsWith(test.Name, "watchdog."))
+                    context.Fail("the watchdog reported a CPU without timer ticks or a long spin during this test (its report is above)");
                 ulong flags = Log.Begin();
                 if (context.FailReason != null)
                 {
@@ -68,6 +73,18 @@ namespace Tandem.Kernel.Tests
             Log.Write(" skipped\n");
             Log.End(f);
             return failed;
+        }
+
+        private static bool StartsWith(string text, string prefix)
+        {
+            if (text.Length < prefix.Length)
+                return false;
+            for (int i = 0; i < prefix.Length; i++)
+            {
+                if (text[i] != prefix[i])
+                    return false;
+            }
+            return true;
         }
     }
 

@@ -98,7 +98,11 @@ internal static partial class TestVerb
                 int f = suite.Cases.Count(t => t.Failure != null);
                 int s = suite.Cases.Count(t => t.Failure == null && t.Skipped != null);
                 passed += p; failed += f; skipped += s;
-                failures.AddRange(suite.Cases.Where(t => t.Failure != null).Select(t => $"FAIL [{c.Name}] {t.Name}: {FirstLine(t.Failure!)}"));
+                // A run that did not finish shows its last serial lines here too (the watchdog's
+                // report, if the kernel printed one): CI logs show the console, not results.xml.
+                failures.AddRange(suite.Cases.Where(t => t.Failure != null).Select(t => t.Name == "(run)"
+                    ? $"FAIL [{c.Name}] {t.Name}: {t.Failure!.Replace("\n", "\n    | ")}"
+                    : $"FAIL [{c.Name}] {t.Name}: {FirstLine(t.Failure!)}"));
                 if (suite.Error != null)
                 {
                     failed++;
@@ -178,7 +182,7 @@ internal static partial class TestVerb
         string outcome = r.TimedOut ? $"timed out after {c.Timeout} s" : "status " + (r.KernelStatus?.ToString() ?? "none");
         if (!summary.Success)
         {
-            string last = string.Join("\n", r.Lines.TakeLast(20).Select(l => l.Line));
+            string last = string.Join("\n", r.Lines.TakeLast(40).Select(l => l.Line));
             suite.Error = $"no summary line ({outcome}); counted as 1 failure";
             suite.Cases.Add(new JUnitCase("(run)", r.Lines.Count > 0 ? r.Lines[^1].Seconds : 0,
                 $"the kernel's test run did not finish ({outcome}); last serial lines:\n{last}", null));

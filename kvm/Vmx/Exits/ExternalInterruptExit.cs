@@ -2,8 +2,9 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// External interrupt (exit reason 1). The interrupt is not acknowledged on exit, so it stays
-    /// pending and the host takes it through its IDT when this handler briefly opens interrupts. Only
-    /// this exit can leave a host interrupt pending, so no other exit pays for the check.
+    /// pending and the host takes it through its IDT when this handler briefly opens interrupts (the
+    /// run loop also opens them before every entry, for interrupts that came while an exit was
+    /// handled).
     /// </summary>
     internal static unsafe class ExternalInterruptExit
     {
