@@ -54,25 +54,34 @@ namespace Tandem.Kernel
                 ApicIds[i] = Info.ApicId(i);
         }
 
-        /// <summary>One console line for each thing the MADT got wrong that the kernel worked around.</summary>
-        public static void ReportProblems()
+        /// <summary>One console line for each thing the MADT got wrong that the kernel worked around; returns how many.</summary>
+        public static int ReportProblems(ref AcpiInfo info)
         {
-            if (Info.DroppedCpus > 0)
+            int lines = 0;
+            if (info.DroppedCpus > 0)
             {
                 ulong f = Log.Begin();
                 Log.Write("acpi: the MADT lists ");
-                Log.Write((ulong)(Info.ApicCount + Info.DroppedCpus));
+                Log.Write((ulong)(info.ApicCount + info.DroppedCpus));
                 Log.Write(" CPUs, more than the ");
                 Log.Write((ulong)MaxApics);
                 Log.Write(" Tandem supports: the first ");
                 Log.Write((ulong)MaxApics);
                 Log.Write(" are used\n");
                 Log.End(f);
+                lines++;
             }
-            if (Info.DuplicateIds > 0)
-                Log.Line("acpi: MADT entries naming an APIC id listed before, ignored: ", (ulong)Info.DuplicateIds);
-            if (Info.MadtTruncated)
+            if (info.DuplicateIds > 0)
+            {
+                Log.Line("acpi: MADT entries naming an APIC id listed before, ignored: ", (ulong)info.DuplicateIds);
+                lines++;
+            }
+            if (info.MadtTruncated)
+            {
                 Log.Line("acpi: the MADT has an entry with a bad length; the entries after it are not used");
+                lines++;
+            }
+            return lines;
         }
     }
 }

@@ -72,11 +72,14 @@ namespace Tandem.Kernel
 
         public static ref VmSpec Vm(int i) => ref s_vms[i];
 
-        /// <summary>The kernel's log as the parser's: each line whole, prefixed "cmdline: ".</summary>
-        private struct ConsoleLog : ICommandLineLog
+        /// <summary>The kernel's log as the parser's: each line whole, prefixed "cmdline: ", and counted.</summary>
+        public struct ConsoleLog : ICommandLineLog
         {
+            public int Lines;
+
             public void Line(string what, string between, ReadOnlySpan<byte> value, string after)
             {
+                Lines++;
                 ulong f = Log.Begin();
                 Log.Write("cmdline: ");
                 Log.Write(what);

@@ -29,7 +29,7 @@ namespace Tandem.Kernel
             string? problem = Multiboot2.Parse(magic, info);
             if (problem != null)
                 BootFailure(problem);
-            Multiboot2.ReportProblems();
+            Multiboot2.ReportProblems(ref Multiboot2.Info);
             CommandLine.Parse(Multiboot2.CommandLine, Multiboot2.CommandLineLength);
 
             ulong reservedEnd = layout->ImageEnd;
@@ -56,7 +56,7 @@ namespace Tandem.Kernel
                 Log.Write(Acpi.Problem);
                 Log.Write("; running on the boot CPU only\n");
             }
-            Acpi.ReportProblems();
+            Acpi.ReportProblems(ref Acpi.Info);
             Timer.Calibrate();
             Log.Line("boot: timer calibrated");
             HostRtc.Read(Timer.TscPerSecond);

@@ -87,41 +87,47 @@ namespace Tandem.Kernel.Boot
             return null;
         }
 
-        /// <summary>One console line for each thing the boot information got wrong that the kernel worked around.</summary>
-        public static void ReportProblems()
+        /// <summary>One console line for each thing the boot information got wrong that the kernel worked around; returns how many.</summary>
+        public static int ReportProblems(ref Multiboot2Info info)
         {
-            if (Info.DroppedModules > 0)
-                Line("boot: more than 64 boot modules: ", (ulong)Info.DroppedModules, " were ignored");
-            if (Info.BadTags > 0)
+            int lines = 0;
+            if (info.DroppedModules > 0)
+                lines += Line("boot: more than 64 boot modules: ", (ulong)info.DroppedModules, " were ignored");
+            if (info.BadTags > 0)
             {
                 ulong f = Log.Begin();
                 Log.Write("boot: ");
-                Log.Write((ulong)Info.BadTags);
+                Log.Write((ulong)info.BadTags);
                 Log.Write(" malformed boot information tag(s) ignored (the first of type ");
-                Log.Write((ulong)Info.FirstBadTagType);
+                Log.Write((ulong)info.FirstBadTagType);
                 Log.Write(")\n");
                 Log.End(f);
+                lines++;
             }
-            if (Info.RegionCount == 0)
+            if (info.RegionCount == 0)
+            {
                 Log.Line("boot: the boot loader gave no memory map");
-            if (Info.DroppedRegions > 0)
-                Line("boot: memory map: more than 128 entries: ", (ulong)Info.DroppedRegions, " were ignored");
-            ref MemoryMapReport r = ref Info.MapReport;
+                lines++;
+            }
+            if (info.DroppedRegions > 0)
+                lines += Line("boot: memory map: more than 128 entries: ", (ulong)info.DroppedRegions, " were ignored");
+            ref MemoryMapReport r = ref info.MapReport;
             if (r.ZeroLength > 0)
-                Line("boot: memory map: ", (ulong)r.ZeroLength, " zero-length entries ignored");
+                lines += Line("boot: memory map: ", (ulong)r.ZeroLength, " zero-length entries ignored");
             if (r.Wrapped > 0)
-                Line("boot: memory map: ", (ulong)r.Wrapped, " entries wrap past 2^64 (cut there)");
+                lines += Line("boot: memory map: ", (ulong)r.Wrapped, " entries wrap past 2^64 (cut there)");
             if (r.OverlappingRam > 0)
-                Line("boot: memory map: ", (ulong)r.OverlappingRam, " overlapping pairs of RAM entries (the RAM counted once)");
+                lines += Line("boot: memory map: ", (ulong)r.OverlappingRam, " overlapping pairs of RAM entries (the RAM counted once)");
             if (r.ReservedOverRam > 0)
-                Line("boot: memory map: ", (ulong)r.ReservedOverRam, " RAM entries overlap reserved ones (the overlap left reserved)");
+                lines += Line("boot: memory map: ", (ulong)r.ReservedOverRam, " RAM entries overlap reserved ones (the overlap left reserved)");
             if (r.AboveLimitBytes > 0)
-                Line("boot: memory map: RAM above 4 GiB not used, MiB: ", r.AboveLimitBytes >> 20, "");
+                lines += Line("boot: memory map: RAM above 4 GiB not used, MiB: ", r.AboveLimitBytes >> 20, "");
             if (r.DroppedUsable > 0)
-                Line("boot: memory map: too fragmented: ", (ulong)r.DroppedUsable, " usable ranges ignored");
+                lines += Line("boot: memory map: too fragmented: ", (ulong)r.DroppedUsable, " usable ranges ignored");
+            return lines;
         }
 
-        private static void Line(string before, ulong value, string after)
+        private static int Line(string before, ulong value, string after)
         {
             ulong f = Log.Begin();
             Log.Write(before);
@@ -129,6 +135,7 @@ namespace Tandem.Kernel.Boot
             Log.Write(after);
             Log.WriteChar('\n');
             Log.End(f);
+            return 1;
         }
     }
 }
