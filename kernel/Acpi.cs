@@ -23,7 +23,7 @@ namespace Tandem.Kernel
         {
             public ReadOnlySpan<byte> Read(ulong address, int length)
             {
-                if (address == 0 || length < 0 || address + (ulong)length > AcpiParser.AddressLimit)
+                if (address == 0 || length < 0 || address >= AcpiParser.AddressLimit || (ulong)length > AcpiParser.AddressLimit - address)
                     return ReadOnlySpan<byte>.Empty;
                 return new ReadOnlySpan<byte>((void*)address, length);
             }
