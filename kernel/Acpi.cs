@@ -1,119 +1,87 @@
+using System;
 using Tandem.Kernel.Boot;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Parsers;
 
 namespace Tandem.Kernel
 {
     /// <summary>
-    /// Just enough ACPI to find the processors: RSDP (from GRUB, else the BIOS areas) → RSDT/XSDT →
-    /// MADT (ACPI 6.5, 5.2.12), whose type-0 and type-9 entries list the local APICs. Every table's
-    /// signature, length and checksum is verified before use.
+    /// Just enough ACPI to find the processors, through the portable <see cref="AcpiParser"/>: the
+    /// RSDP from GRUB's ACPI tag, else from the BIOS area (0xE0000-0xFFFFF), then RSDT/XSDT → MADT.
+    /// This class only reads physical memory (the boot identity map) for the parser and keeps its result.
     /// </summary>
     public static unsafe class Acpi
     {
-        public const int MaxApics = Cpu.MaxCpus;
+        public const int MaxApics = AcpiInfo.MaxApics;
         public static int ApicCount;
         public static uint* ApicIds;
         public static string? Problem;
+        public static AcpiInfo Info;
+
+        /// <summary>Physical memory through the boot identity map (the first 4 GiB).</summary>
+        public struct IdentityMap : IPhysicalReader
+        {
+            public ReadOnlySpan<byte> Read(ulong address, int length)
+            {
+                if (address == 0 || length < 0 || address >= AcpiParser.AddressLimit || (ulong)length > AcpiParser.AddressLimit - address)
+                    return ReadOnlySpan<byte>.Empty;
+                return new ReadOnlySpan<byte>((void*)address, length);
+            }
+        }
 
         public static void Initialize()
         {
             ApicIds = (uint*)Memory.KernelHeap.Alloc(sizeof(uint) * MaxApics);
-            byte* rsdp = (byte*)Multiboot2.Rsdp;
-            if (rsdp == null)
-                rsdp = ScanForRsdp();
-            if (rsdp == null)
+            ReadOnlySpan<byte> rsdp = ReadOnlySpan<byte>.Empty;
+            if (Multiboot2.Rsdp != 0)
+                rsdp = new ReadOnlySpan<byte>((void*)Multiboot2.Rsdp, Multiboot2.RsdpLength);
+            else
             {
-                Problem = "no ACPI RSDP found";
+                ReadOnlySpan<byte> bios = new ReadOnlySpan<byte>((void*)0xE0000, 0x20000);
+                int at = AcpiParser.FindRsdp(bios);
+                if (at >= 0)
+                    rsdp = bios.Slice(at, Math.Min(AcpiParser.RsdpV2Length, bios.Length - at));
+            }
+            if (rsdp.IsEmpty)
+            {
+                Problem = AcpiParser.NoRsdp;
                 return;
             }
-            byte revision = rsdp[15];
-            byte* madt = null;
-            if (revision >= 2 && *(ulong*)(rsdp + 24) != 0)
-                madt = FindTable((byte*)*(ulong*)(rsdp + 24), 8, "APIC");
-            if (madt == null)
-                madt = FindTable((byte*)(ulong)*(uint*)(rsdp + 16), 4, "APIC");
-            if (madt == null)
+            var memory = new IdentityMap();
+            Problem = AcpiParser.Parse(ref memory, rsdp, ref Info);
+            ApicCount = Info.ApicCount;
+            for (int i = 0; i < Info.ApicCount; i++)
+                ApicIds[i] = Info.ApicId(i);
+        }
+
+        /// <summary>One console line for each thing the MADT got wrong that the kernel worked around; returns how many.</summary>
+        public static int ReportProblems(ref AcpiInfo info)
+        {
+            int lines = 0;
+            if (info.DroppedCpus > 0)
             {
-                Problem = "no valid MADT";
-                return;
+                ulong f = Log.Begin();
+                Log.Write("acpi: the MADT lists ");
+                Log.Write((ulong)(info.ApicCount + info.DroppedCpus));
+                Log.Write(" CPUs, more than the ");
+                Log.Write((ulong)MaxApics);
+                Log.Write(" Tandem supports: the first ");
+                Log.Write((ulong)MaxApics);
+                Log.Write(" are used\n");
+                Log.End(f);
+                lines++;
             }
-            ParseMadt(madt);
-        }
-
-        private static byte* ScanForRsdp()
-        {
-            for (ulong p = 0xE0000; p < 0x100000; p += 16)
+            if (info.DuplicateIds > 0)
             {
-                if (*(ulong*)p == 0x2052545020445352UL && Checksum((byte*)p, 20)) // "RSD PTR "
-                    return (byte*)p;
+                Log.Line("acpi: MADT entries naming an APIC id listed before, ignored: ", (ulong)info.DuplicateIds);
+                lines++;
             }
-            return null;
-        }
-
-        private static bool Checksum(byte* table, uint length)
-        {
-            byte sum = 0;
-            for (uint i = 0; i < length; i++)
-                sum += table[i];
-            return sum == 0;
-        }
-
-        private static bool Valid(byte* table, string signature)
-        {
-            if (table == null || (ulong)table >= 4UL << 30)
-                return false;
-            for (int i = 0; i < 4; i++)
+            if (info.MadtTruncated)
             {
-                if (table[i] != signature[i])
-                    return false;
+                Log.Line("acpi: the MADT has an entry with a bad length; the entries after it are not used");
+                lines++;
             }
-            uint length = *(uint*)(table + 4);
-            return length >= 36 && length < 1 << 20 && Checksum(table, length);
-        }
-
-        private static byte* FindTable(byte* root, int entrySize, string signature)
-        {
-            if (!Valid(root, entrySize == 8 ? "XSDT" : "RSDT"))
-                return null;
-            uint length = *(uint*)(root + 4);
-            for (uint off = 36; off + entrySize <= length; off += (uint)entrySize)
-            {
-                byte* table = entrySize == 8 ? (byte*)*(ulong*)(root + off) : (byte*)(ulong)*(uint*)(root + off);
-                if (Valid(table, signature))
-                    return table;
-            }
-            return null;
-        }
-
-        private static void ParseMadt(byte* madt)
-        {
-            uint length = *(uint*)(madt + 4);
-            uint off = 44;
-            while (off + 2 <= length)
-            {
-                byte type = madt[off];
-                byte entryLength = madt[off + 1];
-                if (entryLength < 2 || off + entryLength > length)
-                    break;
-                if (type == 0 && entryLength >= 8)
-                {
-                    uint flags = *(uint*)(madt + off + 4);
-                    if ((flags & 3) != 0)
-                        AddApic(madt[off + 3]);
-                }
-                else if (type == 9 && entryLength >= 16)
-                {
-                    uint flags = *(uint*)(madt + off + 8);
-                    if ((flags & 3) != 0)
-                        AddApic(*(uint*)(madt + off + 4));
-                }
-                off += entryLength;
-            }
-        }
-
-        private static void AddApic(uint id)
-        {
-            if (ApicCount < MaxApics)
-                ApicIds[ApicCount++] = id;
+            return lines;
         }
     }
 }

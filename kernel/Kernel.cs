@@ -29,13 +29,8 @@ namespace Tandem.Kernel
             string? problem = Multiboot2.Parse(magic, info);
             if (problem != null)
                 BootFailure(problem);
-            CommandLine.Parse(Multiboot2.CommandLine);
-            if (Multiboot2.DroppedModules > 0)
-            {
-                Log.Write("boot: more than 64 boot modules: ");
-                Log.Write((ulong)Multiboot2.DroppedModules);
-                Log.Write(" were ignored\n");
-            }
+            Multiboot2.ReportProblems(ref Multiboot2.Info);
+            CommandLine.Parse(Multiboot2.CommandLine, Multiboot2.CommandLineLength);
 
             ulong reservedEnd = layout->ImageEnd;
             if (Multiboot2.InfoEnd > reservedEnd)
@@ -61,6 +56,7 @@ namespace Tandem.Kernel
                 Log.Write(Acpi.Problem);
                 Log.Write("; running on the boot CPU only\n");
             }
+            Acpi.ReportProblems(ref Acpi.Info);
             Timer.Calibrate();
             Log.Line("boot: timer calibrated");
             HostRtc.Read(Timer.TscPerSecond);

@@ -1,14 +1,10 @@
+using System;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Parsers;
+
 namespace Tandem.Kernel.Boot
 {
-    /// <summary>A memory-map entry (multiboot2 spec 3.6.8).</summary>
-    public struct MemoryRegion
-    {
-        public ulong Base;
-        public ulong Length;
-        public uint Type;        // 1 = available RAM
-    }
-
-    /// <summary>A boot module (multiboot2 spec 3.6.6): physical range and its command line.</summary>
+    /// <summary>A boot module (multiboot2 spec 3.6.6): physical range and its NUL-terminated command line.</summary>
     public unsafe struct BootModule
     {
         public ulong Start;
@@ -17,112 +13,129 @@ namespace Tandem.Kernel.Boot
     }
 
     /// <summary>
-    /// Parses the multiboot2 boot information GRUB hands over (spec section 3.6). Every length is
-    /// checked against the total size, so a malformed structure is reported, never followed.
+    /// The multiboot2 boot information GRUB hands over, as the portable <see cref="Multiboot2Parser"/>
+    /// found it: this class only turns its offsets into pointers into the boot information, and
+    /// prints what it ignored (<see cref="ReportProblems"/>).
     /// </summary>
     public static unsafe class Multiboot2
     {
-        public const uint BootloaderMagic = 0x36D76289;
-        public const int MaxRegions = 128;
-        public const int MaxModules = 64;
-
-        private const uint TagEnd = 0, TagCommandLine = 1, TagBootloaderName = 2, TagModule = 3,
-            TagMemoryMap = 6, TagAcpiOld = 14, TagAcpiNew = 15;
+        public const uint BootloaderMagic = Multiboot2Parser.BootloaderMagic;
+        public const int MaxModules = Multiboot2Info.MaxModules;
 
         public static byte* CommandLine;
+        public static int CommandLineLength;
         public static byte* BootloaderName;
         public static ulong InfoStart;
         public static ulong InfoEnd;
+        /// <summary>The RSDP copy in the ACPI tag, and how many bytes the tag holds (0: none).</summary>
         public static ulong Rsdp;
-        public static int RegionCount;
+        public static int RsdpLength;
         public static int ModuleCount;
 
         /// <summary>Modules GRUB passed beyond <see cref="MaxModules"/> (reported at boot, not used).</summary>
         public static int DroppedModules;
-        private static Regions s_regions;
-        private static Modules s_modules;
 
-        [System.Runtime.CompilerServices.InlineArray(MaxRegions)]
-        private struct Regions { private MemoryRegion _e; }
+        /// <summary>Everything the parser found, the sanitized memory map included.</summary>
+        public static Multiboot2Info Info;
+        private static Modules s_modules;
 
         [System.Runtime.CompilerServices.InlineArray(MaxModules)]
         private struct Modules { private BootModule _e; }
 
-        public static ref MemoryRegion Region(int i) => ref s_regions[i];
-
         public static ref BootModule Module(int i) => ref s_modules[i];
+
+        /// <summary>RAM the kernel may use: sorted, disjoint, page-aligned, below 4 GiB.</summary>
+        public static int UsableCount => Info.UsableCount;
+
+        public static ref UsableRange Usable(int i) => ref Info.Usable(i);
 
         /// <summary>Parses the structure; returns null or a description of what is wrong.</summary>
         public static string? Parse(uint magic, ulong info)
         {
-            if (magic != BootloaderMagic)
-                return "not started by a multiboot2 loader (bad magic in EAX)";
-            if (info == 0 || (info & 7) != 0)
-                return "boot information pointer is null or misaligned";
-            uint totalSize = *(uint*)info;
-            if (totalSize < 16 || totalSize > 1 << 20)
-                return "boot information has an implausible size";
+            // The parser sees the bytes the total size names (at most 1 MiB), never more.
+            uint available = 0;
+            if (magic == BootloaderMagic && info != 0 && (info & 7) == 0)
+                available = Math.Min(*(uint*)info, Multiboot2Parser.MaxTotalSize);
+            string? problem = Multiboot2Parser.Parse(magic, info, new ReadOnlySpan<byte>((void*)info, (int)available), ref Info);
+            if (problem != null)
+                return problem;
+            byte* start = (byte*)info;
             InfoStart = info;
-            InfoEnd = info + totalSize;
-
-            ulong offset = 8;
-            while (offset + 8 <= totalSize)
+            InfoEnd = info + Info.TotalSize;
+            if (Info.CommandLineOffset >= 0)
             {
-                byte* tag = (byte*)(info + offset);
-                uint type = *(uint*)tag;
-                uint size = *(uint*)(tag + 4);
-                if (type == TagEnd)
-                    return null;
-                if (size < 8 || offset + size > totalSize)
-                    return "boot information tag runs past the end";
-                switch (type)
-                {
-                    case TagCommandLine:
-                        CommandLine = tag + 8;
-                        break;
-                    case TagBootloaderName:
-                        BootloaderName = tag + 8;
-                        break;
-                    case TagModule:
-                        if (ModuleCount < MaxModules && size >= 16)
-                        {
-                            ref BootModule m = ref s_modules[ModuleCount++];
-                            m.Start = *(uint*)(tag + 8);
-                            m.End = *(uint*)(tag + 12);
-                            m.CommandLine = tag + 16;
-                        }
-                        else if (size >= 16)
-                        {
-                            // Never silently: a guest named later would be "not on the boot image".
-                            DroppedModules++;
-                        }
-                        break;
-                    case TagMemoryMap:
-                        ParseMemoryMap(tag, size);
-                        break;
-                    case TagAcpiOld:
-                    case TagAcpiNew:
-                        if (Rsdp == 0 || type == TagAcpiNew)
-                            Rsdp = (ulong)(tag + 8);
-                        break;
-                }
-                offset += (size + 7) & ~7u;
+                CommandLine = start + Info.CommandLineOffset;
+                CommandLineLength = Info.CommandLineLength;
             }
-            return "boot information has no end tag";
+            if (Info.BootloaderNameOffset >= 0)
+                BootloaderName = start + Info.BootloaderNameOffset;
+            if (Info.RsdpOffset >= 0)
+            {
+                Rsdp = info + (ulong)Info.RsdpOffset;
+                RsdpLength = Info.RsdpLength;
+            }
+            ModuleCount = Info.ModuleCount;
+            DroppedModules = Info.DroppedModules;
+            for (int i = 0; i < Info.ModuleCount; i++)
+            {
+                ref ModuleInfo m = ref Info.Module(i);
+                ref BootModule b = ref s_modules[i];
+                b.Start = m.Start;
+                b.End = m.End;
+                b.CommandLine = start + m.CommandLineOffset;
+            }
+            return null;
         }
 
-        private static void ParseMemoryMap(byte* tag, uint size)
+        /// <summary>One console line for each thing the boot information got wrong that the kernel worked around; returns how many.</summary>
+        public static int ReportProblems(ref Multiboot2Info info)
         {
-            uint entrySize = *(uint*)(tag + 8);
-            if (entrySize < 24)
-                return;
-            for (uint off = 16; off + entrySize <= size && RegionCount < MaxRegions; off += entrySize)
+            int lines = 0;
+            if (info.DroppedModules > 0)
+                lines += Line("boot: more than 64 boot modules: ", (ulong)info.DroppedModules, " were ignored");
+            if (info.BadTags > 0)
             {
-                ref MemoryRegion r = ref s_regions[RegionCount++];
-                r.Base = *(ulong*)(tag + off);
-                r.Length = *(ulong*)(tag + off + 8);
-                r.Type = *(uint*)(tag + off + 16);
+                ulong f = Log.Begin();
+                Log.Write("boot: ");
+                Log.Write((ulong)info.BadTags);
+                Log.Write(" malformed boot information tag(s) ignored (the first of type ");
+                Log.Write((ulong)info.FirstBadTagType);
+                Log.Write(")\n");
+                Log.End(f);
+                lines++;
             }
+            if (info.RegionCount == 0)
+            {
+                Log.Line("boot: the boot loader gave no memory map");
+                lines++;
+            }
+            if (info.DroppedRegions > 0)
+                lines += Line("boot: memory map: more than 128 entries: ", (ulong)info.DroppedRegions, " were ignored");
+            ref MemoryMapReport r = ref info.MapReport;
+            if (r.ZeroLength > 0)
+                lines += Line("boot: memory map: ", (ulong)r.ZeroLength, " zero-length entries ignored");
+            if (r.Wrapped > 0)
+                lines += Line("boot: memory map: ", (ulong)r.Wrapped, " entries wrap past 2^64 (cut there)");
+            if (r.OverlappingRam > 0)
+                lines += Line("boot: memory map: ", (ulong)r.OverlappingRam, " overlapping pairs of RAM entries (the RAM counted once)");
+            if (r.ReservedOverRam > 0)
+                lines += Line("boot: memory map: ", (ulong)r.ReservedOverRam, " RAM entries overlap reserved ones (the overlap left reserved)");
+            if (r.AboveLimitBytes > 0)
+                lines += Line("boot: memory map: RAM above 4 GiB not used, MiB: ", r.AboveLimitBytes >> 20, "");
+            if (r.DroppedUsable > 0)
+                lines += Line("boot: memory map: too fragmented: ", (ulong)r.DroppedUsable, " usable ranges ignored");
+            return lines;
+        }
+
+        private static int Line(string before, ulong value, string after)
+        {
+            ulong f = Log.Begin();
+            Log.Write(before);
+            Log.Write(value);
+            Log.Write(after);
+            Log.WriteChar('\n');
+            Log.End(f);
+            return 1;
         }
     }
 }

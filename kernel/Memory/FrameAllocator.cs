@@ -1,4 +1,5 @@
 using Tandem.Kernel.Boot;
+using Tandem.Kernel.Parsers;
 using Tandem.Kernel.Sync;
 
 namespace Tandem.Kernel.Memory
@@ -29,12 +30,13 @@ namespace Tandem.Kernel.Memory
         /// <summary>Builds the bitmap; <paramref name="reservedEnd"/> is the first byte past the image, boot info and modules.</summary>
         public static string? Initialize(ulong reservedEnd)
         {
+            // The sanitized map (Multiboot2Parser, MemoryMapSanitizer): whole pages of RAM below
+            // 4 GiB, sorted and disjoint, nothing that another entry calls reserved.
             ulong top = 0;
-            for (int i = 0; i < Multiboot2.RegionCount; i++)
+            for (int i = 0; i < Multiboot2.UsableCount; i++)
             {
-                ref MemoryRegion r = ref Multiboot2.Region(i);
-                if (r.Type == 1 && r.Base + r.Length > top)
-                    top = r.Base + r.Length;
+                if (Multiboot2.Usable(i).End > top)
+                    top = Multiboot2.Usable(i).End;
             }
             if (top == 0)
                 return "the memory map has no available RAM";
@@ -43,16 +45,14 @@ namespace Tandem.Kernel.Memory
             s_frames = top / PageSize;
             ulong bitmapBytes = ((s_frames + 63) / 64) * 8;
 
-            // Place the bitmap in the first available region past the reservations.
+            // Place the bitmap in the first available range past the reservations.
             ulong bitmapAt = 0;
             reservedEnd = (reservedEnd + PageSize - 1) & ~(PageSize - 1);
-            for (int i = 0; i < Multiboot2.RegionCount && bitmapAt == 0; i++)
+            for (int i = 0; i < Multiboot2.UsableCount && bitmapAt == 0; i++)
             {
-                ref MemoryRegion r = ref Multiboot2.Region(i);
-                if (r.Type != 1)
-                    continue;
-                ulong start = r.Base < reservedEnd ? reservedEnd : (r.Base + PageSize - 1) & ~(PageSize - 1);
-                if (start + bitmapBytes <= r.Base + r.Length && start + bitmapBytes <= Limit)
+                ref UsableRange r = ref Multiboot2.Usable(i);
+                ulong start = r.Start < reservedEnd ? reservedEnd : r.Start;
+                if (start + bitmapBytes <= r.End && start + bitmapBytes <= Limit)
                     bitmapAt = start;
             }
             if (bitmapAt == 0)
@@ -61,13 +61,11 @@ namespace Tandem.Kernel.Memory
             Tandem.Arch.X86.Native.MemSet(s_bitmap, 0xFF, bitmapBytes);
 
             ulong firstFree = (bitmapAt + bitmapBytes + PageSize - 1) & ~(PageSize - 1);
-            for (int i = 0; i < Multiboot2.RegionCount; i++)
+            for (int i = 0; i < Multiboot2.UsableCount; i++)
             {
-                ref MemoryRegion r = ref Multiboot2.Region(i);
-                if (r.Type != 1)
-                    continue;
-                ulong start = (r.Base + PageSize - 1) / PageSize;
-                ulong end = (r.Base + r.Length) / PageSize;
+                ref UsableRange r = ref Multiboot2.Usable(i);
+                ulong start = r.Start / PageSize;
+                ulong end = r.End / PageSize;
                 if (end > s_frames)
                     end = s_frames;
                 for (ulong f = start; f < end; f++)

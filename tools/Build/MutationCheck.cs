@@ -6,7 +6,7 @@ namespace Tandem.Build;
 
 /// <summary>
 /// The mutation check (issue 7): every single-point mutation of mm/ and kvm/Ept listed in
-/// tests/mutations/mutations.txt is applied, one at a time, to a scratch copy of mm/, kvm/ and
+/// tests/mutations/mutations.txt is applied, one at a time, to a scratch copy of mm/, kvm/, kernel/Parsers/ and
 /// tests/host/ under out/mutate, and the host tests it names are run against it. A mutation is
 /// killed when a test fails (or hangs: the hang timeout counts as a kill and says so); a mutation
 /// that every test survives, or whose original text is not found exactly once, fails the check.
@@ -16,7 +16,7 @@ namespace Tandem.Build;
 internal static partial class MutationCheck
 {
     public const string ListPath = "tests/mutations/mutations.txt";
-    private static readonly string[] Copied = ["mm", "kvm", "tests/host"];
+    private static readonly string[] Copied = ["mm", "kvm", "kernel/Parsers", "tests/host"];
     private const int HangTimeoutSeconds = 60;
     private const int ProcessTimeoutSeconds = 300;
 
@@ -140,7 +140,7 @@ internal static partial class MutationCheck
     }
 
     /// <summary>
-    /// Makes out/mutate hold exactly the repository's mm/, kvm/ and tests/host/ (without bin/obj),
+    /// Makes out/mutate hold exactly the repository's mm/, kvm/, kernel/Parsers/ and tests/host/ (without bin/obj),
     /// rewriting only files whose content differs, so the builds there stay incremental.
     /// </summary>
     private static void Sync()
