@@ -27,6 +27,9 @@ namespace Tandem.Kernel
         public const ulong Unset = CommandLineOptions.Unset;
         /// <summary>swap=SIZE|off (MiB; off = 0), mem.limit=SIZE (MiB), mmstats=SECONDS; <see cref="Unset"/> when not given.</summary>
         public static ulong SwapMiB = Unset, MemLimitMiB = Unset, MmStatsSeconds = Unset;
+
+        /// <summary>watermarks=LOW,HIGH (MiB); <see cref="Unset"/> when not given.</summary>
+        public static ulong WatermarkLowMiB = Unset, WatermarkHighMiB = Unset;
         /// <summary>ksm=on: the page-merging scanner thread runs (default off).</summary>
         public static bool Ksm;
         private static VmArgs s_vms;
@@ -114,6 +117,8 @@ namespace Tandem.Kernel
             ExpectVmx = o.ExpectVmx;
             SwapMiB = o.SwapMiB;
             MemLimitMiB = o.MemLimitMiB;
+            WatermarkLowMiB = o.WatermarkLowMiB;
+            WatermarkHighMiB = o.WatermarkHighMiB;
             MmStatsSeconds = o.MmStatsSeconds;
             Ksm = o.Ksm;
             VmCount = o.VmCount;

@@ -51,6 +51,18 @@ namespace Tandem.Kernel.Memory
             int frames = (int)KernelMm.PoolPages;
             LowWatermark = frames / 64;
             HighWatermark = frames / 32;
+            if (CommandLine.WatermarkHighMiB != CommandLine.Unset)
+            {
+                ulong low = (CommandLine.WatermarkLowMiB << 20) / FrameAllocator.PageSize;
+                ulong high = (CommandLine.WatermarkHighMiB << 20) / FrameAllocator.PageSize;
+                if (high > (ulong)frames / 2)
+                    Log.Line("reclaim: watermarks= ignored (the defaults stay): the high one must be at most half the mm pool, in MiB ", (ulong)frames / 2 * FrameAllocator.PageSize >> 20);
+                else
+                {
+                    LowWatermark = (int)low;
+                    HighWatermark = (int)high;
+                }
+            }
             if (CommandLine.MmStatsSeconds != CommandLine.Unset && CommandLine.MmStatsSeconds > 0)
                 s_statsEveryTsc = CommandLine.MmStatsSeconds * Timer.TscPerSecond;
             s_bootTsc = Native.Rdtsc();

@@ -54,6 +54,8 @@ namespace Tandem.Kernel.Parsers
         public ulong SwapMiB;
         public ulong MemLimitMiB;
         public ulong MmStatsSeconds;
+        /// <summary>watermarks=LOW,HIGH (MiB of free memory, LOW below HIGH); <see cref="Unset"/> when not given.</summary>
+        public ulong WatermarkLowMiB, WatermarkHighMiB;
         public bool Ksm;
         public int VmCount;
         private Vms _vms;
@@ -73,6 +75,8 @@ namespace Tandem.Kernel.Parsers
             o.SwapMiB = Unset;
             o.MemLimitMiB = Unset;
             o.MmStatsSeconds = Unset;
+            o.WatermarkLowMiB = Unset;
+            o.WatermarkHighMiB = Unset;
             return o;
         }
     }
@@ -82,7 +86,7 @@ namespace Tandem.Kernel.Parsers
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
     /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...][,reset=stop|restart]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>, <c>swap=</c>, <c>mem.limit=</c>,
-    /// <c>ksm=</c>, <c>mmstats=</c>. The refusal: anything unknown or malformed is reported by one
+    /// <c>ksm=</c>, <c>mmstats=</c>, <c>watermarks=LOW,HIGH</c>. The refusal: anything unknown or malformed is reported by one
     /// line through the log and ignored (a bad <c>vm=</c> drops that VM), never followed. The text
     /// ends at its first NUL or at the end of the span, and is unquoted in place. Portable: kernel and host tests.
     /// </summary>
@@ -198,6 +202,23 @@ namespace Tandem.Kernel.Parsers
                     o.Ksm = false;
                 else
                     Refused("ksm= takes on or off", value, out _, ref log);
+                return;
+            }
+            if (Matches(name, "watermarks") && hasValue)
+            {
+                int comma = 0;
+                while (comma < value.Length && value[comma] != (byte)',')
+                    comma++;
+                if (comma == value.Length || !TryParseSize(value.Slice(0, comma), out ulong low) || !TryParseSize(value.Slice(comma + 1), out ulong high) || low == 0 || low >= high)
+                {
+                    Refused("watermarks= takes two sizes, the low one first and above 0 (4M,8M)", value, out o.WatermarkLowMiB, ref log);
+                    o.WatermarkHighMiB = CommandLineOptions.Unset;
+                }
+                else
+                {
+                    o.WatermarkLowMiB = low;
+                    o.WatermarkHighMiB = high;
+                }
                 return;
             }
             if (Matches(name, "mmstats") && hasValue)

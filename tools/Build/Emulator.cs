@@ -273,6 +273,9 @@ internal static partial class Emulator
                 ownLines.Add(line);
                 own.WriteLine(line);
             }
+            Match screen = BochsScreen().Match(line);
+            if (screen.Success)
+                DrainScreen(screen.Groups[1].Value);
         }
         p.ErrorDataReceived += (_, e) => Own(e.Data);
         p.BeginErrorReadLine();
@@ -389,6 +392,41 @@ internal static partial class Emulator
             emit(lines[i]);
         return (position + read, lines[^1]);
     }
+
+    /// <summary>
+    /// Debian's Bochs (built with its debugger) draws the guest's screen on a pseudo-terminal of its
+    /// own and says which. Nobody reads it otherwise, and once its buffer is full (a few KiB of screen
+    /// updates, the IPS figure each wall-clock second among them) Bochs blocks in a write and the run
+    /// stands still until the timeout: a long run on a loaded machine hung that way. A background
+    /// thread reads it and throws the bytes away.
+    /// </summary>
+    private static void DrainScreen(string path)
+    {
+        var t = new Thread(() =>
+        {
+            try
+            {
+                using var screen = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1);
+                byte[] buffer = new byte[4096];
+                while (screen.Read(buffer, 0, buffer.Length) > 0)
+                {
+                }
+            }
+            catch (IOException)
+            {
+                // The emulator closed its end: the run is over.
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                Console.Error.WriteLine($"run: cannot read Bochs' screen terminal {path} ({e.Message}); a long run may stall when its buffer fills");
+            }
+        })
+        { IsBackground = true, Name = "bochs-screen" };
+        t.Start();
+    }
+
+    [GeneratedRegex("Bochs connected to screen \"(/dev/pts/[0-9]+)\"")]
+    private static partial Regex BochsScreen();
 
     [GeneratedRegex(@"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Z0-9]|[\x00-\x08\x0b\x0c\x0e-\x1f]")]
     private static partial Regex Ansi();

@@ -40,7 +40,7 @@ public sealed class CommandLineFuzzTests
     private static readonly string[] Words =
     {
         "test", "test=mem", "test=vmx,smp", "bench", "vmx=off", "vmx=on", "expect_vmx=yes", "expect_vmx=no", "swap=64M", "swap=off",
-        "swap=1G", "swap=12x", "mem.limit=256M", "mem.limit=0", "ksm=on", "ksm=off", "ksm=maybe", "mmstats=5", "mmstats=0",
+        "swap=1G", "swap=12x", "mem.limit=256M", "mem.limit=0", "ksm=on", "ksm=off", "ksm=maybe", "mmstats=5", "mmstats=0", "watermarks=4M,8M", "watermarks=8M,4M", "watermarks=0,1M", "watermarks=4M",
         "vm=linux", "vm=linux,mem=256M,cpus=2", "vm=x,mem=4G,cpus=16,pin=0+1+63", "vm=x,cmdline=\"console=ttyS0 quiet\"",
         "\"vm=x,cmdline=\\\"a b\\\"\"", "vm=x,initrd=rd,modules=a+b", "vm=x,budget=none", "vm=x,budget=30", "vm=x,defaults=off",
         "vm=x,fwcfg=opt/a:m1+opt/b:m2", "vm=x,reset=restart", "vm=x,reset=stop", "vm=x,mem=5G", "vm=x,cpus=0", "vm=x,pin=64",
@@ -107,6 +107,8 @@ public sealed class CommandLineFuzzTests
         Assert.True(o.ExpectVmx is -1 or 0 or 1);
         Assert.True(o.MemLimitMiB == CommandLineOptions.Unset || o.MemLimitMiB > 0, "mem.limit");
         Assert.True(o.MmStatsSeconds == CommandLineOptions.Unset || o.MmStatsSeconds is >= 1 and <= 86400, "mmstats");
+        Assert.True(o.WatermarkLowMiB == CommandLineOptions.Unset ? o.WatermarkHighMiB == CommandLineOptions.Unset
+            : o.WatermarkLowMiB > 0 && o.WatermarkLowMiB < o.WatermarkHighMiB && o.WatermarkHighMiB != CommandLineOptions.Unset, "watermarks");
         Assert.InRange(o.VmCount, 0, CommandLineOptions.MaxVms);
         for (int i = 0; i < o.VmCount; i++)
         {

@@ -299,6 +299,22 @@ public sealed class RegressionTests
         Assert.Equal(CommandLineOptions.Unset, o.MmStatsSeconds);
     }
 
+    [Fact]
+    public void WatermarksTakeTwoSizesLowFirst()
+    {
+        CommandLineOptions o = ParseLine("watermarks=4M,16M", out ListLog log, out _);
+        Assert.Empty(log.Lines);
+        Assert.Equal(4UL, o.WatermarkLowMiB);
+        Assert.Equal(16UL, o.WatermarkHighMiB);
+        foreach (string bad in new[] { "watermarks=16M,4M", "watermarks=4M", "watermarks=0,4M", "watermarks=4M,4M", "watermarks=a,b" })
+        {
+            o = ParseLine(bad, out log, out _);
+            Assert.Equal(CommandLineOptions.Unset, o.WatermarkLowMiB);
+            Assert.Equal(CommandLineOptions.Unset, o.WatermarkHighMiB);
+            Assert.Equal("cmdline: watermarks= takes two sizes, the low one first and above 0 (4M,8M): '" + bad.Substring(11) + "' ignored", Assert.Single(log.Lines));
+        }
+    }
+
     /// <summary>Not a kernel defect (the kernel's text ended in a NUL), a guard for the port: a trailing backslash looks one byte ahead, which on a span is past its end.</summary>
     [Fact]
     public void TrailingBackslashStaysInsideTheText()
