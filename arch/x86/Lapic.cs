@@ -52,6 +52,9 @@ namespace Tandem.Arch.X86
                 Native.Sti();
         }
 
+        /// <summary>This CPU's task-priority register.</summary>
+        public static uint TaskPriority => Read(0x80);
+
         /// <summary>Sends an NMI to one APIC (the watchdog's dump request).</summary>
         public static void SendNmi(uint apicId)
         {

@@ -428,6 +428,28 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.MsrFaults == 4, "the host did not inject exactly the four #GPs the guest expects", vm.Vcpu!.MsrFaults);
         }
 
+        /// <summary>
+        /// cr8_64: a 64-bit guest's MOV to and from CR8 reach its virtual APIC's task priority, never
+        /// the host CPU's own (which would let a guest mask the host's timer and IPIs on that CPU).
+        /// </summary>
+        public static void Cr8ReachesTheVirtualApicOnly(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "cr8_64");
+            if (vm == null)
+                return;
+            uint hostTpr = Tandem.Arch.X86.Lapic.TaskPriority;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            uint hostAfter = Tandem.Arch.X86.Lapic.TaskPriority;
+            if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "the guest read back another CR8 value than it wrote (exit status = check)", (ulong)vm.ExitStatus))
+                return;
+            if (!t.Check(hostAfter == hostTpr, "the guest's CR8 write reached the host APIC's task priority", hostAfter))
+                return;
+            t.Check(vm.Platform.Lapics[0].TaskPriority == 0x90, "the VM's virtual APIC does not hold the task priority the guest wrote", vm.Platform.Lapics[0].TaskPriority);
+        }
+
         /// <summary>strio32: rep outsb to COM1, rep insb and insw (DF set) from fw_cfg, rep outsw with an FS override, all emulated.</summary>
         public static void StringPortIoEmulated(TestContext t)
         {

@@ -61,6 +61,13 @@ namespace Tandem.Kvm.Devices
         private ulong _apicBase;
         private uint _id;                   // the APIC ID (8 bits in xAPIC mode, 32 in x2APIC mode)
         private uint _tpr;
+
+        /// <summary>The task-priority register (what a 64-bit guest's MOV to or from CR8 reaches, bits 7:4).</summary>
+        public uint TaskPriority
+        {
+            get => _tpr;
+            set => _tpr = value & 0xFF;
+        }
         private uint _ldr;
         private uint _dfr;
         private uint _spiv;

@@ -4,7 +4,7 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// Control-register access (exit reason 28; qualification per SDM table 28-3): a MOV to CR0 or
-    /// CR4 that touched a bit VMX owns. The guest's value goes to the read shadow; the real
+    /// CR4 that touched a bit VMX owns, or a MOV to or from CR8 (the guest's APIC task priority). The guest's value goes to the read shadow; the real
     /// register gets it with the VMX-fixed bits forced on. Paging turned on or off moves the guest
     /// into or out of IA-32e mode as the CPU would (<see cref="PagingTransition"/>).
     /// </summary>
@@ -16,6 +16,8 @@ namespace Tandem.Kvm.Vmx.Exits
             int cr = (int)(qualification & 15);
             int type = (int)((qualification >> 4) & 3);
             int gpr = (int)((qualification >> 8) & 15);
+            if (cr == 8 && type <= 1)
+                return Cr8(v, e, type == 0, gpr);
             if (type != 0 || (cr != 0 && cr != 4))
             {
                 v.Vm.Stop(255, "unsupported control-register access");
@@ -33,6 +35,37 @@ namespace Tandem.Kvm.Vmx.Exits
             {
                 Vmcs.Write(VmcsField.Cr4ReadShadow, value);
                 Vmcs.Write(VmcsField.GuestCr4, value | Vmcs.Read(VmcsField.Cr4GuestHostMask));
+            }
+            e.Skip();
+            return ExitAction.Resume;
+        }
+
+        /// <summary>
+        /// MOV to or from CR8 (64-bit guests only): without CR8 exiting, and with no TPR shadow,
+        /// the guest would reach the host CPU's own APIC task priority and could mask the host's
+        /// timer and IPIs on that CPU. CR8 is the guest's virtual APIC TPR, bits 7:4; a write with
+        /// bits 63:4 set raises #GP (SDM Vol. 3A, 2.5 and 11.8.6.5).
+        /// </summary>
+        private static ExitAction Cr8(Vcpu v, in ExitInfo e, bool write, int gpr)
+        {
+            Devices.LocalApic apic = v.Vm.Platform.Lapics[v.Index];
+            if (write)
+            {
+                ulong value = gpr == 4 ? Vmcs.Read(VmcsField.GuestRsp) : v.Registers->ByIndex(gpr);
+                if (value > 15)
+                {
+                    Events.InjectException(v, Events.GeneralProtection, 0);
+                    return ExitAction.Resume;
+                }
+                apic.TaskPriority = (uint)value << 4;
+            }
+            else
+            {
+                ulong value = apic.TaskPriority >> 4;
+                if (gpr == 4)
+                    Vmcs.Write(VmcsField.GuestRsp, value);
+                else
+                    v.Registers->ByIndex(gpr) = value;
             }
             e.Skip();
             return ExitAction.Resume;

@@ -37,6 +37,7 @@ public static partial class TestGuests
         ("halt32", Halt32()),
         ("devices32", Devices32()),
         ("mmio64", Mmio64()),
+        ("cr8_64", Cr8Guest64()),
         ("msr32", Msr32()),
         ("apic32", Apic32()),
         ("uart32", Uart32()),
@@ -697,6 +698,46 @@ public static partial class TestGuests
 
     /// <summary>Iterations of the CPUID benchmark guest.</summary>
     public const uint CpuidIterations = 1000;
+
+    /// <summary>
+    /// 64-bit: writes 9 and then 6 to CR8 and reads each back (check 1 and 2: the value read is the
+    /// value written), through RCX and RSP as the general register (the host decodes both), then
+    /// leaves 9 there and exits 0. The host checks that its own APIC's task priority did not move
+    /// and that the VM's virtual APIC holds 0x90.
+    /// </summary>
+    private static byte[] Cr8Guest64()
+    {
+        var strings = new Strings("cr8 guest: MOV to and from CR8\n");
+        var a = new Assembler(64);
+        var fail1 = a.CreateLabel();
+        var fail2 = a.CreateLabel();
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: true);
+        a.mov(rcx, 6);
+        a.mov(cr8, rcx);
+        a.xor(edx, edx);
+        a.mov(rdx, cr8);
+        a.cmp(rdx, 6);
+        a.jne(fail1);
+        a.mov(rbx, rsp);                                    // the stack pointer as the operand: the host reads RSP from the VMCS
+        a.mov(rsp, 9);
+        a.mov(cr8, rsp);
+        a.xor(esp, esp);
+        a.mov(rsp, cr8);
+        a.mov(rdx, rsp);
+        a.mov(rsp, rbx);
+        a.cmp(rdx, 9);
+        a.jne(fail2);
+        Out(a, Exit, 0);
+        a.Label(ref fail1);
+        Out(a, Exit, 1);
+        a.Label(ref fail2);
+        Out(a, Exit, 2);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 64);
+    }
 
     /// <summary>
     /// 64-bit: phase 1, then <see cref="CpuidIterations"/> CPUIDs in a four-instruction loop, then
