@@ -33,6 +33,9 @@ namespace Tandem.Kvm.Vmx
         public bool WindowRequested;
         /// <summary>NMI-window exiting is on: an NMI waits for the guest's NMI blocking to end.</summary>
         public bool NmiWindowRequested;
+
+        /// <summary>Entries since the run loop last let pending host interrupts in (it does every 8th).</summary>
+        public uint EntriesSincePoll;
         /// <summary>The VMCS uses TSC offsetting; <see cref="TscOffset"/> is added to the host TSC for the guest (set by a write to IA32_TSC).</summary>
         public bool TscOffsetting;
         public ulong TscOffset;
