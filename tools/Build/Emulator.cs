@@ -53,9 +53,6 @@ internal sealed record RunResult(int? KernelStatus, bool TimedOut, string Serial
 /// </summary>
 internal static partial class Emulator
 {
-    [GeneratedRegex(@"tandem: exit status (\d+)")]
-    private static partial Regex StatusLine();
-
     /// <summary>True only when /dev/kvm exists and its guests really get VT-x (nested on Intel).</summary>
     public static bool KvmOffersVmx(out string why)
     {
@@ -245,7 +242,7 @@ internal static partial class Emulator
                 serialCopy?.Flush();
                 if (echoLines)
                     Console.WriteLine(line);
-                if (console != null && console.StatusSeenAt == null && StatusLine().IsMatch(line))
+                if (console != null && console.StatusSeenAt == null && SerialStatus.IsStatusLine(line))
                     console.StatusSeenAt = watch.Elapsed.TotalSeconds;
             }
         }
@@ -333,8 +330,7 @@ internal static partial class Emulator
         string serialText;
         lock (sync)
             serialText = text.ToString();
-        var m = StatusLine().Match(serialText);
-        int? status = m.Success ? int.Parse(m.Groups[1].Value) : null;
+        int? status = SerialStatus.Parse(serialText);
         lock (ownLines)
             own.Flush();
         List<(double, string)> lines;
