@@ -426,6 +426,24 @@ namespace Tandem.Kernel.Tests
             // msr32 exits with the number of the first check that failed (TestGuests.Msr32).
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an MSR check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
             t.Check(vm.Vcpu!.MsrFaults == 4, "the host did not inject exactly the four #GPs the guest expects", vm.Vcpu!.MsrFaults);
+            t.Check(vm.Vcpu!.InstructionFaults == 1, "RDPMC did not exit to the host, which injects #GP", vm.Vcpu!.InstructionFaults);
+        }
+
+        /// <summary>
+        /// vmxinsn32: VMXON, VMXOFF, VMREAD, VMWRITE, VMPTRST, INVEPT, MONITOR and MWAIT in a guest
+        /// raise #UD in it (the guest counts them, check number = exit status), and its VM goes on.
+        /// </summary>
+        public static void VmxInstructionsRaiseUdInTheGuest(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "vmxinsn32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an instruction did not raise #UD in the guest (exit status = its check)", (ulong)vm.ExitStatus);
+            t.Check(vm.Vcpu!.InstructionFaults == 8, "the host did not inject exactly the eight #UDs the guest expects", vm.Vcpu!.InstructionFaults);
         }
 
         /// <summary>

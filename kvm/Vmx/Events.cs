@@ -210,6 +210,7 @@ namespace Tandem.Kvm.Vmx
 
         /// <summary>#GP, the vector of a general-protection fault.</summary>
         public const int GeneralProtection = 13;
+        public const int InvalidOpcode = 6;
 
         /// <summary>
         /// Queues a hardware exception with an error code for the next entry (type 3, SDM 26.6.1.1):
@@ -218,10 +219,12 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public static void InjectException(Vcpu v, int vector, uint errorCode)
         {
-            // In real mode exceptions push no error code (and VM entry refuses one, SDM 26.2.1.3).
+            // In real mode exceptions push no error code, and in protected mode only #DF, #TS, #NP,
+            // #SS, #GP, #PF, #AC and #CP do: VM entry refuses any other (SDM 26.2.1.3).
             bool protectedMode = (Vmcs.Read(VmcsField.GuestCr0) & 1) != 0;
-            Vmcs.Write(VmcsField.EntryExceptionErrorCode, errorCode);
-            Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (3u << 8) | (protectedMode ? 1u << 11 : 0) | (uint)vector);
+            bool hasCode = protectedMode && (vector == 8 || (vector >= 10 && vector <= 14) || vector == 17 || vector == 21);
+            Vmcs.Write(VmcsField.EntryExceptionErrorCode, hasCode ? errorCode : 0);
+            Vmcs.Write(VmcsField.EntryInterruptionInfo, Valid | (3u << 8) | (hasCode ? 1u << 11 : 0) | (uint)vector);
             v.EntryWork = true;          // the next entry must not put an interrupt over it
         }
 

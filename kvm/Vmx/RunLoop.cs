@@ -124,6 +124,15 @@ namespace Tandem.Kvm.Vmx
             Set(ExitReason.EptMisconfiguration, &EptMisconfiguration);
             Set(ExitReason.PreemptionTimer, &PreemptionTimerExit.Handle);
             Set(ExitReason.Xsetbv, &XsetbvExit.Handle);
+            Set(ExitReason.Getsec, &FaultingInstructionExit.InvalidOpcode);
+            for (int reason = ExitReason.Vmclear; reason <= ExitReason.Vmxon; reason++)
+                Set(reason, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Invept, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Invvpid, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Vmfunc, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Monitor, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Mwait, &FaultingInstructionExit.InvalidOpcode);
+            Set(ExitReason.Rdpmc, &FaultingInstructionExit.Rdpmc);
             System.Threading.Volatile.Write(ref s_handlersFilled, true);
         }
 

@@ -87,6 +87,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
 
+        /// <summary>Faults injected for instructions a guest may not use (VMX instructions, MONITOR, MWAIT, RDPMC).</summary>
+        public ulong InstructionFaults;
+
         /// <summary>The MSRs a vCPU keeps outside the VMCS (read back as written; see MsrExit).</summary>
         public struct MsrValues
         {

@@ -39,6 +39,7 @@ public static partial class TestGuests
         ("mmio64", Mmio64()),
         ("cr8_64", Cr8Guest64()),
         ("msr32", Msr32()),
+        ("vmxinsn32", VmxInsn32()),
         ("apic32", Apic32()),
         ("uart32", Uart32()),
         ("s5_32", S5Guest()),
@@ -280,7 +281,8 @@ public static partial class TestGuests
     /// count, pop the error code, step over the 2-byte RDMSR/WRMSR, IRET), then checks: 1 an
     /// unknown MSR's RDMSR faults, 2 so does its WRMSR, 3 EFER reads without a fault, 4 STAR reads
     /// back what was written, 5 FS_BASE too, 6 a non-canonical FS_BASE faults, 7 a PAT entry of
-    /// type 2 faults, 8 the fault count is exactly 4. Exits with the first failed check's number.
+    /// type 2 faults, 8 and 9 a write to IA32_TSC moves RDTSC and RDMSR of it, 10 RDPMC faults (also
+    /// 2 bytes), 11 the fault count is exactly 5. Exits with the first failed check's number.
     /// </summary>
     private static byte[] Msr32()
     {
@@ -367,9 +369,14 @@ public static partial class TestGuests
         a.rdmsr();
         a.cmp(edx, 0x0000_1000u);
         a.jne(fail);
-        // 10: and nothing else faulted
+        // 10: RDPMC faults (the host intercepts it: no host counter reaches a guest)
         a.inc(ebp);
-        ExpectFaults(4);
+        a.xor(ecx, ecx);
+        a.rdpmc();
+        ExpectFaults(5);
+        // 11: and nothing else faulted
+        a.inc(ebp);
+        ExpectFaults(5);
 
         NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
 
@@ -378,6 +385,66 @@ public static partial class TestGuests
         a.inc(__dword_ptr[(uint)GpCounter]);
         a.add(esp, 4);
         a.add(__dword_ptr[esp], 2);
+        a.iretd();
+
+        return strings.Image(a, 32, handler, out handlerRip);
+    }
+
+    /// <summary>Where vmxinsn32 counts the #UDs it took.</summary>
+    public const uint UdCounter = 0x7104;
+
+    /// <summary>
+    /// 32-bit: the instructions a guest without VMX must see fault, not end its VM: VMXON, VMXOFF,
+    /// VMREAD, VMWRITE, VMPTRST, INVEPT, MONITOR and MWAIT each raise #UD (checks 1-8; the handler
+    /// counts, then steps over the instruction by the length the guest put in esi), and nothing else
+    /// faulted (check 9).
+    /// </summary>
+    private static byte[] VmxInsn32()
+    {
+        return TwoPass("vmxinsn32", VmxInsn32Pass);
+    }
+
+    private static byte[] VmxInsn32Pass(uint handlerAddress, out ulong handlerRip)
+    {
+        var strings = new Strings("vmx instruction guest: VMX instructions, MONITOR and MWAIT raise #UD\n", "vmx instruction guest: every check passed\n", "VMX INSTRUCTION CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var handler = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        FlatDescriptors(a);
+        Gate(a, 6, handlerAddress);                          // #UD
+        a.mov(__dword_ptr[ebx + (int)UdCounter], 0);
+        a.mov(ebp, 0);                                       // check number (the handler keeps ebp)
+        a.mov(edi, 0x7200u);                                 // a memory operand for the instructions that take one
+        int count = 0;
+        void Expect(int length, System.Action instruction)
+        {
+            a.inc(ebp);
+            a.mov(esi, length);
+            instruction();
+            count++;
+            a.cmp(__dword_ptr[UdCounter], count);
+            a.jne(fail);
+        }
+        Expect(4, () => a.vmxon(__qword_ptr[edi]));          // f3 0f c7 37
+        Expect(3, () => a.vmxoff());                         // 0f 01 c4
+        Expect(3, () => a.vmread(eax, ecx));                 // 0f 78 c8
+        Expect(3, () => a.vmwrite(ecx, eax));                // 0f 79 c8
+        Expect(3, () => a.vmptrst(__qword_ptr[edi]));        // 0f c7 3f
+        Expect(5, () => a.invept(eax, __xmmword_ptr[edi]));  // 66 0f 38 80 07
+        Expect(3, () => a.monitor());                        // 0f 01 c8
+        Expect(3, () => a.mwait());                          // 0f 01 c9
+        a.inc(ebp);
+        a.cmp(__dword_ptr[UdCounter], count);
+        a.jne(fail);
+
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
+
+        // #UD (no error code): count, step over the instruction by esi bytes, return.
+        a.Label(ref handler);
+        a.inc(__dword_ptr[UdCounter]);
+        a.add(__dword_ptr[esp], esi);
         a.iretd();
 
         return strings.Image(a, 32, handler, out handlerRip);
