@@ -446,6 +446,19 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.InstructionFaults == 8, "the host did not inject exactly the eight #UDs the guest expects", vm.Vcpu!.InstructionFaults);
         }
 
+        /// <summary>cpuidmax64: basic CPUID leaves above the maximum answer like the maximum (never the host's raw answer).</summary>
+        public static void CpuidAboveTheMaximumAnswersLikeTheTopLeaf(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "cpuidmax64");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a leaf above the maximum answered otherwise than the maximum leaf (exit status = check)", (ulong)vm.ExitStatus);
+        }
+
         /// <summary>
         /// cr8_64: a 64-bit guest's MOV to and from CR8 reach its virtual APIC's task priority, never
         /// the host CPU's own (which would let a guest mask the host's timer and IPIs on that CPU).

@@ -9,8 +9,8 @@ namespace Tandem.Kvm.Vmx.Exits
     /// SGX, WAITPKG), the local APIC with x2APIC and the TSC-deadline timer (emulated), the vCPU's own APIC
     /// ID and a package of one logical processor, the hypervisor bit and Tandem's leaf
     /// 0x40000000 ("TandemTandem"), and the TSC frequency in leaves 0x15 and 0x16 (Linux needs a
-    /// TSC frequency source). Leaves above the host's maximum answer like its highest basic leaf,
-    /// as hardware does.
+    /// TSC frequency source). Basic leaves above 0x16 (the maximum leaf 0 reports; 0x1F excepted)
+    /// answer like 0x16, as hardware answers like its highest basic leaf.
     /// </summary>
     /// <remarks>
     /// The answers of the basic leaves that have no subleaves and never change (<see cref="CachedLeaves"/>:
@@ -24,6 +24,9 @@ namespace Tandem.Kvm.Vmx.Exits
     internal static unsafe class CpuidExit
     {
         public const uint HypervisorLeaf = 0x4000_0000;
+
+        /// <summary>The highest basic leaf the guest is offered (the TSC frequency leaves).</summary>
+        public const uint MaxBasicLeaf = 0x16;
 
         /// <summary>Bit n set: basic leaf n (below <see cref="CacheSize"/>) is answered from the cache.</summary>
         public const uint CachedLeaves = (1u << 0) | (1u << 1) | (1u << 2) | (1u << 3) | (1u << 5) | (1u << 6)
@@ -86,11 +89,20 @@ namespace Tandem.Kvm.Vmx.Exits
                 c.Edx = leaf == HypervisorLeaf ? 0x6D65646Eu : 0;
                 return c;
             }
+            // Tandem offers basic leaves up to 0x16 (leaf 0 says so): a higher one, short of the
+            // extended range, answers like 0x16, as hardware answers like its highest basic leaf.
+            // Passed on, it would hand the guest the host CPU's raw answer (0x1F, the extended
+            // topology, keeps its own answer below).
+            if (leaf > MaxBasicLeaf && leaf < 0x8000_0000 && leaf != 0x1F)
+            {
+                leaf = MaxBasicLeaf;
+                subleaf = 0;
+            }
             c = Native.CpuId(leaf, subleaf);
             switch (leaf)
             {
                 case 0:
-                    c.Eax = 0x16;                                       // up to the TSC frequency leaves; higher ones are not offered
+                    c.Eax = MaxBasicLeaf;                               // up to the TSC frequency leaves; higher ones are not offered
                     break;
                 case 1:
                     // ECX: no DTES64 (2), MONITOR (3), DS-CPL (4), VMX (5), SMX (6), EST (7), TM2 (8),

@@ -38,6 +38,7 @@ public static partial class TestGuests
         ("devices32", Devices32()),
         ("mmio64", Mmio64()),
         ("cr8_64", Cr8Guest64()),
+        ("cpuidmax64", CpuidMax64()),
         ("msr32", Msr32()),
         ("vmxinsn32", VmxInsn32()),
         ("apic32", Apic32()),
@@ -765,6 +766,59 @@ public static partial class TestGuests
 
     /// <summary>Iterations of the CPUID benchmark guest.</summary>
     public const uint CpuidIterations = 1000;
+
+    /// <summary>
+    /// 64-bit: CPUID of leaves 0x17, 0x20 and 0x3FFF_FFFF (above the maximum basic leaf that leaf 0
+    /// reports) must answer exactly like that maximum leaf (checks 1-3, exit status = the failed
+    /// check), and leaf 0 must report 0x16 (check 4).
+    /// </summary>
+    private static byte[] CpuidMax64()
+    {
+        var strings = new Strings("cpuid guest: leaves above the maximum answer like the maximum\n");
+        var a = new Assembler(64);
+        var halt = a.CreateLabel();
+        Print(a, strings.Address(0), long64: true);
+        a.xor(eax, eax);
+        a.cpuid();
+        a.mov(r12d, eax);                                   // the maximum basic leaf
+        a.mov(eax, r12d);
+        a.xor(ecx, ecx);
+        a.cpuid();
+        a.mov(r8d, eax);
+        a.mov(r9d, ebx);
+        a.mov(r10d, ecx);
+        a.mov(r11d, edx);
+        uint[] above = [0x17, 0x20, 0x3FFF_FFFF];
+        for (int i = 0; i < above.Length; i++)
+        {
+            var next = a.CreateLabel();
+            var bad = a.CreateLabel();
+            a.mov(eax, above[i]);
+            a.xor(ecx, ecx);
+            a.cpuid();
+            a.cmp(eax, r8d);
+            a.jne(bad);
+            a.cmp(ebx, r9d);
+            a.jne(bad);
+            a.cmp(ecx, r10d);
+            a.jne(bad);
+            a.cmp(edx, r11d);
+            a.je(next);
+            a.Label(ref bad);
+            Out(a, Exit, (byte)(i + 1));
+            a.Label(ref next);
+        }
+        var ok = a.CreateLabel();
+        a.cmp(r12d, 0x16);
+        a.je(ok);
+        Out(a, Exit, 4);
+        a.Label(ref ok);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 64);
+    }
 
     /// <summary>
     /// 64-bit: writes 9 and then 6 to CR8 and reads each back (check 1 and 2: the value read is the
