@@ -54,6 +54,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.vmx_instructions_raise_ud_in_the_guest", &VmxTests.VmxInstructionsRaiseUdInTheGuest),
             new TestCase("vmx.cr8_reaches_the_virtual_apic_only", &VmxTests.Cr8ReachesTheVirtualApicOnly),
             new TestCase("vmx.cpuid_above_the_maximum_answers_like_the_top_leaf", &VmxTests.CpuidAboveTheMaximumAnswersLikeTheTopLeaf),
+            new TestCase("vmx.guest_tsc_starts_at_zero", &VmxTests.GuestTscStartsAtZero),
             new TestCase("vmx.reset_restarts_the_vm", &VmxTests.ResetRestartsTheVm),
             new TestCase("vmx.string_port_io_emulated", &VmxTests.StringPortIoEmulated),
             new TestCase("vmx.apic_timer_and_ioapic_routing", &VmxTests.ApicTimerAndIoApicRouting),

@@ -446,6 +446,30 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Vcpu!.InstructionFaults == 8, "the host did not inject exactly the eight #UDs the guest expects", vm.Vcpu!.InstructionFaults);
         }
 
+        /// <summary>
+        /// tsc64: a guest's TSC starts at 0 when its VM is made (the host's TSC, its uptime, stays
+        /// its own): the first value the guest reads is below the host time since the VM was made.
+        /// </summary>
+        public static void GuestTscStartsAtZero(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            ulong before = Tandem.Arch.X86.Native.Rdtsc();
+            Vm? vm = Start(t, "tsc64");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            ulong elapsed = Tandem.Arch.X86.Native.Rdtsc() - before;
+            GuestRunner.Report(vm);
+            if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "the tsc guest did not exit 0", (ulong)vm.ExitStatus))
+                return;
+            ulong guestTsc = 0;
+            vm.Memory.Read(0x7300, (byte*)&guestTsc, 8);
+            if (!t.Check(vm.Vcpu!.TscOffsetting, "no TSC offsetting on this CPU: the guest reads the host's TSC"))
+                return;
+            t.Check(guestTsc < elapsed, "the guest's first TSC is above the host time since its VM was made (it sees the host's TSC)", guestTsc);
+        }
+
         /// <summary>cpuidmax64: basic CPUID leaves above the maximum answer like the maximum (never the host's raw answer).</summary>
         public static void CpuidAboveTheMaximumAnswersLikeTheTopLeaf(TestContext t)
         {

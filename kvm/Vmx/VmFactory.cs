@@ -1,3 +1,5 @@
+using Tandem.Arch.X86;
+
 namespace Tandem.Kvm.Vmx
 {
     /// <summary>Creates VMs: guest memory, the vCPU and its VMCS.</summary>
@@ -21,6 +23,10 @@ namespace Tandem.Kvm.Vmx
             }
             var vm = new Vm(System.Threading.Interlocked.Increment(ref s_nextId), memory, cpus);
             var vcpus = new Vcpu[cpus];
+            // Every vCPU's TSC starts at 0 now, as on a machine just switched on, and they agree: the
+            // host's TSC (its uptime) is not the guest's business. Where TSC offsetting is missing
+            // the offset is not used (VmcsSetup), and the guest sees the host's TSC.
+            ulong tscOffset = 0UL - Native.Rdtsc();
             for (int i = 0; i < cpus; i++)
             {
                 ulong vmcs = KvmHost.AllocatePage();
@@ -32,6 +38,8 @@ namespace Tandem.Kvm.Vmx
                 }
                 *(uint*)vmcs = VmxCpu.RevisionId;
                 vcpus[i] = new Vcpu(vm, i, vmcs, registers);
+                vcpus[i].TscOffset = tscOffset;
+                vm.Platform.Lapics[i].TscAtZero = tscOffset;
             }
             vm.Vcpus = vcpus;
             vm.Vcpu = vcpus[0];

@@ -164,6 +164,12 @@ namespace Tandem.Kvm.Vmx
             vcpu.TscOffsetting = (proc & ProcTscOffsetting) != 0;
             if (vcpu.TscOffsetting)
                 Vmcs.Write(VmcsField.TscOffset, vcpu.TscOffset);
+            else
+            {
+                // No offsetting: the guest reads the host's TSC, and its APIC's TSC-deadline timer must agree.
+                vcpu.TscOffset = 0;
+                vcpu.Vm.Platform.Lapics[vcpu.Index].TscAtZero = 0;
+            }
             if (vcpu.PreemptionTimer)
             {
                 PreemptionRate = (int)(Native.ReadMsr(0x485) & 0x1F);    // IA32_VMX_MISC[4:0]

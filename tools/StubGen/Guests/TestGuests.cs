@@ -39,6 +39,7 @@ public static partial class TestGuests
         ("mmio64", Mmio64()),
         ("cr8_64", Cr8Guest64()),
         ("cpuidmax64", CpuidMax64()),
+        ("tsc64", Tsc64()),
         ("msr32", Msr32()),
         ("vmxinsn32", VmxInsn32()),
         ("apic32", Apic32()),
@@ -766,6 +767,26 @@ public static partial class TestGuests
 
     /// <summary>Iterations of the CPUID benchmark guest.</summary>
     public const uint CpuidIterations = 1000;
+
+    /// <summary>Where tsc64 stores the TSC it read first.</summary>
+    public const uint TscSlot = 0x7300;
+
+    /// <summary>64-bit: reads the TSC before anything else, stores it at <see cref="TscSlot"/> and exits 0.</summary>
+    private static byte[] Tsc64()
+    {
+        var strings = new Strings("tsc guest\n");
+        var a = new Assembler(64);
+        var halt = a.CreateLabel();
+        a.rdtsc();
+        a.mov(__dword_ptr[TscSlot], eax);
+        a.mov(__dword_ptr[TscSlot + 4], edx);
+        Print(a, strings.Address(0), long64: true);
+        Out(a, Exit, 0);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
+        return strings.Image(a, 64);
+    }
 
     /// <summary>
     /// 64-bit: CPUID of leaves 0x17, 0x20 and 0x3FFF_FFFF (above the maximum basic leaf that leaf 0
