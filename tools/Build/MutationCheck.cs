@@ -27,12 +27,17 @@ internal static partial class MutationCheck
 
     private sealed record Outcome(Mutation M, Verdict Verdict, string Detail, TimeSpan Time);
 
+    /// <summary>What each progress line starts with ("[mutations] " when it runs beside the emulators).</summary>
+    private static string _prefix = "";
+
+    private static void Say(string line) => Console.WriteLine(_prefix + line);
+
     private static string Scratch => Path.Combine(Repo.Out, "mutate");
 
     /// <summary>The verb: ./build.sh mutate [--only NAME]. Exit code 0 only when every mutation was killed.</summary>
     public static int Verb(string? only)
     {
-        var (killed, bad, _) = Run(only);
+        var (killed, bad, _) = Run(only, "");
         return bad.Count == 0 && killed > 0 ? ExitCodes.Success : ExitCodes.Failed;
     }
 
@@ -40,9 +45,9 @@ internal static partial class MutationCheck
     /// The host-test part of ./build.sh test: runs every mutation, counts each killed one as passed
     /// and each survivor or broken entry as failed, and lists them in the closing summary.
     /// </summary>
-    public static void AddToTestRun(List<string> report, ref int passed, ref int failed, JUnitSuite suite)
+    public static void AddToTestRun(List<string> report, ref int passed, ref int failed, JUnitSuite suite, string prefix = "")
     {
-        var (killed, bad, outcomes) = Run(null);
+        var (killed, bad, outcomes) = Run(null, prefix);
         passed += killed;
         failed += bad.Count;
         report.Add($"mutations: {killed} killed, {bad.Count} not killed ({ListPath}; ./build.sh mutate --only NAME to rerun one)");
@@ -62,10 +67,11 @@ internal static partial class MutationCheck
     }
 
     /// <summary>Runs the check; returns the number killed and one line per mutation that was not.</summary>
-    private static (int Killed, List<string> Bad, List<Outcome> Outcomes) Run(string? only)
+    private static (int Killed, List<string> Bad, List<Outcome> Outcomes) Run(string? only, string prefix)
     {
+        _prefix = prefix;
         Stopwatch total = Stopwatch.StartNew();
-        Console.WriteLine($"=== mutation check: {ListPath}");
+        Say($"=== mutation check: {ListPath}");
         List<Mutation> all = Parse(Path.Combine(Repo.Root, ListPath));
         List<Mutation> selected = only == null ? all : all.Where(m => m.Name == only).ToList();
         if (selected.Count == 0)
@@ -102,7 +108,7 @@ internal static partial class MutationCheck
             .OrderBy(o => selected.IndexOf(o.M))
             .Select(o => $"{(o.Verdict == Verdict.Survived ? "SURVIVED" : "ERROR")} {o.M.Name} (invariant {o.M.Invariant}){(o.Verdict == Verdict.Error ? ": " + o.Detail : "")}")
             .ToList();
-        Console.WriteLine($"mutations: {killed} killed, {outcomes.Count(o => o.Verdict == Verdict.Survived)} survived, " +
+        Say($"mutations: {killed} killed, {outcomes.Count(o => o.Verdict == Verdict.Survived)} survived, " +
             $"{outcomes.Count(o => o.Verdict == Verdict.Error)} errors, in {total.Elapsed.TotalSeconds:F0} s");
         return (killed, bad, outcomes);
     }
@@ -117,7 +123,7 @@ internal static partial class MutationCheck
             Verdict.Survived => $"SURVIVED  {what}: every test of {string.Join(", ", o.M.Projects)}{(o.M.Filter != null ? " matching the filter" : "")} passed{time}",
             _ => $"ERROR     {what}: {o.Detail}",
         };
-        Console.WriteLine(line);
+        Say(line);
         return o;
     }
 
@@ -205,12 +211,12 @@ internal static partial class MutationCheck
         foreach (var group in ms.SelectMany(m => m.Projects.Select(p => (p, m))).GroupBy(x => x.p))
         {
             string? filter = UnionFilter(group.Select(x => x.m));
-            Console.WriteLine($"--- baseline: {group.Key} on the unmutated copy");
+            Say($"--- baseline: {group.Key} on the unmutated copy");
             TestRun r = DotnetTest(group.Key, filter, restore: true);
             if (r.Failed.Count > 0 || r.Hung || !r.Ok || r.Total == 0)
             {
                 foreach (string l in r.Output.TakeLast(40))
-                    Console.WriteLine("    " + l);
+                    Say("    " + l);
                 return $"the baseline run of {group.Key} did not pass on the unmutated sources " +
                     (r.Failed.Count > 0 ? $"(failing: {string.Join(", ", r.Failed)})" : r.Hung ? "(hang)" : $"(exit code {r.ExitCode}, {r.Total} tests)");
             }
@@ -238,13 +244,13 @@ internal static partial class MutationCheck
                 if (r.BuildFailed)
                 {
                     foreach (string l in r.Output.Where(l => l.Contains("error", StringComparison.Ordinal)).Take(5))
-                        Console.WriteLine("    " + l);
+                        Say("    " + l);
                     return new Outcome(m, Verdict.Error, "the mutant does not compile", clock.Elapsed);
                 }
                 if (!r.Ok || r.Total == 0)
                 {
                     foreach (string l in r.Output.TakeLast(20))
-                        Console.WriteLine("    " + l);
+                        Say("    " + l);
                     return new Outcome(m, Verdict.Error, $"dotnet test of {project} ended with exit code {r.ExitCode} and {r.Total} tests, no failing test", clock.Elapsed);
                 }
             }
@@ -325,6 +331,8 @@ internal static partial class MutationCheck
             psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_NOLOGO"] = "1";
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        // The interleaving explorer stops at its first failing schedule (one kills the mutant).
+        psi.Environment["TANDEM_FIRST_FAILURE"] = "1";
         if (Shell.Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
         var output = new List<string>();
@@ -336,7 +344,7 @@ internal static partial class MutationCheck
             lock (output)
                 output.Add(line);
             if (Shell.Verbose)
-                Console.WriteLine("    | " + line);
+                Say("    | " + line);
         }
         p.OutputDataReceived += (_, e) => Handle(e.Data);
         p.ErrorDataReceived += (_, e) => Handle(e.Data);

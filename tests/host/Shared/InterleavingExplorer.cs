@@ -26,6 +26,9 @@ public sealed class InterleavingExplorer
     /// <summary>Default preemption bound (CHESS found most concurrency bugs within two).</summary>
     public const int DefaultPreemptionBound = 2;
 
+    /// <summary>Set to 1 (the mutation check does): every exploration stops at its first failing schedule.</summary>
+    public const string FirstFailureVariable = "TANDEM_FIRST_FAILURE";
+
     /// <summary>One fresh world: the actors' bodies (at most 3), the final check (error or null), and what to dispose.</summary>
     public sealed class World
     {
@@ -59,8 +62,12 @@ public sealed class InterleavingExplorer
         public TimeSpan TimeBudget = TimeSpan.FromSeconds(90);
         /// <summary>How many of the last steps a failure report shows.</summary>
         public int TraceLength = 40;
-        /// <summary>Stop at the first failing schedule.</summary>
-        public bool StopAtFirstFailure;
+        /// <summary>
+        /// Stop at the first failing schedule. On by default under the mutation check, which sets
+        /// <c>TANDEM_FIRST_FAILURE=1</c>: one failing schedule kills a mutant, and exploring the
+        /// rest (most of them failing) cost up to a minute per mutant.
+        /// </summary>
+        public bool StopAtFirstFailure = Environment.GetEnvironmentVariable(FirstFailureVariable) == "1";
     }
 
     public sealed class Result
