@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using System.Text;
+using CsCheck;
 using Tandem.Kvm.Boot;
 using Tandem.Testing;
 using Xunit;
@@ -18,7 +19,8 @@ namespace Tandem.Kvm.Tests.Loaders;
 /// reach past them) and random images (half of them stamped with the format's magic). Guest RAM is
 /// 8 MiB so that out-of-range addresses are common. Every load must return (no exception, no
 /// hang), never write outside guest RAM or into the legacy hole, write nothing when it refuses,
-/// and on success enter inside RAM. The seed is printed; TANDEM_SEED replays it.
+/// and on success enter inside RAM. CsCheck generates the cases (a list of mutation operations
+/// over a seed, or random bytes), shrinks a failing one, and prints its seed; TANDEM_SEED replays it.
 /// </summary>
 public sealed unsafe class LoaderFuzzTests
 {
@@ -75,6 +77,32 @@ public sealed unsafe class LoaderFuzzTests
         0x1BAD_B002, 0xE852_50D6, 0x5372_6448, 0x464C_457F, 18, 0x206, 0x20F, 0x205,
     };
 
+    /// <summary>One case: the image, and whether a module goes with it.</summary>
+    public sealed record Case(byte[] Image, bool WithModule);
+
+    /// <summary>
+    /// One mutation of a seed image. Kind (0-99) picks the operation as the weights below; Raw
+    /// places it (and gives the byte, the cut or the extension); Pick chooses the bit or the
+    /// interesting value; Delta nudges that value; Width (0-8) its size.
+    /// </summary>
+    public readonly record struct Op(int Kind, uint Raw, int Pick, int Delta, int Width);
+
+    /// <summary>The images: 1 in 10 random (half of them stamped with the format's magic), the rest mutated seeds.</summary>
+    private static Gen<Case> Cases(LoaderKind kind)
+    {
+        Seed[] seeds = Seeds(kind);
+        Gen<int> delta = Gen.Frequency((3, Gen.Const(0)), (1, Gen.Int[-16, 16]));
+        Gen<Op> op = Gen.Select(Gen.Int[0, 99], Gen.UInt, Gen.Int[0, 1023], delta, Gen.Int[0, 8], (k, raw, pick, d, w) => new Op(k, raw, pick, d, w));
+        Gen<byte[]> mutated = Gen.Select(Gen.Int[0, seeds.Length - 1], op.Array[1, 4], Gen.Bool, (s, ops, repair) => Mutate(seeds[s], ops, repair, kind));
+        Gen<byte[]> random = Gen.Select(Gen.Byte.Array[0, 2999], Gen.Bool, Gen.Int[16, 3000], (b, stamp, length) =>
+        {
+            if (stamp)
+                Stamp(b, kind, length);
+            return b;
+        });
+        return Gen.Select(Gen.Frequency((1, random), (9, mutated)), Gen.Int[0, 2], (image, m) => new Case(image, m != 0));
+    }
+
     [Theory]
     [InlineData(LoaderKind.Multiboot)]
     [InlineData(LoaderKind.Multiboot2)]
@@ -83,9 +111,10 @@ public sealed unsafe class LoaderFuzzTests
     [InlineData(LoaderKind.Flat)]
     public void MutatedAndRandomImagesNeverEscapeGuestRam(LoaderKind kind)
     {
-        int seed = TestSeed.Pick(_out.WriteLine, nameof(MutatedAndRandomImagesNeverEscapeGuestRam));
-        var random = new Random(seed ^ (int)kind * 7919);
-        Seed[] seeds = Seeds(kind);
+        string? seed = TestSeed.FromEnvironment();
+        _out.WriteLine(seed != null
+            ? "seed " + seed + " (from " + TestSeed.Variable + ")"
+            : "seed: a fresh one (CsCheck prints it with the smallest failing image; replay with " + TestSeed.Variable + "=<seed> dotnet test --filter " + nameof(MutatedAndRandomImagesNeverEscapeGuestRam) + ")");
         var ram = new TestRam(RamSize);
         var map = new GuestMemoryMap(RamSize);
 
@@ -104,73 +133,60 @@ public sealed unsafe class LoaderFuzzTests
         moduleCmdline.CopyTo(new Span<byte>(mc, moduleCmdline.Length));
         *module = new BootModule { Data = md, Length = (ulong)moduleBytes.Length, Cmdline = mc, CmdlineLength = (ulong)moduleCmdline.Length };
 
-        var counts = new int[2];
+        int loaded = 0, refused = 0, cases = 0;
         var stopwatch = Stopwatch.StartNew();
         try
         {
-            for (int i = 0; i < Iterations; i++)
+            // One thread: the loaders write into one TestRam. A failure (an exception or a failed
+            // assertion) makes CsCheck look for a smaller failing case and report it with its seed.
+            Cases(kind).Sample(x =>
             {
-                byte[] image = random.Next(10) == 0 ? RandomImage(random, kind) : Mutate(random, seeds[random.Next(seeds.Length)], kind);
+                cases++;
                 ram.Reset();
                 bool ok;
                 BootEntry entry;
                 LoadError error;
-                fixed (byte* img = image)
+                fixed (byte* img = x.Image)
                 {
                     var input = new BootInput
                     {
                         Image = img,
-                        ImageLength = (ulong)image.Length,
+                        ImageLength = (ulong)x.Image.Length,
                         Cmdline = c,
                         CmdlineLength = (ulong)cmdline.Length,
                         Modules = module,
-                        ModuleCount = random.Next(3) == 0 ? 0 : 1,
+                        ModuleCount = x.WithModule ? 1 : 0,
                     };
-                    try
-                    {
-                        ok = LoaderRun.Invoke(kind, ram, map, input, out entry, out error);
-                    }
-                    catch (Exception ex)
-                    {
-                        throw new Exception($"{kind} iteration {i} (seed {seed}) threw on image {Convert.ToHexString(image.AsSpan(0, Math.Min(image.Length, 64)))}...", ex);
-                    }
+                    ok = LoaderRun.Invoke(kind, ram, map, input, out entry, out error);
                 }
                 if (ram.Violation != null)
-                    Assert.Fail($"{kind} iteration {i} (seed {seed}): {ram.Violation}; ok={ok}");
+                    Assert.Fail($"{kind}: {ram.Violation}; ok={ok}");
                 if (ok)
                 {
-                    counts[0]++;
-                    Assert.True(entry.Rip < RamSize, $"{kind} iteration {i} (seed {seed}): entry 0x{entry.Rip:X} outside RAM");
-                    Assert.True(entry.Rbx < RamSize && entry.Rsi < RamSize, $"{kind} iteration {i} (seed {seed}): boot information outside RAM");
+                    loaded++;
+                    Assert.True(entry.Rip < RamSize, $"{kind}: entry 0x{entry.Rip:X} outside RAM");
+                    Assert.True(entry.Rbx < RamSize && entry.Rsi < RamSize, $"{kind}: boot information outside RAM");
                 }
                 else
                 {
-                    counts[1]++;
-                    Assert.True(error.IsError && error.Template != null, $"{kind} iteration {i} (seed {seed}): refused without an error");
+                    refused++;
+                    Assert.True(error.IsError && error.Template != null, $"{kind}: refused without an error");
                     if (error.Kind != LoadErrorKind.WriteFailed)
-                        Assert.True(ram.Writes == 0, $"{kind} iteration {i} (seed {seed}): refused ({StringSink.Format(error)}) after {ram.Writes} writes");
+                        Assert.True(ram.Writes == 0, $"{kind}: refused ({StringSink.Format(error)}) after {ram.Writes} writes");
                     StringSink.Format(error);
                 }
-            }
+            }, seed: seed!, iter: Iterations, threads: 1, print: x => $"{x.Image.Length} bytes, module {x.WithModule}: {Convert.ToHexString(x.Image.AsSpan(0, Math.Min(x.Image.Length, 256)))}");
         }
         finally
         {
             Marshal.FreeHGlobal(native);
         }
-        _out.WriteLine($"{kind}: {Iterations} images in {stopwatch.Elapsed.TotalSeconds:F1} s: {counts[0]} loaded, {counts[1]} refused");
-        Assert.True(counts[0] > Iterations / 50, $"only {counts[0]} images loaded: the mutations rarely reach the loading code");
+        _out.WriteLine($"{kind}: {cases} images in {stopwatch.Elapsed.TotalSeconds:F1} s: {loaded} loaded, {refused} refused");
+        Assert.True(cases >= Iterations, $"only {cases} images were tried");
+        Assert.True(loaded > Iterations / 50, $"only {loaded} images loaded: the mutations rarely reach the loading code");
     }
 
-    private static byte[] RandomImage(Random random, LoaderKind kind)
-    {
-        var b = new byte[random.Next(0, 3000)];
-        random.NextBytes(b);
-        if (random.Next(2) == 0)
-            Stamp(b, kind, random);
-        return b;
-    }
-
-    private static void Stamp(byte[] b, LoaderKind kind, Random random)
+    private static void Stamp(byte[] b, LoaderKind kind, int length)
     {
         switch (kind)
         {
@@ -180,7 +196,7 @@ public sealed unsafe class LoaderFuzzTests
             case LoaderKind.Multiboot2:
                 if (b.Length >= 16)
                 {
-                    Put32(b, 0, 0xE85250D6); Put32(b, 4, 0); Put32(b, 8, (ulong)random.Next(16, b.Length + 1));
+                    Put32(b, 0, 0xE85250D6); Put32(b, 4, 0); Put32(b, 8, (ulong)Math.Min(length, b.Length));
                     Put32(b, 12, unchecked(0u - 0xE85250D6u - BitConverter.ToUInt32(b, 8)));
                 }
                 break;
@@ -188,49 +204,46 @@ public sealed unsafe class LoaderFuzzTests
                 if (b.Length >= 0x206) { Put32(b, 0x202, 0x53726448); Put16(b, 0x1FE, 0xAA55); }
                 break;
             default:
-                if (b.Length >= 64) { b[0] = 0x7F; b[1] = (byte)'E'; b[2] = (byte)'L'; b[3] = (byte)'F'; b[4] = (byte)random.Next(1, 3); b[5] = 1; Put16(b, 16, 2); Put16(b, 18, 62); }
+                if (b.Length >= 64) { b[0] = 0x7F; b[1] = (byte)'E'; b[2] = (byte)'L'; b[3] = (byte)'F'; b[4] = (byte)(1 + (length & 1)); b[5] = 1; Put16(b, 16, 2); Put16(b, 18, 62); }
                 if (kind == LoaderKind.Flat && b.Length >= 16) Put32(b, 0, 0x54534754);
                 break;
         }
     }
 
-    private static byte[] Mutate(Random random, Seed seed, LoaderKind kind)
+    private static byte[] Mutate(Seed seed, Op[] ops, bool repair, LoaderKind kind)
     {
         byte[] b = (byte[])seed.Bytes.Clone();
-        int operations = random.Next(1, 5);
-        for (int n = 0; n < operations && b.Length > 0; n++)
+        foreach (Op o in ops)
         {
-            int op = random.Next(100);
-            if (op < 25)
-                b[random.Next(b.Length)] ^= (byte)(1 << random.Next(8));
-            else if (op < 40)
-                b[random.Next(b.Length)] = (byte)random.Next(256);
-            else if (op < 80)
+            if (b.Length == 0)
+                break;
+            if (o.Kind < 25)
+                b[o.Raw % (uint)b.Length] ^= (byte)(1 << (o.Pick & 7));
+            else if (o.Kind < 40)
+                b[o.Raw % (uint)b.Length] = (byte)o.Pick;
+            else if (o.Kind < 80)
             {
                 // An interesting value over a header field: near the seed's header, or in the first 0x300 bytes.
-                int at = random.Next(2) == 0 ? seed.HeaderOffset + random.Next(0, 64) : random.Next(0, 0x300);
+                int at = (o.Raw & 1) == 0 ? seed.HeaderOffset + (int)(o.Raw >> 1) % 64 : (int)((o.Raw >> 1) % 0x300);
                 at &= ~3;
-                ulong v = Interesting[random.Next(Interesting.Length)];
-                if (random.Next(4) == 0)
-                    v += (ulong)random.Next(-16, 17);
-                if (random.Next(3) == 0 && at + 8 <= b.Length)
+                ulong v = Interesting[o.Pick % Interesting.Length] + (ulong)(long)o.Delta;
+                if (o.Width <= 2 && at + 8 <= b.Length)
                     Put64(b, (ulong)at, v);
-                else if (random.Next(3) == 0 && at + 2 <= b.Length)
+                else if (o.Width <= 4 && at + 2 <= b.Length)
                     Put16(b, (ulong)at, v);
                 else if (at + 4 <= b.Length)
                     Put32(b, (ulong)at, v);
             }
-            else if (op < 90)
-                Array.Resize(ref b, random.Next(0, b.Length));
+            else if (o.Kind < 90)
+                Array.Resize(ref b, (int)(o.Raw % (uint)b.Length));
             else
             {
-                int extra = random.Next(1, 512);
                 int old = b.Length;
-                Array.Resize(ref b, old + extra);
-                random.NextBytes(b.AsSpan(old));
+                Array.Resize(ref b, old + 1 + (int)(o.Raw % 511));
+                new Random((int)o.Raw).NextBytes(b.AsSpan(old));
             }
         }
-        if (random.Next(2) == 0)
+        if (repair)
             RepairChecksum(b, seed.HeaderOffset, kind);
         return b;
     }
