@@ -92,6 +92,13 @@ namespace Tandem.Kernel.Parsers
     /// </summary>
     public static class CommandLineParser
     {
+        /// <summary>
+        /// The most RAM a VM gets, in MiB: 3 GiB. Guest RAM is one guest-physical range from 0, and
+        /// the PCI hole (0xC0000000-0xFFFFFFFF: the IOAPIC, the local APIC, Tandem's MMIO test page)
+        /// starts there. More would need RAM relocated above 4 GiB, which the VM's memslots do not do.
+        /// </summary>
+        public const ulong MaxVmMemoryMiB = 3072;
+
         public static void Parse<TLog>(Span<byte> text, ref CommandLineOptions options, ref TLog log) where TLog : struct, ICommandLineLog
         {
             int n = 0;
@@ -285,9 +292,9 @@ namespace Tandem.Kernel.Parsers
                 ReadOnlySpan<byte> arg = part.Slice(eq + 1);
                 if (Matches(key, "mem"))
                 {
-                    if (!TryParseSize(arg, out spec.MemoryMiB) || spec.MemoryMiB == 0 || spec.MemoryMiB > 4096)
+                    if (!TryParseSize(arg, out spec.MemoryMiB) || spec.MemoryMiB == 0 || spec.MemoryMiB > MaxVmMemoryMiB)
                     {
-                        VmRefused("vm= mem must be 1M..4G (a number of MiB, or with a suffix: 256M, 1G): ", arg, ref log);
+                        VmRefused("vm= mem must be 1M..3G (a number of MiB, or with a suffix: 256M, 1G; RAM ends below the PCI hole at 0xC0000000): ", arg, ref log);
                         return;
                     }
                 }

@@ -41,7 +41,7 @@ public sealed class CommandLineFuzzTests
     {
         "test", "test=mem", "test=vmx,smp", "bench", "vmx=off", "vmx=on", "expect_vmx=yes", "expect_vmx=no", "swap=64M", "swap=off",
         "swap=1G", "swap=12x", "mem.limit=256M", "mem.limit=0", "ksm=on", "ksm=off", "ksm=maybe", "mmstats=5", "mmstats=0", "watermarks=4M,8M", "watermarks=8M,4M", "watermarks=0,1M", "watermarks=4M",
-        "vm=linux", "vm=linux,mem=256M,cpus=2", "vm=x,mem=4G,cpus=16,pin=0+1+63", "vm=x,cmdline=\"console=ttyS0 quiet\"",
+        "vm=linux", "vm=linux,mem=256M,cpus=2", "vm=x,mem=3G,cpus=16,pin=0+1+63", "vm=x,cmdline=\"console=ttyS0 quiet\"",
         "\"vm=x,cmdline=\\\"a b\\\"\"", "vm=x,initrd=rd,modules=a+b", "vm=x,budget=none", "vm=x,budget=30", "vm=x,defaults=off",
         "vm=x,fwcfg=opt/a:m1+opt/b:m2", "vm=x,reset=restart", "vm=x,reset=stop", "vm=x,mem=5G", "vm=x,cpus=0", "vm=x,pin=64",
         "vm=,mem=1", "vm=x,", "vm=x,bogus=1", "vm=x,cmdline=\"", "unknown", "a=b=c", "=", "\"\"", "\\\\", "vm=x,mem=1024K",
@@ -115,7 +115,7 @@ public sealed class CommandLineFuzzTests
             VmOptions v = o.Vm(i);
             Assert.True(Inside(v.ModuleOffset, v.ModuleLength, end) && v.ModuleLength > 0, "vm module");
             Assert.True(Array.IndexOf(text, (byte)',', v.ModuleOffset, v.ModuleLength) < 0, "a comma in the module name");
-            Assert.True(v.MemoryMiB <= 4096 && v.Cpus is >= 0 and <= 16, "vm mem or cpus");
+            Assert.True(v.MemoryMiB <= CommandLineParser.MaxVmMemoryMiB && v.Cpus is >= 0 and <= 16, "vm mem or cpus");
             Assert.True(v.BudgetSeconds is 0 or <= 1_000_000 || v.BudgetSeconds == CommandLineOptions.NoBudget, "vm budget");
             foreach (var (off, len) in new[] { (v.CmdlineOffset, v.CmdlineLength), (v.InitrdOffset, v.InitrdLength), (v.ModulesOffset, v.ModulesLength), (v.FwCfgOffset, v.FwCfgLength) })
                 Assert.True(off < 0 || Inside(off, len, end), "a vm= text outside the command line");

@@ -282,6 +282,24 @@ public sealed class RegressionTests
         Assert.Equal("opt/a:m", Text(b, v.FwCfgOffset, v.FwCfgLength));
     }
 
+    /// <summary>
+    /// mem= stops at 3 GiB: RAM is one range from guest-physical 0, and above 3 GiB it ran into the
+    /// PCI hole, where the guest's IOAPIC and local APIC pages then read and wrote RAM.
+    /// </summary>
+    [Fact]
+    public void VmMemoryEndsBelowThePciHole()
+    {
+        CommandLineOptions ok = ParseLine("vm=a,mem=3G vm=b,mem=3072M", out ListLog okLog, out _);
+        Assert.Empty(okLog.Lines);
+        Assert.Equal(2, ok.VmCount);
+        Assert.Equal(3072UL, ok.Vm(0).MemoryMiB);
+        Assert.Equal(3072UL, ok.Vm(1).MemoryMiB);
+        CommandLineOptions refused = ParseLine("vm=c,mem=3073M vm=d,mem=4G", out ListLog log, out _);
+        Assert.Equal(0, refused.VmCount);
+        Assert.Equal(2, log.Lines.Count);
+        Assert.All(log.Lines, l => Assert.Contains("vm= mem must be 1M..3G", l));
+    }
+
     [Fact]
     public void BadVmSpecIsReportedAndDropped()
     {
@@ -290,7 +308,7 @@ public sealed class RegressionTests
         Assert.Equal(new[]
         {
             "cmdline: vm= cpus must be 1..16: '17'; vm ignored",
-            "cmdline: vm= mem must be 1M..4G (a number of MiB, or with a suffix: 256M, 1G): '5G'; vm ignored",
+            "cmdline: vm= mem must be 1M..3G (a number of MiB, or with a suffix: 256M, 1G; RAM ends below the PCI hole at 0xC0000000): '5G'; vm ignored",
             "cmdline: vm= needs a module name; vm ignored",
             "cmdline: unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset): 'bogus'; vm ignored",
             "cmdline: unknown option 'nonsense' ignored",
