@@ -141,7 +141,8 @@ namespace Tandem.Kernel.Tests
         /// EFER.LME, and turns paging on with a MOV to CR0 that exits (it sets NE, a host-owned bit,
         /// with PG): the host must enter IA-32e mode (EFER.LMA, the IA-32e entry control) as the CPU
         /// would. It far-jumps to 64-bit code, checks LMA, 64-bit arithmetic and a 4-level alias,
-        /// and exits 0 (else the failed check's number).
+        /// far-returns to 32-bit code and turns paging off with NE in one MOV (an exit: the host
+        /// leaves IA-32e mode), checks LMA is clear and exits 0 (else the failed check's number).
         /// </summary>
         public static void GuestSwitchesItselfToLongMode(TestContext t)
         {
@@ -153,7 +154,7 @@ namespace Tandem.Kernel.Tests
             RunLoop.Run(vm.Vcpu!);
             GuestRunner.Report(vm);
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a long-mode check in longmode32 failed (exit status = its number)", (ulong)vm.ExitStatus);
-            t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.CrAccess) >= 2, "the MOVs to CR0 did not exit to the host",
+            t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.CrAccess) >= 3, "the three MOVs to CR0 that change NE did not exit to the host",
                 vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.CrAccess));
         }
     }

@@ -54,7 +54,7 @@ public class GuestModeGuestTests
         // The descriptor: L=1, D=0, present code (0x00AF9A00 in the high dword at GDT + 0x28 + 4).
         Assert.Contains(code, i => i.Mnemonic == Mnemonic.Mov && i.MemoryDisplacement32 == TestGuests.LongModeCode64 + 4u && i.Immediate32 == 0x00AF9A00u);
         // Paging goes on with NE in the same MOV to CR0, after CR3 is loaded with the PML4.
-        int cr0 = code.FindLastIndex(i => i.Code == Iced.Intel.Code.Mov_cr_r32 && i.Op0Register == Register.CR0);
+        int cr0 = code.FindLastIndex(code.IndexOf(jump), i => i.Code == Iced.Intel.Code.Mov_cr_r32 && i.Op0Register == Register.CR0);
         Assert.True(cr0 > 0 && code[cr0 - 1].Mnemonic == Mnemonic.Or && code[cr0 - 1].Immediate32 == 0x8000_0020u);
         Assert.Contains(code.Take(cr0), i => i.Code == Iced.Intel.Code.Mov_cr_r32 && i.Op0Register == Register.CR3);
         List<Instruction> code64 = Code(image, 64, (int)(jump.FarBranch32 - TestGuestImageTests.LoadAddress));
@@ -62,6 +62,15 @@ public class GuestModeGuestTests
         Assert.Equal(Mnemonic.Rdmsr, code64[1].Mnemonic);
         Assert.DoesNotContain(code64, i => i.Code == Iced.Intel.Code.INVALID);
         Assert.Contains(code64, i => i.Code == Iced.Intel.Code.Mov_r64_imm64 && i.Immediate64 == 0x1_FFFF_FFFFUL);
+        // Back by a far return to CS 0x08 (32-bit code: compatibility mode), which turns PG and NE off in one MOV.
+        int ret = code64.FindIndex(i => i.Code == Iced.Intel.Code.Retfq);
+        Assert.True(ret >= 3);
+        Assert.Equal(0x08UL, code64[ret - 3].Immediate64);                       // push 8
+        Assert.Equal(Register.RAX, code64[ret - 1].Op0Register);                 // mov eax, back; push rax
+        List<Instruction> back = Code(image, 32, (int)(code64[ret - 2].Immediate32 - TestGuestImageTests.LoadAddress));
+        Assert.Equal("mov eax,cr0", back[0].ToString());
+        Assert.Equal("and eax,7FFFFFDFh", back[1].ToString());
+        Assert.Equal("mov cr0,eax", back[2].ToString());
     }
 
     /// <summary>Every accepted form mmio64b is there for (kvm/Mmio/MmioDecoder.cs), by Iced's code.</summary>

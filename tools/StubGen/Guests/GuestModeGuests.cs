@@ -393,29 +393,37 @@ public static partial class TestGuests
 
     /// <summary>
     /// 32-bit protected mode, paging off, that switches itself to long mode as a boot loader does
-    /// (SDM Vol. 3A, 10.8.5): builds identity-mapped 4-level page tables of 2 MiB pages for the first
-    /// GiB at <see cref="LongModePml4"/> (PML4[1] maps the same GiB again at 512 GiB), adds a 64-bit
-    /// code descriptor (<see cref="LongModeCode64"/>) to its GDT, sets CR4.PAE, EFER.LME by WRMSR
-    /// (check 1: RDMSR shows LME, not yet LMA), loads CR3, and sets CR0.PG. It first clears CR0.NE
-    /// and sets it again with PG, in the same MOV, as a guest that came up from real mode with NE
-    /// clear would: NE is a host-owned bit, so that MOV exits and the host, not the CPU, makes the
-    /// switch to IA-32e mode (kvm/Vmx/Exits/CrAccessExit.cs). Then a far jump to the 64-bit code:
-    /// check 2 EFER.LMA is set; 3 64-bit arithmetic above 4 GiB; 4 a read through the alias at
-    /// 512 GiB (a 4-level walk) sees the same bytes as the identity map. Prints a line from 64-bit
-    /// code and exits 0, or with the number of the check that failed.
+    /// (SDM Vol. 3A, 10.8.5), and back: builds identity-mapped 4-level page tables of 2 MiB pages
+    /// for the first GiB at <see cref="LongModePml4"/> (PML4[1] maps the same GiB again at 512 GiB),
+    /// adds a 64-bit code descriptor (<see cref="LongModeCode64"/>) to its GDT, sets CR4.PAE,
+    /// EFER.LME by WRMSR (check 1: RDMSR shows LME, not yet LMA), loads CR3, and sets CR0.PG. It
+    /// first clears CR0.NE and sets it again with PG, in the same MOV, as a guest that came up from
+    /// real mode with NE clear would: NE is a host-owned bit, so that MOV exits and the host, not the
+    /// CPU, makes the switch to IA-32e mode (kvm/Vmx/Exits/CrAccessExit.cs). Then a far jump to the
+    /// 64-bit code: check 2 EFER.LMA is set; 3 64-bit arithmetic above 4 GiB; 4 a read through the
+    /// alias at 512 GiB (a 4-level walk) sees the same bytes as the identity map; it prints a line
+    /// from 64-bit code and far-returns to 32-bit code (compatibility mode), which clears PG and NE
+    /// in one MOV (again an exit: the host leaves IA-32e mode) and checks 5 EFER.LMA is clear.
+    /// Exits 0, or with the number of the check that failed.
     /// </summary>
     private static byte[] LongMode32()
     {
-        return TwoPass("longmode32", LongMode32Pass);
+        byte[] image = LongMode32Pass(0, 0, out ulong code64, out ulong back32);
+        byte[] final = LongMode32Pass((uint)code64, (uint)back32, out ulong again64, out ulong againBack);
+        if (again64 != code64 || againBack != back32 || final.Length != image.Length)
+            throw new InvalidOperationException("longmode32: the code moved between passes");
+        return final;
     }
 
-    private static byte[] LongMode32Pass(uint code64Address, out ulong code64Rip)
+    private static byte[] LongMode32Pass(uint code64Address, uint back32Address, out ulong code64Rip, out ulong back32Rip)
     {
-        var strings = new Strings("longmode guest: 32-bit protected mode, switching to long mode\n", "longmode guest: running 64-bit code, every check passed\n", "LONGMODE CHECK FAILED\n");
+        var strings = new Strings("longmode guest: 32-bit protected mode, switching to long mode\n", "longmode guest: back in 32-bit protected mode, every check passed\n",
+            "LONGMODE CHECK FAILED\n", "longmode guest: running 64-bit code\n");
         var a = new Assembler(32);
         var fail = a.CreateLabel();
         var halt = a.CreateLabel();
         var code64 = a.CreateLabel();
+        var back32 = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
         FlatDescriptors(a);
         a.mov(__dword_ptr[ebx + LongModeCode64], 0x0000FFFF);
@@ -468,15 +476,25 @@ public static partial class TestGuests
         a.inc(ebp);                                                 // 2: in compatibility mode now; to 64-bit code
         a.jmp(LongModeCode64, code64Address);
 
+        // 5: back from 64-bit code, in compatibility mode: PG and NE off in one MOV (an exit), then LMA is clear.
+        a.Label(ref back32);
+        a.mov(eax, cr0);
+        a.and(eax, ~unchecked((int)((1u << 31) | (1u << 5))));
+        a.mov(cr0, eax);
+        a.mov(ecx, 0xC000_0080u);
+        a.rdmsr();
+        a.test(eax, 1 << 10);
+        a.jnz(fail);
+
         NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
 
         a.Label(ref code64);
-        a.db(LongMode64Part(code64Address, strings));
-        return strings.Image(a, 32, code64, out code64Rip);
+        a.db(LongMode64Part(code64Address, back32Address, strings));
+        return strings.Image2(a, 32, code64, back32, out code64Rip, out back32Rip);
     }
 
     /// <summary>longmode32's 64-bit code, assembled for <paramref name="address"/>; ebp holds 2, the check about to run.</summary>
-    private static byte[] LongMode64Part(uint address, Strings strings)
+    private static byte[] LongMode64Part(uint address, uint back32, Strings strings)
     {
         var a = new Assembler(64);
         var fail = a.CreateLabel();
@@ -505,7 +523,21 @@ public static partial class TestGuests
         a.jne(fail);
         a.cmp(eax, 0x54534754);                                     // "TGST"
         a.jne(fail);
-        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: true);
+        Print(a, strings.Address(3), long64: true);
+        // To 32-bit code (CS 0x08: compatibility mode) by a far return, for check 5.
+        a.inc(ebp);
+        a.push(0x08);
+        a.mov(eax, back32);                                         // 5 bytes in both passes (push imm would shrink for 0)
+        a.push(rax);
+        a.AddInstruction(Instruction.Create(Code.Retfq));              // 48 CB: pops RIP, then CS
+        a.Label(ref fail);
+        Print(a, strings.Address(2), long64: true);
+        a.mov(eax, ebp);
+        a.mov(dx, Exit);
+        a.@out(dx, al);
+        a.Label(ref halt);
+        a.hlt();
+        a.jmp(halt);
         var stream = new MemoryStream();
         a.Assemble(new StreamCodeWriter(stream), address);
         return stream.ToArray();
