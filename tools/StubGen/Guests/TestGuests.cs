@@ -55,6 +55,9 @@ public static partial class TestGuests
         ("ipibench32", IpiBench32()),
         ("yieldbench32", YieldBench32()),
         ("tick32", Tick32()),
+        ("mmiobad32", MmioRefused32()),
+        ("mmio64b", Mmio64b()),
+        ("longmode32", LongMode32()),
     ];
 
     /// <summary>
