@@ -11,55 +11,8 @@ namespace Tandem.Kernel.Tests
     /// </summary>
     internal static unsafe class GuestModeTests
     {
-        private const int CaptureSize = 16384;
-        private static byte[]? s_capture;
-        private static int s_captured;
-
         // The guests' constants (TestGuests.MmioRefusedRipSlot, ScratchBase + MmioRefusedOffset).
         private const ulong RefusedRipSlot = 0x7000;
-
-        private static void BeginCapture()
-        {
-            s_capture ??= new byte[CaptureSize];
-            fixed (byte* p = s_capture)
-                Log.StartCapture(p, CaptureSize);   // the array never moves: the kernel heap does not compact
-        }
-
-        private static void EndCapture() => s_captured = Log.StopCapture();
-
-        /// <summary>Where <paramref name="needle"/> starts in the captured text, or -1.</summary>
-        private static int Find(string needle)
-        {
-            byte[] text = s_capture!;
-            for (int at = 0; at + needle.Length <= s_captured; at++)
-            {
-                int i = 0;
-                while (i < needle.Length && text[at + i] == (byte)needle[i])
-                    i++;
-                if (i == needle.Length)
-                    return at;
-            }
-            return -1;
-        }
-
-        /// <summary>The hex number (after "0x") at <paramref name="at"/> in the captured text; false if there is none.</summary>
-        private static bool HexAt(int at, out ulong value)
-        {
-            value = 0;
-            byte[] text = s_capture!;
-            int digits = 0;
-            while (at < s_captured && digits < 16)
-            {
-                int c = text[at];
-                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-                if (d < 0)
-                    break;
-                value = (value << 4) | (uint)d;
-                at++;
-                digits++;
-            }
-            return digits > 0;
-        }
 
         private static bool Contains(string text, string part)
         {
@@ -87,9 +40,9 @@ namespace Tandem.Kernel.Tests
             Vm? vm = VmxTests.Start(t, "mmiobad32");
             if (vm == null)
                 return;
-            BeginCapture();
+            LogCapture.Begin();
             RunLoop.Run(vm.Vcpu!);
-            EndCapture();
+            LogCapture.End();
             GuestRunner.Report(vm);
             t.Check(vm.ExitStatus == 255, "the VM did not stop with status 255 (1: the refused instruction was emulated)", (ulong)vm.ExitStatus);
             t.Check(vm.StopReason != null && Contains(vm.StopReason, "MMIO"), vm.StopReason ?? "the VM has no stop reason");
@@ -99,11 +52,11 @@ namespace Tandem.Kernel.Tests
                     "the guest did not record the refused instruction's address", expectedRip))
                 return;
             const string head = "MMIO at gpa 0xfeb00040, rip 0x";
-            int at = Find(head);
+            int at = LogCapture.Find(head);
             if (!t.Check(at >= 0, "no dump line with the refused instruction's GPA"))
                 return;
-            t.Check(HexAt(at + head.Length, out ulong dumpRip) && dumpRip == expectedRip, "the dump's RIP is not the refused instruction's", dumpRip);
-            t.Check(Find(", bytes ff 47 40") > at, "the dump does not show the instruction's bytes (ff 47 40)");
+            t.Check(LogCapture.HexAt(at + head.Length, out ulong dumpRip) && dumpRip == expectedRip, "the dump's RIP is not the refused instruction's", dumpRip);
+            t.Check(LogCapture.Find(", bytes ff 47 40") > at, "the dump does not show the instruction's bytes (ff 47 40)");
 
             // The host goes on: another VM runs to its end.
             Vm? next = VmxTests.Start(t, "hello32");
