@@ -17,6 +17,23 @@ internal static class Progress
     private static readonly bool s_terminal = !Console.IsOutputRedirected &&
         !string.Equals(Environment.GetEnvironmentVariable("CI"), "true", StringComparison.OrdinalIgnoreCase);
 
+    // Spectre's own detection calls a console without a terminal on stdin not interactive, and then
+    // prints every update of the status as a line of its own: stdout is what counts here. Without
+    // ANSI support (TERM=dumb), no status line at all.
+    private static readonly Lazy<IAnsiConsole?> s_console = new(() =>
+    {
+        if (!s_terminal)
+            return null;
+        IAnsiConsole console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.Detect,
+            ColorSystem = ColorSystemSupport.Detect,
+            Interactive = InteractionSupport.Yes,
+            Out = new AnsiConsoleOutput(Console.Out),
+        });
+        return console.Profile.Capabilities.Ansi ? console : null;
+    });
+
     private static volatile bool s_shared;
     private static int s_active;
 
@@ -28,19 +45,19 @@ internal static class Progress
 
     public static T Step<T>(string what, Func<T> action)
     {
-        if (!s_terminal || s_shared || Interlocked.CompareExchange(ref s_active, 1, 0) != 0)
+        if (!s_terminal || s_shared || s_console.Value is not IAnsiConsole console || Interlocked.CompareExchange(ref s_active, 1, 0) != 0)
             return action();
         // A Ctrl-C ends the driver at once: put back the cursor the status line hid.
-        ConsoleCancelEventHandler showCursor = (_, _) => AnsiConsole.Cursor.Show();
+        ConsoleCancelEventHandler showCursor = (_, _) => console.Cursor.Show();
         Console.CancelKeyPress += showCursor;
         try
         {
             var watch = Stopwatch.StartNew();
-            return AnsiConsole.Status().Spinner(Spinner.Known.Line).Start(Text(what, watch.Elapsed), context =>
+            return console.Status().Spinner(Spinner.Known.Line).Start(Text(console, what, watch.Elapsed), context =>
             {
                 Task<T> task = Task.Run(action);
                 while (!((IAsyncResult)task).AsyncWaitHandle.WaitOne(250))
-                    context.Status(Text(what, watch.Elapsed));
+                    context.Status(Text(console, what, watch.Elapsed));
                 return task.GetAwaiter().GetResult();
             });
         }
@@ -51,5 +68,11 @@ internal static class Progress
         }
     }
 
-    private static string Text(string what, TimeSpan elapsed) => Markup.Escape($"{what}, {Heartbeat.Format(elapsed)}");
+    /// <summary>"STEP, ELAPSED" on one line: a step too long for the terminal is cut, with "…".</summary>
+    private static string Text(IAnsiConsole console, string what, TimeSpan elapsed)
+    {
+        string time = ", " + Heartbeat.Format(elapsed);
+        int room = Math.Max(10, console.Profile.Width - 3 - time.Length);   // the spinner and its space
+        return Markup.Escape((what.Length > room ? what[..(room - 1)] + "…" : what) + time);
+    }
 }
