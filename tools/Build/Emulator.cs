@@ -224,6 +224,10 @@ internal static partial class Emulator
         // An interactive run shows the serial bytes as they come (the console writes them); every
         // other run shows whole lines.
         bool echoLines = o.Echo && !(console != null && o.Interactive);
+        // "run: still running: QEMU BIOS (1 cpu), 20 s" after 10 s without a line shown, on a
+        // terminal or not (CI logs too); not in an interactive session, whose terminal is the guest's.
+        Heartbeat? heartbeat = console != null && o.Interactive ? null
+            : new Heartbeat(name.Contains(", ") ? name.Replace(", ", " (") + ")" : name, () => watch.Elapsed);
         // QEMU without a console writes the serial console to stdout, and the console's socket is
         // read here too, so serial.log is ours to write; Bochs without a console writes its own
         // serial.log (com1 mode=file) and only the --serial copy is ours.
@@ -241,7 +245,10 @@ internal static partial class Emulator
                 serialCopy?.WriteLine(line);
                 serialCopy?.Flush();
                 if (echoLines)
+                {
                     Console.WriteLine(line);
+                    heartbeat?.Shown();
+                }
                 if (console != null && console.StatusSeenAt == null && SerialStatus.IsStatusLine(line))
                     console.StatusSeenAt = watch.Elapsed.TotalSeconds;
             }
@@ -292,6 +299,9 @@ internal static partial class Emulator
             {
                 if (serialFile != null)
                     (serialPos, partial) = Tail(serialFile, serialPos, partial, Emit);
+                if (heartbeat?.Poll() is string beat)
+                    lock (sync)
+                        Console.Error.WriteLine("run: " + beat);
                 double elapsed = watch.Elapsed.TotalSeconds;
                 if (console != null)
                 {

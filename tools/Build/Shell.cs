@@ -10,6 +10,31 @@ internal static class Shell
     public static int Run(string file, IEnumerable<string> args, string? workDir = null, bool quiet = false,
         Dictionary<string, string>? env = null, Action<string>? onLine = null)
     {
+        ProcessStartInfo psi = Info(file, args, workDir, env);
+        var (code, output) = Exec(psi, onLine);
+        if (code != 0 && !quiet && onLine == null)
+            ShowTail(output);
+        return code;
+    }
+
+    /// <summary>
+    /// Runs a build step: its output is kept and shown only if it fails. On a terminal a status line
+    /// shows the step and its elapsed time while it runs (<see cref="Progress"/>).
+    /// </summary>
+    public static void Check(string file, IEnumerable<string> args, string what, string? workDir = null, Dictionary<string, string>? env = null,
+        int exitCode = ExitCodes.StepFailed)
+    {
+        ProcessStartInfo psi = Info(file, args, workDir, env);
+        var (code, output) = Progress.Step(what, () => Exec(psi, onLine: null));
+        if (code != 0)
+        {
+            ShowTail(output);
+            throw new BuildException($"{what} failed (exit code {code})", exitCode);
+        }
+    }
+
+    private static ProcessStartInfo Info(string file, IEnumerable<string> args, string? workDir, Dictionary<string, string>? env)
+    {
         var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (string a in args)
             psi.ArgumentList.Add(a);
@@ -20,6 +45,12 @@ internal static class Shell
                 psi.Environment[k] = v;
         if (Verbose)
             Console.Error.WriteLine($"+ {file} {string.Join(' ', psi.ArgumentList)}");
+        return psi;
+    }
+
+    /// <summary>Runs the program to its end; prints nothing itself (<paramref name="onLine"/> may).</summary>
+    private static (int Code, List<string> Output) Exec(ProcessStartInfo psi, Action<string>? onLine)
+    {
         using var p = Start(psi);
         var output = new List<string>();
         void Handle(string? line)
@@ -35,20 +66,14 @@ internal static class Shell
         p.BeginOutputReadLine();
         p.BeginErrorReadLine();
         p.WaitForExit();
-        if (p.ExitCode != 0 && !quiet && onLine == null)
-        {
-            foreach (string l in output.TakeLast(60))
-                Console.Error.WriteLine(l);
-        }
-        return p.ExitCode;
+        lock (output)
+            return (p.ExitCode, [.. output]);
     }
 
-    public static void Check(string file, IEnumerable<string> args, string what, string? workDir = null, Dictionary<string, string>? env = null,
-        int exitCode = ExitCodes.StepFailed)
+    private static void ShowTail(List<string> output)
     {
-        int code = Run(file, args, workDir, env: env);
-        if (code != 0)
-            throw new BuildException($"{what} failed (exit code {code})", exitCode);
+        foreach (string l in output.TakeLast(60))
+            Console.Error.WriteLine(l);
     }
 
     /// <summary>Process.Start, with a missing program reported as a missing tool (exit code 69).</summary>

@@ -1,52 +1,24 @@
 using System.Buffers.Binary;
 using System.Text;
+using ELFSharp.ELF;
+using ELFSharp.ELF.Sections;
+using ElfSymbols = ELFSharp.ELF.Sections.SymbolTable<ulong>;
 
 namespace Tandem.Build;
 
 /// <summary>
-/// Extracts the function and object symbols from the linked ELF and writes the table the kernel
-/// uses to symbolise backtraces (kernel/Symbols.cs): "TSYM", count, (address, name offset) rows
-/// sorted by address, then the NUL-terminated names.
+/// Extracts the function and object symbols from the linked ELF (read with ELFSharp) and writes the
+/// table the kernel uses to symbolise backtraces (kernel/Symbols.cs): "TSYM", count, (address, name
+/// offset) rows sorted by address, then the NUL-terminated names.
 /// </summary>
 internal static class SymbolTable
 {
+    /// <summary>A symbol the table keeps: its address, its size in the ELF (not written) and its name.</summary>
+    internal readonly record struct Symbol(ulong Address, ulong Size, string Name);
+
     public static void Write(string elfPath, string output)
     {
-        byte[] elf = File.ReadAllBytes(elfPath);
-        ulong shoff = BinaryPrimitives.ReadUInt64LittleEndian(elf.AsSpan(0x28));
-        int shentsize = BinaryPrimitives.ReadUInt16LittleEndian(elf.AsSpan(0x3A));
-        int shnum = BinaryPrimitives.ReadUInt16LittleEndian(elf.AsSpan(0x3C));
-        var symbols = new List<(ulong Address, string Name)>();
-        for (int i = 0; i < shnum; i++)
-        {
-            var sh = elf.AsSpan((int)shoff + i * shentsize);
-            uint type = BinaryPrimitives.ReadUInt32LittleEndian(sh[4..]);
-            if (type != 2) // SHT_SYMTAB
-                continue;
-            ulong offset = BinaryPrimitives.ReadUInt64LittleEndian(sh[0x18..]);
-            ulong size = BinaryPrimitives.ReadUInt64LittleEndian(sh[0x20..]);
-            uint link = BinaryPrimitives.ReadUInt32LittleEndian(sh[0x28..]);
-            var strSh = elf.AsSpan((int)shoff + (int)link * shentsize);
-            ulong strOffset = BinaryPrimitives.ReadUInt64LittleEndian(strSh[0x18..]);
-            for (ulong at = offset; at < offset + size; at += 24)
-            {
-                var sym = elf.AsSpan((int)at, 24);
-                uint nameIndex = BinaryPrimitives.ReadUInt32LittleEndian(sym);
-                byte info = sym[4];
-                ushort section = BinaryPrimitives.ReadUInt16LittleEndian(sym[6..]);
-                ulong value = BinaryPrimitives.ReadUInt64LittleEndian(sym[8..]);
-                int kind = info & 0xF;
-                if (nameIndex == 0 || section == 0 || value == 0 || (kind != 1 && kind != 2 && kind != 0))
-                    continue;
-                int start = (int)(strOffset + nameIndex);
-                int end = Array.IndexOf(elf, (byte)0, start);
-                string name = Encoding.ASCII.GetString(elf, start, end - start);
-                if (name.StartsWith("__") || name.StartsWith(".L") || name.Length == 0)
-                    continue;
-                symbols.Add((value, name));
-            }
-        }
-        symbols = symbols.DistinctBy(s => s.Address).OrderBy(s => s.Address).ToList();
+        List<Symbol> symbols = Read(elfPath);
         var names = new MemoryStream();
         var rows = new byte[symbols.Count * 16];
         for (int i = 0; i < symbols.Count; i++)
@@ -64,5 +36,31 @@ internal static class SymbolTable
         file.Write(count);
         file.Write(rows);
         file.Write(names.ToArray());
+    }
+
+    /// <summary>
+    /// The symbols of every SHT_SYMTAB of a 64-bit ELF that a backtrace can name: defined (not
+    /// SHN_UNDEF), at a non-zero address, of type NOTYPE, OBJECT or FUNC, named, and not "__" or ".L"
+    /// names. One per address (the first in the file), sorted by address.
+    /// </summary>
+    internal static List<Symbol> Read(string elfPath)
+    {
+        if (ELFReader.CheckELFType(elfPath) != Class.Bit64)
+            throw new InvalidDataException($"{elfPath} is not a 64-bit ELF file");
+        using ELF<ulong> elf = ELFReader.Load<ulong>(elfPath);
+        var symbols = new List<Symbol>();
+        foreach (ElfSymbols table in elf.GetSections<ElfSymbols>().Where(t => t.Type == SectionType.SymbolTable))
+        {
+            foreach (SymbolEntry<ulong> sym in table.Entries)
+            {
+                bool kind = sym.Type is SymbolType.NotSpecified or SymbolType.Object or SymbolType.Function;
+                if (sym.Name.Length == 0 || sym.PointedSectionIndex == 0 || sym.Value == 0 || !kind)
+                    continue;
+                if (sym.Name.StartsWith("__") || sym.Name.StartsWith(".L"))
+                    continue;
+                symbols.Add(new Symbol(sym.Value, sym.Size, sym.Name));
+            }
+        }
+        return symbols.DistinctBy(s => s.Address).OrderBy(s => s.Address).ToList();
     }
 }

@@ -278,6 +278,7 @@ internal static partial class TestVerb
             if (background)
             {
                 Console.WriteLine("=== mutation check: beside the Bochs configurations (its lines start with [mutations])");
+                Progress.ConsoleShared();
                 _task = Task.Run(() => Run("[mutations] "));
             }
             else

@@ -144,3 +144,17 @@ public sealed class FactWithLinuxGuestAttribute : FactAttribute
         }
     }
 }
+
+/// <summary>
+/// A fact that needs programs from the PATH (gcc, ld: Debian's build-essential). Without one it is
+/// reported as SKIPPED with the missing program named: a skip is not a pass.
+/// </summary>
+public sealed class FactWithToolsAttribute : FactAttribute
+{
+    public FactWithToolsAttribute(params string[] tools)
+    {
+        string[] missing = tools.Where(t => Host.Which(t) == null).ToArray();
+        if (missing.Length > 0)
+            Skip = $"SKIPPED, NOT PASSED: {string.Join(", ", missing)} not on the PATH (apt-get install binutils gcc): this test needs them to make a real ELF";
+    }
+}
