@@ -68,6 +68,8 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.vcpu_migrates_with_vmclear_on_the_old_cpu", &SmpVmTests.VcpuMigratesWithVmclearOnTheOldCpu),
             new TestCase("vmx.host_thread_keeps_its_rate_beside_spinning_vcpus", &SmpVmTests.HostThreadKeepsItsRateBesideSpinningVcpus),
             new TestCase("vmx.stopped_vm_returns_its_memory", &SmpVmTests.StoppedVmReturnsItsMemory),
+            new TestCase("vmx.msr_writes_take_effect_in_64_bit_mode", &PlatformTests.MsrWritesTakeEffectIn64BitMode),
+            new TestCase("vmx.console_input_reaches_the_guest_uart", &PlatformTests.ConsoleInputReachesTheGuestUart),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
             new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),

@@ -55,6 +55,8 @@ public static partial class TestGuests
         ("ipibench32", IpiBench32()),
         ("yieldbench32", YieldBench32()),
         ("tick32", Tick32()),
+        ("msr64", Msr64()),
+        ("uartin32", UartIn32()),
     ];
 
     /// <summary>
