@@ -28,9 +28,12 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(vm);
             uint rdtscp = 0;
             vm.Memory.Read(RdtscpSlot, (byte*)&rdtscp, 4);
-            ulong f = Log.Begin();
-            Log.Write(rdtscp == 1 ? "msr64: RDTSCP offered and checked\n" : "msr64: RDTSCP not offered (CPUID 0x80000001 EDX[27] clear): its check skipped\n");
-            Log.End(f);
+            if (rdtscp == 1 || rdtscp == 2)
+            {
+                ulong f = Log.Begin();
+                Log.Write(rdtscp == 1 ? "msr64: RDTSCP offered and checked\n" : "msr64: RDTSCP not offered (CPUID 0x80000001 EDX[27] clear): its check skipped\n");
+                Log.End(f);
+            }
             // msr64 exits with the number of the first check that failed (TestGuests.Msr64).
             if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an MSR check in the 64-bit guest failed (exit status = its number)", (ulong)vm.ExitStatus))
                 return;
