@@ -1,4 +1,5 @@
 using System;
+using Tandem.Kvm.Boot;
 
 namespace Tandem.Kvm.Devices
 {
@@ -43,6 +44,23 @@ namespace Tandem.Kvm.Devices
                 PutLe(file, o + 16, entries[i].Type, 4);
             }
             return file;
+        }
+
+        /// <summary>
+        /// The <c>etc/e820</c> file of a VM laid out as <paramref name="map"/>: its ranges, in its
+        /// order, with its types (the same description the loaders' e820, multiboot and PVH maps
+        /// come from, so firmware and the loaded kernel see one memory map).
+        /// </summary>
+        public static byte[] BuildFile(in GuestMemoryMap map)
+        {
+            int n = map.Count;
+            E820Entry[] entries = new E820Entry[n];
+            for (int i = 0; i < n; i++)
+            {
+                MemoryRange r = map.Get(i);
+                entries[i] = new E820Entry(r.Start, r.Size, (uint)r.Type);
+            }
+            return BuildFile(new ReadOnlySpan<E820Entry>(entries));
         }
 
         private static void PutLe(byte[] dest, int offset, ulong value, int bytes)

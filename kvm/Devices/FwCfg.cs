@@ -9,7 +9,9 @@ namespace Tandem.Kvm.Devices
     /// past an item's end, and every read of an item that does not exist, return 0.
     /// <list type="bullet">
     /// <item>0x0000 signature "QEMU"; 0x0001 ID = 1 (traditional interface, no DMA); 0x0003 RAM
-    /// size (u64 LE); 0x0005 CPU count (u16 LE); 0x000F maximum CPU count (u16 LE).</item>
+    /// size (u64 LE); 0x0005 CPU count (u16 LE); 0x000F maximum CPU count (u16 LE); 0x0014 and
+    /// 0x0015 the command line's size (u32 LE, NUL included) and bytes (NUL-terminated), when the VM
+    /// has one (<see cref="SetCommandLine"/>).</item>
     /// <item>0x0019 the file directory: a big-endian u32 count, then per file { u32 size BE, u16
     /// select BE, u16 reserved, char name[56] NUL-padded }, in the order the files were added.</item>
     /// <item>Files (added at VM creation with <see cref="AddFile"/>) at keys 0x0020 on.</item>
@@ -38,6 +40,10 @@ namespace Tandem.Kvm.Devices
         public const ushort KeyCpuCount = 0x0005;
         /// <summary>Key of the maximum CPU count (u16 LE).</summary>
         public const ushort KeyMaxCpus = 0x000F;
+        /// <summary>Key of the command line's size in bytes, its NUL included (u32 LE; QEMU's FW_CFG_CMDLINE_SIZE).</summary>
+        public const ushort KeyCmdlineSize = 0x0014;
+        /// <summary>Key of the command line: its bytes, then a NUL (QEMU's FW_CFG_CMDLINE_DATA).</summary>
+        public const ushort KeyCmdlineData = 0x0015;
         /// <summary>Key of the file directory.</summary>
         public const ushort KeyFileDir = 0x0019;
         /// <summary>Key of the first file.</summary>
@@ -76,6 +82,25 @@ namespace Tandem.Kvm.Devices
             _dir = new byte[4 + DirEntrySize * fileCapacity];
             Set(KeyFileDir, _dir);
             _lengths[KeyFileDir] = 4;
+        }
+
+        /// <summary>
+        /// The VM's command line (<c>vm=...,cmdline="..."</c>, as the loader hands it to the guest):
+        /// <see cref="KeyCmdlineSize"/> becomes its length plus one (the NUL) and
+        /// <see cref="KeyCmdlineData"/> its bytes up to the first NUL, then a NUL, as QEMU gives
+        /// them with <c>-append</c>. Copied; a second call replaces the first. A VM without a command
+        /// line has neither item (both read 0). Call while the VM is built.
+        /// </summary>
+        public void SetCommandLine(ReadOnlySpan<byte> text)
+        {
+            int n = 0;
+            while (n < text.Length && text[n] != 0)
+                n++;
+            byte[] data = new byte[n + 1];
+            for (int i = 0; i < n; i++)
+                data[i] = text[i];
+            Set(KeyCmdlineSize, Le((ulong)(n + 1), 4));
+            Set(KeyCmdlineData, data);
         }
 
         /// <summary>Back to the power-on state (the VM restarts): key 0 selected, offset 0. Items stay.</summary>

@@ -43,10 +43,13 @@ namespace Tandem.Kvm.Devices
         /// <summary>PCI configuration mechanism 1 with the host bridge, and the reset control register 0xCF9.</summary>
         public readonly PciHost Pci;
 
-        /// <summary>QEMU's fw_cfg interface (signature, CPU count, RAM size, etc/e820).</summary>
+        /// <summary>QEMU's fw_cfg interface (signature, CPU counts, RAM size, the command line, etc/e820, etc/acpi/rsdp).</summary>
         public readonly FwCfg FwCfg;
 
-        /// <summary>fw_cfg files a VM may get from its command line (<c>vm=...,fwcfg=NAME:MODULE</c>) beside <c>etc/e820</c>.</summary>
+        /// <summary>The platform's own fw_cfg files: <c>etc/e820</c> and <c>etc/acpi/rsdp</c>.</summary>
+        public const int PlatformFwCfgFiles = 2;
+
+        /// <summary>fw_cfg files a VM may get from its command line (<c>vm=...,fwcfg=NAME:MODULE</c>) beside the platform's.</summary>
         public const int MaxUserFwCfgFiles = 8;
 
         /// <summary>The largest fw_cfg file a VM may get from its command line (each is copied into the device).</summary>
@@ -113,7 +116,7 @@ namespace Tandem.Kvm.Devices
             Kbc = new I8042(Reset, this);
             Port92 = new SystemControlA(Reset);
             Pci = new PciHost(Reset);
-            FwCfg = new FwCfg(ramBytes, cpus, cpus, 1 + MaxUserFwCfgFiles);
+            FwCfg = new FwCfg(ramBytes, cpus, cpus, PlatformFwCfgFiles + MaxUserFwCfgFiles);
             DebugExit = new DebugExit();
             Pm = new AcpiPm(clock, this, Acpi.AcpiConfig.StandardSciIrq);
             bool ok = Pic.Attach(Ports) && Pit.Attach(Ports)
@@ -142,16 +145,35 @@ namespace Tandem.Kvm.Devices
                 && Mmio.Register(IoApic.DefaultBase, IoApic.PageSize, IoApic);
             if (!ok)
                 throw new System.InvalidOperationException("PC platform: overlapping device ports or MMIO ranges");
-            // The e820 map the memory is really backed by: RAM from 0, the legacy hole reserved.
-            E820Entry[] map = new E820Entry[3];
-            ulong low = ramBytes < 0xA_0000UL ? ramBytes : 0xA_0000UL;
-            int n = 0;
-            map[n++] = new E820Entry(0, low, E820Entry.Ram);
-            map[n++] = new E820Entry(0xA_0000, 0x6_0000, E820Entry.Reserved);
-            if (ramBytes > 0x10_0000)
-                map[n++] = new E820Entry(0x10_0000, ramBytes - 0x10_0000, E820Entry.Ram);
-            FwCfg.AddFile(E820Name, E820Entry.BuildFile(new System.ReadOnlySpan<E820Entry>(map, 0, n)));
+            // The e820 map: the loaders' own (GuestMemoryMap: the legacy hole reserved, RAM past
+            // 3 GiB above 4 GiB), so firmware reading fw_cfg and a loaded kernel agree.
+            FwCfg.AddFile(E820Name, E820Entry.BuildFile(new Boot.GuestMemoryMap(ramBytes)));
+            // The RSDP of the ACPI tables the VM gets (GuestImage writes them at AcpiBase when RAM
+            // covers the BIOS area), as firmware that asks fw_cfg for it finds it.
+            if (ramBytes >= Acpi.AcpiTables.BiosAreaEnd)
+                FwCfg.AddFile(RsdpName, BuildRsdp(AcpiConfig));
         }
+
+        /// <summary>Where the VM's ACPI tables go (the RSDP first): the start of the BIOS area, where a legacy scan finds it.</summary>
+        public const ulong AcpiBase = Acpi.AcpiTables.StandardBase;
+
+        /// <summary>The RSDP (36 bytes, revision 2) of the tables <paramref name="config"/> gives at <see cref="AcpiBase"/>.</summary>
+        private static byte[] BuildRsdp(in Acpi.AcpiConfig config)
+        {
+            byte[] block = new byte[Acpi.AcpiTables.LengthFor(config.CpuCount)];
+            byte[] rsdp = new byte[Acpi.AcpiTables.RsdpLength];
+            if (!Acpi.AcpiTables.Build(config, AcpiBase, new System.Span<byte>(block), out _))
+                throw new System.InvalidOperationException("PC platform: the ACPI tables cannot describe it");
+            for (int i = 0; i < rsdp.Length; i++)
+                rsdp[i] = block[i];
+            return rsdp;
+        }
+
+        private static readonly byte[] RsdpName =
+        {
+            (byte)'e', (byte)'t', (byte)'c', (byte)'/', (byte)'a', (byte)'c', (byte)'p', (byte)'i', (byte)'/',
+            (byte)'r', (byte)'s', (byte)'d', (byte)'p',
+        };
 
         private static readonly byte[] E820Name = { (byte)'e', (byte)'t', (byte)'c', (byte)'/', (byte)'e', (byte)'8', (byte)'2', (byte)'0' };
 

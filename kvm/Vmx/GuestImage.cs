@@ -43,11 +43,20 @@ namespace Tandem.Kvm.Vmx
             // The ACPI tables (RSDP, XSDT/RSDT, FADT, FACS, MADT, DSDT with _S5) in the BIOS area at
             // 0xE0000, where a legacy scan finds the RSDP; PVH kernels get its address directly.
             BootInput boot = input;
+            // The platform's fw_cfg file etc/acpi/rsdp holds the same RSDP (PcPlatform, same config and base).
             if (memory.Size >= Acpi.AcpiTables.BiosAreaEnd)
             {
-                if (!Acpi.AcpiTables.Write(ref ram, Acpi.AcpiConfig.ForCpus(vcpu.Vm.Vcpus.Length), Acpi.AcpiTables.StandardBase, Acpi.AcpiTables.BiosAreaEnd, out Acpi.AcpiLayout acpi))
+                if (!Acpi.AcpiTables.Write(ref ram, vcpu.Vm.Platform.AcpiConfig, Devices.PcPlatform.AcpiBase, Acpi.AcpiTables.BiosAreaEnd, out Acpi.AcpiLayout acpi))
                     return "the ACPI tables could not be written into guest RAM (out of host memory?)";
                 boot.RsdpAddress = acpi.Rsdp;
+            }
+            // fw_cfg's command line items carry the line the loader hands the guest.
+            if (input.Cmdline != null)
+            {
+                ulong n = 0;
+                while (n < input.CmdlineLength && input.Cmdline[n] != 0)
+                    n++;
+                vcpu.Vm.Platform.FwCfg.SetCommandLine(new System.ReadOnlySpan<byte>(input.Cmdline, (int)n));
             }
             BootEntry entry;
             LoadError error;

@@ -4,7 +4,8 @@
  * the boot loader's magic and information block (memory, command line, loader name), reads the
  * CPU count and the signature from fw_cfg, finds the file opt/tandem/greeting in fw_cfg's
  * directory (given with vm=mbtest,fwcfg=opt/tandem/greeting:mbtest-greeting) and checks its
- * contents, reads its xAPIC ID and, with more vCPUs, starts every AP with INIT-SIPI-SIPI (a
+ * contents, checks fw_cfg's command line (keys 0x14, 0x15), etc/acpi/rsdp (against the RSDP in
+ * RAM) and etc/e820 (against the multiboot memory map), reads its xAPIC ID and, with more vCPUs, starts every AP with INIT-SIPI-SIPI (a
  * real-mode trampoline copied to 0x8000; each AP sets its bit and parks), and ends through the
  * debug-exit port 0xF4 with the number of the first check that failed, or 0.
  */
@@ -70,6 +71,14 @@ static unsigned int be32(void)
     unsigned int v = 0;
     for (int i = 0; i < 4; i++)
         v = (v << 8) | inb(0x511);
+    return v;
+}
+
+static unsigned int le32(void)
+{
+    unsigned int v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (unsigned int)inb(0x511) << (8 * i);
     return v;
 }
 
@@ -141,7 +150,7 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
      * key (BE16), reserved (BE16), name[56]. */
     outw(0x510, 0x0019);
     unsigned int files = be32();
-    unsigned int greetingSize = 0, greetingKey = 0;
+    unsigned int greetingSize = 0, greetingKey = 0, rsdpSize = 0, rsdpKey = 0, e820Size = 0, e820Key = 0;
     for (unsigned int i = 0; i < files && i < 64; i++) {
         char name[56];
         unsigned int size = be32();
@@ -153,6 +162,14 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
         if (same(name, "opt/tandem/greeting")) {
             greetingSize = size;
             greetingKey = key;
+        }
+        if (same(name, "etc/acpi/rsdp")) {
+            rsdpSize = size;
+            rsdpKey = key;
+        }
+        if (same(name, "etc/e820")) {
+            e820Size = size;
+            e820Key = key;
         }
     }
     if (greetingKey == 0) {
@@ -170,6 +187,60 @@ void kmain(unsigned int magic, const struct multiboot_info *mbi)
     puts(greeting);
     if (!same(greeting, "hello from fw_cfg\n"))
         finish(10);
+
+    /* 13: fw_cfg's command line (key 0x14: its size with the NUL, u32 LE; key 0x15: the bytes and
+     * the NUL) is the one the boot loader gave. */
+    const char *mbCmdline = (const char *)mbi->cmdline;
+    unsigned int mbCmdlineLength = 0;
+    while (mbCmdline[mbCmdlineLength])
+        mbCmdlineLength++;
+    outw(0x510, 0x0014);
+    unsigned int cmdlineSize = le32();
+    char line[64];
+    if (cmdlineSize != mbCmdlineLength + 1 || cmdlineSize > sizeof line)
+        finish(13);
+    outw(0x510, 0x0015);
+    for (unsigned int k = 0; k < cmdlineSize; k++)
+        line[k] = (char)inb(0x511);
+    if (line[cmdlineSize - 1] != 0 || !same(line, mbCmdline))
+        finish(13);
+    puts("mbtest: fw_cfg command line '");
+    puts(line);
+    puts("'\n");
+
+    /* 14: etc/acpi/rsdp holds the RSDP a legacy scan of 0xE0000-0xFFFFF finds in RAM. */
+    const unsigned char *rsdp = 0;
+    for (unsigned int a = 0xE0000; a < 0x100000 && !rsdp; a += 16) {
+        const unsigned char *p = (const unsigned char *)a;
+        if (p[0] == 'R' && p[1] == 'S' && p[2] == 'D' && p[3] == ' ' && p[4] == 'P' && p[5] == 'T' && p[6] == 'R' && p[7] == ' ')
+            rsdp = p;
+    }
+    if (rsdp == 0 || rsdpKey == 0 || rsdpSize != 36)
+        finish(14);
+    outw(0x510, (unsigned short)rsdpKey);
+    for (unsigned int k = 0; k < 36; k++)
+        if (inb(0x511) != rsdp[k])
+            finish(14);
+
+    /* 15: etc/e820 has the multiboot memory map's entries, in its order, with its types. */
+    if (e820Key == 0 || e820Size % 20 != 0)
+        finish(15);
+    outw(0x510, (unsigned short)e820Key);
+    unsigned int entries = 0;
+    for (unsigned int at = mbi->mmap_addr; at < mbi->mmap_addr + mbi->mmap_length; entries++) {
+        const unsigned int *e = (const unsigned int *)at;
+        if (entries >= e820Size / 20)
+            finish(15);
+        unsigned int baseLo = le32(), baseHi = le32(), lengthLo = le32(), lengthHi = le32(), type = le32();
+        if (baseLo != e[1] || baseHi != e[2] || lengthLo != e[3] || lengthHi != e[4] || type != e[5])
+            finish(15);
+        at += e[0] + 4;
+    }
+    if (entries != e820Size / 20)
+        finish(15);
+    puts("mbtest: fw_cfg etc/acpi/rsdp and etc/e820 agree with RAM and the multiboot map (");
+    putdec(entries);
+    puts(" entries)\n");
 
     /* The xAPIC (0xFEE00000): this CPU's ID, then INIT-SIPI-SIPI to APs 1 .. cpus-1. */
     unsigned int id = lapic[0x20 / 4] >> 24;

@@ -58,6 +58,8 @@ public static partial class TestGuests
         ("mmiobad32", MmioRefused32()),
         ("mmio64b", Mmio64b()),
         ("longmode32", LongMode32()),
+        ("msr64", Msr64()),
+        ("uartin32", UartIn32()),
     ];
 
     /// <summary>

@@ -158,4 +158,34 @@ public class FwCfgTests
         Assert.Equal(FwCfg.KeySignature, _fw.Selected);
         Assert.Equal((uint)'Q', _bus.Read(FwCfg.DataPort, 1));
     }
+
+    [Fact]
+    public void CommandLineIsAbsentUntilSet()
+    {
+        Assert.Equal(new byte[4], ReadItem(FwCfg.KeyCmdlineSize, 4));
+        Assert.Equal(new byte[4], ReadItem(FwCfg.KeyCmdlineData, 4));
+    }
+
+    // QEMU's -append: FW_CFG_CMDLINE_SIZE (0x14) = strlen + 1 as a u32 LE, FW_CFG_CMDLINE_DATA (0x15) = the string with its NUL.
+    [Fact]
+    public void CommandLineSizeCountsTheNulAndDataEndsWithIt()
+    {
+        _fw.SetCommandLine("console=ttyS0 quiet"u8);
+        Assert.Equal(20u, BinaryPrimitives.ReadUInt32LittleEndian(ReadItem(FwCfg.KeyCmdlineSize, 4)));
+        Assert.Equal(new byte[] { 0, 0 }, ReadItem(FwCfg.KeyCmdlineSize, 6).AsSpan(4).ToArray());
+        byte[] data = ReadItem(FwCfg.KeyCmdlineData, 22);
+        Assert.Equal("console=ttyS0 quiet\0\0\0", Encoding.ASCII.GetString(data));
+    }
+
+    [Fact]
+    public void CommandLineStopsAtItsFirstNulAndASecondOneReplacesIt()
+    {
+        _fw.SetCommandLine("a much longer first line"u8);
+        _fw.SetCommandLine("ab\0cd"u8);
+        Assert.Equal(new byte[] { 3, 0, 0, 0 }, ReadItem(FwCfg.KeyCmdlineSize, 4));
+        Assert.Equal(new byte[] { (byte)'a', (byte)'b', 0, 0 }, ReadItem(FwCfg.KeyCmdlineData, 4));
+        _fw.SetCommandLine(ReadOnlySpan<byte>.Empty);
+        Assert.Equal(new byte[] { 1, 0, 0, 0 }, ReadItem(FwCfg.KeyCmdlineSize, 4));
+        Assert.Equal(new byte[] { 0, 0 }, ReadItem(FwCfg.KeyCmdlineData, 2));
+    }
 }
