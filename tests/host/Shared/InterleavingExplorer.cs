@@ -26,6 +26,13 @@ public sealed class InterleavingExplorer
     /// <summary>Default preemption bound (CHESS found most concurrency bugs within two).</summary>
     public const int DefaultPreemptionBound = 2;
 
+    /// <summary>
+    /// The time budget of an exploration whose test asserts that it completed: completeness is the
+    /// property, and a loaded machine (the mutation check runs beside Bochs) must not decide it. The
+    /// schedule count (<see cref="Options.MaxRuns"/>) still bounds it.
+    /// </summary>
+    public static readonly TimeSpan ExhaustiveBudget = TimeSpan.FromMinutes(10);
+
     /// <summary>Set to 1 (the mutation check does): every exploration stops at its first failing schedule.</summary>
     public const string FirstFailureVariable = "TANDEM_FIRST_FAILURE";
 

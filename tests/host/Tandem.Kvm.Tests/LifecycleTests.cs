@@ -123,7 +123,7 @@ public class LifecycleTests
     [Fact]
     public void NoWalkerReadsAFreedEptTableWhenTheEptIsUnregistered()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(UnregisterWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { PreemptionBound = 1 });
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(UnregisterWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { PreemptionBound = 1, TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.FirstFailure == null, r.FirstFailure);

@@ -39,7 +39,7 @@ public unsafe class RegressionTests
     [Fact]
     public void Defect1_EveryScheduleOfMemslotRemovalUnmapAndAVcpuIsSafe()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(MemslotRemovalWorld, KvmMachine.BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(MemslotRemovalWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few schedules explored: " + r.Runs);
@@ -88,7 +88,7 @@ public unsafe class RegressionTests
     [Fact]
     public void Defect2_EveryScheduleOfAnEptFaultAndDestroyLeaksNothing()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(FaultVersusDestroyWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { SwitchAtSharedAccess = false });
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(FaultVersusDestroyWorld, KvmMachine.BindThread, new InterleavingExplorer.Options { SwitchAtSharedAccess = false, TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few schedules explored: " + r.Runs);

@@ -41,7 +41,7 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultAndHostTeardownIsSafe(bool reclaim)
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(reclaim), KvmMachine.BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(reclaim), KvmMachine.BindThread, new InterleavingExplorer.Options { TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 10, "too few interleavings explored: " + r.Runs);
@@ -99,7 +99,7 @@ public class Seed004EptTests
     [InlineData(false)]
     public void EveryInterleavingOfEptFaultTeardownAndAVcpuIsSafe(bool reclaim)
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => WorldWithVcpu(reclaim), KvmMachine.BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => WorldWithVcpu(reclaim), KvmMachine.BindThread, new InterleavingExplorer.Options { TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.FirstFailure == null, r.FirstFailure);

@@ -54,7 +54,7 @@ public class Seed004InterleavingTests
     [Fact]
     public void EveryInterleavingOfFaultAndInvalidationIsSafe()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: true), BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(() => World(checkRetry: true), BindThread, new InterleavingExplorer.Options { TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.Runs >= 20, "too few interleavings explored: " + r.Runs);
@@ -119,7 +119,7 @@ public class Seed004InterleavingTests
     [Fact]
     public void EveryInterleavingOfFaultInvalidationAndTheHardwareWalkerIsSafe()
     {
-        InterleavingExplorer.Result r = InterleavingExplorer.Explore(WorldWithHardware, BindThread);
+        InterleavingExplorer.Result r = InterleavingExplorer.Explore(WorldWithHardware, BindThread, new InterleavingExplorer.Options { TimeBudget = InterleavingExplorer.ExhaustiveBudget });
         _out.WriteLine(r.ToString());
         Assert.True(r.Complete, "exploration incomplete: " + r);
         Assert.True(r.FirstFailure == null, r.FirstFailure);
