@@ -268,21 +268,6 @@ internal static partial class MutationCheck
     private sealed record TestRun(bool Ok, int ExitCode, int Total, List<string> Failed, bool Hung, string? HungTest,
         bool BuildFailed, List<string> Output);
 
-    [GeneratedRegex(@"^\s*Failed\s+(\S+)\s+\[")]
-    private static partial Regex FailedLine();
-
-    [GeneratedRegex(@"(Passed|Failed)!\s+-\s+Failed:\s+(\d+),\s+Passed:\s+(\d+),\s+Skipped:\s+(\d+),\s+Total:\s+(\d+)")]
-    private static partial Regex SummaryLine();
-
-    [GeneratedRegex(@"error (CS|MSB|NU)\d+")]
-    private static partial Regex BuildError();
-
-    [GeneratedRegex(@"inactivity time of \d+ \w+ has elapsed", RegexOptions.IgnoreCase)]
-    private static partial Regex HangLine();
-
-    [GeneratedRegex(@"Tandem\.\w+\.Tests\.[\w.]+")]
-    private static partial Regex TestName();
-
     private static TestRun DotnetTest(string project, string? filter, bool restore)
     {
         var args = new List<string> { "test", ProjectPath(project), "-c", "Release", "--nologo",
@@ -295,34 +280,9 @@ internal static partial class MutationCheck
             args.Add(filter);
         }
         var (code, timedOut, output) = RunProcess("dotnet", args, Scratch, TimeSpan.FromSeconds(ProcessTimeoutSeconds));
-        var failed = new List<string>();
-        int total = 0;
-        bool hung = timedOut, crashed = false, nameFollows = false;
-        string? hungTest = null;
-        foreach (string l in output)
-        {
-            var f = FailedLine().Match(l);
-            if (f.Success && !failed.Contains(f.Groups[1].Value))
-                failed.Add(f.Groups[1].Value);
-            var s = SummaryLine().Match(l);
-            if (s.Success)
-                total += int.Parse(s.Groups[5].Value);
-            // vstest's blame collector: "The specified inactivity time of 60 seconds has elapsed",
-            // then "The test running when the crash occurred:" and the test's name on the next line.
-            if (HangLine().IsMatch(l))
-                hung = true;
-            if (l.Contains("Test host process crashed", StringComparison.Ordinal))
-                crashed = true;
-            if (nameFollows && TestName().Match(l) is { Success: true } t)
-                hungTest ??= t.Value;
-            nameFollows = l.Contains("test running when the crash occurred", StringComparison.OrdinalIgnoreCase)
-                || (nameFollows && l.Trim().Length == 0);
-        }
-        if (crashed && !hung)
-            hungTest = "a crash of the test host" + (hungTest != null ? " in " + hungTest : "");
-        hung |= crashed;
-        bool buildFailed = output.Any(l => BuildError().IsMatch(l));
-        return new TestRun(code == 0 && !timedOut, code, total, failed, hung, hungTest, buildFailed, output);
+        DotnetTestOutput.Reading r = DotnetTestOutput.Read(output);
+        bool hung = r.Hung || timedOut;
+        return new TestRun(code == 0 && !timedOut, code, r.Total, r.Failed, hung, r.HungTest, r.BuildFailed, output);
     }
 
     /// <summary>Runs a program, collecting its output; kills its whole tree after <paramref name="timeout"/>.</summary>
