@@ -76,12 +76,14 @@ internal static class Cli
     private static Command ImageCommand()
     {
         var module = ModuleOption();
+        var debugInfo = DebugInfoOption();
         var image = new Command("image", "Build out/tandem.elf, out/tandem.sym and the hybrid BIOS + UEFI ISO out/tandem.iso, and print their SHA-256 sums (two builds of the same tree are byte-identical).")
         {
-            module,
+            module, debugInfo,
         };
         image.SetAction(r =>
         {
+            Repo.DebugInfo = r.GetValue(debugInfo);
             Guests.AddUserModules(r.GetValue(module) ?? []);
             return Driver.Image();
         });
@@ -129,13 +131,30 @@ internal static class Cli
             HelpName = "TEXT",
         };
         var module = ModuleOption();
+        var debugInfo = DebugInfoOption();
+        var gdb = new Option<int?>("--gdb")
+        {
+            Description = "Start QEMU paused with its gdbstub on TCP port PORT (default 1234; QEMU's -gdb tcp::PORT -S) and print how to attach gdb; implies --debug-info, and no timeout unless --timeout gives one. Bochs: not available (Debian's Bochs has no gdbstub)",
+            HelpName = "PORT",
+            Arity = ArgumentArity.ZeroOrOne,
+            CustomParser = r =>
+            {
+                if (r.Tokens.Count == 0)
+                    return DefaultGdbPort;
+                string text = r.Tokens[0].Value;
+                if (int.TryParse(text, out int n) && n >= 1 && n <= 65535)
+                    return n;
+                r.AddError($"--gdb needs a TCP port from 1 to 65535 (got '{text}')");
+                return null;
+            },
+        };
         var run = new Command("run", "Build if needed, boot a copy of the ISO with --cmdline, stream the serial console, and exit with the kernel's status (exit codes below). " +
             "On a terminal the run is an interactive console: every key goes to the machine's COM1 and output shows as it comes; Ctrl-C or Ctrl-A X quits, Ctrl-A C sends Ctrl-C (docs/build.md). " +
             "With stdin not a terminal, stdin is not read unless --input - says so. Arguments after '--' go to the emulator unchanged (QEMU: its options; Bochs: bochsrc lines).")
         {
-            emulator, cmdline, cpus, memory, uefi, timeout, serial, input, inputAfter, module,
+            emulator, cmdline, cpus, memory, uefi, timeout, serial, input, inputAfter, module, debugInfo, gdb,
         };
-        run.SetAction(r => RunWithModules(r.GetValue(module), new RunOptions(
+        run.SetAction(r => RunWithModules(r.GetValue(module), r.GetValue(debugInfo), new RunOptions(
             ParseEmulator(r.GetValue(emulator)!), r.GetValue(cmdline) ?? "", r.GetValue(cpus), r.GetValue(memory),
             r.GetValue(uefi), r.GetValue(timeout), Echo: true)
         {
@@ -143,12 +162,23 @@ internal static class Cli
             SerialCopy = r.GetValue(serial),
             Interactive = r.GetValue(input) == null && SerialConsole.CanBeInteractive,
             InputAfter = r.GetValue(inputAfter),
+            GdbPort = r.GetValue(gdb),
         }, r.GetValue(input)));
         return run;
     }
 
-    private static int RunWithModules(string[]? modules, RunOptions o, string? input)
+    /// <summary>QEMU's own default gdbstub port (its -s).</summary>
+    public const int DefaultGdbPort = 1234;
+
+    private static Option<bool> DebugInfoOption() => new("--debug-info")
     {
+        Description = "Build with DWARF for gdb (ILC's -g, Roslyn's portable PDBs) into out/tandem-debug.elf, .sym and .iso (objects in out/obj/debug), apart from the byte-identical normal image",
+    };
+
+    private static int RunWithModules(string[]? modules, bool debugInfo, RunOptions o, string? input)
+    {
+        // gdb without DWARF sees only the symbol names: --gdb boots the debug image.
+        Repo.DebugInfo = debugInfo || o.GdbPort != null;
         if (o.InputAfter != null && input == null)
             throw new BuildException("--input-after needs --input (the bytes to send once TEXT shows)", ExitCodes.Usage);
         if (o.InputAfter?.Length == 0)

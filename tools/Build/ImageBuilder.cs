@@ -25,22 +25,26 @@ internal static class ImageBuilder
     public static void BuildElf()
     {
         Tools.EnsureImage();
-        Directory.CreateDirectory(Repo.Obj);
+        Directory.CreateDirectory(Repo.KernelObj);
         foreach (Layer layer in Layers)
             Compile(layer);
 
-        string kernelObject = Path.Combine(Repo.Obj, "kernel.o");
+        string kernelObject = Path.Combine(Repo.KernelObj, "kernel.o");
         var ilcArgs = new List<string>
         {
-            Path.Combine(Repo.Obj, "kernel.dll"), $"-o:{kernelObject}",
+            Path.Combine(Repo.KernelObj, "kernel.dll"), $"-o:{kernelObject}",
             "--systemmodule:runtime", "--generateunmanagedentrypoints:runtime",
             "--targetos:linux", "--targetarch:x64", "--nativelib", "-O",
         };
+        // --debug-info: DWARF (types, locals, and lines from the layers' PDBs) in kernel.o, which
+        // ld.lld keeps (it strips nothing) in out/tandem-debug.elf.
+        if (Repo.DebugInfo)
+            ilcArgs.Add("-g");
         foreach (Layer layer in Layers.Where(l => l.Name != "kernel"))
-            ilcArgs.Add($"-r:{Path.Combine(Repo.Obj, layer.Name + ".dll")}");
+            ilcArgs.Add($"-r:{Path.Combine(Repo.KernelObj, layer.Name + ".dll")}");
         Shell.Check(Repo.Ilc, ilcArgs, "ILC (NativeAOT compile)");
 
-        string stubs = Path.Combine(Repo.Obj, "stubs.o");
+        string stubs = Path.Combine(Repo.KernelObj, "stubs.o");
         File.WriteAllBytes(stubs, Tandem.StubGen.StubImage.BuildObject());
         string guests = Path.Combine(Repo.Obj, "guests");
         if (Directory.Exists(guests))
@@ -100,12 +104,18 @@ internal static class ImageBuilder
             .Select(f => Path.GetRelativePath(Repo.Root, f))
             .OrderBy(f => f, StringComparer.Ordinal)
             .ToList();
-        string output = Path.Combine(Repo.Obj, layer.Name + ".dll");
+        string output = Path.Combine(Repo.KernelObj, layer.Name + ".dll");
         var args = new List<string>
         {
             Repo.Csc, "-nologo", "-noconfig", "-unsafe", "-nullable:enable", "-langversion:latest",
             "-deterministic", "-optimize+", "-target:library", "-warnaserror+", "-nowarn:CS0649,CS0169",
-            "-runtimemetadataversion:v4.0.30319", $"-pathmap:{Repo.Root}=/tandem", $"-out:{output}",
+            "-runtimemetadataversion:v4.0.30319",
+            // The normal image maps the repository to /tandem (its bytes do not depend on where
+            // the tree is); the debug image keeps real paths and writes a portable PDB beside each
+            // assembly, where ILC finds the line numbers and local names for its DWARF, so that
+            // gdb finds the sources without a substitute-path.
+            Repo.DebugInfo ? "-debug:portable" : $"-pathmap:{Repo.Root}=/tandem",
+            $"-out:{output}",
         };
         if (layer.Name == "runtime")
             args.Add("-nostdlib");
@@ -113,12 +123,12 @@ internal static class ImageBuilder
         {
             args.Add("-nostdlib");
             foreach (string r in layer.References)
-                args.Add($"-r:{Path.Combine(Repo.Obj, r + ".dll")}");
+                args.Add($"-r:{Path.Combine(Repo.KernelObj, r + ".dll")}");
         }
         if (sources.Count == 0)
         {
             // An empty layer still gets an assembly so the ones above can reference it.
-            string empty = Path.Combine(Repo.Obj, layer.Name + ".empty.cs");
+            string empty = Path.Combine(Repo.KernelObj, layer.Name + ".empty.cs");
             File.WriteAllText(empty, $"// {layer.Name} has no sources yet\n");
             sources.Add(Path.GetRelativePath(Repo.Root, empty));
         }

@@ -21,8 +21,8 @@ namespace Tandem.Build
         {
             ImageBuilder.BuildElf();
             ImageBuilder.BuildIso(Repo.Iso, "", menu: true, Guests.Modules(""));
-            Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Elf)}  out/tandem.elf");
-            Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Iso)}  out/tandem.iso");
+            Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Elf)}  {Path.GetRelativePath(Repo.Root, Repo.Elf)}");
+            Console.WriteLine($"sha256 {ImageBuilder.Sha256(Repo.Iso)}  {Path.GetRelativePath(Repo.Root, Repo.Iso)}");
             return ExitCodes.Success;
         }
 
@@ -56,13 +56,22 @@ namespace Tandem.Build
             if (o.Cmdline.IndexOfAny(['\n', '\r']) >= 0)
                 throw new BuildException("--cmdline may not contain line breaks (it goes into grub.cfg)", ExitCodes.Usage);
             EmulatorKind kind = Emulator.Check(o);
-            // An interactive run is a user's session: no timeout unless --timeout gave one.
-            if (o.TimeoutSeconds == 0 && !o.Interactive)
+            // An interactive run is a user's session, and so is one that waits for gdb: no timeout
+            // unless --timeout gave one.
+            if (o.TimeoutSeconds == 0 && !o.Interactive && o.GdbPort == null)
                 o = o with { TimeoutSeconds = kind == EmulatorKind.Bochs ? 900 : 120 };
             BuildIfNeeded();
             string dir = RunFolder.Create("run-" + Emulator.ConfigName(o, kind));
             string iso = Path.Combine(dir, "tandem.iso");
             ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules(o.Cmdline));
+            if (o.GdbPort is int port)
+            {
+                if (o.Emulator == EmulatorKind.Auto && kind != EmulatorKind.Kvm && Emulator.NeedsVmx(o) && !o.Uefi)
+                    Console.Error.WriteLine("run: --gdb: --emulator auto picked QEMU, not Bochs, though the command line needs VMX: Debian's Bochs has no gdbstub, " +
+                        "and QEMU here has no VMX, so vm= and the VMX tests fail under it");
+                Console.Error.WriteLine($"run: {Emulator.Name(kind)} starts paused for gdb; attach with: " +
+                    $"gdb {Path.GetRelativePath(Repo.Root, Repo.Elf)} -ex 'target remote :{port}'");
+            }
             RunResult result = Emulator.Run(iso, o, dir);
             if (result.StoppedBy == null && (result.TimedOut || result.KernelStatus is null or not 0))
                 PrintCrashReport(result.Serial);

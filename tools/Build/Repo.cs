@@ -6,9 +6,20 @@ internal static class Repo
     public static readonly string Root = FindRoot();
     public static string Out => Path.Combine(Root, "out");
     public static string Obj => Path.Combine(Out, "obj");
-    public static string Elf => Path.Combine(Out, "tandem.elf");
-    public static string Iso => Path.Combine(Out, "tandem.iso");
-    public static string Symbols => Path.Combine(Out, "tandem.sym");
+
+    /// <summary>
+    /// --debug-info: the image is built with DWARF (ILC's -g, Roslyn's portable PDBs) into files of
+    /// its own (out/tandem-debug.elf, .sym, .iso; its objects under out/obj/debug), so that it is
+    /// never taken for the deterministic normal image, and each has its own rebuild check.
+    /// </summary>
+    public static bool DebugInfo { get; set; }
+
+    /// <summary>Where the kernel's layers, kernel.o and stubs.o go: out/obj, or out/obj/debug with --debug-info.</summary>
+    public static string KernelObj => DebugInfo ? Path.Combine(Obj, "debug") : Obj;
+    private static string ImageName => DebugInfo ? "tandem-debug" : "tandem";
+    public static string Elf => Path.Combine(Out, ImageName + ".elf");
+    public static string Iso => Path.Combine(Out, ImageName + ".iso");
+    public static string Symbols => Path.Combine(Out, ImageName + ".sym");
 
     private static string FindRoot()
     {
