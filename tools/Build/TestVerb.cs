@@ -45,6 +45,8 @@ internal static partial class TestVerb
         if (options.Host)
         {
             Tools.EnsureHostTests();
+            if (options.Kernel && options.Filter == null)
+                BuildDebugImage();
             // The Linux guest first (cached after one fetch): Tandem.Build.Tests runs its /selftest
             // under its busybox, and skips that without out/obj/linux/linux-initrd.
             LinuxGuest.Ensure();
@@ -153,6 +155,27 @@ internal static partial class TestVerb
     }
 
     private static string FirstLine(string s) => s.Split('\n')[0].Trim();
+
+    /// <summary>
+    /// The image with DWARF (out/tandem-debug.*, as './build.sh image --debug-info' makes it), before
+    /// the host tests: GdbTests breaks in it under QEMU's gdbstub, and skips without it.
+    /// </summary>
+    private static void BuildDebugImage()
+    {
+        Console.WriteLine("=== debug image (for the gdb host test)");
+        Tools.EnsureAll();
+        Repo.DebugInfo = true;
+        try
+        {
+            Driver.BuildIfNeeded();
+            if (!File.Exists(Repo.Iso) || File.GetLastWriteTimeUtc(Repo.Iso) < File.GetLastWriteTimeUtc(Repo.Elf))
+                ImageBuilder.BuildIso(Repo.Iso, "", menu: true, Guests.Modules(""));
+        }
+        finally
+        {
+            Repo.DebugInfo = false;
+        }
+    }
 
     private static IEnumerable<string> HostTestProjects() =>
         Directory.Exists(Path.Combine(Repo.Root, "tests", "host"))

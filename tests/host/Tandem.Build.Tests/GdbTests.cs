@@ -9,8 +9,8 @@ namespace Tandem.Build.Tests;
 /// The debug image under QEMU's gdbstub, as './build.sh run --gdb' starts it (-gdb tcp::PORT -S):
 /// gdb breaks in KernelMain.Main by its ILC symbol, and ILC's DWARF (-g) gives the arguments'
 /// values and the source line. Needs out/tandem-debug.iso and .elf from
-/// './build.sh image --debug-info' (the suite's host tests run before any image is built, so
-/// without them the test is SKIPPED, with the reason).
+/// './build.sh image --debug-info' ('./build.sh test' builds them before the host tests; a plain
+/// 'dotnet test' without them reports the test SKIPPED, with the reason).
 /// </summary>
 public sealed class GdbTests
 {
