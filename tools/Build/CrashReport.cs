@@ -24,22 +24,29 @@ internal static partial class CrashReport
     [GeneratedRegex(@"\bcode(?: \((16|32|64)-bit\))?:((?: <?[0-9a-f]{2}>?)+)\s*$")]
     private static partial Regex Code();
 
-    /// <summary>The decoded block for <paramref name="serial"/>, or null when it has nothing to decode.</summary>
-    public static string? Decode(string serial)
+    /// <summary>
+    /// The decoded block for <paramref name="serial"/>, or null when it has nothing to decode. With
+    /// <paramref name="debugElf"/> (an image built with --debug-info), every backtrace frame and the
+    /// host RIP also get their source file and line from its DWARF (addr2line).
+    /// </summary>
+    public static string? Decode(string serial, string? debugElf = null)
     {
+        string[] lines = serial.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+        Dictionary<ulong, string> sourceLines = debugElf != null ? SourceLines(debugElf, lines) : [];
+        string At(ulong address) => sourceLines.TryGetValue(address, out string? where) ? "  at " + where : "";
         var output = new StringBuilder();
         ulong? rip = null;
         bool inBacktrace = false;
-        foreach (string raw in serial.Split('\n'))
+        foreach (string line in lines)
         {
-            string line = raw.TrimEnd('\r');
             Match m;
             if ((m = Frame().Match(line)).Success)
             {
                 if (!inBacktrace)
                     output.AppendLine("backtrace:");
                 inBacktrace = true;
-                output.AppendLine($"  0x{m.Groups[1].Value}  {Demangle(m.Groups[2].Value)}+0x{m.Groups[3].Value}");
+                ulong address = Convert.ToUInt64(m.Groups[1].Value, 16);
+                output.AppendLine($"  0x{m.Groups[1].Value}  {Demangle(m.Groups[2].Value)}+0x{m.Groups[3].Value}{At(address - 1)}");
                 continue;
             }
             inBacktrace = false;
@@ -50,9 +57,63 @@ internal static partial class CrashReport
                 continue;
             }
             if ((m = Rip().Match(line)).Success)
+            {
                 rip = Convert.ToUInt64(m.Groups[1].Value, 16);
+                if (At(rip.Value) is { Length: > 0 } where)
+                    output.AppendLine($"rip 0x{rip.Value:x16}{where}");
+            }
         }
         return output.Length == 0 ? null : output.ToString();
+    }
+
+    /// <summary>
+    /// The source line of every backtrace frame (its return address - 1, inside the call) and every
+    /// RIP in <paramref name="lines"/>, from <paramref name="elf"/>'s DWARF through one addr2line
+    /// call; empty when addr2line is missing or knows none of them.
+    /// </summary>
+    public static Dictionary<ulong, string> SourceLines(string elf, IEnumerable<string> lines)
+    {
+        var addresses = new List<ulong>();
+        foreach (string line in lines)
+        {
+            Match m;
+            if ((m = Frame().Match(line)).Success)
+                addresses.Add(Convert.ToUInt64(m.Groups[1].Value, 16) - 1);
+            else if ((m = Rip().Match(line)).Success)
+                addresses.Add(Convert.ToUInt64(m.Groups[1].Value, 16));
+        }
+        var result = new Dictionary<ulong, string>();
+        addresses = addresses.Distinct().ToList();
+        if (addresses.Count == 0 || !File.Exists(elf))
+            return result;
+        var psi = new System.Diagnostics.ProcessStartInfo("addr2line") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add("-e");
+        psi.ArgumentList.Add(elf);
+        foreach (ulong a in addresses)
+            psi.ArgumentList.Add("0x" + a.ToString("x"));
+        try
+        {
+            using var p = System.Diagnostics.Process.Start(psi)!;
+            Task<string> err = p.StandardError.ReadToEndAsync();
+            string[] answers = p.StandardOutput.ReadToEnd().Split('\n');
+            p.WaitForExit();
+            _ = err.Result;
+            // One line per address, in order: "file:line" (maybe " (discriminator N)"), or "??:0"/"??:?".
+            for (int i = 0; i < addresses.Count && i < answers.Length; i++)
+            {
+                string where = answers[i].Trim();
+                int cut = where.IndexOf(" (discriminator", StringComparison.Ordinal);
+                if (cut >= 0)
+                    where = where[..cut];
+                if (where.Length > 0 && !where.StartsWith("??", StringComparison.Ordinal) && !where.EndsWith(":0", StringComparison.Ordinal) && !where.EndsWith(":?", StringComparison.Ordinal))
+                    result[addresses[i]] = where;
+            }
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            // addr2line is not installed: the report goes without source lines.
+        }
+        return result;
     }
 
     /// <summary>

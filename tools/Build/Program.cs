@@ -87,7 +87,7 @@ namespace Tandem.Build
         /// <summary>After a run that ended badly: the kernel's backtraces demangled and its code lines disassembled.</summary>
         public static void PrintCrashReport(string serial)
         {
-            string? decoded = CrashReport.Decode(serial);
+            string? decoded = CrashReport.Decode(serial, Repo.DebugInfo ? Repo.Elf : null);
             if (decoded == null)
                 return;
             Console.WriteLine("run: the crash report decoded (tools/Build/CrashReport.cs):");
