@@ -90,6 +90,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Faults injected for instructions a guest may not use (VMX instructions, MONITOR, MWAIT, RDPMC).</summary>
         public ulong InstructionFaults;
 
+        /// <summary>VMCALLs refused because the guest made them at CPL != 0 (VmcallExit: RAX = -2 back).</summary>
+        public ulong RefusedHypercalls;
+
         /// <summary>The MSRs a vCPU keeps outside the VMCS (read back as written; see MsrExit).</summary>
         public struct MsrValues
         {

@@ -13,16 +13,29 @@ namespace Tandem.Kvm.Vmx.Exits
     /// for the host's bench (<see cref="VcpuBench"/>); the hypercall itself ignores them.</description></item>
     /// <item><term>anything else</term><description>RAX = -1 (unknown hypercall).</description></item>
     /// </list>
+    /// Only ring 0 may call: at CPL != 0 (SS.DPL, as KVM reads it) the host does nothing, counts it in
+    /// <see cref="Vcpu.RefusedHypercalls"/> and returns RAX = -2 (not permitted, KVM's -KVM_EPERM),
+    /// so a guest's user programs cannot reach the host.
     /// </summary>
     internal static unsafe class VmcallExit
     {
         public const ulong Ping = 0, Yield = 1;
+
+        /// <summary>RAX back for a hypercall made at CPL != 0: -2, not permitted.</summary>
+        public const ulong NotPermitted = unchecked((ulong)-2L);
 
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             GuestRegisters* r = v.Registers;
             ulong number = r->Rax;
             e.Skip();                                  // before the yield: this VMCS is current now
+            // CPL = SS.DPL (CS.DPL differs for conforming code): ring 1-3 and virtual-8086 code refused.
+            if (((Vmcs.Read(VmcsField.GuestSsAccessRights) >> 5) & 3) != 0)
+            {
+                v.RefusedHypercalls++;
+                r->Rax = NotPermitted;
+                return ExitAction.Resume;
+            }
             if (number == Yield)
             {
                 r->Rax = 0;

@@ -60,6 +60,8 @@ public static partial class TestGuests
         ("longmode32", LongMode32()),
         ("msr64", Msr64()),
         ("uartin32", UartIn32()),
+        ("ring3vmcall64", Ring3Vmcall64()),
+        ("markerscan32", MarkerScan32()),
     ];
 
     /// <summary>
