@@ -58,7 +58,7 @@ public static partial class TestGuests
         a.or(eax, 1);
         a.wrmsr();
         a.mov(ecx, Star);
-        a.mov(eax, (uint)StarValue);
+        a.mov(eax, unchecked((uint)StarValue));
         a.mov(edx, (uint)(StarValue >> 32));
         a.wrmsr();
         // SYSRETQ: RIP from RCX, RFLAGS from R11 (IOPL 3, IF clear).
