@@ -1,3 +1,5 @@
+using Tandem.Arch.X86;
+
 namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
