@@ -74,6 +74,11 @@ namespace Tandem.Kernel.Memory
         /// </summary>
         public void SpinPause() => Smp.ServeWhileSpinning();
 
+        /// <summary>An mm lock is taken: the current thread is not preempted until it is released (mm/Sync/ILockPlatform.cs).</summary>
+        public void PreemptDisable() => Sched.Scheduler.LockTaken();
+
+        public void PreemptEnable() => Sched.Scheduler.LockReleased();
+
         public void Checkpoint(MmCheckpoint site) { }
     }
 }

@@ -79,6 +79,11 @@ namespace Tandem.Kernel.Memory
         /// </summary>
         public void SpinPause() => Smp.ServeWhileSpinning();
 
+        /// <summary>An mm lock is taken: the current thread is not preempted until it is released (mm/Sync/ILockPlatform.cs).</summary>
+        public void PreemptDisable() => Sched.Scheduler.LockTaken();
+
+        public void PreemptEnable() => Sched.Scheduler.LockReleased();
+
         /// <summary>
         /// The kernel does not reclaim retired snapshots yet: they stay allocated (each is small and
         /// made only when a region map or notifier list changes). Noted in the closing docs.

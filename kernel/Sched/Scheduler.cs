@@ -167,6 +167,27 @@ namespace Tandem.Kernel.Sched
 
         public static void PreemptDisable() => Current->PreemptCount++;
 
+        /// <summary>
+        /// An mm spin lock was taken (mm/Sync/ILockPlatform.cs): as <see cref="PreemptDisable"/>,
+        /// also before the scheduler runs (no thread yet: nothing to count).
+        /// </summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public static void LockTaken()
+        {
+            KThread* me = Current;
+            if (me != null)
+                me->PreemptCount++;
+        }
+
+        /// <summary>The mm spin lock of <see cref="LockTaken"/> was released.</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        public static void LockReleased()
+        {
+            KThread* me = Current;
+            if (me != null)
+                me->PreemptCount--;
+        }
+
         public static void PreemptEnable() => Current->PreemptCount--;
 
         /// <summary>

@@ -185,5 +185,51 @@ namespace Tandem.Kernel.Tests
                     return;
             }
         }
+
+        private static Tandem.Mm.SpinLock s_mmLock;
+        private static int s_bumped;
+
+        private static void Bump(ulong argument)
+        {
+            Volatile.Write(ref s_bumped, 1);
+            Finished();
+        }
+
+        /// <summary>
+        /// An mm spin lock's holder is not preempted (mm/Sync/ILockPlatform.cs). A runnable thread
+        /// pinned to CPU 0 waits while the main thread (CPU 0) holds an mm lock with interrupts on
+        /// for ten quanta: it must not run until the lock is released, and must run after (so the
+        /// test can see a preemption). A holder that could be preempted is a hang: a spinner with
+        /// preemption off on the same CPU (the reclaimer in its eviction batch) never lets it back.
+        /// </summary>
+        public static void MmLockHolderIsNotPreempted(TestContext t)
+        {
+            s_waiter = Scheduler.Current;
+            s_bumped = 0;
+            s_running = 1;
+            int before = Scheduler.Current->PreemptCount;
+            Memory.KernelMmPlatform platform = default;
+            s_mmLock.Enter(platform);
+            if (Scheduler.Spawn("bumper", &Bump, 0, allowed: 1UL) == null)
+            {
+                s_mmLock.Exit(platform);
+                t.Fail("could not spawn a thread");
+                return;
+            }
+            ulong until = Native.Rdtsc() + Timer.TscPerSecond / 1000 * Scheduler.QuantumMs * 10;
+            while (Native.Rdtsc() < until && Volatile.Read(ref s_bumped) == 0)
+                Native.Pause();
+            int ranWhileHeld = Volatile.Read(ref s_bumped);
+            int held = Scheduler.Current->PreemptCount;
+            s_mmLock.Exit(platform);
+            if (!t.Check(ranWhileHeld == 0, "the timer preempted the holder of an mm lock: another thread ran on its CPU while it held the lock"))
+            {
+                Join(ref s_running, 5);
+                return;
+            }
+            if (!t.Check(held == before + 1 && Scheduler.Current->PreemptCount == before, "the mm lock did not raise the preempt count by one and drop it again", (ulong)held))
+                return;
+            t.Check(Join(ref s_running, 5) && Volatile.Read(ref s_bumped) == 1, "the other thread never ran after the lock was released");
+        }
     }
 }

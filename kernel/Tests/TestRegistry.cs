@@ -24,6 +24,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("sched.timer_preempts_spinning_threads", &SchedTests.TimerPreemptsSpinningThreads),
             new TestCase("sched.block_and_wake_across_cpus", &SchedTests.BlockAndWakeAcrossCpus),
             new TestCase("sched.sleep_ends_at_its_deadline", &SchedTests.SleepEndsAtItsDeadline),
+            new TestCase("sched.mm_lock_holder_is_not_preempted", &SchedTests.MmLockHolderIsNotPreempted),
             new TestCase("watchdog.reports_a_cpu_stuck_with_interrupts_off", &WatchdogTests.ReportsACpuStuckWithInterruptsOff),
             new TestCase("watchdog.reports_a_test_that_runs_too_long", &WatchdogTests.ReportsATestThatRunsTooLong),
             new TestCase("watchdog.reports_a_long_spin", &WatchdogTests.ReportsALongSpin),

@@ -177,14 +177,14 @@ public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatf
     private void LockMmu()
     {
         // Acquire (CAS); pairs with the release store in UnlockMmu.
-        while (!_mmuLock.TryEnter())
+        while (!_mmuLock.TryEnter(_platform))
             _platform.SpinPause();
     }
 
     private void UnlockMmu()
     {
         // Release; pairs with the CAS in LockMmu.
-        _mmuLock.Exit();
+        _mmuLock.Exit(_platform);
     }
 
     /// <summary>

@@ -12,7 +12,7 @@ namespace Tandem.Kvm.Ept;
 /// <see cref="InvEptSingleContext"/> and <see cref="FlushRemote"/> return only once the CPUs they
 /// name have stopped using cached translations of the EPT pointer.
 /// </remarks>
-public unsafe interface IEptPlatform : ISpinPause
+public unsafe interface IEptPlatform : ILockPlatform
 {
     /// <summary>
     /// Allocates one zeroed 4 KiB page for an EPT table: its host physical address (what goes in

@@ -34,7 +34,7 @@ public sealed partial class FrameDatabase<TPlatform>
     {
         _zoneLock.Enter(_platform);
         int index = TakeBlockLocked(order);
-        _zoneLock.Exit();
+        _zoneLock.Exit(_platform);
         if (index < 0)
         {
             frame = default;
@@ -60,7 +60,7 @@ public sealed partial class FrameDatabase<TPlatform>
     {
         _zoneLock.Enter(_platform);
         FreeBlockLocked(index, order);
-        _zoneLock.Exit();
+        _zoneLock.Exit(_platform);
     }
 
     private void PrepareNew(int index)

@@ -21,16 +21,16 @@ public sealed partial class FrameDatabase<TPlatform>
                     break;
                 cache.Frames[cache.Count++] = got;
             }
-            _zoneLock.Exit();
+            _zoneLock.Exit(_platform);
         }
         if (cache.Count == 0)
         {
-            cache.Lock.Exit();
+            cache.Lock.Exit(_platform);
             frame = default;
             return false;
         }
         int index = cache.Frames[--cache.Count];
-        cache.Lock.Exit();
+        cache.Lock.Exit(_platform);
         PrepareNew(index);
         frame = new Pfn((ulong)index);
         return true;
@@ -47,9 +47,9 @@ public sealed partial class FrameDatabase<TPlatform>
             _zoneLock.Enter(_platform);
             for (int i = 0; i < PerCpuFrameCache.Batch; i++)
                 FreeBlockLocked(cache.Frames[--cache.Count], 0);
-            _zoneLock.Exit();
+            _zoneLock.Exit(_platform);
         }
-        cache.Lock.Exit();
+        cache.Lock.Exit(_platform);
     }
 
     /// <summary>Returns every per-CPU cached frame to the buddy lists (for accounting in tests).</summary>
@@ -62,8 +62,8 @@ public sealed partial class FrameDatabase<TPlatform>
             _zoneLock.Enter(_platform);
             while (cache.Count > 0)
                 FreeBlockLocked(cache.Frames[--cache.Count], 0);
-            _zoneLock.Exit();
-            cache.Lock.Exit();
+            _zoneLock.Exit(_platform);
+            cache.Lock.Exit(_platform);
         }
     }
 }

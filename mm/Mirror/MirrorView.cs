@@ -154,17 +154,17 @@ public sealed unsafe class MirrorView<TPlatform> : IMmuNotifier where TPlatform 
             _lock.Enter(_platform);
             if (_dead != 0)
             {
-                _lock.Exit();
+                _lock.Exit(_platform);
                 return FaultStatus.Dead;
             }
             ulong e = _entries[index];
             if ((e & Present) != 0)
             {
                 CopyLocked(index, e, offset, into);
-                _lock.Exit();
+                _lock.Exit(_platform);
                 return FaultStatus.Ok;
             }
-            _lock.Exit();
+            _lock.Exit(_platform);
 
             // Populate: snapshot, resolve through the primary with no lock held, check and install.
             long seq = _seq.ReadBegin();
@@ -183,7 +183,7 @@ public sealed unsafe class MirrorView<TPlatform> : IMmuNotifier where TPlatform 
                 Interlocked.Exchange(ref _entries[index], entry);
                 CopyLocked(index, entry, offset, into);
             }
-            _lock.Exit();
+            _lock.Exit(_platform);
             _platform.Checkpoint(MmCheckpoint.SecondaryInstallDone);
             _source.ReleaseResolved(resolved);
             if (dead)
@@ -233,7 +233,7 @@ public sealed unsafe class MirrorView<TPlatform> : IMmuNotifier where TPlatform 
             _invalidations++;
             ZapLocked(range.Start, range.End);
         }
-        _lock.Exit();
+        _lock.Exit(_platform);
     }
 
     /// <inheritdoc/>
@@ -241,7 +241,7 @@ public sealed unsafe class MirrorView<TPlatform> : IMmuNotifier where TPlatform 
     {
         _lock.Enter(_platform);
         _seq.EndUnderLock();
-        _lock.Exit();
+        _lock.Exit(_platform);
     }
 
     /// <summary>Drops the entries of <c>[start, end)</c> (clipped to the view). View lock held.</summary>
@@ -327,6 +327,6 @@ public sealed unsafe class MirrorView<TPlatform> : IMmuNotifier where TPlatform 
         _lock.Enter(_platform);
         _dead = 1;
         ZapLocked(_start, _end);
-        _lock.Exit();
+        _lock.Exit(_platform);
     }
 }

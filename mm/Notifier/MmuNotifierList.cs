@@ -66,7 +66,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
         _registrationLock.Enter(_platform);
         if (_released)
         {
-            _registrationLock.Exit();
+            _registrationLock.Exit(_platform);
             return false;
         }
         MmuNotifierSet? old = _set;
@@ -77,7 +77,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
         items[n] = new MmuNotifierRegistration(notifier, flags);
         // Publish; pairs with the Volatile.Read of _set in Enter (after its ReadLock).
         Volatile.Write(ref _set, new MmuNotifierSet(items));
-        _registrationLock.Exit();
+        _registrationLock.Exit(_platform);
         // An invalidation that read the old snapshot (before we were published) may have cleared
         // primary entries that we are about to resolve; wait for it to end. Its clear is then
         // visible to our resolves, and our sequence snapshots are taken after this.
@@ -109,7 +109,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
         // dropped: a concurrent ReleaseAll takes the lock after us, so its Synchronize sees our
         // section and waits for this Release before the address space tears its mappings down.
         int section = claimed ? _srcu.ReadLock() : 0;
-        _registrationLock.Exit();
+        _registrationLock.Exit(_platform);
         if (!claimed)
             return false;
         notifier.Release(_owner);
@@ -135,7 +135,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
             // Publish; pairs with the Volatile.Read of _set in Enter.
             Volatile.Write(ref _set, next);
         }
-        _registrationLock.Exit();
+        _registrationLock.Exit(_platform);
         // Wait for callbacks that began before the unpublish (they may hold the old snapshot).
         _srcu.Synchronize(_platform);
         if (at >= 0)
@@ -155,7 +155,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
         _registrationLock.Enter(_platform);
         _released = true;
         MmuNotifierSet? current = _set;
-        _registrationLock.Exit();
+        _registrationLock.Exit(_platform);
         if (current != null)
         {
             int section = _srcu.ReadLock();
@@ -170,7 +170,7 @@ public sealed partial class MmuNotifierList<TPlatform> where TPlatform : struct,
         MmuNotifierSet? old = _set;
         // Publish; pairs with the Volatile.Read of _set in Enter.
         Volatile.Write(ref _set, null);
-        _registrationLock.Exit();
+        _registrationLock.Exit(_platform);
         // Waits for callbacks on the old snapshot and for a concurrent Unregister's Release.
         _srcu.Synchronize(_platform);
         if (old != null)

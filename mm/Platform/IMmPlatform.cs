@@ -15,7 +15,7 @@ namespace Tandem.Mm;
 /// to stop a thread between two shared-memory steps.</item>
 /// </list>
 /// </remarks>
-public unsafe interface IMmPlatform : ISpinPause
+public unsafe interface IMmPlatform : ILockPlatform
 {
     /// <summary>A pointer through which the CPU can read and write the given physical address
     /// (the kernel's direct map; on the host an offset into a native buffer).</summary>

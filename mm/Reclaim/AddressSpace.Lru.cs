@@ -53,7 +53,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 }
             }
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (present == 0)
             return 0;
         if (Notifiers.HasNotifiers)

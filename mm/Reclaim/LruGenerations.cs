@@ -98,7 +98,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.EnterQuiet(_platform);
         int n = seq >= _minSeq && seq <= _maxSeq ? _count[seq & (MaxGenerations - 1)] : 0;
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         return n;
     }
 
@@ -176,7 +176,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             generations = _maxSeq - _shadowSeq[slot];
             evictions = Volatile.Read(ref Stats._evictions) - _shadowStamp[slot];
         }
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         if (refault)
         {
             LruStats s = space.Lru.Stats;
@@ -197,7 +197,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _lock.EnterQuiet(_platform);
         if (_seq[f] >= 0)
             UnlinkLocked(f);
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
     }
 
     /// <summary>Moves each listed frame of <paramref name="frames"/> to the youngest generation (one lock round).
@@ -216,7 +216,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             LinkHeadLocked(f, max);
             moved++;
         }
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         return moved;
     }
 
@@ -250,10 +250,10 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             frame = new Pfn((ulong)f);
             // Listed implies mapped implies the mapping's reference: the count is not 0.
             _frames.GetRef(frame);
-            _lock.ExitQuiet();
+            _lock.ExitQuiet(_platform);
             return true;
         }
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         frame = default;
         seq = 0;
         return false;
@@ -277,7 +277,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
                 seq = _maxSeq;
             LinkHeadLocked(f, seq);
         }
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
     }
 
     /// <summary>Creates generation <c>MaxSeq + 1</c> if the window has room. Returns the new MaxSeq, or -1.</summary>
@@ -291,7 +291,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
             Volatile.Write(ref _maxSeq, _maxSeq + 1);
             result = _maxSeq;
         }
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         return result;
     }
 
@@ -305,7 +305,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _shadowKey[slot] = key;
         _shadowSeq[slot] = seq;
         _shadowStamp[slot] = Volatile.Read(ref Stats._evictions);
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
     }
 
     /// <summary>Forgets the shadow of (space, page) (its eviction did not happen after all).</summary>
@@ -316,7 +316,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _lock.EnterQuiet(_platform);
         if (_shadowKey[slot] == key)
             _shadowKey[slot] = 0;
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
     }
 
     /// <summary>
@@ -329,7 +329,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.EnterQuiet(_platform);
         int result = ValidateLocked();
-        _lock.ExitQuiet();
+        _lock.ExitQuiet(_platform);
         return result;
     }
 

@@ -38,7 +38,7 @@ public sealed partial class MemoryManager<TPlatform>
         next[j] = space;
         // Release: the array is filled before it is published; pairs with the read in Spaces.
         Volatile.Write(ref _spaces, next);
-        _spacesLock.Exit();
+        _spacesLock.Exit(Platform);
         Platform.DeferFree(old);
     }
 
@@ -65,7 +65,7 @@ public sealed partial class MemoryManager<TPlatform>
             // Release; pairs with the read in Spaces.
             Volatile.Write(ref _spaces, next);
         }
-        _spacesLock.Exit();
+        _spacesLock.Exit(Platform);
         if (at >= 0)
             Platform.DeferFree(old);
     }

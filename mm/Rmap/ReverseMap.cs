@@ -52,7 +52,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         int e = _freeHead;
         if (e < 0)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             return false;
         }
         _freeHead = _next[e];
@@ -66,7 +66,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         r.RmapHead = e;
         r.MapCount++;
         _used++;
-        _lock.Exit();
+        _lock.Exit(_platform);
         return true;
     }
 
@@ -85,7 +85,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         }
         if (e < 0)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             return false;
         }
         if (prev < 0)
@@ -99,7 +99,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         _next[e] = _freeHead;
         _freeHead = e;
         _used--;
-        _lock.Exit();
+        _lock.Exit(_platform);
         // The last mapping went: the frame leaves the LRU (after the rmap lock is dropped: the two
         // locks are never held together; the caller's page-table lock is still held).
         if (left == 0 && Lru != null)
@@ -132,7 +132,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         }
         if (e < 0)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             space = null;
             address = default;
             return false;
@@ -140,7 +140,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         cursor = new RmapCursor(e, _stamp[e]);
         space = _space[e];
         address = new VirtAddr(_address[e]);
-        _lock.Exit();
+        _lock.Exit(_platform);
         return true;
     }
 
@@ -151,7 +151,7 @@ public sealed class ReverseMap<TPlatform> where TPlatform : struct, IMmPlatform
         int e = _frames.Record(frame).RmapHead;
         while (e >= 0 && !(_space[e] == space && _address[e] == address.Value))
             e = _next[e];
-        _lock.Exit();
+        _lock.Exit(_platform);
         return e >= 0;
     }
 }

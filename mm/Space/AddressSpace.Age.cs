@@ -24,7 +24,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             PageTableEntry old = PteOps.ClearBits(s.Pointer, PageTableEntry.Accessed);
             young = old.IsAccessed;
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (!mapped)
             return false;
         VirtAddr end = address + PageSizes.Size4K;

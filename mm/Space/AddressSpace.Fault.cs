@@ -82,7 +82,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _ptLock.Enter(_platform);
         if (_dead != 0)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return FaultStatus.Dead;
         }
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, page, page + 1);
@@ -90,7 +90,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PteSlot s = w.Current;
         if (!s.Value.IsPresent)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return FaultStatus.NoRegion;
         }
         if (write && !s.Value.IsWritable && MustCopyOnWrite(s.Value, s.Level))
@@ -99,7 +99,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // count is > 0 for GetRef.
             shared = s.Value.LeafAddress(1).Pfn;
             _mm.Frames.GetRef(shared);
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return FaultStatus.Exists;
         }
         if (write && !s.Value.IsWritable)
@@ -108,7 +108,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // needs no flush (a stale read-only TLB entry only causes a spurious fault).
             PteOps.SetBits(s.Pointer, PageTableEntry.Writable);
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         return FaultStatus.Ok;
     }
 
@@ -124,7 +124,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 continue;
             _ptLock.Enter(_platform);
             MapStatus status = _dead != 0 ? MapStatus.Dead : MapLocked(va, pa, level, region.Prot);
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             if (status == MapStatus.Ok || status == MapStatus.AlreadyMapped)
                 return FaultStatus.Ok;
             if (status == MapStatus.Dead)
@@ -173,7 +173,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // before the entry; pairs with PteOps.Read in walkers and the CPU's page walk.
             PteOps.Write(slot, PageTableEntry.ForLeaf(frame.Address, 1, prot));
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (result != FaultStatus.Ok)
         {
             _mm.Frames.PutRef(frame);

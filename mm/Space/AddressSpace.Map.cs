@@ -61,7 +61,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             return MapStatus.Misaligned;
         _ptLock.Enter(_platform);
         MapStatus status = _dead != 0 ? MapStatus.Dead : MapLocked(address, physical, level, prot);
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         return status;
     }
 
@@ -92,32 +92,32 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _ptLock.Enter(_platform);
         if (_dead != 0)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return MapStatus.Dead;
         }
         ulong* slot = WalkLocked(address, 1, true, out MapStatus status);
         if (slot == null)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return status;
         }
         if (PteOps.Read(slot).Raw != 0)
         {
             // Mapped, or a swap entry (the page is swapped out, not missing).
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return MapStatus.AlreadyMapped;
         }
         _mm.Frames.GetRef(frame);
         if (!_mm.Rmap.Add(frame, this, address))
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             _mm.Frames.PutRef(frame);
             return MapStatus.OutOfMemory;
         }
         // Release store after the rmap entry: a reclaimer that finds the entry through the rmap
         // then takes _ptLock and sees this store.
         PteOps.Write(slot, PageTableEntry.ForLeaf(frame.Address, 1, prot));
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         return MapStatus.Ok;
     }
 
@@ -133,7 +133,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             throw new System.ArgumentException("SplitHuge: address above the user half (2^47)");
         _ptLock.Enter(_platform);
         MapStatus status = SplitLocked(address, out VirtAddr start, out ulong size);
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (status == MapStatus.Ok)
             FlushRange(start, start + size);
         return status;

@@ -56,7 +56,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         // entry below is the only way to reach the frame.
         if (slot == null || !old.IsPresent || old.IsSpecial || old.LeafAddress(1).Pfn != frame || _mm.Frames.MapCountOf(frame) != 1)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return false;
         }
         _mm.Frames.SetFlags(frame, mark);
@@ -70,7 +70,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         }
         if (old.IsDirty)
             _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         // A read-only entry was never cached writable (Protect flushed when it removed W), and no
         // secondary got write access from it: nothing to flush or notify.
         if (old.IsWritable)
@@ -110,7 +110,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 _mm.Lru.Add(shared, this, page); // no-op when the shared frame is listed already
             replaced = true;
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (!replaced)
         {
             _mm.Frames.ClearFlags(frame, FrameFlags.CopyOnWrite);
@@ -172,7 +172,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 replaced = true;
             }
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (!replaced)
         {
             _mm.Frames.PutRef(copy);

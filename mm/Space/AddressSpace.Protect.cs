@@ -67,7 +67,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 old = PteOps.Read(s.Pointer);
             }
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (reduced && start < stop)
             FinishTeardown(start, stop, MmuNotifierEvent.ProtectionChange);
         return outOfMemory ? -1 : changed;

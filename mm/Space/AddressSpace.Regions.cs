@@ -18,7 +18,7 @@ public sealed partial class AddressSpace<TPlatform>
             // Volatile.Read in Regions.
             Volatile.Write(ref _regions, next);
         }
-        _regionLock.Exit();
+        _regionLock.Exit(_platform);
         if (next == null)
             return false;
         _platform.DeferFree(old);
@@ -36,7 +36,7 @@ public sealed partial class AddressSpace<TPlatform>
             // Release; pairs with the Volatile.Read in Regions.
             Volatile.Write(ref _regions, next);
         }
-        _regionLock.Exit();
+        _regionLock.Exit(_platform);
         if (next == null)
             return false;
         _platform.DeferFree(old);

@@ -12,7 +12,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             if (_dead != 0)
             {
                 // Dying: a resolve must not hand out (or fault in) anything more.
-                _ptLock.Exit();
+                _ptLock.Exit(_platform);
                 page = default;
                 return FaultStatus.Dead;
             }
@@ -27,12 +27,12 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 // Under _ptLock the mapping holds a reference, so the count is > 0.
                 if (tracked)
                     _mm.Frames.GetRef(frame);
-                _ptLock.Exit();
+                _ptLock.Exit(_platform);
                 page = new ResolvedPage(frame, e.IsWritable, tracked, s.Level);
                 _platform.Checkpoint(MmCheckpoint.SecondaryResolved);
                 return FaultStatus.Ok;
             }
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             FaultStatus status = HandleFault(va, write);
             if (status != FaultStatus.Ok)
             {

@@ -19,7 +19,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PteSlot s = w.Current;
         if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial || s.Value.LeafAddress(1).Pfn != frame)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return false;
         }
         // 1. Replace the entry by the swap entry (atomic: the CPU may set D until it is gone; the
@@ -30,7 +30,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         bool listed = _mm.Rmap.Remove(frame, this, address);
         // The entry names the slot from now on (swap-map lock nests inside _ptLock).
         swap.AddUseLocked(slot);
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (!listed)
             throw new InvalidOperationException("TrySwapOut: mapping missing from the reverse map");
         // 2. Flush the primary TLB, 3. call the notifiers (a secondary's zap carries its D bit).
@@ -65,7 +65,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             _ptLock.Enter(_platform);
             if (_dead != 0)
             {
-                _ptLock.Exit();
+                _ptLock.Exit(_platform);
                 if (haveSpare)
                     _mm.Frames.PutRef(spare);
                 return FaultStatus.Dead;
@@ -74,13 +74,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // use count includes this entry).
             if (!HoldsEntryLocked(page, entry, out _))
             {
-                _ptLock.Exit();
+                _ptLock.Exit(_platform);
                 if (haveSpare)
                     _mm.Frames.PutRef(spare);
                 return FaultStatus.Exists;
             }
             SwapMap<TPlatform>.Lookup found = swap.LookupLocked(slot, spare, haveSpare, out frame, out ulong handle);
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             if (found == SwapMap<TPlatform>.Lookup.NeedFrame)
             {
                 // At the resident limit, or no frame: reclaim first (no lock held), as a
@@ -137,7 +137,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // remembers its eviction), so it can be aged and evicted again.
             _mm.Lru.Add(frame, this, page);
         }
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (result != FaultStatus.Ok)
         {
             // The entry changed meanwhile (unmapped, or another faulter installed it): give the

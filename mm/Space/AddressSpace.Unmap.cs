@@ -93,7 +93,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                     break;
                 }
             }
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             if (swap != null)
                 ReleaseSwap(swap, swapSlots, swapCount, gathered, count);
             if (cleared && cursor < stop)
@@ -151,7 +151,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PteSlot s = w.Current;
         if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial || s.Value.LeafAddress(1).Pfn != frame)
         {
-            _ptLock.Exit();
+            _ptLock.Exit(_platform);
             return false;
         }
         // 1. Clear the primary entry (atomic: the CPU may set D until it is gone).
@@ -159,7 +159,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         if (old.IsDirty)
             _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
         bool listed = _mm.Rmap.Remove(frame, this, address);
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         if (!listed)
             throw new InvalidOperationException("TryToUnmap: mapping missing from the reverse map");
         // 2. Flush the primary TLB, 3. call the notifiers.

@@ -180,7 +180,7 @@ public sealed unsafe partial class AddressSpace<TPlatform> : IAddressSpace where
         // it) or sees _dead under the same lock and installs nothing.
         _ptLock.Enter(_platform);
         _dead = 1;
-        _ptLock.Exit();
+        _ptLock.Exit(_platform);
         // Wake faults waiting for a userfault fill: they re-check and fail with Dead.
         SignalUserfault();
         PutUser();
@@ -196,7 +196,7 @@ public sealed unsafe partial class AddressSpace<TPlatform> : IAddressSpace where
         _regionLock.Enter(_platform);
         RegionMap old = _regions;
         Volatile.Write(ref _regions, RegionMap.Empty);
-        _regionLock.Exit();
+        _regionLock.Exit(_platform);
         _platform.DeferFree(old);
         // No user reference is left, so no walker holds a table: free them all.
         FreeTable(Root, 4);

@@ -198,7 +198,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         {
             if (!TryTakeFrameLocked(out slot))
             {
-                _lock.Exit();
+                _lock.Exit(_platform);
                 handle = 0;
                 return false;
             }
@@ -206,7 +206,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
             _slotRawTag[slot] = (int)tag;
             _slotRawChecksum[slot] = checksum;
             Copy(FrameBytes(slot), page, PageBytes);
-            _lock.Exit();
+            _lock.Exit(_platform);
             Interlocked.Increment(ref _rawPages);
             handle = KindRaw | ((ulong)tag << TagShift) | ((ulong)slot << SlotShift);
             return true;
@@ -215,7 +215,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         int cls = _classForGranules[(HeaderBytes + length + GranuleBytes - 1) / GranuleBytes];
         if (!TryTakeChunkLocked(cls, out slot, out chunk))
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             handle = 0;
             return false;
         }
@@ -223,7 +223,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         *(uint*)at = (uint)length | (tag << 12);
         *(uint*)(at + 4) = checksum;
         Copy(at + HeaderBytes, block, length);
-        _lock.Exit();
+        _lock.Exit(_platform);
         Interlocked.Increment(ref _compressedPages);
         Interlocked.Add(ref _compressedBytes, length);
         handle = KindCompressed | ((ulong)chunk << ChunkShift) | ((ulong)tag << TagShift) | ((ulong)slot << SlotShift);
@@ -255,12 +255,12 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
                 _lock.Enter(_platform);
                 if (!IsLiveRawLocked(handle, out int slot))
                 {
-                    _lock.Exit();
+                    _lock.Exit(_platform);
                     break;
                 }
                 uint expected = _slotRawChecksum[slot];
                 Copy(page, FrameBytes(slot), PageBytes);
-                _lock.Exit();
+                _lock.Exit(_platform);
                 if (Checksum(page, PageBytes) != expected)
                 {
                     Interlocked.Increment(ref _corruptBlocks);
@@ -278,7 +278,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         _lock.Enter(_platform);
         if (!IsLiveChunkLocked(handle, out int slot, out int cls, out int chunk, out int length))
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             Interlocked.Increment(ref _badHandles);
             return false;
         }
@@ -286,7 +286,7 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         byte* at = ChunkBytes(slot, cls, chunk);
         uint expected = *(uint*)(at + 4);
         Copy(block, at + HeaderBytes, length);
-        _lock.Exit();
+        _lock.Exit(_platform);
         // LZ4 has no check of its own: a flipped literal would decode to a wrong page.
         if (Checksum(block, length) != expected || Lz4Block.Decompress(block, length, page, PageBytes) != PageBytes)
         {
@@ -319,11 +319,11 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
                     _lock.Enter(_platform);
                     if (!IsLiveChunkLocked(handle, out int slot, out int cls, out int chunk, out int length))
                     {
-                        _lock.Exit();
+                        _lock.Exit(_platform);
                         break;
                     }
                     ReleaseChunkLocked(slot, cls, chunk);
-                    _lock.Exit();
+                    _lock.Exit(_platform);
                     Interlocked.Decrement(ref _compressedPages);
                     Interlocked.Add(ref _compressedBytes, -length);
                     return;
@@ -333,11 +333,11 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
                     _lock.Enter(_platform);
                     if (!IsLiveRawLocked(handle, out int slot))
                     {
-                        _lock.Exit();
+                        _lock.Exit(_platform);
                         break;
                     }
                     ReleaseFrameLocked(slot);
-                    _lock.Exit();
+                    _lock.Exit(_platform);
                     Interlocked.Decrement(ref _rawPages);
                     return;
                 }

@@ -110,7 +110,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.Enter(_platform);
         int slot = _slotOfFrame[(int)frame.Value];
-        _lock.Exit();
+        _lock.Exit(_platform);
         return slot;
     }
 
@@ -119,7 +119,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.Enter(_platform);
         ulong h = _handle[slot];
-        _lock.Exit();
+        _lock.Exit(_platform);
         return h;
     }
 
@@ -133,7 +133,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             for (int i = 0; i < _cache.Length; i++)
                 if (_cache[i] >= 0)
                     n++;
-            _lock.Exit();
+            _lock.Exit(_platform);
             return n;
         }
     }
@@ -160,16 +160,16 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         {
             if (_state[slot] != StateIdle)
             {
-                _lock.Exit();
+                _lock.Exit(_platform);
                 return -1;
             }
             _state[slot] = StateWriteBack;
-            _lock.Exit();
+            _lock.Exit(_platform);
             return slot;
         }
         if ((_frames.FlagsOf(frame) & FrameFlags.Anonymous) == 0 || _frames.MapCountOf(frame) != 1)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             refused = true;
             Interlocked.Increment(ref _refused);
             return -1;
@@ -177,7 +177,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         slot = _freeHead;
         if (slot < 0)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             return -1;
         }
         _freeHead = _nextFree[slot];
@@ -191,7 +191,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         // The cache's own reference (the caller's keeps the frame live, so the count is > 0).
         _frames.GetRef(frame);
         _frames.SetFlags(frame, FrameFlags.SwapCache);
-        _lock.Exit();
+        _lock.Exit(_platform);
         return slot;
     }
 
@@ -200,7 +200,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.Enter(_platform);
         _uses[slot]++;
-        _lock.Exit();
+        _lock.Exit(_platform);
     }
 
     /// <summary>The device handle of the slot's current copy (0: none). Caller owns the slot (WriteBack).</summary>
@@ -208,7 +208,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.Enter(_platform);
         ulong h = _handle[slot];
-        _lock.Exit();
+        _lock.Exit(_platform);
         return h;
     }
 
@@ -263,7 +263,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             left = true;
         }
         freeHandle = FreeIfUnusedLocked(slot, ref putFrame);
-        _lock.Exit();
+        _lock.Exit(_platform);
         // Outside the lock: the device and the frame allocator.
         if (oldHandle != 0)
             FreeCopy(oldHandle);
@@ -311,20 +311,20 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         {
             if (_state[slot] == StateLoading)
             {
-                _lock.Exit();
+                _lock.Exit(_platform);
                 return Lookup.Busy;
             }
             frame = new Pfn((ulong)c);
             // The cache holds a reference, so the count is > 0; taken under _lock, which
             // EndSwapOut's reference check also holds.
             _frames.GetRef(frame);
-            _lock.Exit();
+            _lock.Exit(_platform);
             Interlocked.Increment(ref _cacheHits);
             return Lookup.Hit;
         }
         if (!haveSpare)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             return Lookup.NeedFrame;
         }
         handle = _handle[slot];
@@ -333,7 +333,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         _slotOfFrame[(int)spare.Value] = slot;
         _frames.GetRef(spare);   // the cache's reference
         _frames.SetFlags(spare, FrameFlags.Anonymous | FrameFlags.SwapCache);
-        _lock.Exit();
+        _lock.Exit(_platform);
         frame = spare;
         return Lookup.Load;
     }
@@ -357,7 +357,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             putFrame = (int)frame.Value;
         }
         ulong freeHandle = FreeIfUnusedLocked(slot, ref putFrame);
-        _lock.Exit();
+        _lock.Exit(_platform);
         if (freeHandle != 0)
             FreeCopy(freeHandle);
         if (putFrame >= 0)
@@ -369,7 +369,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     {
         _lock.Enter(_platform);
         _uses[slot]--;
-        _lock.Exit();
+        _lock.Exit(_platform);
     }
 
     // ------------------------------------------------------------------------------------------
@@ -388,11 +388,11 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         _uses[slot]--;
         if (_uses[slot] < 0)
         {
-            _lock.Exit();
+            _lock.Exit(_platform);
             throw new System.InvalidOperationException("SwapMap: swap-entry use count below zero");
         }
         ulong freeHandle = FreeIfUnusedLocked(slot, ref putFrame);
-        _lock.Exit();
+        _lock.Exit(_platform);
         if (freeHandle != 0)
             FreeCopy(freeHandle);
         if (putFrame >= 0)
@@ -410,7 +410,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         _lock.Enter(_platform);
         int slot = _slotOfFrame[(int)frame.Value];
         ulong freeHandle = slot >= 0 ? FreeIfUnusedLocked(slot, ref putFrame) : 0;
-        _lock.Exit();
+        _lock.Exit(_platform);
         if (freeHandle != 0)
             FreeCopy(freeHandle);
         if (putFrame >= 0)

@@ -17,8 +17,10 @@ public struct SpinLock
 
     /// <summary>Acquires the lock, spinning with the platform's pause hint.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Enter<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    public void Enter<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
     {
+        // Not preemptible from here to Exit: a spinner with preemption off may wait for us.
+        platform.PreemptDisable();
 #if TANDEM_HOST_TESTS
         SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, HookAddress);
 #endif
@@ -29,7 +31,7 @@ public struct SpinLock
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private void EnterContended<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    private void EnterContended<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
     {
         do
         {
@@ -55,8 +57,9 @@ public struct SpinLock
     /// with <see cref="ExitQuiet"/>. The kernel build is the same as <see cref="Enter"/>.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void EnterQuiet<TPlatform>(in TPlatform platform) where TPlatform : struct, IMmPlatform
+    public void EnterQuiet<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
     {
+        platform.PreemptDisable();
         // Same pairing as Enter.
         while (Interlocked.CompareExchange(ref _state, 1, 0) != 0)
         {
@@ -67,15 +70,26 @@ public struct SpinLock
 
     /// <summary><see cref="Exit"/> without the hook; pairs with <see cref="EnterQuiet"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void ExitQuiet()
+    public void ExitQuiet<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
     {
         // Release: pairs with the CAS in EnterQuiet.
         Volatile.Write(ref _state, 0);
+        platform.PreemptEnable();
     }
 
-    /// <summary>Acquires the lock if it is free; never spins.</summary>
+    /// <summary>Acquires the lock if it is free; never spins. Preemption stays off only when it returns true.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryEnter()
+    public bool TryEnter<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
+    {
+        platform.PreemptDisable();
+        if (TryTake())
+            return true;
+        platform.PreemptEnable();
+        return false;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryTake()
     {
 #if TANDEM_HOST_TESTS
         SharedAccess.Hook?.Invoke(SharedAccessKind.LockAcquire, HookAddress);
@@ -90,15 +104,16 @@ public struct SpinLock
 #endif
     }
 
-    /// <summary>Releases the lock.</summary>
+    /// <summary>Releases the lock, then allows preemption again.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Exit()
+    public void Exit<TPlatform>(in TPlatform platform) where TPlatform : struct, ILockPlatform
     {
 #if TANDEM_HOST_TESTS
         SharedAccess.Hook?.Invoke(SharedAccessKind.LockRelease, HookAddress);
 #endif
         // Release: pairs with the CAS in Enter/TryEnter of the next holder.
         Volatile.Write(ref _state, 0);
+        platform.PreemptEnable();
     }
 
 #if TANDEM_HOST_TESTS

@@ -316,6 +316,10 @@ public unsafe class MutationKillTests
         public void InvEptSingleContext(ulong eptPointer) => _machine.InvEpt(eptPointer);
         public void FlushRemote(ulong eptPointer, ulong cpuMask) => _machine.FlushRemote(eptPointer, cpuMask);
         public int CurrentCpu => KvmMachine.ThreadCpu % _machine.Cpus;
+        public void PreemptDisable() { }
+
+        public void PreemptEnable() { }
+
         public void SpinPause()
         {
             OnPause?.Invoke();

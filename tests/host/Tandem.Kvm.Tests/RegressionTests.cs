@@ -352,6 +352,10 @@ public unsafe class RegressionTests
         public void InvEptSingleContext(ulong eptPointer) { Check(); _machine.InvEpt(eptPointer); }
         public void FlushRemote(ulong eptPointer, ulong cpuMask) { Check(); _machine.FlushRemote(eptPointer, cpuMask); }
         public int CurrentCpu => KvmMachine.ThreadCpu % _machine.Cpus;
+        public void PreemptDisable() { }
+
+        public void PreemptEnable() { }
+
         public void SpinPause() => Thread.Yield();
         public void Checkpoint(MmCheckpoint site) { }
 

@@ -69,6 +69,10 @@ public unsafe class MutationKillTests
         public void DeferFree(object retired) => _inner.DeferFree(retired);
         public void WaitForChange(ref int word, int observed) => _inner.WaitForChange(ref word, observed);
         public void FrameFreed(Pfn frame) => _inner.FrameFreed(frame);
+
+        public void PreemptDisable() { }
+
+        public void PreemptEnable() { }
         public void Checkpoint(MmCheckpoint site) => _inner.Checkpoint(site);
         public void SpinPause()
         {

@@ -15,6 +15,10 @@ public readonly unsafe struct BenchPlatform : IMmPlatform
     public void SpinPause() => Thread.SpinWait(1);
     public void DeferFree(object retired) { }
     public void FrameFreed(Pfn frame) { }
+
+    public void PreemptDisable() { }
+
+    public void PreemptEnable() { }
     public void WaitForChange(ref int word, int observed) => Thread.Yield();
     public void Checkpoint(MmCheckpoint site) { }
 }

@@ -91,6 +91,10 @@ public readonly unsafe struct BenchMmPlatform : IMmPlatform
     public int CpuCount => _machine.Cpus;
     public void FlushTlb(in TlbFlushRequest request) => Interlocked.Increment(ref _machine.PrimaryFlushes);
     public void SpinPause() => Thread.SpinWait(1);
+
+    public void PreemptDisable() { }
+
+    public void PreemptEnable() { }
     public void DeferFree(object retired) { }
     public void FrameFreed(Pfn frame) { }
     public void WaitForChange(ref int word, int observed) => Thread.SpinWait(1);
@@ -109,5 +113,9 @@ public readonly unsafe struct BenchEptPlatform : IEptPlatform
     public void FlushRemote(ulong eptPointer, ulong cpuMask) => Interlocked.Increment(ref _machine.RemoteFlushes);
     public int CurrentCpu => BenchMachine.ThreadCpu;
     public void SpinPause() => Thread.SpinWait(1);
+
+    public void PreemptDisable() { }
+
+    public void PreemptEnable() { }
     public void Checkpoint(MmCheckpoint site) { }
 }

@@ -27,6 +27,10 @@ public readonly unsafe struct EptHostPlatform : IEptPlatform
 
     public int CurrentCpu => KvmMachine.ThreadCpu % _machine.Cpus;
 
+    public void PreemptDisable() { }
+
+    public void PreemptEnable() { }
+
     public void SpinPause()
     {
         AccessMonitor.Step(SharedAccessKind.Spin, 0);

@@ -35,6 +35,10 @@ public readonly unsafe struct HostPlatform : IMmPlatform
 
     public void FrameFreed(Pfn frame) => _machine.PoisonFrame(frame);
 
+    public void PreemptDisable() { }
+
+    public void PreemptEnable() { }
+
     public void WaitForChange(ref int word, int observed)
     {
         SpinWait spin = default;
