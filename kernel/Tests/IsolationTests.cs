@@ -23,6 +23,7 @@ namespace Tandem.Kernel.Tests
             if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a VMCALL check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus))
                 return;
             t.Check(vm.Vcpu!.RefusedHypercalls == 2, "the host did not refuse exactly the two ring-3 VMCALLs", vm.Vcpu!.RefusedHypercalls);
+            vm.Release();
         }
 
         private static void PauseAtPhase(Vm vm, ulong phase) => vm.PauseRequested = true;
@@ -61,6 +62,8 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(b);
             t.Check(a.ExitStatus == 0, a.StopReason ?? "VM A: a marker check failed (exit status = its number: 2 own count, 3 found the other's)", (ulong)a.ExitStatus);
             t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B: a marker check failed (exit status = its number: 2 own count, 3 found the other's)", (ulong)b.ExitStatus);
+            a.Release();
+            b.Release();
         }
     }
 }
