@@ -102,6 +102,12 @@ namespace Tandem.Kvm.Vmx
             KvmHost.WakeThread(thread);
         }
 
+        /// <summary>COM1 output is counted, not shown (a fuzz guest writes random bytes to the port).</summary>
+        public bool MuteSerial;
+
+        /// <summary>Bytes <see cref="MuteSerial"/> kept off the console.</summary>
+        public ulong MutedSerialBytes;
+
         private int _released;
 
         /// <summary>
@@ -127,6 +133,11 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public void SerialOut(byte value)
         {
+            if (MuteSerial)
+            {
+                MutedSerialBytes++;
+                return;
+            }
             // CR LF ends a line (the console writes its own); a CR alone is a line editor
             // returning to the start of the line to redraw it, and goes through.
             if (value == '\r')

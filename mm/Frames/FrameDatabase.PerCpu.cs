@@ -1,3 +1,5 @@
+using System.Threading;
+
 namespace Tandem.Mm;
 
 public sealed partial class FrameDatabase<TPlatform>
@@ -6,6 +8,18 @@ public sealed partial class FrameDatabase<TPlatform>
 
     /// <summary>Allocates one frame, from the current CPU's cache when possible. Count starts at 1.
     /// The contents are not cleared.</summary>
+    /// <summary>Free frames parked in the per-CPU caches (a racy sum: exact only when nobody allocates or frees).</summary>
+    public int CachedFrames
+    {
+        get
+        {
+            int n = 0;
+            for (int i = 0; i < _perCpu.Length; i++)
+                n += Volatile.Read(ref _perCpu[i].Count);
+            return n;
+        }
+    }
+
     public bool AllocateFrame(out Pfn frame)
     {
         PerCpuFrameCache cache = _perCpu[_platform.CurrentCpu];

@@ -42,6 +42,8 @@ public static partial class TestGuests
         ("tsc64", Tsc64()),
         ("msr32", Msr32()),
         ("vmxinsn32", VmxInsn32()),
+        ("fuzzkit", FuzzKit.Build()),
+        ("sentinel32", Sentinel32()),
         ("apic32", Apic32()),
         ("uart32", Uart32()),
         ("s5_32", S5Guest()),

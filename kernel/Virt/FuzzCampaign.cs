@@ -1,0 +1,372 @@
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Memory;
+using Tandem.Kvm.Fuzz;
+using Tandem.Kvm.Vmx;
+
+namespace Tandem.Kernel.Virt
+{
+    /// <summary>
+    /// The guest fuzzer's host side (issue 13 §1, docs/fuzzing.md). Each fuzz guest is composed
+    /// from the <c>fuzzkit</c> module and a seed (<see cref="FuzzProgram"/>), runs on its own vCPU
+    /// thread until it exits, is stopped, or spends its budget, and is released; a bystander VM
+    /// (<c>sentinel32</c>) checks its own memory the whole time. After every guest the host checks
+    /// itself: every CPU answers a call, the heap's and the frame allocator's invariants hold,
+    /// every mm frame the guest had is free again, and the kernel's code is unchanged. A broken
+    /// check prints the seed and the guest's last step (replay: <c>vm=fuzz,seed=N</c>).
+    /// </summary>
+    internal static unsafe class FuzzCampaign
+    {
+        /// <summary>A fuzz guest's RAM, steps and time budget.</summary>
+        public const ulong GuestRam = 16UL << 20;
+        public const int Steps = 1500;
+        public const ulong BudgetSeconds = 2;
+
+        private const int StopKinds = 16;
+
+        /// <summary>The last campaign's figures (read by the tests).</summary>
+        public static int Guests, HostFailures, SentinelFailures;
+        public static ulong TotalExits, SentinelRounds;
+        public static readonly ulong[] ExitsByReason = new ulong[ExitReason.Count];
+        public static readonly int[] FragmentsByKind = new int[FuzzProgram.KindCount];
+        private static readonly string?[] s_stopNames = new string?[StopKinds];
+        private static readonly int[] s_stopCounts = new int[StopKinds];
+
+        /// <summary>Distinct stop reasons seen in the last campaign.</summary>
+        public static int StopKindsSeen
+        {
+            get
+            {
+                int n = 0;
+                for (int i = 0; i < StopKinds; i++)
+                {
+                    if (s_stopNames[i] != null)
+                        n++;
+                }
+                return n;
+            }
+        }
+
+        private static byte* s_kit;
+        private static ulong s_kitLength;
+        private static byte* s_image;
+        private static int s_imageCapacity;
+
+        /// <summary>Finds and checks the kit, and makes the composing buffer; null when all is ready.</summary>
+        private static string? Prepare()
+        {
+            if (s_image != null)
+                return null;
+            if (!KvmGlue.FindModule("fuzzkit", out byte* kit, out ulong length))
+                return "the fuzzkit module is not on the boot image";
+            string? bad = FuzzProgram.CheckKit(new System.ReadOnlySpan<byte>(kit, (int)length));
+            if (bad != null)
+                return bad;
+            int capacity = FuzzProgram.MaxLength(new System.ReadOnlySpan<byte>(kit, (int)length), Steps);
+            ulong pages = ((ulong)capacity + 4095) / 4096;
+            ulong buffer = FrameAllocator.AllocateContiguous(pages);
+            if (buffer == 0)
+                return "no memory for the fuzz guest's image";
+            s_kit = kit;
+            s_kitLength = length;
+            s_image = (byte*)buffer;
+            s_imageCapacity = (int)(pages * 4096);
+            return null;
+        }
+
+        /// <summary>The fuzz guest of <paramref name="seed"/>, created and loaded (not started); its serial output is muted.</summary>
+        public static Vm? CreateGuest(ulong seed, out string? problem)
+        {
+            problem = Prepare();
+            if (problem != null)
+                return null;
+            int length = FuzzProgram.Compose(new System.ReadOnlySpan<byte>(s_kit, (int)s_kitLength), seed, Steps, (uint)GuestRam,
+                new System.Span<byte>(s_image, s_imageCapacity), new System.Span<int>(FragmentsByKind));
+            Vm? vm = GuestRunner.Create(GuestRam, s_image, (ulong)length, out problem);
+            if (vm == null)
+                return null;
+            vm.MuteSerial = true;
+            vm.MaxQuanta = VmcsSetup.BudgetUnits(BudgetSeconds);
+            return vm;
+        }
+
+        private static void Noop(ulong argument) { }
+
+        /// <summary>FNV-1a over the kernel's code.</summary>
+        private static ulong CodeChecksum()
+        {
+            KernelLayout* layout = KernelLayout.Get;
+            ulong h = 0xCBF2_9CE4_8422_2325UL;
+            for (ulong* p = (ulong*)layout->TextStart; p < (ulong*)layout->TextEnd; p++)
+                h = (h ^ *p) * 0x0000_0100_0000_01B3UL;
+            return h;
+        }
+
+        private static int MmFreeFrames()
+        {
+            Tandem.Mm.MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            return mm == null ? 0 : mm.Frames.BuddyFreeFrames + mm.Frames.CachedFrames;
+        }
+
+        private static void Reset()
+        {
+            Guests = HostFailures = SentinelFailures = 0;
+            TotalExits = SentinelRounds = 0;
+            for (int i = 0; i < ExitsByReason.Length; i++)
+                ExitsByReason[i] = 0;
+            for (int i = 0; i < FragmentsByKind.Length; i++)
+                FragmentsByKind[i] = 0;
+            for (int i = 0; i < StopKinds; i++)
+            {
+                s_stopNames[i] = null;
+                s_stopCounts[i] = 0;
+            }
+        }
+
+        private static bool SameText(string a, string b)
+        {
+            if (a.Length != b.Length)
+                return false;
+            for (int i = 0; i < a.Length; i++)
+            {
+                if (a[i] != b[i])
+                    return false;
+            }
+            return true;
+        }
+
+        private static void CountStop(string reason)
+        {
+            for (int i = 0; i < StopKinds; i++)
+            {
+                if (s_stopNames[i] == null)
+                {
+                    s_stopNames[i] = reason;
+                    s_stopCounts[i] = 1;
+                    return;
+                }
+                if (SameText(s_stopNames[i]!, reason))
+                {
+                    s_stopCounts[i]++;
+                    return;
+                }
+            }
+            s_stopCounts[StopKinds - 1]++;
+        }
+
+        /// <summary>
+        /// Runs fuzz guests of seeds <paramref name="firstSeed"/>, +1, ... until <paramref name="count"/>
+        /// guests ran or (when <paramref name="exitGoal"/> is not 0) their exits reached it, beside the
+        /// sentinel; prints one line per guest and the summary. False when the campaign could not
+        /// start (the reason is printed); the figures are in the static fields.
+        /// </summary>
+        public static bool Run(ulong firstSeed, int count, ulong exitGoal)
+        {
+            Reset();
+            string? problem = Prepare();
+            if (problem != null)
+            {
+                Say("fuzz: cannot run: ", problem);
+                return false;
+            }
+            if (!KvmGlue.FindModule("sentinel32", out byte* sentinelImage, out ulong sentinelLength))
+            {
+                Log.Line("fuzz: cannot run: the sentinel32 module is not on the boot image");
+                return false;
+            }
+            Vm? sentinel = GuestRunner.Create(GuestRam, sentinelImage, sentinelLength, out problem);
+            if (sentinel == null)
+            {
+                Say("fuzz: cannot create the sentinel VM: ", problem ?? "?");
+                return false;
+            }
+            sentinel.MaxQuanta = ulong.MaxValue;
+            VmThreads.Start(sentinel, 0);
+            // The sentinel has filled its memory once it reports its first round.
+            ulong deadline = Native.Rdtsc() + 60 * Timer.TscPerSecond;
+            while (Volatile.Read(ref sentinel.LastPhase) == 0 && !sentinel.Stopped && Native.Rdtsc() < deadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            ulong sentinelStart = Volatile.Read(ref sentinel.LastPhase);
+            ulong code = CodeChecksum();
+            for (int i = 0; i < count && (exitGoal == 0 || TotalExits < exitGoal); i++)
+            {
+                ulong seed = firstSeed + (ulong)i;
+                int freeBefore = MmFreeFrames();
+                Vm? vm = CreateGuest(seed, out problem);
+                if (vm == null)
+                {
+                    Failure(seed, 0, problem ?? "the fuzz guest could not be created");
+                    continue;
+                }
+                VmThreads.Start(vm, 0);
+                Wait(vm);
+                Guests++;
+                ulong exits = 0;
+                for (int r = 0; r < ExitReason.Count; r++)
+                {
+                    ulong n = 0;
+                    for (int v = 0; v < vm.Vcpus.Length; v++)
+                        n += vm.Vcpus[v].ExitCount(r);
+                    ExitsByReason[r] += n;
+                    exits += n;
+                }
+                TotalExits += exits;
+                uint step = 0;
+                vm.Memory.Read(0x8000, (byte*)&step, 4);
+                string reason = vm.StopReason ?? "exit port";
+                CountStop(reason);
+                ulong f = Log.Begin();
+                Log.Write("fuzz: seed ");
+                Log.Write(seed);
+                Log.Write(": ");
+                Log.Write(exits);
+                Log.Write(" exits, ended at step ");
+                Log.Write((ulong)step);
+                Log.Write(" of ");
+                Log.Write((ulong)Steps);
+                Log.Write(": ");
+                Log.Write(reason);
+                Log.Write(" (status ");
+                Log.Write(vm.ExitStatus);
+                Log.Write(")\n");
+                Log.End(f);
+                vm.Release();
+                CheckHost(seed, step, freeBefore, code);
+            }
+            bool early = sentinel.Stopped;
+            if (!early)
+                sentinel.Stop(0, "the fuzz campaign ended");
+            Wait(sentinel);
+            SentinelRounds = sentinel.LastPhase - sentinelStart;
+            if (early || sentinel.ExitStatus != 0)
+            {
+                SentinelFailures++;
+                Say("fuzz: HOST FAILURE: the sentinel VM stopped before the end: ", sentinel.StopReason ?? "exit status 1: a word of its memory changed");
+            }
+            else if (SentinelRounds == 0)
+            {
+                SentinelFailures++;
+                Log.Line("fuzz: HOST FAILURE: the sentinel VM made no progress while the fuzz guests ran");
+            }
+            sentinel.Release();
+            PrintSummary(firstSeed);
+            return true;
+        }
+
+        private static void Say(string text, string detail)
+        {
+            ulong f = Log.Begin();
+            Log.Write(text);
+            Log.Write(detail);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        private static readonly Vm[] s_one = new Vm[1];
+
+        private static void Wait(Vm vm)
+        {
+            s_one[0] = vm;
+            VmThreads.WaitAll(s_one, 1);
+        }
+
+        private static void Failure(ulong seed, uint step, string what)
+        {
+            HostFailures++;
+            ulong f = Log.Begin();
+            Log.Write("fuzz: HOST FAILURE after seed ");
+            Log.Write(seed);
+            Log.Write(" (its last step ");
+            Log.Write((ulong)step);
+            Log.Write("; replay with vm=fuzz,seed=");
+            Log.Write(seed);
+            Log.Write("): ");
+            Log.Write(what);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>The host's own checks after a fuzz guest was released.</summary>
+        private static void CheckHost(ulong seed, uint step, int freeBefore, ulong code)
+        {
+            for (int c = 0; c < Cpu.Count; c++)
+            {
+                if (c != Cpu.CurrentIndex && !Smp.RunOn(c, &Noop, 0))
+                    Failure(seed, step, "a CPU did not answer a call");
+            }
+            string? heap = KernelHeap.CheckInvariants();
+            if (heap != null)
+                Failure(seed, step, heap);
+            string? frames = FrameAllocator.CheckInvariants();
+            if (frames != null)
+                Failure(seed, step, frames);
+            int freeAfter = MmFreeFrames();
+            if (freeAfter < freeBefore)
+            {
+                ulong f = Log.Begin();
+                Log.Write("fuzz: frames missing after the guest was released: ");
+                Log.Write((ulong)(freeBefore - freeAfter));
+                Log.WriteChar('\n');
+                Log.End(f);
+                Failure(seed, step, "mm frames of the released guest did not come back");
+            }
+            if (CodeChecksum() != code)
+                Failure(seed, step, "the kernel's code changed");
+        }
+
+        private static void PrintSummary(ulong firstSeed)
+        {
+            ulong f = Log.Begin();
+            Log.Write("fuzz: ");
+            Log.Write((ulong)Guests);
+            Log.Write(" guests (seeds ");
+            Log.Write(firstSeed);
+            Log.Write("..");
+            Log.Write(firstSeed + (ulong)(Guests > 0 ? Guests - 1 : 0));
+            Log.Write("), ");
+            Log.Write(TotalExits);
+            Log.Write(" exits, sentinel rounds ");
+            Log.Write(SentinelRounds);
+            Log.Write(", host failures ");
+            Log.Write((ulong)(HostFailures + SentinelFailures));
+            Log.Write("\nfuzz: exits by reason:");
+            bool first = true;
+            for (int r = 0; r < ExitReason.Count; r++)
+            {
+                if (ExitsByReason[r] == 0)
+                    continue;
+                Log.Write(first ? " " : ", ");
+                first = false;
+                string? name = ExitReason.Name(r);
+                if (name != null)
+                    Log.Write(name);
+                else
+                {
+                    Log.Write("reason-");
+                    Log.Write((ulong)r);
+                }
+                Log.WriteChar(' ');
+                Log.Write(ExitsByReason[r]);
+            }
+            Log.Write("\nfuzz: stops by reason:");
+            for (int i = 0; i < StopKinds && s_stopNames[i] != null; i++)
+            {
+                Log.Write(i == 0 ? " " : "; ");
+                Log.Write(s_stopNames[i]!);
+                Log.WriteChar(' ');
+                Log.Write((ulong)s_stopCounts[i]);
+            }
+            Log.Write("\nfuzz: fragments by kind:");
+            for (int k = 0; k < FuzzProgram.KindCount; k++)
+            {
+                Log.Write(k == 0 ? " " : ", ");
+                Log.Write(FuzzProgram.KindName(k));
+                Log.WriteChar(' ');
+                Log.Write((ulong)FragmentsByKind[k]);
+            }
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+    }
+}
