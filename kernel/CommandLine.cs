@@ -65,7 +65,12 @@ namespace Tandem.Kernel
             /// <summary>fwcfg=NAME:MODULE joined by '+': fw_cfg files for the guest, or null.</summary>
             public byte* FwCfgFiles;
             public int FwCfgFilesLength;
+            /// <summary>seed=N: with the module name <c>fuzz</c>, the fuzz guest of that seed (docs/fuzzing.md); <see cref="Unset"/> when not given.</summary>
+            public ulong Seed;
         }
+
+        /// <summary>fuzz=SEED:COUNT (docs/fuzzing.md); FuzzCount 0 when not given.</summary>
+        public static ulong FuzzSeed, FuzzCount;
 
         /// <summary>How many times in a row a <c>reset=restart</c> VM is restarted before the host gives up on it.</summary>
         public const int DefaultMaxRestarts = 1000;
@@ -121,6 +126,8 @@ namespace Tandem.Kernel
             WatermarkHighMiB = o.WatermarkHighMiB;
             MmStatsSeconds = o.MmStatsSeconds;
             Ksm = o.Ksm;
+            FuzzSeed = o.FuzzSeed;
+            FuzzCount = o.FuzzCount;
             VmCount = o.VmCount;
             for (int i = 0; i < o.VmCount; i++)
             {
@@ -143,6 +150,7 @@ namespace Tandem.Kernel
                 spec.RestartOnReset = v.RestartOnReset;
                 spec.FwCfgFiles = Pointer(text, v.FwCfgOffset);
                 spec.FwCfgFilesLength = v.FwCfgLength;
+                spec.Seed = v.Seed;
             }
         }
 

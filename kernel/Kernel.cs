@@ -86,9 +86,11 @@ namespace Tandem.Kernel
                 if (status == Machine.StatusSuccess)
                     status = Bench.SmpBench.Run();
             }
+            if (CommandLine.FuzzCount > 0 && status == Machine.StatusSuccess)
+                status = Virt.FuzzCampaign.RunFromCommandLine();
             if (CommandLine.VmCount > 0 && status == Machine.StatusSuccess)
                 status = Virt.GuestRunner.RunFromCommandLine();
-            else if (!CommandLine.RunTests && !CommandLine.RunBench && CommandLine.VmCount == 0)
+            else if (!CommandLine.RunTests && !CommandLine.RunBench && CommandLine.VmCount == 0 && CommandLine.FuzzCount == 0)
                 Log.Line("tandem: nothing to run (add 'test' or 'vm=MODULE' to the command line)");
             Machine.Exit(status);
         }

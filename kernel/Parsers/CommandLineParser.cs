@@ -32,6 +32,8 @@ namespace Tandem.Kernel.Parsers
         public bool RestartOnReset;
         public int FwCfgOffset;
         public int FwCfgLength;
+        /// <summary><c>seed=N</c>: the fuzz guest's seed (module <c>fuzz</c>); <see cref="CommandLineOptions.Unset"/> when not given.</summary>
+        public ulong Seed;
     }
 
     /// <summary>What the kernel command line asked for (see <see cref="CommandLineParser"/>).</summary>
@@ -57,6 +59,8 @@ namespace Tandem.Kernel.Parsers
         /// <summary>watermarks=LOW,HIGH (MiB of free memory, LOW below HIGH); <see cref="Unset"/> when not given.</summary>
         public ulong WatermarkLowMiB, WatermarkHighMiB;
         public bool Ksm;
+        /// <summary><c>fuzz=SEED:COUNT</c>: run COUNT fuzz guests from SEED (docs/fuzzing.md); COUNT 0: not given.</summary>
+        public ulong FuzzSeed, FuzzCount;
         public int VmCount;
         private Vms _vms;
 
@@ -228,6 +232,23 @@ namespace Tandem.Kernel.Parsers
                 }
                 return;
             }
+            if (Matches(name, "fuzz") && hasValue)
+            {
+                int colon = 0;
+                while (colon < value.Length && value[colon] != (byte)':')
+                    colon++;
+                if (colon == value.Length || !TryParseNumber(value.Slice(0, colon), out ulong seed) || !TryParseNumber(value.Slice(colon + 1), out ulong count) || count == 0 || count > 100_000_000)
+                {
+                    Refused("fuzz= takes SEED:COUNT, a seed and how many guests (1..100000000), e.g. fuzz=1:500", value, out _, ref log);
+                    o.FuzzCount = 0;
+                }
+                else
+                {
+                    o.FuzzSeed = seed;
+                    o.FuzzCount = count;
+                }
+                return;
+            }
             if (Matches(name, "mmstats") && hasValue)
             {
                 if (!TryParseNumber(value, out o.MmStatsSeconds) || o.MmStatsSeconds == 0 || o.MmStatsSeconds > 86400)
@@ -258,6 +279,7 @@ namespace Tandem.Kernel.Parsers
             ReadOnlySpan<byte> value = text.Slice(valueOffset, length);
             ref VmOptions spec = ref o.Vm(o.VmCount);
             spec = default;                  // mem, cpus and budget 0: the defaults for the guest's kind
+            spec.Seed = CommandLineOptions.Unset;
             spec.CmdlineOffset = -1;
             spec.InitrdOffset = -1;
             spec.ModulesOffset = -1;
@@ -290,7 +312,15 @@ namespace Tandem.Kernel.Parsers
                 ReadOnlySpan<byte> key = part.Slice(0, eq);
                 int argOffset = valueOffset + start + eq + 1;
                 ReadOnlySpan<byte> arg = part.Slice(eq + 1);
-                if (Matches(key, "mem"))
+                if (Matches(key, "seed"))
+                {
+                    if (!TryParseNumber(arg, out spec.Seed))
+                    {
+                        VmRefused("vm= seed must be a number (the fuzz guest's seed, vm=fuzz,seed=N): ", arg, ref log);
+                        return;
+                    }
+                }
+                else if (Matches(key, "mem"))
                 {
                     if (!TryParseSize(arg, out spec.MemoryMiB) || spec.MemoryMiB == 0 || spec.MemoryMiB > MaxVmMemoryMiB)
                     {
@@ -384,7 +414,7 @@ namespace Tandem.Kernel.Parsers
                 }
                 else
                 {
-                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset): ", key, ref log);
+                    VmRefused("unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset, seed): ", key, ref log);
                     return;
                 }
             }

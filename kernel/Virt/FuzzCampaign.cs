@@ -27,6 +27,9 @@ namespace Tandem.Kernel.Virt
 
         /// <summary>The last campaign's figures (read by the tests).</summary>
         public static int Guests, HostFailures, SentinelFailures;
+
+        /// <summary>Guests stopped by a failed VM entry or an EPT misconfiguration: the host let a guest reach a state the CPU refuses (a host bug, contained to that VM).</summary>
+        public static int EntryFailures;
         public static ulong TotalExits, SentinelRounds;
         public static readonly ulong[] ExitsByReason = new ulong[ExitReason.Count];
         public static readonly int[] FragmentsByKind = new int[FuzzProgram.KindCount];
@@ -93,6 +96,19 @@ namespace Tandem.Kernel.Virt
 
         private static void Noop(ulong argument) { }
 
+        /// <summary><c>fuzz=SEED:COUNT</c> at boot: the campaign, then the machine's status (0 only with no host failure).</summary>
+        public static int RunFromCommandLine()
+        {
+            if (!KernelMain.Features.Vmx || !KernelMain.Features.Ept || !KernelMain.Features.UnrestrictedGuest)
+            {
+                Log.Line("fuzz: cannot run guests: this CPU lacks VT-x, EPT or unrestricted guest (see the banner)");
+                return Machine.StatusBadBoot;
+            }
+            if (!Run(CommandLine.FuzzSeed, CommandLine.FuzzCount > int.MaxValue ? int.MaxValue : (int)CommandLine.FuzzCount, 0))
+                return Machine.StatusBadBoot;
+            return HostFailures + SentinelFailures == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
+        }
+
         /// <summary>FNV-1a over the kernel's code.</summary>
         private static ulong CodeChecksum()
         {
@@ -111,7 +127,7 @@ namespace Tandem.Kernel.Virt
 
         private static void Reset()
         {
-            Guests = HostFailures = SentinelFailures = 0;
+            Guests = HostFailures = SentinelFailures = EntryFailures = 0;
             TotalExits = SentinelRounds = 0;
             for (int i = 0; i < ExitsByReason.Length; i++)
                 ExitsByReason[i] = 0;
@@ -216,6 +232,11 @@ namespace Tandem.Kernel.Virt
                 vm.Memory.Read(0x8000, (byte*)&step, 4);
                 string reason = vm.StopReason ?? "exit port";
                 CountStop(reason);
+                if (vm.Vcpus[0].ExitCount(ExitReason.InvalidGuestState) != 0 || vm.Vcpus[0].ExitCount(ExitReason.EptMisconfiguration) != 0)
+                {
+                    EntryFailures++;
+                    Failure(seed, step, "the host let the guest reach a state VM entry refuses (invalid guest state or an EPT misconfiguration); its stop dump is above");
+                }
                 ulong f = Log.Begin();
                 Log.Write("fuzz: seed ");
                 Log.Write(seed);
@@ -330,6 +351,9 @@ namespace Tandem.Kernel.Virt
             Log.Write(SentinelRounds);
             Log.Write(", host failures ");
             Log.Write((ulong)(HostFailures + SentinelFailures));
+            Log.Write(" (of which VM entry failures ");
+            Log.Write((ulong)EntryFailures);
+            Log.WriteChar(')');
             Log.Write("\nfuzz: exits by reason:");
             bool first = true;
             for (int r = 0; r < ExitReason.Count; r++)

@@ -125,6 +125,8 @@ namespace Tandem.Kernel.Virt
 
         internal static Vm? CreateFromSpec(ref CommandLine.VmSpec spec)
         {
+            if (spec.ModuleLength == 4 && spec.Module[0] == 'f' && spec.Module[1] == 'u' && spec.Module[2] == 'z' && spec.Module[3] == 'z')
+                return CreateFuzzGuest(ref spec);
             if (!KvmGlue.FindModule(spec.Module, spec.ModuleLength, out byte* image, out ulong length))
             {
                 NoSuchModule("vm: no boot module named '", spec.Module, spec.ModuleLength);
@@ -289,6 +291,30 @@ namespace Tandem.Kernel.Virt
             input.Image = image;
             input.ImageLength = length;
             return Create(memoryBytes, input, out problem, hugeBacked, cpus);
+        }
+
+        /// <summary><c>vm=fuzz,seed=N</c>: the fuzz guest of seed N (1 when not given), as the campaign makes it (docs/fuzzing.md).</summary>
+        private static Vm? CreateFuzzGuest(ref CommandLine.VmSpec spec)
+        {
+            ulong seed = spec.Seed == CommandLine.Unset ? 1 : spec.Seed;
+            Vm? vm = FuzzCampaign.CreateGuest(seed, out string? problem);
+            ulong f = Log.Begin();
+            Log.Write("vm: fuzz guest of seed ");
+            Log.Write(seed);
+            if (vm == null)
+            {
+                Log.Write(" not created: ");
+                Log.Write(problem ?? "?");
+            }
+            else
+            {
+                Log.Write(" is vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(" (its serial output is muted; the step it ended at is the dword at guest address 0x8000)");
+            }
+            Log.WriteChar('\n');
+            Log.End(f);
+            return vm;
         }
 
         /// <summary>A VM with <paramref name="memoryBytes"/> of RAM booted from <paramref name="input"/> by the loader its format asks for.</summary>

@@ -5,7 +5,38 @@ namespace Tandem.Kvm.Fuzz
     /// <summary>What the composer writes into a fragment's patch (tools/StubGen/Guests/FuzzKit.cs has the same numbers).</summary>
     public enum FuzzPatch : byte
     {
-        Any = 0, Boundary, Port, Msr, Leaf, Small, Gpa, Vector, Count, Cr0, Cr4, Selector, ApicAddress, Icr, Xcr0,
+        /// <summary>Any 32-bit value.</summary>
+        Any = 0,
+        /// <summary>0, 1, the powers of two and their neighbours, or any value.</summary>
+        Boundary,
+        /// <summary>A port of a device a PC has, or any 16-bit port.</summary>
+        Port,
+        /// <summary>An architectural or interesting MSR number, a range boundary, or any.</summary>
+        Msr,
+        /// <summary>A CPUID leaf in one of the three ranges, or any.</summary>
+        Leaf,
+        /// <summary>0..15, sometimes 0..255.</summary>
+        Small,
+        /// <summary>Mostly RAM the program does not live in (and page ends), now and then a device page.</summary>
+        Gpa,
+        /// <summary>An interrupt vector (one byte).</summary>
+        Vector,
+        /// <summary>A repeat count, 0..32.</summary>
+        Count,
+        /// <summary>A CR0 value: protected mode with any mix of the other bits; rarely PG, rarely real mode.</summary>
+        Cr0,
+        /// <summary>A CR4 value: defined bits, or any.</summary>
+        Cr4,
+        /// <summary>A segment selector: the runtime's, or any.</summary>
+        Selector,
+        /// <summary>A local APIC register's address.</summary>
+        ApicAddress,
+        /// <summary>An interrupt command: any vector, delivery mode (INIT and SIPI included) and shorthand.</summary>
+        Icr,
+        /// <summary>An XCR0 value.</summary>
+        Xcr0,
+        /// <summary>Mostly a device page (local APIC, I/O APIC, the MMIO test page), rarely RAM or outside it.</summary>
+        DeviceGpa,
     }
 
     /// <summary>The generator behind a fuzz guest: SplitMix64, so a seed gives the same guest on every machine.</summary>
@@ -13,8 +44,10 @@ namespace Tandem.Kvm.Fuzz
     {
         private ulong _state;
 
+        /// <summary>The generator of <paramref name="seed"/>.</summary>
         public FuzzRandom(ulong seed) { _state = seed; }
 
+        /// <summary>The next 64 bits.</summary>
         public ulong Next()
         {
             ulong z = _state += 0x9E37_79B9_7F4A_7C15UL;
@@ -26,6 +59,7 @@ namespace Tandem.Kvm.Fuzz
         /// <summary>A value in [0, <paramref name="bound"/>), <paramref name="bound"/> &gt; 0.</summary>
         public uint Below(uint bound) => (uint)(Next() % bound);
 
+        /// <summary>The next 32 bits.</summary>
         public uint Next32() => (uint)(Next() >> 32);
     }
 
@@ -40,12 +74,20 @@ namespace Tandem.Kvm.Fuzz
     /// </summary>
     public static class FuzzProgram
     {
-        public const uint Magic = 0x4B5A_4654;     // "TFZK"
-        public const uint Version = 1;
+        /// <summary>The kit's magic ("TFZK") and layout version.</summary>
+        public const uint Magic = 0x4B5A_4654, Version = 1;
+
+        /// <summary>Sizes of the kit's header, a table entry and a patch entry (tools/StubGen/Guests/FuzzKit.cs).</summary>
         public const int HeaderSize = 40, EntrySize = 16, PatchSize = 4;
+
+        /// <summary>Where the flat loader puts the guest image.</summary>
         public const uint ImageBase = 0x10_0000;
+
+        /// <summary>Fragment kinds (<see cref="KindName"/>).</summary>
         public const int KindCount = 12;
-        public const int PrologueSize = 25, EpilogueSize = 19;
+
+        /// <summary>The bytes of a step's prologue and of the program's end.</summary>
+        public const int PrologueSize = 25, EpilogueSize = 20;
 
         /// <summary>Fragment kinds by number, for the statistics.</summary>
         public static string KindName(int kind)
@@ -107,7 +149,7 @@ namespace Tandem.Kvm.Fuzz
                 {
                     int p = (int)(patches + (first + (uint)k) * PatchSize);
                     uint at = U16(kit, p), size = kit[p + 3];
-                    if ((size != 1 && size != 4) || at + size > codeLength || kit[p + 2] > (byte)FuzzPatch.Xcr0)
+                    if ((size != 1 && size != 4) || at + size > codeLength || kit[p + 2] > (byte)FuzzPatch.DeviceGpa)
                         return "fuzz kit: a patch outside its fragment";
                 }
             }
@@ -204,9 +246,8 @@ namespace Tandem.Kvm.Fuzz
             output[at + 16] = 0xEE;
             output[at + 17] = 0xF4;
             output[at + 18] = 0xEB;
-            at += EpilogueSize;
-            output[at] = 0xFD;
-            return at + 1;
+            output[at + 19] = 0xFD;
+            return at + EpilogueSize;
         }
 
         private static uint Pick(ref FuzzRandom random, uint[] values) => values[(int)random.Below((uint)values.Length)];
@@ -254,7 +295,9 @@ namespace Tandem.Kvm.Fuzz
                 case FuzzPatch.Small:
                     return random.Below(4) == 0 ? r & 0xFF : r & 0xF;
                 case FuzzPatch.Gpa:
-                    return Gpa(ref random, r, ramBytes, scratch);
+                    return random.Below(50) == 0 ? DeviceGpa(ref random, r, ramBytes) : RamGpa(ref random, r, ramBytes, scratch);
+                case FuzzPatch.DeviceGpa:
+                    return random.Below(10) == 0 ? RamGpa(ref random, r, ramBytes, scratch) : DeviceGpa(ref random, r, ramBytes);
                 case FuzzPatch.Vector:
                     return r & 0xFF;
                 case FuzzPatch.Count:
@@ -262,9 +305,9 @@ namespace Tandem.Kvm.Fuzz
                 case FuzzPatch.Cr0:
                     {
                         uint cr0 = 0x31 | (r & 0x6005_000E);         // PE ET NE, and any of MP EM TS WP AM NW CD
-                        if (random.Below(16) == 0)
-                            cr0 |= 0x8000_0000;                      // PG (rare: it needs page tables)
-                        if (random.Below(16) == 0)
+                        if (random.Below(64) == 0)
+                            cr0 |= 0x8000_0000;                      // PG (rare: there are no page tables)
+                        if (random.Below(64) == 0)
                             cr0 &= ~1u;                              // real mode (rare)
                         return cr0;
                     }
@@ -283,22 +326,28 @@ namespace Tandem.Kvm.Fuzz
             }
         }
 
-        /// <summary>A guest-physical address to aim a load or store at.</summary>
-        private static uint Gpa(ref FuzzRandom random, uint r, uint ramBytes, uint scratch)
+        /// <summary>An address in the RAM the program does not live in, or across one of its page ends.</summary>
+        private static uint RamGpa(ref FuzzRandom random, uint r, uint ramBytes, uint scratch)
+        {
+            if (ramBytes < scratch + 0x2000)
+                return scratch;
+            // Room for the longest string operation (32 dwords) before the end of RAM.
+            if (random.Below(8) != 0)
+                return scratch + r % (ramBytes - scratch - 256);
+            return scratch + ((r % (((ramBytes - scratch) >> 12) - 1)) << 12) + 0xFFD + random.Below(3);
+        }
+
+        /// <summary>A device page (local APIC, I/O APIC, Tandem's MMIO test page), or now and then outside RAM (which ends the VM).</summary>
+        private static uint DeviceGpa(ref FuzzRandom random, uint r, uint ramBytes)
         {
             uint pick = random.Below(1000);
-            // RAM the program does not live in, with room for the longest string operation (32 dwords).
-            if (pick < 600 && ramBytes > scratch + 0x2000)
-                return scratch + r % (ramBytes - scratch - 256);
-            if (pick < 700 && ramBytes > scratch + 0x2000)
-                return scratch + ((r % (((ramBytes - scratch) >> 12) - 1)) << 12) + 0xFFD + random.Below(3);    // across a page end
-            if (pick < 850)
-                return 0xFEE0_0000 + (r & 0xFFF);                                // the local APIC
-            if (pick < 930)
-                return 0xFEC0_0000 + (r & 0x3F);                                 // the I/O APIC
+            if (pick < 450)
+                return 0xFEE0_0000 + (r & 0xFFF);
+            if (pick < 550)
+                return 0xFEC0_0000 + (r & 0x3F);
             if (pick < 995)
-                return 0xFEB0_0000 + (r & 0xFFF);                                // Tandem's MMIO test page
-            return ramBytes + r % (0xC000_0000u - ramBytes);                     // outside RAM: ends the VM
+                return 0xFEB0_0000 + (r & 0xFFF);
+            return ramBytes + r % (0xC000_0000u - ramBytes);
         }
     }
 }

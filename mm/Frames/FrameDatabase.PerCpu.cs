@@ -6,8 +6,6 @@ public sealed partial class FrameDatabase<TPlatform>
 {
     private readonly PerCpuFrameCache[] _perCpu;
 
-    /// <summary>Allocates one frame, from the current CPU's cache when possible. Count starts at 1.
-    /// The contents are not cleared.</summary>
     /// <summary>Free frames parked in the per-CPU caches (a racy sum: exact only when nobody allocates or frees).</summary>
     public int CachedFrames
     {
@@ -20,6 +18,8 @@ public sealed partial class FrameDatabase<TPlatform>
         }
     }
 
+    /// <summary>Allocates one frame, from the current CPU's cache when possible. Count starts at 1.
+    /// The contents are not cleared.</summary>
     public bool AllocateFrame(out Pfn frame)
     {
         PerCpuFrameCache cache = _perCpu[_platform.CurrentCpu];

@@ -24,6 +24,14 @@ namespace Tandem.Kvm.Vmx.Exits
                 return ExitAction.Stop;
             }
             ulong value = gpr == 4 ? Vmcs.Read(VmcsField.GuestRsp) : v.Registers->ByIndex(gpr);
+            // A value the CPU would refuse gets the CPU's #GP(0), RIP unchanged: written as it is,
+            // it would fail the next VM entry's guest-state checks and stop the VM (found by the
+            // guest fuzzer: a MOV to CR4 with reserved bits).
+            if (cr == 0 ? !Cr0Allowed(ref value) : !Cr4Allowed(value))
+            {
+                Events.InjectException(v, Events.GeneralProtection, 0);
+                return ExitAction.Resume;
+            }
             if (cr == 0)
             {
                 if (!PagingTransition(v, Vmcs.Read(VmcsField.GuestCr0), value))
@@ -72,6 +80,45 @@ namespace Tandem.Kvm.Vmx.Exits
         }
 
         private const ulong Cr0Pg = 1UL << 31, Cr4Pae = 1UL << 5, EferLme = 1UL << 8, EferLma = 1UL << 10;
+        private const ulong Cr0Pe = 1, Cr0Wp = 1UL << 16, Cr0Nw = 1UL << 29, Cr0Cd = 1UL << 30;
+        private const ulong Cr4Vmxe = 1UL << 13, Cr4Smxe = 1UL << 14, Cr4Pcide = 1UL << 17, Cr4Cet = 1UL << 23;
+
+        /// <summary>
+        /// MOV to CR0 as the CPU checks it (SDM Vol. 3A, 2.5; MOV to control registers): #GP(0) for
+        /// bits 63:32, PG without PE, NW without CD, or WP cleared while CR4.CET is set. Reserved
+        /// bits of 31:0 are ignored by the CPU: they are dropped here (IA32_VMX_CR0_FIXED1 says which
+        /// the CPU has), so the value that reaches the VMCS passes the entry checks.
+        /// </summary>
+        private static bool Cr0Allowed(ref ulong value)
+        {
+            if ((value >> 32) != 0)
+                return false;
+            if ((value & Cr0Pg) != 0 && (value & Cr0Pe) == 0)
+                return false;
+            if ((value & Cr0Nw) != 0 && (value & Cr0Cd) == 0)
+                return false;
+            if ((value & Cr0Wp) == 0 && (Vmcs.Read(VmcsField.GuestCr4) & Cr4Cet) != 0)
+                return false;
+            value &= Native.ReadMsr(0x487) | 0xFFFF_FFFF_0000_0000UL;    // IA32_VMX_CR0_FIXED1
+            return true;
+        }
+
+        /// <summary>
+        /// MOV to CR4 as the CPU checks it: #GP(0) for a bit this CPU does not have
+        /// (IA32_VMX_CR4_FIXED1), for VMXE and SMXE (the guest is offered neither), PCIDE outside
+        /// IA-32e mode, PAE cleared inside it, and CET without CR0.WP.
+        /// </summary>
+        private static bool Cr4Allowed(ulong value)
+        {
+            if ((value & ~Native.ReadMsr(0x489)) != 0 || (value & (Cr4Vmxe | Cr4Smxe)) != 0)
+                return false;
+            bool ia32e = (Vmcs.Read(VmcsField.GuestIa32Efer) & EferLma) != 0;
+            if (!ia32e && (value & Cr4Pcide) != 0)
+                return false;
+            if (ia32e && (value & Cr4Pae) == 0)
+                return false;
+            return (value & Cr4Cet) == 0 || (Vmcs.Read(VmcsField.GuestCr0) & Cr0Wp) != 0;
+        }
         private const ulong EntryIa32eGuest = 1UL << 9;
 
         /// <summary>

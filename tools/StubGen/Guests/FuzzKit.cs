@@ -34,7 +34,7 @@ public static class FuzzKit
     /// <summary>What the composer writes into a patch (kvm/Fuzz/FuzzPatch.cs has the same numbers).</summary>
     internal enum Patch : byte
     {
-        Any = 0, Boundary, Port, Msr, Leaf, Small, Gpa, Vector, Count, Cr0, Cr4, Selector, ApicAddress, Icr, Xcr0,
+        Any = 0, Boundary, Port, Msr, Leaf, Small, Gpa, Vector, Count, Cr0, Cr4, Selector, ApicAddress, Icr, Xcr0, DeviceGpa,
     }
 
     /// <summary>Fragment kinds, for the statistics (kvm/Fuzz/FuzzProgram.cs names them).</summary>
@@ -227,13 +227,18 @@ public static class FuzzKit
     }
 
     /// <summary>A fragment of fixed bytes with one 1-byte patch at <paramref name="patchAt"/>.</summary>
-    private static Fragment Raw(Kind kind, ushort weight, byte[] code, int patchAt, Patch patch) =>
-        new(kind, weight, code, [((ushort)patchAt, patch, 1)]);
+    private static Fragment Raw(Kind kind, int weight, byte[] code, int patchAt, Patch patch) =>
+        new(kind, (ushort)weight, code, [((ushort)patchAt, patch, 1)]);
 
     private static List<Fragment> Fragments()
     {
         var list = new List<Fragment>();
-        void Add(Kind kind, ushort weight, Action<Assembler, Func<Patch, uint>> body) => list.Add(F(kind, weight, body));
+        // Weights: a fragment that ends its VM (HLT with nothing to wake it, a task switch, a jump
+        // into the void, long mode without page tables) gets 1; every other one Scale times its
+        // weight here, so a guest lives for hundreds of steps.
+        const int Scale = 16;
+        void Add(Kind kind, ushort weight, Action<Assembler, Func<Patch, uint>> body) => list.Add(F(kind, (ushort)(weight * Scale), body));
+        void Ender(Kind kind, Action<Assembler, Func<Patch, uint>> body) => list.Add(F(kind, 1, body));
 
         // Port I/O in every width, and the string forms with and without REP, both directions.
         Add(Kind.PortIo, 8, (a, p) => { a.mov(edx, p(Patch.Port)); a.mov(eax, p(Patch.Any)); a.@out(dx, al); });
@@ -302,6 +307,14 @@ public static class FuzzKit
         });
 
         // Loads and stores: scratch RAM, device pages, outside RAM, page boundaries; odd widths.
+        // The forms Tandem's MMIO emulation decodes aim at device pages most of the time
+        // (DeviceGpa); the others mostly at RAM (Gpa), now and then at a device page, where the
+        // VM stops with a dump (a refused MMIO instruction).
+        Add(Kind.Memory, 4, (a, p) => { a.mov(eax, p(Patch.DeviceGpa)); a.mov(__dword_ptr[eax], p(Patch.Any)); });
+        Add(Kind.Memory, 3, (a, p) => { a.mov(eax, p(Patch.DeviceGpa)); a.mov(ebx, p(Patch.Any)); a.mov(__word_ptr[eax], bx); });
+        Add(Kind.Memory, 3, (a, p) => { a.mov(eax, p(Patch.DeviceGpa)); a.mov(ebx, p(Patch.Any)); a.mov(__byte_ptr[eax], bl); });
+        Add(Kind.Memory, 4, (a, p) => { a.mov(eax, p(Patch.DeviceGpa)); a.mov(ebx, __dword_ptr[eax]); });
+        Add(Kind.Memory, 2, (a, p) => { a.mov(eax, p(Patch.DeviceGpa)); a.movzx(ebx, __word_ptr[eax]); a.movsx(ecx, __byte_ptr[eax + 1]); });
         Add(Kind.Memory, 6, (a, p) => { a.mov(eax, p(Patch.Gpa)); a.mov(__dword_ptr[eax], p(Patch.Any)); });
         Add(Kind.Memory, 4, (a, p) => { a.mov(eax, p(Patch.Gpa)); a.mov(ebx, p(Patch.Any)); a.mov(__word_ptr[eax], bx); });
         Add(Kind.Memory, 4, (a, p) => { a.mov(eax, p(Patch.Gpa)); a.mov(ebx, p(Patch.Any)); a.mov(__byte_ptr[eax], bl); });
@@ -325,18 +338,18 @@ public static class FuzzKit
         Add(Kind.Exception, 1, (a, p) => { a.mov(eax, 0x7FFF_FFFF); a.mov(edi, IoBuffer); a.bound(eax, __qword_ptr[edi]); });
         Add(Kind.Exception, 2, (a, p) => { a.mov(eax, p(Patch.Selector)); a.mov(ds, ax); });
         Add(Kind.Exception, 2, (a, p) => { a.mov(eax, p(Patch.Selector)); a.mov(es, ax); a.mov(fs, ax); a.mov(gs, ax); });
-        Add(Kind.Exception, 1, (a, p) => { a.mov(eax, p(Patch.Selector)); a.mov(ss, ax); });
+        Ender(Kind.Exception, (a, p) => { a.mov(eax, p(Patch.Selector)); a.mov(ss, ax); });
         Add(Kind.Exception, 1, (a, p) => { a.mov(eax, p(Patch.Selector)); a.lldt(ax); });
         Add(Kind.Exception, 1, (a, p) => { a.mov(eax, p(Patch.Selector)); a.ltr(ax); });
-        Add(Kind.Exception, 1, (a, p) => { a.mov(eax, p(Patch.Selector)); a.push(eax); a.push(0); a.retf(); });
-        Add(Kind.Exception, 1, (a, p) => { a.mov(eax, 0xFFFF_FFF0); a.jmp(eax); });
-        list.Add(Raw(Kind.Exception, 6, [0xCD, 0x00], 1, Patch.Vector));                 // int n
-        list.Add(new Fragment(Kind.Exception, 1, [0xEA, 0, 0, 0, 0, 0x18, 0], []));        // jmp far 0x18:0 (the TSS: a task switch)
+        Ender(Kind.Exception, (a, p) => { a.mov(eax, p(Patch.Selector)); a.push(eax); a.push(0); a.retf(); });
+        Ender(Kind.Exception, (a, p) => { a.mov(eax, 0xFFFF_FFF0); a.jmp(eax); });
+        list.Add(Raw(Kind.Exception, 6 * Scale, [0xCD, 0x00], 1, Patch.Vector));                 // int n
+        list.Add(new Fragment(Kind.Exception, 1, [0xEA, 0, 0, 0, 0, 0x18, 0], []));        // jmp far 0x18:0 (the TSS: a task switch; ends the VM)
 
         // Descriptor tables: read back and reload (harmless), or reload from random bytes (rare).
         Add(Kind.Descriptor, 2, (a, p) => { a.mov(edi, DescriptorScratch); a.sidt(__[edi]); a.lidt(__[edi]); a.sgdt(__[edi + 16]); a.lgdt(__[edi + 16]); });
         Add(Kind.Descriptor, 1, (a, p) => { a.str(eax); a.sldt(ebx); a.smsw(ecx); });
-        Add(Kind.Descriptor, 1, (a, p) => { a.mov(edi, DescriptorScratch + 32); a.mov(__dword_ptr[edi], p(Patch.Any)); a.mov(__dword_ptr[edi + 2], p(Patch.Any)); a.lidt(__[edi]); });
+        Ender(Kind.Descriptor, (a, p) => { a.mov(edi, DescriptorScratch + 32); a.mov(__dword_ptr[edi], p(Patch.Any)); a.mov(__dword_ptr[edi + 2], p(Patch.Any)); a.lidt(__[edi]); });
 
         // Interrupts: local APIC registers, self-IPIs, INIT/SIPI to itself, the I/O APIC, and
         // windows with interrupts on; HLT with interrupts on and off.
@@ -356,17 +369,17 @@ public static class FuzzKit
             a.jnz(spin);
             a.cli();
         });
-        Add(Kind.Interrupt, 1, (a, p) => { a.sti(); a.hlt(); a.cli(); });
-        Add(Kind.Interrupt, 1, (a, p) => { a.cli(); a.hlt(); });
+        Ender(Kind.Interrupt, (a, p) => { a.sti(); a.hlt(); a.cli(); });
+        Ender(Kind.Interrupt, (a, p) => { a.cli(); a.hlt(); });
 
         // Mode switches: leave protected mode, or ask for long mode without page tables (rare).
-        Add(Kind.ModeSwitch, 1, (a, p) => { a.mov(eax, cr0); a.and(eax, ~1); a.mov(cr0, eax); });
-        Add(Kind.ModeSwitch, 1, (a, p) => { a.mov(ecx, 0xC000_0080); a.rdmsr(); a.or(eax, 0x100); a.wrmsr(); a.mov(eax, cr4); a.or(eax, 0x20); a.mov(cr4, eax); a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax); });
+        Ender(Kind.ModeSwitch, (a, p) => { a.mov(eax, cr0); a.and(eax, ~1); a.mov(cr0, eax); });
+        Ender(Kind.ModeSwitch, (a, p) => { a.mov(ecx, 0xC000_0080); a.rdmsr(); a.or(eax, 0x100); a.wrmsr(); a.mov(eax, cr4); a.or(eax, 0x20); a.mov(cr4, eax); a.mov(eax, cr0); a.or(eax, unchecked((int)0x8000_0000)); a.mov(cr0, eax); });
 
         // Random valid instruction streams: register-only arithmetic (never ESP), fixed seed.
         var random = new Random(0x7A4D);
-        for (int i = 0; i < 48; i++)
-            list.Add(F(Kind.Alu, 1, (a, p) => RandomAlu(a, random)));
+        for (int i = 0; i < 16; i++)
+            list.Add(F(Kind.Alu, 2, (a, p) => RandomAlu(a, random)));
         return list;
     }
 
