@@ -73,6 +73,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.guest_switches_itself_to_long_mode", &GuestModeTests.GuestSwitchesItselfToLongMode),
             new TestCase("vmx.msr_writes_take_effect_in_64_bit_mode", &PlatformTests.MsrWritesTakeEffectIn64BitMode),
             new TestCase("vmx.console_input_reaches_the_guest_uart", &PlatformTests.ConsoleInputReachesTheGuestUart),
+            new TestCase("vmx.monitor_scripted_commands_on_two_vms", &MonitorTests.ScriptedCommandsOnTwoVms),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
             new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
