@@ -306,7 +306,13 @@ namespace Tandem.Kernel.Monitor
                 case MonitorVerb.StatsOn:
                     s_statsEveryTsc = (ulong)c.IntervalSeconds * Timer.TscPerSecond;
                     s_nextStatsTsc = Native.Rdtsc();
-                    Log.Line("stats: on, a line per VM and one for the mm core every N seconds: ", (ulong)c.IntervalSeconds);
+                    {
+                        ulong f = Log.Begin();
+                        Log.Write("stats: on, every ");
+                        Log.Write((ulong)c.IntervalSeconds);
+                        Log.Write(" s: a line per VM (stats t_ms= vm= ...) and one for the mm core (stats mm ...)\n");
+                        Log.End(f);
+                    }
                     return;
                 case MonitorVerb.StatsOff:
                     s_statsEveryTsc = 0;
@@ -523,21 +529,30 @@ namespace Tandem.Kernel.Monitor
                 NoSuchVm(id, line);
                 return;
             }
+            ulong* counts = stackalloc ulong[ExitReason.Count];
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
                 if (id != 0 && vm.Id != id)
                     continue;
-                ulong f = Log.Begin();
-                Log.Write("vm ");
-                Log.Write((ulong)vm.Id);
-                Log.Write(": exits ");
-                Log.Write(TotalExits(vm));
-                bool first = true;
+                // One snapshot of the counters, so that the total is their sum (the vCPUs go on meanwhile).
+                ulong total = 0;
                 for (int reason = 0; reason < ExitReason.Count; reason++)
                 {
                     ulong n = 0;
                     for (int i = 0; i < vm.Vcpus.Length; i++)
                         n += vm.Vcpus[i].ExitCount(reason);
+                    counts[reason] = n;
+                    total += n;
+                }
+                ulong f = Log.Begin();
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(": exits ");
+                Log.Write(total);
+                bool first = true;
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    ulong n = counts[reason];
                     if (n == 0)
                         continue;
                     Log.Write(first ? ": " : ", ");
@@ -805,7 +820,7 @@ namespace Tandem.Kernel.Monitor
         /// <summary>The periodic stats lines (<c>stats on N</c>): key=value, one per VM, then the mm core's.</summary>
         private static void PrintStatsLines()
         {
-            ulong ms = Native.Rdtsc() / (Timer.TscPerSecond / 1000);
+            ulong ms = (Native.Rdtsc() - KernelReclaim.StatsEpochTsc) / (Timer.TscPerSecond / 1000);
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
                 ulong f = Log.Begin();

@@ -241,8 +241,11 @@ namespace Tandem.Kernel.Parsers
                     log.Line("monitor= is given twice; the first is kept, this one", ": '", value, "' is ignored");
                 else
                 {
-                    o.MonitorOffset = valueOffset;
-                    o.MonitorLength = valueLength;
+                    // GRUB hands monitor="a;b" over as "monitor=\"a;b\"": the quotes arrive
+                    // literal, and one pair around the whole value goes (as for vm=...,cmdline=).
+                    bool quoted = valueLength >= 2 && value[0] == '"' && value[valueLength - 1] == '"';
+                    o.MonitorOffset = quoted ? valueOffset + 1 : valueOffset;
+                    o.MonitorLength = quoted ? valueLength - 2 : valueLength;
                 }
                 return;
             }

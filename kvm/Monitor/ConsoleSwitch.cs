@@ -34,6 +34,7 @@ namespace Tandem.Kvm.Monitor
     /// </summary>
     public sealed class ConsoleSwitch
     {
+        /// <summary>The escape key's byte.</summary>
         public const byte CtrlA = 0x01;
 
         private readonly byte[] _line = new byte[MonitorParser.MaxLine];
@@ -50,6 +51,7 @@ namespace Tandem.Kvm.Monitor
         /// <summary>The monitor line typed so far.</summary>
         public ReadOnlySpan<byte> Line => new ReadOnlySpan<byte>(_line, 0, _length);
 
+        /// <summary>Empties the monitor line (after its command ran).</summary>
         public void ClearLine() => _length = 0;
 
         /// <summary>Takes one typed byte and says what to do with it.</summary>

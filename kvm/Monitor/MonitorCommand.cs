@@ -7,46 +7,77 @@ namespace Tandem.Kvm.Monitor
     {
         /// <summary>An empty line (or only spaces): nothing to do.</summary>
         Empty,
+        /// <summary><c>help</c>.</summary>
         Help,
+        /// <summary><c>info vms</c>.</summary>
         InfoVms,
+        /// <summary><c>info vcpus</c>.</summary>
         InfoVcpus,
+        /// <summary><c>info mem</c>.</summary>
         InfoMem,
+        /// <summary><c>info exits [VM]</c>.</summary>
         InfoExits,
+        /// <summary><c>info aging</c>.</summary>
         InfoAging,
+        /// <summary><c>info swap</c>.</summary>
         InfoSwap,
+        /// <summary><c>pause VM</c>.</summary>
         Pause,
+        /// <summary><c>resume VM</c> (or <c>cont VM</c>).</summary>
         Resume,
+        /// <summary><c>stop VM</c>.</summary>
         Stop,
+        /// <summary><c>focus VM</c>.</summary>
         Focus,
+        /// <summary><c>dump VM GPA LEN</c> (or <c>xp</c>).</summary>
         Dump,
+        /// <summary><c>stats on INTERVAL</c>.</summary>
         StatsOn,
+        /// <summary><c>stats off</c>.</summary>
         StatsOff,
     }
 
     /// <summary>Why a monitor line did not parse (<see cref="MonitorParser.ErrorText"/> says it in words).</summary>
     public enum MonitorError : byte
     {
+        /// <summary>The line parsed.</summary>
         None,
+        /// <summary>No such command.</summary>
         ErrorUnknown,
+        /// <summary>The line is longer than <see cref="MonitorParser.MaxLine"/>.</summary>
         ErrorTooLong,
+        /// <summary><c>info</c> of an unknown topic.</summary>
         ErrorInfoTopic,
+        /// <summary>A VM argument that is no VM id.</summary>
         ErrorVmId,
+        /// <summary>A GPA that is no number below 2^48.</summary>
         ErrorGpa,
+        /// <summary>A dump length outside 1 to <see cref="MonitorParser.MaxDump"/>.</summary>
         ErrorLength,
+        /// <summary>A stats interval outside 1 to <see cref="MonitorParser.MaxInterval"/> seconds.</summary>
         ErrorInterval,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageHelp,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageInfo,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsagePause,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageResume,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageStop,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageFocus,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageDump,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageStats,
     }
 
     /// <summary>One parsed monitor line: the verb and its arguments, or the one-line error.</summary>
     public struct MonitorCommand
     {
+        /// <summary>What the line asks for.</summary>
         public MonitorVerb Verb;
 
         /// <summary>The VM id the command names; 0 when it names none (<c>info exits</c> alone).</summary>
@@ -54,6 +85,8 @@ namespace Tandem.Kvm.Monitor
 
         /// <summary><c>dump</c>: the first guest-physical address and the byte count (1 to <see cref="MonitorParser.MaxDump"/>).</summary>
         public ulong Gpa;
+
+        /// <summary><c>dump</c>: the byte count.</summary>
         public int Length;
 
         /// <summary><c>stats on</c>: seconds between two stats lines (1 to <see cref="MonitorParser.MaxInterval"/>).</summary>
@@ -62,6 +95,7 @@ namespace Tandem.Kvm.Monitor
         /// <summary><see cref="MonitorError.None"/> when the line parsed; else why not (no reference in this struct: the kernel copies it freely).</summary>
         public MonitorError Error;
 
+        /// <summary>True when the line parsed.</summary>
         public bool Ok => Error == MonitorError.None;
 
         /// <summary>The error as one line without a newline, or null when the line parsed.</summary>
