@@ -445,6 +445,8 @@ namespace Tandem.Kernel.Monitor
             }
             else if (Volatile.Read(ref vm.Paused))
                 Log.Write("paused");
+            else if (vm.Vcpus.Length > 0 && Volatile.Read(ref vm.Vcpus[0].Thread) == 0)
+                Log.Write("created, not started");
             else
                 Log.Write("running");
         }
