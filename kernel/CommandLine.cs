@@ -32,6 +32,9 @@ namespace Tandem.Kernel
         public static ulong WatermarkLowMiB = Unset, WatermarkHighMiB = Unset;
         /// <summary>ksm=on: the page-merging scanner thread runs (default off).</summary>
         public static bool Ksm;
+        /// <summary>monitor="cmd;cmd": the monitor's script (quotes removed), or null (docs/monitor.md).</summary>
+        public static byte* MonitorScript;
+        public static int MonitorScriptLength;
         private static VmArgs s_vms;
 
         [System.Runtime.CompilerServices.InlineArray(MaxVms)]
@@ -128,6 +131,8 @@ namespace Tandem.Kernel
             Ksm = o.Ksm;
             FuzzSeed = o.FuzzSeed;
             FuzzCount = o.FuzzCount;
+            MonitorScript = Pointer(text, o.MonitorOffset);
+            MonitorScriptLength = o.MonitorLength;
             VmCount = o.VmCount;
             for (int i = 0; i < o.VmCount; i++)
             {

@@ -74,6 +74,7 @@ namespace Tandem.Kernel
 
             Features = VmxFeatures.Detect();
             Virt.KvmGlue.Initialize();
+            Monitor.MonitorShell.Start();
             PrintBanner();
             Virt.KvmGlue.EnableVmxEverywhere();
 
@@ -92,6 +93,7 @@ namespace Tandem.Kernel
                 status = Virt.GuestRunner.RunFromCommandLine();
             else if (!CommandLine.RunTests && !CommandLine.RunBench && CommandLine.VmCount == 0 && CommandLine.FuzzCount == 0)
                 Log.Line("tandem: nothing to run (add 'test' or 'vm=MODULE' to the command line)");
+            Monitor.MonitorShell.RunCommandLineScript();      // monitor= without vm= VMs: at the end
             Machine.Exit(status);
         }
 

@@ -27,6 +27,12 @@ namespace Tandem.Kvm
         /// <summary>A byte typed on the host console, or -1 (the run loop hands it to the running VM's COM1).</summary>
         public static delegate*<int> ReadConsole;
 
+        /// <summary>
+        /// The VM whose vCPU 0 takes <see cref="ReadConsole"/>'s bytes (the monitor's <c>focus</c>);
+        /// 0: whichever VM looks first.
+        /// </summary>
+        public static int ConsoleFocus;
+
         /// <summary>Lets interrupts that arrived while a guest ran be delivered (sti; nop; cli).</summary>
         public static delegate*<void> PollInterrupts;
 

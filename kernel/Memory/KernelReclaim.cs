@@ -26,6 +26,9 @@ namespace Tandem.Kernel.Memory
 
         private static ulong s_statsEveryTsc, s_nextStatsTsc, s_bootTsc;
 
+        /// <summary>The TSC that the t_ms of <see cref="PrintStats"/> counts from (the monitor's stats lines use it too).</summary>
+        public static ulong StatsEpochTsc => s_bootTsc;
+
         /// <summary>After <see cref="KernelMm.Initialize"/> and the scheduler: pool, limit, thread.</summary>
         public static void Initialize()
         {

@@ -61,6 +61,8 @@ namespace Tandem.Kernel.Parsers
         public bool Ksm;
         /// <summary><c>fuzz=SEED:COUNT</c>: run COUNT fuzz guests from SEED (docs/fuzzing.md); COUNT 0: not given.</summary>
         public ulong FuzzSeed, FuzzCount;
+        /// <summary>monitor="cmd;cmd": the script's offset (-1: not given) and length.</summary>
+        public int MonitorOffset, MonitorLength;
         public int VmCount;
         private Vms _vms;
 
@@ -81,6 +83,7 @@ namespace Tandem.Kernel.Parsers
             o.MmStatsSeconds = Unset;
             o.WatermarkLowMiB = Unset;
             o.WatermarkHighMiB = Unset;
+            o.MonitorOffset = -1;
             return o;
         }
     }
@@ -90,7 +93,7 @@ namespace Tandem.Kernel.Parsers
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
     /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...][,reset=stop|restart]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>, <c>swap=</c>, <c>mem.limit=</c>,
-    /// <c>ksm=</c>, <c>mmstats=</c>, <c>watermarks=LOW,HIGH</c>. The refusal: anything unknown or malformed is reported by one
+    /// <c>ksm=</c>, <c>mmstats=</c>, <c>watermarks=LOW,HIGH</c>, <c>monitor="cmd;cmd"</c>. The refusal: anything unknown or malformed is reported by one
     /// line through the log and ignored (a bad <c>vm=</c> drops that VM), never followed. The text
     /// ends at its first NUL or at the end of the span, and is unquoted in place. Portable: kernel and host tests.
     /// </summary>
@@ -246,6 +249,24 @@ namespace Tandem.Kernel.Parsers
                 {
                     o.FuzzSeed = seed;
                     o.FuzzCount = count;
+                }
+                return;
+            }
+            if (Matches(name, "monitor") && hasValue)
+            {
+                // The commands are checked when they run (kvm/Monitor/MonitorCommand.cs): each bad
+                // one gets its own one-line error then, and the others still run.
+                if (valueLength == 0)
+                    log.Line("monitor= takes monitor commands separated by ';' (monitor=\"info vms;pause 1\")", "", ReadOnlySpan<byte>.Empty, "; ignored");
+                else if (o.MonitorOffset >= 0)
+                    log.Line("monitor= is given twice; the first is kept, this one", ": '", value, "' is ignored");
+                else
+                {
+                    // GRUB hands monitor="a;b" over as "monitor=\"a;b\"": the quotes arrive
+                    // literal, and one pair around the whole value goes (as for vm=...,cmdline=).
+                    bool quoted = valueLength >= 2 && value[0] == '"' && value[valueLength - 1] == '"';
+                    o.MonitorOffset = quoted ? valueOffset + 1 : valueOffset;
+                    o.MonitorLength = quoted ? valueLength - 2 : valueLength;
                 }
                 return;
             }

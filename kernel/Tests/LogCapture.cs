@@ -42,6 +42,21 @@ namespace Tandem.Kernel.Tests
         /// <summary>True if the captured text contains <paramref name="needle"/>.</summary>
         public static bool Saw(string needle) => Find(needle) >= 0;
 
+        /// <summary>True if the captured text contains the <paramref name="length"/> bytes at <paramref name="needle"/> (text built at run time).</summary>
+        public static bool Saw(byte* needle, int length)
+        {
+            byte[] text = s_buffer!;
+            for (int at = 0; at + length <= s_length; at++)
+            {
+                int i = 0;
+                while (i < length && text[at + i] == needle[i])
+                    i++;
+                if (i == length)
+                    return true;
+            }
+            return false;
+        }
+
         /// <summary>The lower-case hex number at <paramref name="at"/> (after its "0x"); false if there is none.</summary>
         public static bool HexAt(int at, out ulong value)
         {

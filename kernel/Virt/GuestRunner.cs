@@ -59,6 +59,7 @@ namespace Tandem.Kernel.Virt
             }
             for (int i = 0; i < created; i++)
                 VmThreads.Start(vms[i], specs[specOf[i]].PinMask);
+            Monitor.MonitorShell.RunCommandLineScript();      // monitor="cmd;cmd": the VMs have started
             int left = created;
             while (left > 0)
             {

@@ -46,9 +46,11 @@ namespace Tandem.Kernel.Virt
         {
             Vcpu v = Vcpu.FromVpid(vpid);
             Vm vm = v.Vm;
-            // A pause (a test's phase handler) returns from the loop; threads run to the VM's end.
+            // A pause (a test's phase handler, the monitor's pause) returns from the loop; threads
+            // run to the VM's end.
             do
             {
+                vm.WaitWhilePaused(v);
                 RunLoop.Run(v);
             }
             while (!vm.Stopped);

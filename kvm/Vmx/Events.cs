@@ -186,10 +186,14 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public static void PollConsole(Vcpu v)
         {
+            v.LastRip = Vmcs.Read(VmcsField.GuestRip);     // for the monitor's info vcpus, at the host's look
             if (KvmHost.ReadConsole == null)
                 return;
             if (v.Index != 0)
                 return;                  // COM1's input is taken by vCPU 0's thread
+            int focus = System.Threading.Volatile.Read(ref KvmHost.ConsoleFocus);
+            if (focus != 0 && focus != v.Vm.Id)
+                return;                  // the keyboard reaches another VM (the monitor's focus)
             int b;
             while ((b = KvmHost.ReadConsole()) >= 0)
             {

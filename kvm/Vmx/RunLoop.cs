@@ -29,7 +29,7 @@ namespace Tandem.Kvm.Vmx
                 Startup.WaitForSipi(vcpu);
             if (!System.Threading.Volatile.Read(ref s_handlersFilled))
                 FillHandlers();
-            while (!vm.Stopped && !vm.PauseRequested)
+            while (!vm.Stopped && !vm.PauseRequested && !System.Threading.Volatile.Read(ref vm.Paused))
             {
                 // A host interrupt that came while exits were handled (interrupts off) is taken
                 // here, before every 8th entry: the SDM has such a pending interrupt cause an exit
@@ -80,6 +80,8 @@ namespace Tandem.Kvm.Vmx
                 }
             }
             Events.ChargeBudget(vcpu);
+            if (vcpu.Launched)
+                vcpu.LastRip = Vmcs.Read(VmcsField.GuestRip);
             if (vcpu.Index == 0)
                 vm.FlushSerial();
             KvmHost.SetSwitchInHook(null, 0);

@@ -100,6 +100,12 @@ namespace Tandem.Kvm.Vmx
         }
 
         public MsrValues Msrs;
+        /// <summary>The guest's RIP when the host last looked (a host tick, a halt, the run loop's end): the monitor's <c>info vcpus</c>.</summary>
+        public ulong LastRip;
+
+        /// <summary>The vCPU's thread waits in the host because the monitor paused the VM (<see cref="Vm.WaitWhilePaused"/>).</summary>
+        public bool HeldByPause;
+
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 

@@ -45,6 +45,43 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Set by a phase handler to pause the run loop after the current exit.</summary>
         public bool PauseRequested;
 
+        /// <summary>
+        /// The monitor paused the VM (<see cref="Pause"/>): its vCPUs leave guest mode at their next
+        /// exit (a kick forces one) and wait in the host until <see cref="Resume"/> or the VM's end.
+        /// </summary>
+        public bool Paused;
+
+        /// <summary>Pauses every vCPU (the monitor's <c>pause</c>); a vCPU halted in the guest stays halted and waits there, or in the host once it wakes.</summary>
+        public void Pause()
+        {
+            System.Threading.Volatile.Write(ref Paused, true);
+            for (int i = 0; i < Vcpus.Length; i++)
+                Kick(i);
+        }
+
+        /// <summary>Lets the vCPUs of a paused VM run again.</summary>
+        public void Resume()
+        {
+            System.Threading.Volatile.Write(ref Paused, false);
+            for (int i = 0; i < Vcpus.Length; i++)
+                Kick(i);
+        }
+
+        /// <summary>
+        /// On the vCPU's own thread, between two runs of the run loop: waits while the VM is paused
+        /// and not stopped, blocked (woken by the kick of <see cref="Resume"/> or <see cref="Stop"/>,
+        /// or every 10 ms to look again).
+        /// </summary>
+        public void WaitWhilePaused(Vcpu v)
+        {
+            if (!System.Threading.Volatile.Read(ref Paused))
+                return;
+            System.Threading.Volatile.Write(ref v.HeldByPause, true);
+            while (System.Threading.Volatile.Read(ref Paused) && !Stopped)
+                KvmHost.BlockThread(Tandem.Arch.X86.Native.Rdtsc() + KvmHost.TscPerSecond / 100);
+            System.Threading.Volatile.Write(ref v.HeldByPause, false);
+        }
+
         /// <summary>The guest's time budget (running or halted, per vCPU) in units of <see cref="VmcsSetup.BudgetQuantum"/> preemption-timer ticks, before the host stops it as runaway; 0: no budget.</summary>
         public ulong MaxQuanta = 20_000;
         public ulong LastPhase;
@@ -119,6 +156,7 @@ namespace Tandem.Kvm.Vmx
         {
             if (System.Threading.Interlocked.Exchange(ref _released, 1) != 0)
                 return;
+            VmRegistry.Remove(this);
             for (int i = 0; i < Vcpus.Length; i++)
                 Vcpus[i].Release();
             Memory.Release();

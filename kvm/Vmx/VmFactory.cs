@@ -43,6 +43,7 @@ namespace Tandem.Kvm.Vmx
             }
             vm.Vcpus = vcpus;
             vm.Vcpu = vcpus[0];
+            VmRegistry.Add(vm);              // the monitor lists it (kvm/Vmx/VmRegistry.cs)
             return vm;
         }
     }

@@ -46,6 +46,7 @@ public sealed class CommandLineFuzzTests
         "vm=x,fwcfg=opt/a:m1+opt/b:m2", "vm=x,reset=restart", "vm=x,reset=stop", "vm=x,mem=5G", "vm=x,cpus=0", "vm=x,pin=64",
         "vm=,mem=1", "vm=x,", "vm=x,bogus=1", "vm=x,cmdline=\"", "unknown", "a=b=c", "=", "\"\"", "\\\\", "vm=x,mem=1024K",
         "vm=x,mem=99999999999999999999", "vm=x,pin=+", "vm=x,cmdline=\"\"",
+        "monitor=help", "monitor=\"info vms;pause 1\"", "monitor=", "monitor=\"\"", "\"monitor=\\\"stop 1\\\"\"", "monitor=\"",
     };
 
     private static readonly byte[] Special = Encoding.ASCII.GetBytes(" \"\\,=+0:\0M");
@@ -109,6 +110,7 @@ public sealed class CommandLineFuzzTests
         Assert.True(o.MmStatsSeconds == CommandLineOptions.Unset || o.MmStatsSeconds is >= 1 and <= 86400, "mmstats");
         Assert.True(o.WatermarkLowMiB == CommandLineOptions.Unset ? o.WatermarkHighMiB == CommandLineOptions.Unset
             : o.WatermarkLowMiB > 0 && o.WatermarkLowMiB < o.WatermarkHighMiB && o.WatermarkHighMiB != CommandLineOptions.Unset, "watermarks");
+        Assert.True(o.MonitorOffset < 0 || Inside(o.MonitorOffset, o.MonitorLength, end) && o.MonitorLength >= 0, "monitor= script outside the command line");
         Assert.InRange(o.VmCount, 0, CommandLineOptions.MaxVms);
         for (int i = 0; i < o.VmCount; i++)
         {

@@ -1,0 +1,846 @@
+using System;
+using System.Threading;
+using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
+using Tandem.Kernel.Memory;
+using Tandem.Kernel.Sched;
+using Tandem.Kernel.Virt;
+using Tandem.Kvm;
+using Tandem.Kvm.Monitor;
+using Tandem.Kvm.Vmx;
+using Tandem.Mm;
+
+namespace Tandem.Kernel.Monitor
+{
+    /// <summary>
+    /// The operator's monitor on the serial console (docs/monitor.md). A kernel thread of its own
+    /// reads COM1 every 10 ms, whatever the VMs do, and sorts the bytes with
+    /// <see cref="ConsoleSwitch"/>: Ctrl-A C switches the keyboard between the VMs' serial console
+    /// (the focused VM, <see cref="KvmHost.ConsoleFocus"/>) and the <c>(tandem) </c> prompt. Bytes for a
+    /// VM wait in a ring that its vCPU 0 takes at its next host look (<see cref="KvmHost.ReadConsole"/>).
+    /// Commands are parsed by the portable <see cref="MonitorParser"/> and run here; the command
+    /// line's <c>monitor="cmd;cmd"</c> runs through <see cref="RunScript"/>, as a test does.
+    /// </summary>
+    public static unsafe class MonitorShell
+    {
+        /// <summary>The console owner of the prompt's unfinished line (VM ids are positive).</summary>
+        private const int PromptOwner = -1;
+        private const string Prompt = "(tandem) ";
+
+        /// <summary>The reason <c>stop VM</c> gives the VM (its report says "stopped by the host: ...").</summary>
+        public const string StopReason = "stopped from the monitor";
+
+        private static ConsoleSwitch? s_switch;
+        private static int s_busy;
+        private static bool s_scriptDone;
+
+        private const int RingSize = 1024;
+        private static byte[]? s_ring;
+        private static int s_ringHead, s_ringTail;
+        private static Sync.SpinLock s_ringLock;
+
+        private static ulong s_statsEveryTsc, s_nextStatsTsc;
+        private static byte[]? s_dump;
+
+        /// <summary>Input bytes read from COM1 by the monitor thread, and those that found the VM ring full.</summary>
+        public static ulong BytesRead, BytesDropped;
+
+        /// <summary>At boot, after the scheduler and <see cref="KvmGlue.Initialize"/>: takes COM1's input and starts the thread.</summary>
+        public static void Start()
+        {
+            s_switch = new ConsoleSwitch();
+            s_ring = new byte[RingSize];
+            s_dump = new byte[MonitorParser.MaxDump];
+            KvmHost.ReadConsole = &ReadVmByte;
+            if (Scheduler.Spawn("monitor", &ThreadMain, 0) == null)
+            {
+                KvmHost.ReadConsole = &Serial.TryRead;
+                Log.Line("monitor: no memory for the monitor thread; console input goes to the VMs as before");
+            }
+        }
+
+        /// <summary>
+        /// The monitor thread: COM1's input every 10 ms (at most 256 bytes a round, so a stream of
+        /// typed bytes never keeps it from its other work), the focus kept valid, the stats lines.
+        /// It reads the UART itself, so a guest that floods its serial output delays nothing here but
+        /// the console lines (which wait their turn for the log's lock, one guest line at a time).
+        /// </summary>
+        private static void ThreadMain(ulong argument)
+        {
+            while (true)
+            {
+                if (TryEnter())
+                {
+                    for (int n = 0; n < 256; n++)
+                    {
+                        int b = Serial.TryRead();
+                        if (b < 0)
+                            break;
+                        BytesRead++;
+                        Feed((byte)b);
+                    }
+                    Leave();
+                }
+                int focus = Volatile.Read(ref KvmHost.ConsoleFocus);
+                if (focus != 0)
+                {
+                    Vm? vm = VmRegistry.Find(focus);
+                    if (vm == null || vm.Stopped)
+                        Volatile.Write(ref KvmHost.ConsoleFocus, 0);     // its VM ended: any VM's again
+                }
+                if (s_statsEveryTsc != 0 && Native.Rdtsc() >= s_nextStatsTsc)
+                {
+                    s_nextStatsTsc = Native.Rdtsc() + s_statsEveryTsc;
+                    PrintStatsLines();
+                }
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            }
+        }
+
+        private static bool TryEnter() => Interlocked.CompareExchange(ref s_busy, 1, 0) == 0;
+
+        private static void Enter()
+        {
+            while (!TryEnter())
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+        }
+
+        private static void Leave() => Volatile.Write(ref s_busy, 0);
+
+        /// <summary>A byte typed on the console, as the monitor thread hands it over (tests call it too).</summary>
+        public static void OnByte(byte b)
+        {
+            Enter();
+            Feed(b);
+            Leave();
+        }
+
+        private static void Feed(byte b)
+        {
+            ConsoleSwitch s = s_switch!;
+            switch (s.Feed(b))
+            {
+                case SwitchAction.ToVm:
+                    PushVm(b);
+                    break;
+                case SwitchAction.ToVmAfterCtrlA:
+                    PushVm(ConsoleSwitch.CtrlA);
+                    PushVm(b);
+                    break;
+                case SwitchAction.Toggle:
+                    if (s.InMonitor)
+                    {
+                        Log.Line("monitor: type 'help' for the commands; Ctrl-A C returns to the VMs' console");
+                        ShowPrompt();
+                    }
+                    else
+                    {
+                        ulong f = Log.Begin();
+                        Log.Write("monitor: the keyboard reaches ");
+                        int focus = Volatile.Read(ref KvmHost.ConsoleFocus);
+                        if (focus == 0)
+                            Log.Write("the running VM");
+                        else
+                        {
+                            Log.Write("vm ");
+                            Log.Write((ulong)focus);
+                        }
+                        Log.Write(" again (Ctrl-A C: the monitor)\n");
+                        Log.End(f);
+                    }
+                    break;
+                case SwitchAction.Help:
+                    Log.Line("keys: Ctrl-A C switches between the VMs' console and the monitor; Ctrl-A Ctrl-A sends Ctrl-A; Ctrl-A H shows this");
+                    if (s.InMonitor)
+                        ShowPrompt();
+                    break;
+                case SwitchAction.Echo:
+                    ShowPrompt();
+                    break;
+                case SwitchAction.Erase:
+                    {
+                        bool continues = false;
+                        ulong f = Log.BeginAs(PromptOwner, &continues);
+                        if (continues)
+                            Log.Write("\b \b");
+                        else
+                            WritePromptLine(s.Line);
+                        Log.LeaveOpen(PromptOwner);
+                        Log.End(f);
+                    }
+                    break;
+                case SwitchAction.Line:
+                    {
+                        bool continues = false;
+                        ulong f = Log.BeginAs(PromptOwner, &continues);
+                        if (!continues)
+                            WritePromptLine(s.Line);
+                        Log.WriteChar('\n');
+                        Log.End(f);
+                        Execute(s.Line);
+                        s.ClearLine();
+                        ShowPrompt();
+                    }
+                    break;
+            }
+        }
+
+        /// <summary>The prompt with the line typed so far, left unfinished (what a VM prints meanwhile ends it; the next key shows it again).</summary>
+        private static void ShowPrompt()
+        {
+            ConsoleSwitch s = s_switch!;
+            bool continues = false;
+            ulong f = Log.BeginAs(PromptOwner, &continues);
+            if (continues && s.Line.Length > 0)
+                Log.WriteChar((char)s.Line[s.Line.Length - 1]);
+            else if (!continues)
+                WritePromptLine(s.Line);
+            Log.LeaveOpen(PromptOwner);
+            Log.End(f);
+        }
+
+        private static void WritePromptLine(ReadOnlySpan<byte> line)
+        {
+            Log.Write(Prompt);
+            for (int i = 0; i < line.Length; i++)
+                Log.WriteChar((char)line[i]);
+        }
+
+        private static void PushVm(byte b)
+        {
+            ulong flags = s_ringLock.Acquire();
+            int next = (s_ringHead + 1) % RingSize;
+            if (next == s_ringTail)
+                BytesDropped++;
+            else
+            {
+                s_ring![s_ringHead] = b;
+                s_ringHead = next;
+            }
+            s_ringLock.Release(flags);
+        }
+
+        /// <summary><see cref="KvmHost.ReadConsole"/>: the next byte typed for the VMs, or -1.</summary>
+        private static int ReadVmByte()
+        {
+            if (Volatile.Read(ref s_ringHead) == Volatile.Read(ref s_ringTail))
+                return -1;
+            ulong flags = s_ringLock.Acquire();
+            int b = -1;
+            if (s_ringTail != s_ringHead)
+            {
+                b = s_ring![s_ringTail];
+                s_ringTail = (s_ringTail + 1) % RingSize;
+            }
+            s_ringLock.Release(flags);
+            return b;
+        }
+
+        /// <summary>
+        /// Runs the command line's <c>monitor="cmd;cmd"</c> once (later calls do nothing): when the
+        /// vm= VMs have started, or at the end of a run without them.
+        /// </summary>
+        public static void RunCommandLineScript()
+        {
+            if (s_scriptDone || CommandLine.MonitorScript == null)
+                return;
+            s_scriptDone = true;
+            RunScript(CommandLine.MonitorScript, CommandLine.MonitorScriptLength);
+        }
+
+        /// <summary>
+        /// Runs the commands of <paramref name="text"/>, separated by ';', one after another; each is
+        /// shown after the prompt, as if typed. A bad one prints its one-line error and the next runs.
+        /// </summary>
+        public static void RunScript(byte* text, int length)
+        {
+            ReadOnlySpan<byte> script = new ReadOnlySpan<byte>(text, length);
+            int at = 0;
+            while (MonitorParser.NextCommand(script, ref at, out int start, out int n))
+            {
+                ReadOnlySpan<byte> line = script.Slice(start, n);
+                ulong f = Log.Begin();
+                WritePromptLine(line);
+                Log.WriteChar('\n');
+                Log.End(f);
+                Enter();
+                Execute(line);
+                Leave();
+            }
+        }
+
+        private static void Execute(ReadOnlySpan<byte> line)
+        {
+            MonitorCommand c = MonitorParser.Parse(line);
+            if (!c.Ok)
+            {
+                Error(c.ErrorText!, line);
+                return;
+            }
+            switch (c.Verb)
+            {
+                case MonitorVerb.Empty:
+                    return;
+                case MonitorVerb.Help:
+                    for (int i = 0; MonitorParser.HelpLine(i) != null; i++)
+                        Log.Line(MonitorParser.HelpLine(i)!);
+                    return;
+                case MonitorVerb.InfoVms:
+                    InfoVms();
+                    return;
+                case MonitorVerb.InfoVcpus:
+                    InfoVcpus();
+                    return;
+                case MonitorVerb.InfoMem:
+                    InfoMem();
+                    return;
+                case MonitorVerb.InfoExits:
+                    InfoExits(c.Vm, line);
+                    return;
+                case MonitorVerb.InfoAging:
+                    InfoAging();
+                    return;
+                case MonitorVerb.InfoSwap:
+                    InfoSwap();
+                    return;
+                case MonitorVerb.StatsOn:
+                    s_statsEveryTsc = (ulong)c.IntervalSeconds * Timer.TscPerSecond;
+                    s_nextStatsTsc = Native.Rdtsc();
+                    {
+                        ulong f = Log.Begin();
+                        Log.Write("stats: on, every ");
+                        Log.Write((ulong)c.IntervalSeconds);
+                        Log.Write(" s: a line per VM (stats t_ms= vm= ...) and one for the mm core (stats mm ...)\n");
+                        Log.End(f);
+                    }
+                    return;
+                case MonitorVerb.StatsOff:
+                    s_statsEveryTsc = 0;
+                    Log.Line("stats: off");
+                    return;
+            }
+            Vm? vm = VmRegistry.Find(c.Vm);
+            if (vm == null)
+            {
+                NoSuchVm(c.Vm, line);
+                return;
+            }
+            switch (c.Verb)
+            {
+                case MonitorVerb.Pause:
+                    Pause(vm);
+                    return;
+                case MonitorVerb.Resume:
+                    vm.Resume();
+                    VmLine(vm, vm.Stopped ? ": resumed, but it has stopped" : ": resumed");
+                    return;
+                case MonitorVerb.Stop:
+                    vm.Stop(255, StopReason);
+                    VmLine(vm, ": stopped (exit status 255)");
+                    return;
+                case MonitorVerb.Focus:
+                    Volatile.Write(ref KvmHost.ConsoleFocus, vm.Id);
+                    VmLine(vm, ": has the focus: the keyboard reaches its COM1 (Ctrl-A C switches between it and the monitor)");
+                    return;
+                case MonitorVerb.Dump:
+                    Dump(vm, c.Gpa, c.Length, line);
+                    return;
+            }
+        }
+
+        /// <summary>The one-line error: <c>monitor: error: WHY: 'LINE'</c>.</summary>
+        private static void Error(string why, ReadOnlySpan<byte> line)
+        {
+            ulong f = Log.Begin();
+            Log.Write("monitor: error: ");
+            Log.Write(why);
+            Log.Write(": '");
+            for (int i = 0; i < line.Length && i < MonitorParser.MaxLine; i++)
+                Log.WriteChar(line[i] >= 32 && line[i] < 127 ? (char)line[i] : '?');
+            Log.Write("'\n");
+            Log.End(f);
+        }
+
+        private static void NoSuchVm(int id, ReadOnlySpan<byte> line)
+        {
+            ulong f = Log.Begin();
+            Log.Write("monitor: error: there is no vm ");
+            Log.Write((ulong)id);
+            Log.Write(" ('info vms' lists them): '");
+            for (int i = 0; i < line.Length; i++)
+                Log.WriteChar(line[i] >= 32 && line[i] < 127 ? (char)line[i] : '?');
+            Log.Write("'\n");
+            Log.End(f);
+        }
+
+        private static void VmLine(Vm vm, string text)
+        {
+            ulong f = Log.Begin();
+            Log.Write("vm ");
+            Log.Write((ulong)vm.Id);
+            Log.Write(text);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>Pauses the VM and waits up to 200 ms for every started vCPU to leave guest mode; says how many did.</summary>
+        private static void Pause(Vm vm)
+        {
+            vm.Pause();
+            int held = 0;
+            ulong deadline = Native.Rdtsc() + Timer.TscPerSecond / 5;
+            do
+            {
+                held = 0;
+                for (int i = 0; i < vm.Vcpus.Length; i++)
+                {
+                    Vcpu v = vm.Vcpus[i];
+                    if (Volatile.Read(ref v.InGuest) == 0)
+                        held++;
+                }
+                if (held == vm.Vcpus.Length || vm.Stopped)
+                    break;
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            }
+            while (Native.Rdtsc() < deadline);
+            ulong f = Log.Begin();
+            Log.Write("vm ");
+            Log.Write((ulong)vm.Id);
+            Log.Write(": paused, vcpus out of the guest ");
+            Log.Write((ulong)held);
+            Log.Write(" of ");
+            Log.Write((ulong)vm.Vcpus.Length);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>The listed VM with the smallest id above <paramref name="after"/> (the VMs in id order), or null.</summary>
+        private static Vm? NextById(int after)
+        {
+            Vm? best = null;
+            for (int i = 0; i < VmRegistry.Capacity; i++)
+            {
+                Vm? vm = VmRegistry.At(i);
+                if (vm != null && vm.Id > after && (best == null || vm.Id < best.Id))
+                    best = vm;
+            }
+            return best;
+        }
+
+        private static ulong TotalExits(Vm vm)
+        {
+            ulong total = 0;
+            for (int i = 0; i < vm.Vcpus.Length; i++)
+                total += vm.Vcpus[i].Exits;
+            return total;
+        }
+
+        private static void WriteState(Vm vm)
+        {
+            if (vm.Stopped)
+            {
+                Log.Write("stopped (exit status ");
+                Log.Write(vm.ExitStatus);
+                Log.WriteChar(')');
+            }
+            else if (Volatile.Read(ref vm.Paused))
+                Log.Write("paused");
+            else if (vm.Vcpus.Length > 0 && Volatile.Read(ref vm.Vcpus[0].Thread) == 0)
+                Log.Write("created, not started");
+            else
+                Log.Write("running");
+        }
+
+        private static void InfoVms()
+        {
+            int count = 0;
+            for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
+            {
+                count++;
+                ulong f = Log.Begin();
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(": ");
+                WriteState(vm);
+                Log.Write(", ");
+                Log.Write((ulong)vm.Vcpus.Length);
+                Log.Write(vm.Vcpus.Length == 1 ? " vcpu, " : " vcpus, ");
+                Log.Write(vm.Memory.Size >> 20);
+                Log.Write(" MiB, exits ");
+                Log.Write(TotalExits(vm));
+                if (Volatile.Read(ref KvmHost.ConsoleFocus) == vm.Id)
+                    Log.Write(", focus");
+                Log.WriteChar('\n');
+                Log.End(f);
+            }
+            if (count == 0)
+                Log.Line("vms: none");
+        }
+
+        private static void InfoVcpus()
+        {
+            int count = 0;
+            for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
+            {
+                for (int i = 0; i < vm.Vcpus.Length; i++)
+                {
+                    count++;
+                    Vcpu v = vm.Vcpus[i];
+                    KThread* t = (KThread*)Volatile.Read(ref v.Thread);
+                    ulong f = Log.Begin();
+                    Log.Write("vm ");
+                    Log.Write((ulong)vm.Id);
+                    Log.Write(" vcpu ");
+                    Log.Write((ulong)i);
+                    Log.Write(": cpu ");
+                    if (t != null)
+                        Log.Write((ulong)t->Cpu);
+                    else
+                        Log.WriteChar('-');
+                    Log.Write(", ");
+                    if (vm.Stopped)
+                        Log.Write("stopped");
+                    else if (!v.Started)
+                        Log.Write("waiting for SIPI");
+                    else if (Volatile.Read(ref v.InGuest) != 0)
+                        Log.Write("in guest");
+                    else if (Volatile.Read(ref v.HeldByPause))
+                        Log.Write("paused");
+                    else if (t == null)
+                        Log.Write("not running");
+                    else if (t->State == ThreadState.Blocked)
+                        Log.Write(Volatile.Read(ref vm.Paused) ? "halted, paused" : "halted");
+                    else
+                        Log.Write("in the host");
+                    Log.Write(", rip ");
+                    Log.Hex(v.LastRip);
+                    Log.Write(", exits ");
+                    Log.Write(v.Exits);
+                    Log.WriteChar('\n');
+                    Log.End(f);
+                }
+            }
+            if (count == 0)
+                Log.Line("vcpus: none");
+        }
+
+        private static void InfoExits(int id, ReadOnlySpan<byte> line)
+        {
+            if (id != 0 && VmRegistry.Find(id) == null)
+            {
+                NoSuchVm(id, line);
+                return;
+            }
+            ulong* counts = stackalloc ulong[ExitReason.Count];
+            for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
+            {
+                if (id != 0 && vm.Id != id)
+                    continue;
+                // One snapshot of the counters, so that the total is their sum (the vCPUs go on meanwhile).
+                ulong total = 0;
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    ulong n = 0;
+                    for (int i = 0; i < vm.Vcpus.Length; i++)
+                        n += vm.Vcpus[i].ExitCount(reason);
+                    counts[reason] = n;
+                    total += n;
+                }
+                ulong f = Log.Begin();
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(": exits ");
+                Log.Write(total);
+                bool first = true;
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    ulong n = counts[reason];
+                    if (n == 0)
+                        continue;
+                    Log.Write(first ? ": " : ", ");
+                    first = false;
+                    string? name = ExitReason.Name(reason);
+                    if (name != null)
+                        Log.Write(name);
+                    else
+                    {
+                        Log.Write("reason-");
+                        Log.Write((ulong)reason);
+                    }
+                    Log.WriteChar(' ');
+                    Log.Write(n);
+                }
+                Log.WriteChar('\n');
+                Log.End(f);
+            }
+            Log.Line("exits: counts only; the host time spent per reason is not measured");
+        }
+
+        private static void InfoMem()
+        {
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            ulong f = Log.Begin();
+            Log.Write("mem: kernel free frames ");
+            Log.Write(FrameAllocator.FreeFrames);
+            if (mm != null)
+            {
+                Log.Write(", mm pool free frames ");
+                Log.Write((ulong)mm.Frames.BuddyFreeFrames);
+                Log.Write(", resident guest pages ");
+                Log.Write((ulong)mm.Lru.Listed);
+                Log.Write(", limit ");
+                if (mm.ResidentLimit == 0)
+                    Log.Write("none");
+                else
+                    Log.Write((ulong)mm.ResidentLimit);
+                Log.Write(", pages per generation (oldest first) ");
+                WriteGenerations(mm);
+            }
+            Log.WriteChar('\n');
+            Log.End(f);
+            if (mm == null)
+                return;
+            int* gens = stackalloc int[LruGenerations<KernelMmPlatform>.MaxGenerations];
+            for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
+            {
+                if (vm.Memory is not MmGuestMemory memory)
+                    continue;
+                int minSeq = mm.Lru.MinSeq;
+                for (int g = 0; g < LruGenerations<KernelMmPlatform>.MaxGenerations; g++)
+                    gens[g] = 0;
+                ulong resident = 0, swapped = 0, shared = 0;
+                ulong pages = memory.Size >> 12;
+                bool walked = memory.Space.TryGetUser();
+                if (walked)
+                {
+                    for (ulong p = 0; p < pages; p++)
+                    {
+                        memory.Space.Translate(memory.HostAddress(p << 12), out PageTableEntry leaf, out int level);
+                        if (leaf.IsPresent)
+                        {
+                            resident++;
+                            if (level != 1)
+                                continue;
+                            Pfn frame = leaf.LeafAddress(1).Pfn;
+                            if (mm.Frames.MapCountOf(frame) > 1)
+                                shared++;
+                            int g = mm.Lru.GenerationOf(frame) - minSeq;
+                            if (g >= 0 && g < LruGenerations<KernelMmPlatform>.MaxGenerations)
+                                gens[g]++;
+                        }
+                        else if (level == 1 && leaf.IsSwap)
+                            swapped++;
+                    }
+                    memory.Space.PutUser();
+                }
+                f = Log.Begin();
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(": pages ");
+                Log.Write(pages);
+                if (!walked)
+                    Log.Write(", memory already released");
+                else
+                {
+                    Log.Write(", resident ");
+                    Log.Write(resident);
+                    Log.Write(", swapped ");
+                    Log.Write(swapped);
+                    Log.Write(", shared ");
+                    Log.Write(shared);
+                    Log.Write(", per generation (oldest first) ");
+                    int span = mm.Lru.MaxSeq - minSeq + 1;
+                    if (span > LruGenerations<KernelMmPlatform>.MaxGenerations)
+                        span = LruGenerations<KernelMmPlatform>.MaxGenerations;
+                    for (int g = 0; g < span; g++)
+                    {
+                        if (g != 0)
+                            Log.WriteChar('/');
+                        Log.Write((ulong)gens[g]);
+                    }
+                }
+                Log.WriteChar('\n');
+                Log.End(f);
+            }
+        }
+
+        private static void WriteGenerations(MemoryManager<KernelMmPlatform> mm)
+        {
+            for (int seq = mm.Lru.MinSeq; seq <= mm.Lru.MaxSeq; seq++)
+            {
+                if (seq != mm.Lru.MinSeq)
+                    Log.WriteChar('/');
+                Log.Write((ulong)mm.Lru.PagesIn(seq));
+            }
+        }
+
+        private static void InfoAging()
+        {
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            if (mm == null)
+            {
+                Log.Line("aging: the mm core is not running");
+                return;
+            }
+            LruStats s = mm.Lru.Stats;
+            ulong f = Log.Begin();
+            Log.Write("aging: generations ");
+            Log.Write((ulong)mm.Lru.MinSeq);
+            Log.Write("..");
+            Log.Write((ulong)mm.Lru.MaxSeq);
+            Log.Write(", pages per generation (oldest first) ");
+            WriteGenerations(mm);
+            Log.Write(", aging passes ");
+            Log.Write((ulong)s.AgingPasses);
+            Log.Write(" (reclaimer thread ");
+            Log.Write((ulong)KernelReclaim.ThreadAgingPasses);
+            Log.Write("), pages aged ");
+            Log.Write((ulong)s.PagesAged);
+            Log.Write(", look-around promotions ");
+            Log.Write((ulong)s.LookAroundPromotions);
+            Log.Write(", evictions ");
+            Log.Write((ulong)s.Evictions);
+            Log.Write(", refaults ");
+            Log.Write((ulong)s.Refaults);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        private static void InfoSwap()
+        {
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            SwapMap<KernelMmPlatform>? swap = mm?.Swap;
+            CompressedSwapPool<KernelMmPlatform>? pool = KernelReclaim.Pool;
+            if (swap == null || pool == null)
+            {
+                Log.Line("swap: off");
+                return;
+            }
+            CompressedSwapPoolStatistics p = pool.ReadStatistics();
+            ulong stored = (ulong)(p.CompressedPages + p.RawPages);
+            ulong hundredths = p.FramesInUse == 0 ? 0 : stored * 100 / (ulong)p.FramesInUse;
+            ulong f = Log.Begin();
+            Log.Write("swap: pool ");
+            Log.Write((ulong)pool.LimitFrames * FrameAllocator.PageSize >> 20);
+            Log.Write(" MiB, frames in use ");
+            Log.Write((ulong)p.FramesInUse);
+            Log.Write(", pages compressed ");
+            Log.Write((ulong)p.CompressedPages);
+            Log.Write(", raw ");
+            Log.Write((ulong)p.RawPages);
+            Log.Write(", zero ");
+            Log.Write((ulong)p.ZeroPages);
+            Log.Write(", same-filled ");
+            Log.Write((ulong)p.SameFilledPages);
+            Log.Write(", ratio ");
+            Log.Write(hundredths / 100);
+            Log.WriteChar('.');
+            if (hundredths % 100 < 10)
+                Log.WriteChar('0');
+            Log.Write(hundredths % 100);
+            Log.Write(", swap-outs ");
+            Log.Write((ulong)swap.SwapOuts);
+            Log.Write(", swap-ins ");
+            Log.Write((ulong)swap.SwapIns);
+            Log.Write(", slots in use ");
+            Log.Write((ulong)swap.SlotsInUse);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>
+        /// <c>dump VM GPA LEN</c>: the bytes through a mirror view of the VM's address space (an
+        /// inspector with its own MMU notifier, as docs/reclaim.md describes), made for this dump and
+        /// destroyed after it. A page the guest never touched is faulted in (zero), as a guest read would.
+        /// </summary>
+        private static void Dump(Vm vm, ulong gpa, int length, ReadOnlySpan<byte> line)
+        {
+            if (vm.Memory is not MmGuestMemory memory)
+            {
+                Error("the VM's memory is not the mm core's: there is no view to read it through", line);
+                return;
+            }
+            if (gpa + (ulong)length > memory.Size)
+            {
+                Error("GPA + LEN is beyond the VM's RAM", line);
+                return;
+            }
+            if (!memory.Space.TryGetUser())
+            {
+                Error("the VM's memory is already released", line);
+                return;
+            }
+            ulong first = gpa & ~0xFFFUL;
+            ulong end = (gpa + (ulong)length + 0xFFF) & ~0xFFFUL;
+            MirrorView<KernelMmPlatform>? view = MirrorView<KernelMmPlatform>.Create(default, memory.Space, memory.Space.Notifiers,
+                memory.HostAddress(first), (int)((end - first) >> 12));
+            if (view == null)
+            {
+                memory.Space.PutUser();
+                Error("no memory for a mirror view", line);
+                return;
+            }
+            FaultStatus status;
+            fixed (byte* bytes = s_dump)
+            {
+                Scheduler.PreemptDisable();
+                status = view.TryRead(memory.HostAddress(gpa), new Span<byte>(bytes, length));
+                Scheduler.PreemptEnable();
+                view.Destroy();
+                memory.Space.PutUser();
+                if (status != FaultStatus.Ok)
+                {
+                    Error("the view could not read the guest's memory", line);
+                    return;
+                }
+                ulong f = Log.Begin();
+                Log.Write("vm ");
+                Log.Write((ulong)vm.Id);
+                Log.Write(": ");
+                Log.Write((ulong)length);
+                Log.Write(" bytes at ");
+                Log.Hex(gpa);
+                Log.Write(" (through a mirror view)\n");
+                for (int row = 0; row < length; row += 16)
+                {
+                    Log.Hex(gpa + (ulong)row, 8);
+                    Log.WriteChar(':');
+                    for (int k = row; k < row + 16 && k < length; k++)
+                    {
+                        Log.WriteChar(' ');
+                        Log.WriteChar(HexDigit(bytes[k] >> 4));
+                        Log.WriteChar(HexDigit(bytes[k] & 15));
+                    }
+                    Log.WriteChar('\n');
+                }
+                Log.End(f);
+            }
+        }
+
+        private static char HexDigit(int d) => (char)(d < 10 ? '0' + d : 'a' + d - 10);
+
+        /// <summary>The periodic stats lines (<c>stats on N</c>): key=value, one per VM, then the mm core's.</summary>
+        private static void PrintStatsLines()
+        {
+            ulong ms = (Native.Rdtsc() - KernelReclaim.StatsEpochTsc) / (Timer.TscPerSecond / 1000);
+            for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
+            {
+                ulong f = Log.Begin();
+                Log.Write("stats t_ms=");
+                Log.Write(ms);
+                Log.Write(" vm=");
+                Log.Write((ulong)vm.Id);
+                Log.Write(vm.Stopped ? " state=stopped" : Volatile.Read(ref vm.Paused) ? " state=paused" : " state=running");
+                Log.Write(" vcpus=");
+                Log.Write((ulong)vm.Vcpus.Length);
+                Log.Write(" exits=");
+                Log.Write(TotalExits(vm));
+                Log.Write(" ept_faults=");
+                Log.Write(vm.Memory.FaultsHandled);
+                Log.WriteChar('\n');
+                Log.End(f);
+            }
+            KernelReclaim.PrintStats("stats mm");
+        }
+    }
+}
