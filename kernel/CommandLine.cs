@@ -72,8 +72,8 @@ namespace Tandem.Kernel
             public ulong Seed;
         }
 
-        /// <summary>fuzz=SEED:COUNT (docs/fuzzing.md); FuzzCount 0 when not given.</summary>
-        public static ulong FuzzSeed, FuzzCount;
+        /// <summary>fuzz=SEED:COUNT[:EXITS] (docs/fuzzing.md); FuzzCount 0 when not given, FuzzExits 0 for no goal.</summary>
+        public static ulong FuzzSeed, FuzzCount, FuzzExits;
 
         /// <summary>How many times in a row a <c>reset=restart</c> VM is restarted before the host gives up on it.</summary>
         public const int DefaultMaxRestarts = 1000;
@@ -131,6 +131,7 @@ namespace Tandem.Kernel
             Ksm = o.Ksm;
             FuzzSeed = o.FuzzSeed;
             FuzzCount = o.FuzzCount;
+            FuzzExits = o.FuzzExits;
             MonitorScript = Pointer(text, o.MonitorOffset);
             MonitorScriptLength = o.MonitorLength;
             VmCount = o.VmCount;

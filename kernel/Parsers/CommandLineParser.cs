@@ -59,8 +59,8 @@ namespace Tandem.Kernel.Parsers
         /// <summary>watermarks=LOW,HIGH (MiB of free memory, LOW below HIGH); <see cref="Unset"/> when not given.</summary>
         public ulong WatermarkLowMiB, WatermarkHighMiB;
         public bool Ksm;
-        /// <summary><c>fuzz=SEED:COUNT</c>: run COUNT fuzz guests from SEED (docs/fuzzing.md); COUNT 0: not given.</summary>
-        public ulong FuzzSeed, FuzzCount;
+        /// <summary><c>fuzz=SEED:COUNT[:EXITS]</c>: run COUNT fuzz guests from SEED, or until their exits reach EXITS (docs/fuzzing.md); COUNT 0: not given, EXITS 0: no goal.</summary>
+        public ulong FuzzSeed, FuzzCount, FuzzExits;
         /// <summary>monitor="cmd;cmd": the script's offset (-1: not given) and length.</summary>
         public int MonitorOffset, MonitorLength;
         public int VmCount;
@@ -240,15 +240,22 @@ namespace Tandem.Kernel.Parsers
                 int colon = 0;
                 while (colon < value.Length && value[colon] != (byte)':')
                     colon++;
-                if (colon == value.Length || !TryParseNumber(value.Slice(0, colon), out ulong seed) || !TryParseNumber(value.Slice(colon + 1), out ulong count) || count == 0 || count > 100_000_000)
+                int second = colon + 1;
+                while (second < value.Length && value[second] != (byte)':')
+                    second++;
+                ulong exits = 0;
+                if (colon >= value.Length || !TryParseNumber(value.Slice(0, colon), out ulong seed)
+                    || !TryParseNumber(value.Slice(colon + 1, second - colon - 1), out ulong count) || count == 0 || count > 100_000_000
+                    || (second < value.Length && !TryParseNumber(value.Slice(second + 1), out exits)))
                 {
-                    Refused("fuzz= takes SEED:COUNT, a seed and how many guests (1..100000000), e.g. fuzz=1:500", value, out _, ref log);
+                    Refused("fuzz= takes SEED:COUNT[:EXITS], a seed, how many guests (1..100000000) and an optional goal of exits, e.g. fuzz=1:500 or fuzz=1:100000000:1000000", value, out _, ref log);
                     o.FuzzCount = 0;
                 }
                 else
                 {
                     o.FuzzSeed = seed;
                     o.FuzzCount = count;
+                    o.FuzzExits = exits;
                 }
                 return;
             }

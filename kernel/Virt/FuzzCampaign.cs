@@ -25,6 +25,9 @@ namespace Tandem.Kernel.Virt
 
         private const int StopKinds = 16;
 
+        /// <summary>A long campaign prints its summary after this many guests, and at the end.</summary>
+        public const int SummaryEvery = 100;
+
         /// <summary>The last campaign's figures (read by the tests).</summary>
         public static int Guests, HostFailures, SentinelFailures;
 
@@ -104,7 +107,7 @@ namespace Tandem.Kernel.Virt
                 Log.Line("fuzz: cannot run guests: this CPU lacks VT-x, EPT or unrestricted guest (see the banner)");
                 return Machine.StatusBadBoot;
             }
-            if (!Run(CommandLine.FuzzSeed, CommandLine.FuzzCount > int.MaxValue ? int.MaxValue : (int)CommandLine.FuzzCount, 0))
+            if (!Run(CommandLine.FuzzSeed, CommandLine.FuzzCount > int.MaxValue ? int.MaxValue : (int)CommandLine.FuzzCount, CommandLine.FuzzExits))
                 return Machine.StatusBadBoot;
             return HostFailures + SentinelFailures == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
         }
@@ -254,6 +257,9 @@ namespace Tandem.Kernel.Virt
                 Log.End(f);
                 vm.Release();
                 CheckHost(seed, step, freeBefore, code);
+                // A long campaign's figures so far, now and then: a run cut short still has them.
+                if (Guests % SummaryEvery == 0)
+                    PrintSummary(firstSeed);
             }
             bool early = sentinel.Stopped;
             if (!early)

@@ -69,6 +69,7 @@ internal static class Cli
             TestCommand(),
             BenchCommand(),
             MutateCommand(),
+            FuzzCommand(),
         };
         return root;
     }
@@ -235,6 +236,40 @@ internal static class Cli
         };
         bench.SetAction(r => BenchVerb.Run(r.GetValue(skipKernel), r.GetValue(filter)));
         return bench;
+    }
+
+    private static Command FuzzCommand()
+    {
+        var exits = new Option<long>("--exits")
+        {
+            Description = "Run fuzz guests until their VM exits reach N",
+            DefaultValueFactory = _ => 1_000_000,
+            HelpName = "N",
+        };
+        var seed = new Option<long>("--seed") { Description = "The first guest's seed (the next ones count up from it)", DefaultValueFactory = _ => 1, HelpName = "N" };
+        var emulator = new Option<string>("--emulator")
+        {
+            Description = "auto: QEMU with KVM when /dev/kvm offers VT-x to guests, else Bochs",
+            DefaultValueFactory = _ => "auto",
+            HelpName = "auto|bochs|kvm",
+        };
+        emulator.AcceptOnlyFromAmong("auto", "bochs", "kvm");
+        var cpus = IntOption("--cpus", "Number of CPUs", 1, 64, 2, "N");
+        var timeout = IntOption("--timeout", "Kill the emulator after this many seconds (default 86400)", 1, 604800, 86400, "S");
+        var fuzz = new Command("fuzz", "The guest fuzzer's long campaign (docs/fuzzing.md): boots Tandem with fuzz=SEED:100000000:EXITS, which runs fuzz guests one after another beside a sentinel VM, checks the host after each, and prints exits and stops by reason (every 100 guests and at the end). " +
+            "A host failure prints its seed and step; replay one guest with './build.sh run --cmdline \"vm=fuzz,seed=N\"'. Exit code 0 with no host failure, 1 with one.")
+        {
+            exits, seed, emulator, cpus, timeout,
+        };
+        fuzz.SetAction(r =>
+        {
+            long n = r.GetValue(exits), first = r.GetValue(seed);
+            if (n < 1 || first < 0)
+                throw new BuildException("fuzz: --exits must be at least 1 and --seed at least 0", ExitCodes.Usage);
+            return Driver.Run(new RunOptions(ParseEmulator(r.GetValue(emulator)!), $"fuzz={first}:100000000:{n} expect_vmx=yes", r.GetValue(cpus), 512,
+                false, r.GetValue(timeout), Echo: true));
+        });
+        return fuzz;
     }
 
     private static Command MutateCommand()

@@ -92,7 +92,7 @@ internal static partial class Emulator
 
     /// <summary>The command line runs a VM (vm=) or the in-kernel tests without vmx=off.</summary>
     public static bool NeedsVmx(RunOptions o) =>
-        !o.Cmdline.Contains("vmx=off") && (o.Cmdline.Contains("vm=") || Regex.IsMatch(o.Cmdline, @"(^|\s)test(\s|=|$)"));
+        !o.Cmdline.Contains("vmx=off") && (o.Cmdline.Contains("vm=") || o.Cmdline.Contains("fuzz=") || Regex.IsMatch(o.Cmdline, @"(^|\s)test(\s|=|$)"));
 
     /// <summary>
     /// Debian's Bochs 2.7 is built with its own debugger (its changelog: "Enable memtype and the x86

@@ -310,7 +310,7 @@ public sealed class RegressionTests
             "cmdline: vm= cpus must be 1..16: '17'; vm ignored",
             "cmdline: vm= mem must be 1M..3G (a number of MiB, or with a suffix: 256M, 1G; RAM ends below the PCI hole at 0xC0000000): '5G'; vm ignored",
             "cmdline: vm= needs a module name; vm ignored",
-            "cmdline: unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset): 'bogus'; vm ignored",
+            "cmdline: unknown vm= suboption (known: mem, cpus, pin, cmdline, initrd, modules, budget, defaults, fwcfg, reset, seed): 'bogus'; vm ignored",
             "cmdline: unknown option 'nonsense' ignored",
             "cmdline: mmstats= takes a number of seconds (1..86400): '0' ignored",
         }, log.Lines);
