@@ -359,7 +359,9 @@ namespace Tandem.Kernel.Virt
             Log.Write((ulong)(HostFailures + SentinelFailures));
             Log.Write(" (of which VM entry failures ");
             Log.Write((ulong)EntryFailures);
-            Log.WriteChar(')');
+            Log.Write("), kernel heap in use ");
+            Log.Write(KernelHeap.BytesInUse >> 10);
+            Log.Write(" KiB");
             Log.Write("\nfuzz: exits by reason:");
             bool first = true;
             for (int r = 0; r < ExitReason.Count; r++)
