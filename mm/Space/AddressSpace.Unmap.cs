@@ -49,6 +49,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                     // and give its slot use back after the lock.
                     PteOps.Write(s.Pointer, PageTableEntry.Empty);
                     swapSlots[swapCount++] = s.Value.SwapSlot;
+                    // Notify for it too: the swap-out that installed this entry flushes and calls
+                    // the notifiers only after it dropped _ptLock, so a secondary may still map the
+                    // old frame; an unmap must not return while one does (invariant 1).
+                    cleared = true;
                     if (swapCount == GatherBatch)
                     {
                         stop = s.End;

@@ -6,9 +6,10 @@ using Xunit;
 namespace Tandem.Mm.Tests;
 
 /// <summary>
-/// Merging meets the swap cache (found by <see cref="OvercommitTortureTests"/>): a page that came
-/// back from swap clean keeps its slot and copy in the swap cache, and the merge scanner may pick
-/// that frame as the shared one, or replace it by a shared one.
+/// Bugs found by <see cref="OvercommitTortureTests"/> where swap meets merging or unmapping: a
+/// page that came back from swap clean keeps its slot and copy in the swap cache, and the merge
+/// scanner may pick that frame as the shared one, or replace it by a shared one; a swap-out
+/// notifies the secondaries only after it installed the swap entry and dropped the lock.
 /// </summary>
 public unsafe class MergeSwapRegressionTests
 {
@@ -92,6 +93,51 @@ public unsafe class MergeSwapRegressionTests
             Assert.Equal(0, swap.CachedFrames);
             Assert.Equal(0, d.Count);
             Assert.Equal(0, b.Mm.Frames.RefCountOf(cached));
+        }
+    }
+
+    /// <summary>
+    /// An unmap that met a swap entry whose swap-out had not yet called the notifiers (it installs
+    /// the entry, drops the page-table lock, then flushes and notifies) cleared it without
+    /// notifying anyone: it returned while a secondary still mapped the old frame, so a guest read
+    /// after the unmap saw the old contents instead of a zero page (and a guest write was lost).
+    /// </summary>
+    [Fact]
+    public void AnUnmapDuringASwapOutLeavesNoSecondaryMappingBehind()
+    {
+        var (b, _, swap, _) = Bed();
+        using (b)
+        {
+            RecordingSecondaryMmu sec = b.AddSecondary(lockless: true);
+            SwapTests.Write(b, 0, 0x4242);
+            Assert.Equal(FaultStatus.Ok, sec.Fault(b.Page(0), false));
+            Assert.NotEqual(0, sec.Entry(0));
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn f));
+            bool unmapped = false;
+            long entryAfterUnmap = -1;
+            HostMachine.ThreadCheckpoint = site =>
+            {
+                // The swap-out installed the swap entry and dropped the lock; its flush and
+                // notifiers have not run yet.
+                if (site != MmCheckpoint.PrimaryEntryCleared || unmapped)
+                    return;
+                unmapped = true;
+                Assert.True(b.Space.TryGetSwapEntry(b.Page(0), out PageTableEntry _));
+                b.Space.Unmap(b.Page(0), b.Page(1));
+                entryAfterUnmap = sec.Entry(0);
+            };
+            try
+            {
+                b.Mm.TrySwapOut(f);
+            }
+            finally
+            {
+                HostMachine.ThreadCheckpoint = null;
+            }
+            Assert.True(unmapped);
+            Assert.Equal(0, entryAfterUnmap);
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0UL, SwapTests.Read(b, 0, out Pfn _));
         }
     }
 }
