@@ -140,4 +140,103 @@ public unsafe class MergeSwapRegressionTests
             Assert.Equal(0UL, SwapTests.Read(b, 0, out Pfn _));
         }
     }
+
+    /// <summary>
+    /// Reclaiming the shared zero frame unmapped every page merged into it although the frame is
+    /// never freed (the scanner holds it): nothing gained, and every such page refaulted, each
+    /// unmap leaving a window in which a refault raced the unmap's notifiers (a secondary still
+    /// read the zero frame after its owner had written the new page; see the report of
+    /// OvercommitTortureTests). Now it is refused.
+    /// </summary>
+    [Fact]
+    public void TheSharedZeroFrameIsNeverReclaimed()
+    {
+        var (b, _, _, scanner) = Bed();
+        using (b)
+        {
+            SwapTests.Write(b, 0, 0);
+            SwapTests.Write(b, 1, 0);
+            scanner.ScanStep(64);
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn f));
+            Assert.Equal(scanner.ZeroFrame, f);
+            b.Mm.AgeFrame(f, exact: true); // clears the accessed bits the merge kept: old now
+            Assert.False(b.Mm.TryReclaim(f));
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn still));
+            Assert.Equal(scanner.ZeroFrame, still);
+            Assert.Equal(2, b.Mm.Frames.MapCountOf(scanner.ZeroFrame));
+        }
+    }
+
+    /// <summary>
+    /// TryReclaim read the frame's flags with nothing held: a frame number that a demand fault had
+    /// just allocated (flags still clear) looked like no anonymous page, so TryReclaim took the
+    /// drop path (TryToUnmap), and by the time it walked the reverse map the fault had installed
+    /// and its owner written the page: the contents were dropped, the page came back zero (found
+    /// by the overcommit torture). Now the drop spares a frame that is anonymous when its entry is
+    /// cleared. A writer unmaps, refaults, writes and checks one page while a reclaimer keeps
+    /// reclaiming the frame numbers it saw there (stale ones included), for 2 s.
+    /// </summary>
+    [Fact]
+    public void ReclaimingAStaleFrameNumberNeverDropsAPageMappedMeanwhile()
+    {
+        var (b, _, swap, _) = Bed();
+        using (b)
+        {
+            long lastFrame = -1;
+            int stop = 0;
+            // The writer's CPU: it uses a frame only while holding this, and every TLB flush
+            // waits for it (a shootdown that waits for the access in flight).
+            object cpu = new object();
+            b.Machine.OnFlush = _ => { lock (cpu) { } };
+            // One CPU access to page 0 (faulting until it can): writes value, or returns what it read.
+            ulong Access(bool write, ulong value)
+            {
+                while (true)
+                {
+                    lock (cpu)
+                    {
+                        if (b.HardwareTouch(0, write, out Pfn f))
+                        {
+                            ulong* p = (ulong*)b.Machine.Platform.PhysToVirt(f.Address);
+                            if (write)
+                            {
+                                for (int k = 0; k < 512; k++)
+                                    p[k] = value;
+                                System.Threading.Interlocked.Exchange(ref lastFrame, (long)f.Value);
+                            }
+                            return SwapTests.Uniform(p);
+                        }
+                    }
+                    Assert.Equal(FaultStatus.Ok, b.Space.HandleFault(b.Page(0), write));
+                }
+            }
+            long lost = 0, rounds = 0, reclaimed = 0;
+            System.Threading.Thread reclaimer = new System.Threading.Thread(() =>
+            {
+                HostMachine.ThreadCpu = 1;
+                while (System.Threading.Volatile.Read(ref stop) == 0)
+                {
+                    long f = System.Threading.Interlocked.Read(ref lastFrame);
+                    if (f >= HostMachine.FirstUsableFrame && b.Mm.TryReclaim(new Pfn((ulong)f)))
+                        reclaimed++;
+                }
+            });
+            reclaimer.Start();
+            System.Diagnostics.Stopwatch clock = System.Diagnostics.Stopwatch.StartNew();
+            ulong value = 1;
+            while (clock.ElapsedMilliseconds < 2000 && lost == 0)
+            {
+                b.Space.Unmap(b.Page(0), b.Page(1));
+                Access(true, ++value);
+                if (Access(false, 0) != value)
+                    lost++;
+                rounds++;
+            }
+            System.Threading.Volatile.Write(ref stop, 1);
+            reclaimer.Join();
+            b.Machine.OnFlush = null;
+            Assert.True(lost == 0, "a written page came back with other contents after " + rounds + " rounds (" + reclaimed + " reclaims)");
+            Assert.True(reclaimed > 0, "nothing was reclaimed: no coverage");
+        }
+    }
 }
