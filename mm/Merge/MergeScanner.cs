@@ -91,6 +91,27 @@ public sealed unsafe class MergeScanner<TPlatform> where TPlatform : struct, IMm
     /// <summary>The shared zero frame.</summary>
     public Pfn ZeroFrame { get { return _zero; } }
 
+    /// <summary>
+    /// Gives the shared zero frame back (the scanner's reference): call once, when no scan step
+    /// runs any more and every address space that could map the frame is gone. False, with
+    /// nothing freed, while a scan step runs or the zero frame is still mapped somewhere. After
+    /// it succeeded, every <see cref="ScanStep"/> returns 0 at once.
+    /// </summary>
+    public bool ReleaseZeroFrame()
+    {
+        // Claim the scanner for good (ScanStep's one-step-at-a-time flag, never given back).
+        if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+            return false;
+        if (_mm.Frames.MapCountOf(_zero) != 0)
+        {
+            Volatile.Write(ref _busy, 0);
+            return false;
+        }
+        _mm.Frames.ClearFlags(_zero, FrameFlags.Merged);
+        _mm.Frames.PutRef(_zero);
+        return true;
+    }
+
     /// <summary>The counters (shared with the fault path's copy-on-write breaks).</summary>
     public MergeStats Stats { get { return _mm.MergeStats; } }
 

@@ -14,6 +14,17 @@ public sealed partial class MemoryManager<TPlatform>
     /// </remarks>
     public bool TryToUnmap(Pfn frame)
     {
+        return TryToUnmapCore(frame, false);
+    }
+
+    /// <summary>
+    /// <see cref="TryToUnmap(Pfn)"/>; with <paramref name="sparingAnonymous"/>, a mapping whose frame
+    /// is anonymous by the time its entry is cleared (checked under that page-table lock) is kept:
+    /// for a caller that decided to drop the frame's contents from a flags snapshot taken before
+    /// it held anything (the frame may have been a fresh frame of a demand fault, mapped since).
+    /// </summary>
+    private bool TryToUnmapCore(Pfn frame, bool sparingAnonymous)
+    {
         if (!Frames.TryGetRef(frame))
             return true;
         RmapCursor cursor = default;
@@ -25,7 +36,7 @@ public sealed partial class MemoryManager<TPlatform>
             if (!space!.TryGetUser())
                 continue;
             // False: the entry changed under us (a concurrent unmap removed it).
-            space.UnmapOneForReclaim(frame, address);
+            space.UnmapOneForReclaim(frame, address, sparingAnonymous);
             space.PutUser();
         }
         bool unmapped = Frames.MapCountOf(frame) == 0;
@@ -73,11 +84,19 @@ public sealed partial class MemoryManager<TPlatform>
     /// </summary>
     public bool TryReclaim(Pfn frame)
     {
+        // The merge scanner's shared zero frame (Merged, not anonymous) is never freed (the
+        // scanner keeps a reference): unmapping its mappings would free nothing, only cost
+        // refaults, and open the window of a refault racing the unmap's notifiers.
+        if ((Frames.FlagsOf(frame) & (FrameFlags.Merged | FrameFlags.Anonymous)) == FrameFlags.Merged)
+            return false;
         if (AgeFrame(frame, true))
             return false;
-        // With a swap device an anonymous page is swapped out, never dropped (mm/Swap).
+        // With a swap device an anonymous page is swapped out, never dropped (mm/Swap). The flags
+        // are a snapshot: a frame that a demand fault had allocated but not yet installed looks
+        // like no anonymous page, and may be mapped (and written) before TryToUnmap walks its
+        // mappings; so the drop spares every mapping that is anonymous when it is cleared.
         if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
             return TrySwapOut(frame) == SwapOutResult.Evicted;
-        return TryToUnmap(frame);
+        return TryToUnmapCore(frame, Swap != null);
     }
 }

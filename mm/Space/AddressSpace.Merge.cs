@@ -21,7 +21,20 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         Pfn frame = e.LeafAddress(1).Pfn;
         if (frame.Value >= (ulong)_mm.Frames.FrameCount)
             return false;
-        return (_mm.Frames.FlagsOf(frame) & (FrameFlags.Merged | FrameFlags.CopyOnWrite)) != 0;
+        FrameFlags flags = _mm.Frames.FlagsOf(frame);
+        if ((flags & (FrameFlags.Merged | FrameFlags.CopyOnWrite)) != 0)
+            return true;
+        // A frame that came back from swap for several mappings (a merged frame was swapped out:
+        // every mapping became a swap entry of one slot, and the frame read back is not marked
+        // Merged) is shared as long as another mapping or swap entry may reach it (compare
+        // Linux's do_wp_page reusing a swap-cache page only when it is exclusive).
+        if ((flags & FrameFlags.SwapCache) != 0)
+        {
+            SwapMap<TPlatform>? swap = _mm.Swap;
+            if (swap != null && swap.IsSharedLocked(frame))
+                return true;
+        }
+        return false;
     }
 
     /// <summary>Lockless probe for the merge scanner: the tracked 4 KiB frame mapped at
@@ -120,10 +133,23 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             throw new InvalidOperationException("ReplaceForMerge: mapping missing from the reverse map");
         // Flush the primary TLB and call the notifiers: no MMU keeps the old frame.
         FinishTeardown(page, page + PageSizes.Size4K, MmuNotifierEvent.Clear);
+        // A page that came back from swap clean kept its slot and copy in the swap cache: with its
+        // mapping gone and no swap entry naming the slot, they go (else both leak).
+        ReleaseSwapCacheIfUnused(frame);
         // Only then drop the old mapping's reference (invariant 1).
         _mm.Frames.PutRef(frame);
         _platform.Checkpoint(MmCheckpoint.ReferenceDropped);
         return true;
+    }
+
+    /// <summary>A mapping of <paramref name="frame"/> went (the caller still holds a reference): a
+    /// swap-cache frame that nothing maps and no swap entry names leaves the cache, with its slot
+    /// and copy.</summary>
+    private void ReleaseSwapCacheIfUnused(Pfn frame)
+    {
+        SwapMap<TPlatform>? swap = _mm.Swap;
+        if (swap != null && (_mm.Frames.FlagsOf(frame) & FrameFlags.SwapCache) != 0)
+            swap.ReleaseIfUnused(frame);
     }
 
     /// <summary>
@@ -187,6 +213,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _mm.Frames.ClearFlags(copy, FrameFlags.CopyOnWrite);
         _mm.Frames.PutRef(copy);
         MergeStats.Add(ref _mm.MergeStats._cowBreaks, 1);
+        // A shared frame read back from swap leaves the swap cache with its last mapping.
+        ReleaseSwapCacheIfUnused(shared);
         // Only then drop the old mapping's reference, then the caller's (invariant 1).
         _mm.Frames.PutRef(shared);
         _platform.Checkpoint(MmCheckpoint.ReferenceDropped);

@@ -49,6 +49,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                     // and give its slot use back after the lock.
                     PteOps.Write(s.Pointer, PageTableEntry.Empty);
                     swapSlots[swapCount++] = s.Value.SwapSlot;
+                    // Notify for it too: the swap-out that installed this entry flushes and calls
+                    // the notifiers only after it dropped _ptLock, so a secondary may still map the
+                    // old frame; an unmap must not return while one does (invariant 1).
+                    cleared = true;
                     if (swapCount == GatherBatch)
                     {
                         stop = s.End;
@@ -141,15 +145,19 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>
     /// Reclaim side of <see cref="MemoryManager{TPlatform}.TryToUnmap"/>: removes the one mapping
     /// (this, <paramref name="address"/>) of <paramref name="frame"/>: clear, flush, notify, release.
-    /// False if the entry no longer maps the frame.
+    /// False if the entry no longer maps the frame, or (<paramref name="sparingAnonymous"/>) the
+    /// frame is anonymous.
     /// </summary>
-    internal bool UnmapOneForReclaim(Pfn frame, VirtAddr address)
+    internal bool UnmapOneForReclaim(Pfn frame, VirtAddr address, bool sparingAnonymous)
     {
         _ptLock.Enter(_platform);
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, address, address + 1);
         w.MoveNext();
         PteSlot s = w.Current;
-        if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial || s.Value.LeafAddress(1).Pfn != frame)
+        // Anonymous is set under this lock before the entry that maps the frame is written
+        // (InstallAnonymous), so a mapped anonymous frame shows it here.
+        if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial || s.Value.LeafAddress(1).Pfn != frame
+            || (sparingAnonymous && (_mm.Frames.FlagsOf(frame) & FrameFlags.Anonymous) != 0))
         {
             _ptLock.Exit(_platform);
             return false;

@@ -212,6 +212,25 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         return h;
     }
 
+    /// <summary>
+    /// True when the swap-cache frame <paramref name="frame"/> may be reached by more than the
+    /// mapping a write fault is about to upgrade: a swap entry still names its slot (a later
+    /// swap-in maps the same frame), or it is mapped more than once. Such a frame must be copied
+    /// on write, never made writable in place. The caller holds the page-table lock of the
+    /// mapping (the swap-map lock nests inside it); that mapping counts once.
+    /// </summary>
+    internal bool IsSharedLocked(Pfn frame)
+    {
+        _lock.Enter(_platform);
+        int slot = _slotOfFrame[(int)frame.Value];
+        // The uses first, then the map count: a swap-in elsewhere adds its rmap entry (MapCount)
+        // before it drops its use, both under its own page-table lock, so a use we see gone was
+        // already counted in MapCount when we read it after.
+        bool shared = slot >= 0 && _uses[slot] > 0;
+        _lock.Exit();
+        return shared || _frames.MapCountOf(frame) > 1;
+    }
+
     /// <summary>Counts an eviction that needed no device write.</summary>
     internal void CountCleanEviction() { Interlocked.Increment(ref _cleanEvictions); }
 

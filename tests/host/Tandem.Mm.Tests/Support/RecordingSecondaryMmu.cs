@@ -103,6 +103,36 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
         }
     }
 
+    /// <summary>What a guest does with a frame while its access through this MMU is in flight.</summary>
+    public delegate void FrameAccess(Pfn frame);
+
+    /// <summary>
+    /// A guest access that uses the frame while holding the MMU lock, so an invalidation (which
+    /// zaps under the same lock) waits until the access is over, as a real EPT's zap waits for
+    /// the vCPU through its TLB flush. Sets A, and D on a write (what the zap carries to the
+    /// frame), then runs <paramref name="body"/> on the mapped frame. False, with nothing done,
+    /// when the entry is missing or read-only for a write (the caller faults and tries again).
+    /// </summary>
+    public bool TryAccessLocked(VirtAddr va, bool write, FrameAccess body)
+    {
+        int i = IndexOf(va.AlignDown(PageSizes.Size4K));
+        using (_mmuLock.Hold())
+        {
+            while (true)
+            {
+                long e = Volatile.Read(ref _entries[i]);
+                if (e == 0 || (write && (e & W) == 0))
+                    return false;
+                long n = e | A | (write ? D : 0);
+                // CAS: lockless aging clears A without the lock.
+                if (n != e && Interlocked.CompareExchange(ref _entries[i], n, e) != e)
+                    continue;
+                body(new Pfn((ulong)e >> 12));
+                return true;
+            }
+        }
+    }
+
     public void InvalidateRangeStart(in MmuNotifierRange range)
     {
         Interlocked.Increment(ref Starts);
@@ -162,7 +192,13 @@ public sealed class RecordingSecondaryMmu : IMmuNotifier
         using (_mmuLock.Hold())
         {
             for (int i = 0; i < _entries.Length; i++)
-                Interlocked.Exchange(ref _entries[i], 0);
+            {
+                // Dirty bits carried over, as every zap does (EptMmu.Release does the same): a page
+                // written only through this MMU must not be dropped as clean later.
+                long old = Interlocked.Exchange(ref _entries[i], 0);
+                if ((old & D) != 0)
+                    _space.MarkFrameDirty(new Pfn((ulong)old >> 12));
+            }
         }
     }
 
