@@ -227,7 +227,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         // before it drops its use, both under its own page-table lock, so a use we see gone was
         // already counted in MapCount when we read it after.
         bool shared = slot >= 0 && _uses[slot] > 0;
-        _lock.Exit();
+        _lock.Exit(_platform);
         return shared || _frames.MapCountOf(frame) > 1;
     }
 
