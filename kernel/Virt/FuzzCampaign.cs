@@ -207,6 +207,8 @@ namespace Tandem.Kernel.Virt
             while (Volatile.Read(ref sentinel.LastPhase) == 0 && !sentinel.Stopped && Native.Rdtsc() < deadline)
                 Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
             ulong sentinelStart = Volatile.Read(ref sentinel.LastPhase);
+            s_sentinel = sentinel;
+            s_sentinelStart = sentinelStart;
             ulong code = CodeChecksum();
             for (int i = 0; i < count && (exitGoal == 0 || TotalExits < exitGoal); i++)
             {
@@ -277,6 +279,7 @@ namespace Tandem.Kernel.Virt
                 Log.Line("fuzz: HOST FAILURE: the sentinel VM made no progress while the fuzz guests ran");
             }
             sentinel.Release();
+            s_sentinel = null;
             PrintSummary(firstSeed);
             return true;
         }
@@ -328,7 +331,15 @@ namespace Tandem.Kernel.Virt
             string? frames = FrameAllocator.CheckInvariants();
             if (frames != null)
                 Failure(seed, step, frames);
+            // A teardown another thread still holds up (an aging walk that pinned the dying space
+            // finishes its destruction) gives the frames back a little later: wait up to a second.
             int freeAfter = MmFreeFrames();
+            ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
+            while (freeAfter < freeBefore && Native.Rdtsc() < deadline)
+            {
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+                freeAfter = MmFreeFrames();
+            }
             if (freeAfter < freeBefore)
             {
                 ulong f = Log.Begin();
@@ -342,8 +353,13 @@ namespace Tandem.Kernel.Virt
                 Failure(seed, step, "the kernel's code changed");
         }
 
+        private static Vm? s_sentinel;
+        private static ulong s_sentinelStart;
+
         private static void PrintSummary(ulong firstSeed)
         {
+            if (s_sentinel != null)
+                SentinelRounds = Volatile.Read(ref s_sentinel.LastPhase) - s_sentinelStart;
             ulong f = Log.Begin();
             Log.Write("fuzz: ");
             Log.Write((ulong)Guests);
