@@ -551,25 +551,7 @@ namespace Tandem.Kernel.Monitor
                 Log.Write((ulong)vm.Id);
                 Log.Write(": exits ");
                 Log.Write(total);
-                bool first = true;
-                for (int reason = 0; reason < ExitReason.Count; reason++)
-                {
-                    ulong n = counts[reason];
-                    if (n == 0)
-                        continue;
-                    Log.Write(first ? ": " : ", ");
-                    first = false;
-                    string? name = ExitReason.Name(reason);
-                    if (name != null)
-                        Log.Write(name);
-                    else
-                    {
-                        Log.Write("reason-");
-                        Log.Write((ulong)reason);
-                    }
-                    Log.WriteChar(' ');
-                    Log.Write(n);
-                }
+                VmThreads.WriteExitCounts(new System.ReadOnlySpan<ulong>(counts, ExitReason.Count), ": ");
                 Log.WriteChar('\n');
                 Log.End(f);
             }

@@ -379,24 +379,7 @@ namespace Tandem.Kernel.Virt
             Log.Write(KernelHeap.BytesInUse >> 10);
             Log.Write(" KiB");
             Log.Write("\nfuzz: exits by reason:");
-            bool first = true;
-            for (int r = 0; r < ExitReason.Count; r++)
-            {
-                if (ExitsByReason[r] == 0)
-                    continue;
-                Log.Write(first ? " " : ", ");
-                first = false;
-                string? name = ExitReason.Name(r);
-                if (name != null)
-                    Log.Write(name);
-                else
-                {
-                    Log.Write("reason-");
-                    Log.Write((ulong)r);
-                }
-                Log.WriteChar(' ');
-                Log.Write(ExitsByReason[r]);
-            }
+            VmThreads.WriteExitCounts(ExitsByReason, " ");
             Log.Write("\nfuzz: stops by reason:");
             for (int i = 0; i < StopKinds && s_stopNames[i] != null; i++)
             {

@@ -167,6 +167,34 @@ namespace Tandem.Kernel.Virt
         /// One line per VM: its exit status (and the host's reason), run time, and its exits by
         /// reason name over all its vCPUs.
         /// </summary>
+        /// <summary>
+        /// Writes "name n, name n" for every exit reason with a count (a reason without a name as
+        /// reason-N), <paramref name="opening"/> before the first; false when every count is 0.
+        /// Inside a <see cref="Log.Begin"/> section.
+        /// </summary>
+        public static bool WriteExitCounts(System.ReadOnlySpan<ulong> counts, string opening)
+        {
+            bool first = true;
+            for (int reason = 0; reason < counts.Length; reason++)
+            {
+                if (counts[reason] == 0)
+                    continue;
+                Log.Write(first ? opening : ", ");
+                first = false;
+                string? name = ExitReason.Name(reason);
+                if (name != null)
+                    Log.Write(name);
+                else
+                {
+                    Log.Write("reason-");
+                    Log.Write((ulong)reason);
+                }
+                Log.WriteChar(' ');
+                Log.Write(counts[reason]);
+            }
+            return !first;
+        }
+
         public static void Report(Vm vm)
         {
             ulong f = Log.Begin();
@@ -191,30 +219,14 @@ namespace Tandem.Kernel.Virt
                 total += vm.Vcpus[i].Exits;
             Log.WriteChar(' ');
             Log.Write(total);
-            bool first = true;
+            ulong* counts = stackalloc ulong[ExitReason.Count];
             for (int reason = 0; reason < ExitReason.Count; reason++)
             {
-                ulong n = 0;
+                counts[reason] = 0;
                 for (int i = 0; i < vm.Vcpus.Length; i++)
-                    n += vm.Vcpus[i].ExitCount(reason);
-                if (n == 0)
-                    continue;
-                Log.Write(first ? " (" : ", ");
-                first = false;
-                string? name = ExitReason.Name(reason);
-                if (name != null)
-                {
-                    Log.Write(name);
-                }
-                else
-                {
-                    Log.Write("reason-");
-                    Log.Write((ulong)reason);
-                }
-                Log.WriteChar(' ');
-                Log.Write(n);
+                    counts[reason] += vm.Vcpus[i].ExitCount(reason);
             }
-            if (!first)
+            if (WriteExitCounts(new System.ReadOnlySpan<ulong>(counts, ExitReason.Count), " ("))
                 Log.WriteChar(')');
             Log.Write(", ");
             Log.Write(vm.Memory.FaultsHandled);
