@@ -129,6 +129,7 @@ namespace Tandem.Kernel
             WatermarkHighMiB = o.WatermarkHighMiB;
             MmStatsSeconds = o.MmStatsSeconds;
             Ksm = o.Ksm;
+            Log.Level = o.LogLevel;
             FuzzSeed = o.FuzzSeed;
             FuzzCount = o.FuzzCount;
             FuzzExits = o.FuzzExits;

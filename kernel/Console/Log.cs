@@ -7,7 +7,7 @@ namespace Tandem.Kernel.Console
     /// allocates. Whole lines from different CPUs do not interleave: callers take <see cref="Lock"/>
     /// through <see cref="Begin"/>/<see cref="End"/> around a line.
     /// </summary>
-    public static class Log
+    public static partial class Log
     {
         private static SpinLock s_lock;
 

@@ -39,7 +39,7 @@ namespace Tandem.Kernel.Memory
             ulong swapBytes = CommandLine.SwapMiB == CommandLine.Unset ? poolBytes / 4 : CommandLine.SwapMiB << 20;
             if (swapBytes > poolBytes / 2)
             {
-                Log.Line("reclaim: swap= is larger than half the mm pool; using half", poolBytes / 2 >> 20);
+                Log.Info($"reclaim: swap= is larger than half the mm pool; using half{poolBytes / 2 >> 20}");
                 swapBytes = poolBytes / 2;
             }
             if (swapBytes > 0)
@@ -59,7 +59,7 @@ namespace Tandem.Kernel.Memory
                 ulong low = (CommandLine.WatermarkLowMiB << 20) / FrameAllocator.PageSize;
                 ulong high = (CommandLine.WatermarkHighMiB << 20) / FrameAllocator.PageSize;
                 if (high > (ulong)frames / 2)
-                    Log.Line("reclaim: watermarks= ignored (the defaults stay): the high one must be at most half the mm pool, in MiB ", (ulong)frames / 2 * FrameAllocator.PageSize >> 20);
+                    Log.Info($"reclaim: watermarks= ignored (the defaults stay): the high one must be at most half the mm pool, in MiB {(ulong)frames / 2 * FrameAllocator.PageSize >> 20}");
                 else
                 {
                     LowWatermark = (int)low;
@@ -195,11 +195,7 @@ namespace Tandem.Kernel.Memory
             if (s_fullReported)
                 return;
             s_fullReported = true;
-            ulong f = Log.Begin();
-            Log.Write("reclaim: the swap pool is full (");
-            Log.Write((ulong)Pool.LimitFrames * FrameAllocator.PageSize >> 20);
-            Log.Write(" MiB): pages it refused stay in memory, nothing is lost, but eviction of guest memory stalls; a larger swap= helps\n");
-            Log.End(f);
+            Log.Info($"reclaim: the swap pool is full ({(ulong)Pool.LimitFrames * FrameAllocator.PageSize >> 20} MiB): pages it refused stay in memory, nothing is lost, but eviction of guest memory stalls; a larger swap= helps");
         }
 
         /// <summary>

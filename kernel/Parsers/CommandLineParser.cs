@@ -1,6 +1,7 @@
 using System;
 using System.Diagnostics.CodeAnalysis;
 using System.Runtime.CompilerServices;
+using Tandem.Kernel.Console;
 
 namespace Tandem.Kernel.Parsers
 {
@@ -63,6 +64,8 @@ namespace Tandem.Kernel.Parsers
         public ulong FuzzSeed, FuzzCount, FuzzExits;
         /// <summary>monitor="cmd;cmd": the script's offset (-1: not given) and length.</summary>
         public int MonitorOffset, MonitorLength;
+        /// <summary><c>loglevel=error|warn|info|debug</c>: the most detailed log lines written (default info).</summary>
+        public LogLevel LogLevel;
         public int VmCount;
         private Vms _vms;
 
@@ -84,6 +87,7 @@ namespace Tandem.Kernel.Parsers
             o.WatermarkLowMiB = Unset;
             o.WatermarkHighMiB = Unset;
             o.MonitorOffset = -1;
+            o.LogLevel = LogLevel.Info;
             return o;
         }
     }
@@ -93,7 +97,7 @@ namespace Tandem.Kernel.Parsers
     /// part of a word may hold spaces (and, inside <c>vm=</c>, commas). Known: <c>test</c>,
     /// <c>test=PATTERN</c>, <c>vm=MODULE[,mem=SIZE][,cpus=N][,pin=A+B][,cmdline="..."][,initrd=MODULE][,modules=A+B][,budget=S|none][,defaults=off][,fwcfg=NAME:MODULE+...][,reset=stop|restart]</c>,
     /// <c>vmx=off</c>, <c>bench</c>, <c>expect_vmx=yes|no</c>, <c>swap=</c>, <c>mem.limit=</c>,
-    /// <c>ksm=</c>, <c>mmstats=</c>, <c>watermarks=LOW,HIGH</c>, <c>monitor="cmd;cmd"</c>. The refusal: anything unknown or malformed is reported by one
+    /// <c>ksm=</c>, <c>mmstats=</c>, <c>watermarks=LOW,HIGH</c>, <c>monitor="cmd;cmd"</c>, <c>loglevel=error|warn|info|debug</c>. The refusal: anything unknown or malformed is reported by one
     /// line through the log and ignored (a bad <c>vm=</c> drops that VM), never followed. The text
     /// ends at its first NUL or at the end of the span, and is unquoted in place. Portable: kernel and host tests.
     /// </summary>
@@ -275,6 +279,20 @@ namespace Tandem.Kernel.Parsers
                     o.MonitorOffset = quoted ? valueOffset + 1 : valueOffset;
                     o.MonitorLength = quoted ? valueLength - 2 : valueLength;
                 }
+                return;
+            }
+            if (Matches(name, "loglevel") && hasValue)
+            {
+                if (Matches(value, "error"))
+                    o.LogLevel = LogLevel.Error;
+                else if (Matches(value, "warn"))
+                    o.LogLevel = LogLevel.Warn;
+                else if (Matches(value, "info"))
+                    o.LogLevel = LogLevel.Info;
+                else if (Matches(value, "debug"))
+                    o.LogLevel = LogLevel.Debug;
+                else
+                    log.Line("loglevel= takes error, warn, info or debug", ": '", value, "' ignored");
                 return;
             }
             if (Matches(name, "mmstats") && hasValue)

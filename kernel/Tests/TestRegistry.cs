@@ -17,6 +17,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("parsers.multiboot2_bad_input_refused", &ParserTests.Multiboot2BadInputRefused),
             new TestCase("parsers.acpi_bad_input_refused", &ParserTests.AcpiBadInputRefused),
             new TestCase("runtime.integer_formatting", &RuntimeTests.IntegerFormatting),
+            new TestCase("log.interpolated_lines_and_levels", &LogTests.InterpolatedLinesAndLevels),
             new TestCase("timer.ticks", &CpuTests.TimerTicks),
             new TestCase("smp.all_cpus_checked_in", &SmpTests.AllCpusCheckedIn),
             new TestCase("smp.interlocked_exact_totals", &SmpTests.InterlockedTotals),

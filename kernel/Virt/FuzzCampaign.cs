@@ -242,21 +242,7 @@ namespace Tandem.Kernel.Virt
                     EntryFailures++;
                     Failure(seed, step, "the host let the guest reach a state VM entry refuses (invalid guest state or an EPT misconfiguration); its stop dump is above");
                 }
-                ulong f = Log.Begin();
-                Log.Write("fuzz: seed ");
-                Log.Write(seed);
-                Log.Write(": ");
-                Log.Write(exits);
-                Log.Write(" exits, ended at step ");
-                Log.Write((ulong)step);
-                Log.Write(" of ");
-                Log.Write((ulong)Steps);
-                Log.Write(": ");
-                Log.Write(reason);
-                Log.Write(" (status ");
-                Log.Write(vm.ExitStatus);
-                Log.Write(")\n");
-                Log.End(f);
+                Log.Info($"fuzz: seed {seed}: {exits} exits, ended at step {(ulong)step} of {(ulong)Steps}: {reason} (status {vm.ExitStatus})");
                 vm.Release();
                 CheckHost(seed, step, freeBefore, code);
                 // A long campaign's figures so far, now and then: a run cut short still has them.
@@ -286,11 +272,7 @@ namespace Tandem.Kernel.Virt
 
         private static void Say(string text, string detail)
         {
-            ulong f = Log.Begin();
-            Log.Write(text);
-            Log.Write(detail);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"{text}{detail}");
         }
 
         private static readonly Vm[] s_one = new Vm[1];
@@ -304,17 +286,7 @@ namespace Tandem.Kernel.Virt
         private static void Failure(ulong seed, uint step, string what)
         {
             HostFailures++;
-            ulong f = Log.Begin();
-            Log.Write("fuzz: HOST FAILURE after seed ");
-            Log.Write(seed);
-            Log.Write(" (its last step ");
-            Log.Write((ulong)step);
-            Log.Write("; replay with vm=fuzz,seed=");
-            Log.Write(seed);
-            Log.Write("): ");
-            Log.Write(what);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"fuzz: HOST FAILURE after seed {seed} (its last step {(ulong)step}; replay with vm=fuzz,seed={seed}): {what}");
         }
 
         /// <summary>The host's own checks after a fuzz guest was released.</summary>
@@ -342,11 +314,7 @@ namespace Tandem.Kernel.Virt
             }
             if (freeAfter < freeBefore)
             {
-                ulong f = Log.Begin();
-                Log.Write("fuzz: frames missing after the guest was released: ");
-                Log.Write((ulong)(freeBefore - freeAfter));
-                Log.WriteChar('\n');
-                Log.End(f);
+                Log.Info($"fuzz: frames missing after the guest was released: {(ulong)(freeBefore - freeAfter)}");
                 Failure(seed, step, "mm frames of the released guest did not come back");
             }
             if (CodeChecksum() != code)

@@ -75,11 +75,7 @@ namespace Tandem.Kernel.Virt
                     vms[i].Release();
                     if (restart && restarts[i] >= limit)
                     {
-                        ulong f = Log.Begin();
-                        Log.Write("vm: the guest reset its machine ");
-                        Log.Write((ulong)restarts[i] + 1);
-                        Log.Write(" times in a row; not restarted again\n");
-                        Log.End(f);
+                        Log.Info($"vm: the guest reset its machine {(ulong)restarts[i] + 1} times in a row; not restarted again");
                         restart = false;
                     }
                     if (restart)
@@ -299,22 +295,10 @@ namespace Tandem.Kernel.Virt
         {
             ulong seed = spec.Seed == CommandLine.Unset ? 1 : spec.Seed;
             Vm? vm = FuzzCampaign.CreateGuest(seed, out string? problem);
-            ulong f = Log.Begin();
-            Log.Write("vm: fuzz guest of seed ");
-            Log.Write(seed);
             if (vm == null)
-            {
-                Log.Write(" not created: ");
-                Log.Write(problem ?? "?");
-            }
+                Log.Info($"vm: fuzz guest of seed {seed} not created: {problem ?? "?"}");
             else
-            {
-                Log.Write(" is vm ");
-                Log.Write((ulong)vm.Id);
-                Log.Write(" (its serial output is muted; the step it ended at is the dword at guest address 0x8000)");
-            }
-            Log.WriteChar('\n');
-            Log.End(f);
+                Log.Info($"vm: fuzz guest of seed {seed} is vm {(ulong)vm.Id} (its serial output is muted; the step it ended at is the dword at guest address 0x8000)");
             return vm;
         }
 
@@ -333,15 +317,7 @@ namespace Tandem.Kernel.Virt
             if (format == GuestImage.Format.Flat)
                 vm.Vcpu!.Registers->Rbx = (ulong)vm.Id;      // test-guest boot protocol: ebx = the VM's id
             else
-            {
-                ulong f = Log.Begin();
-                Log.Write("vm ");
-                Log.Write((ulong)vm.Id);
-                Log.Write(": loaded as a ");
-                Log.Write(GuestImage.FormatName(format));
-                Log.Write("\n");
-                Log.End(f);
-            }
+                Log.Info($"vm {(ulong)vm.Id}: loaded as a {GuestImage.FormatName(format)}");
             return vm;
         }
 
@@ -407,14 +383,7 @@ namespace Tandem.Kernel.Virt
 
         private static bool FwCfgRefused(string what, byte* text, int length)
         {
-            ulong f = Log.Begin();
-            Log.Write("vm: fwcfg= '");
-            for (int k = 0; k < length; k++)
-                Log.WriteChar((char)text[k]);
-            Log.Write("' ");
-            Log.Write(what);
-            Log.Write("; vm not started\n");
-            Log.End(f);
+            Log.Info($"vm: fwcfg= '{new System.ReadOnlySpan<byte>(text, length)}' {what}; vm not started");
             return false;
         }
 

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Text;
 using System.Threading;
 using CsCheck;
+using Tandem.Kernel.Console;
 using Tandem.Kernel.Parsers;
 using Tandem.Testing;
 using Xunit;
@@ -47,6 +48,7 @@ public sealed class CommandLineFuzzTests
         "vm=,mem=1", "vm=x,", "vm=x,bogus=1", "vm=x,cmdline=\"", "unknown", "a=b=c", "=", "\"\"", "\\\\", "vm=x,mem=1024K",
         "vm=x,mem=99999999999999999999", "vm=x,pin=+", "vm=x,cmdline=\"\"",
         "monitor=help", "monitor=\"info vms;pause 1\"", "monitor=", "monitor=\"\"", "\"monitor=\\\"stop 1\\\"\"", "monitor=\"",
+        "loglevel=debug", "loglevel=error", "loglevel=loud", "loglevel=",
     };
 
     private static readonly byte[] Special = Encoding.ASCII.GetBytes(" \"\\,=+0:\0M");
@@ -106,6 +108,7 @@ public sealed class CommandLineFuzzTests
         Assert.True(log.Lines.Count <= 2 * words, $"{log.Lines.Count} lines for {words} words");
         Assert.True(o.TestPatternOffset < 0 || Inside(o.TestPatternOffset, o.TestPatternLength, end) && o.TestPatternLength > 0, "test pattern");
         Assert.True(o.ExpectVmx is -1 or 0 or 1);
+        Assert.True(o.LogLevel is LogLevel.Error or LogLevel.Warn or LogLevel.Info or LogLevel.Debug, "loglevel");
         Assert.True(o.MemLimitMiB == CommandLineOptions.Unset || o.MemLimitMiB > 0, "mem.limit");
         Assert.True(o.MmStatsSeconds == CommandLineOptions.Unset || o.MmStatsSeconds is >= 1 and <= 86400, "mmstats");
         Assert.True(o.WatermarkLowMiB == CommandLineOptions.Unset ? o.WatermarkHighMiB == CommandLineOptions.Unset

@@ -73,6 +73,13 @@ namespace System.Runtime.CompilerServices
     [AttributeUsage(AttributeTargets.Parameter, Inherited = false)]
     public sealed class CallerMemberNameAttribute : Attribute { }
 
+    /// <summary>Marks a type Roslyn builds from an interpolated string (the kernel log's <c>LogLine</c>).</summary>
+    [AttributeUsage(AttributeTargets.Class | AttributeTargets.Struct, AllowMultiple = false, Inherited = false)]
+    public sealed class InterpolatedStringHandlerAttribute : Attribute
+    {
+        public InterpolatedStringHandlerAttribute() { }
+    }
+
     [AttributeUsage(AttributeTargets.Struct | AttributeTargets.Class)]
     public sealed class UnsafeValueTypeAttribute : Attribute { }
 
