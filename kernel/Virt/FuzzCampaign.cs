@@ -257,12 +257,12 @@ namespace Tandem.Kernel.Virt
             if (early || sentinel.ExitStatus != 0)
             {
                 SentinelFailures++;
-                Say("fuzz: HOST FAILURE: the sentinel VM stopped before the end: ", sentinel.StopReason ?? "exit status 1: a word of its memory changed");
+                Log.Error($"fuzz: HOST FAILURE: the sentinel VM stopped before the end: {sentinel.StopReason ?? "exit status 1: a word of its memory changed"}");
             }
             else if (SentinelRounds == 0)
             {
                 SentinelFailures++;
-                Log.Line("fuzz: HOST FAILURE: the sentinel VM made no progress while the fuzz guests ran");
+                Log.Error($"fuzz: HOST FAILURE: the sentinel VM made no progress while the fuzz guests ran");
             }
             sentinel.Release();
             s_sentinel = null;
@@ -286,7 +286,7 @@ namespace Tandem.Kernel.Virt
         private static void Failure(ulong seed, uint step, string what)
         {
             HostFailures++;
-            Log.Info($"fuzz: HOST FAILURE after seed {seed} (its last step {(ulong)step}; replay with vm=fuzz,seed={seed}): {what}");
+            Log.Error($"fuzz: HOST FAILURE after seed {seed} (its last step {(ulong)step}; replay with vm=fuzz,seed={seed}): {what}");
         }
 
         /// <summary>The host's own checks after a fuzz guest was released.</summary>
@@ -314,7 +314,7 @@ namespace Tandem.Kernel.Virt
             }
             if (freeAfter < freeBefore)
             {
-                Log.Info($"fuzz: frames missing after the guest was released: {(ulong)(freeBefore - freeAfter)}");
+                Log.Error($"fuzz: frames missing after the guest was released: {(ulong)(freeBefore - freeAfter)}");
                 Failure(seed, step, "mm frames of the released guest did not come back");
             }
             if (CodeChecksum() != code)
