@@ -44,6 +44,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.two_vms_isolated", &VmxTests.TwoVmsIsolated),
             new TestCase("vmx.huge_pages_back_guest_ram", &VmxTests.HugePagesBackGuestRam),
             new TestCase("vmx.triple_fault_stops_only_the_vm", &VmxTests.TripleFaultStopsOnlyTheVm),
+            new TestCase("vmx.vpids_stay_distinct_past_256_vcpus", &VmxTests.VpidsStayDistinctPast256Vcpus),
             new TestCase("vmx.stop_dump_names_the_exit_and_shows_code", &CrashReportTests.VmStopDumpNamesTheExitAndShowsCode),
             new TestCase("vmx.runaway_guest_stopped", &VmxTests.RunawayGuestStopped),
             new TestCase("vmx.pit_interrupts_wake_hlt", &VmxTests.PitInterruptsWakeHlt),

@@ -629,5 +629,42 @@ namespace Tandem.Kernel.Tests
             bool mappedB = mb.Space.TranslateFrame(mb.HostAddress(0x50_0000), out Pfn fb);
             t.Check(mappedA && mappedB && fa.Value != fb.Value, "the two VMs share host frames");
         }
+
+        // --- VPIDs -------------------------------------------------------------------------------
+
+        /// <summary>
+        /// A live vCPU keeps its VPID and its slot while 300 other VMs are made and released (the
+        /// old counter indexed by its low 8 bits gave the 256th one the live vCPU's slot, and a
+        /// wrapped counter its VPID). Then the live one runs, and its release runs INVVPID on every
+        /// CPU it used and gives every VPID back.
+        /// </summary>
+        public static void VpidsStayDistinctPast256Vcpus(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            int before = Vcpu.VpidsInUse();
+            Vm? a = Start(t, "crash32");
+            if (a == null)
+                return;
+            Vcpu live = a.Vcpu!;
+            for (int i = 0; i < 300; i++)
+            {
+                Vm? b = Start(t, "crash32");
+                if (b == null)
+                    break;
+                ushort other = b.Vcpu!.Vpid;
+                b.Release();
+                if (!t.Check(other != live.Vpid && other != 0, "a new vCPU got the live vCPU's VPID (or VPID 0)", other) ||
+                    !t.Check(Vcpu.FromVpid(live.Vpid) == live, "the live vCPU lost its VPID slot to a newer vCPU", (ulong)i))
+                    break;
+            }
+            RunLoop.Run(live);
+            t.Check(live.ExitCount(Tandem.Arch.X86.ExitReason.TripleFault) == 1, "the live vCPU did not run to its triple fault after the others");
+            ulong used = live.CpusUsed;
+            a.Release();
+            t.Check(used != 0 && live.VpidInvalidations == (ulong)System.Numerics.BitOperations.PopCount(used),
+                "the release did not run INVVPID once on every CPU the vCPU used", live.VpidInvalidations);
+            t.Check(Vcpu.VpidsInUse() == before, "VPIDs were not all given back", (ulong)Vcpu.VpidsInUse());
+        }
     }
 }

@@ -310,10 +310,16 @@ namespace Tandem.Kernel.Virt
                 return null;
             Vm? vm = VmFactory.Create(memory, out problem, cpus);
             if (vm == null)
+            {
+                memory.Release();                   // nothing is lost when the VM cannot be made
                 return null;
+            }
             problem = GuestImage.Load(vm.Vcpu!, input, out GuestImage.Format format);
             if (problem != null)
+            {
+                vm.Release();                       // a refused image: the VM's VPIDs, pages and RAM go back
                 return null;
+            }
             if (format == GuestImage.Format.Flat)
                 vm.Vcpu!.Registers->Rbx = (ulong)vm.Id;      // test-guest boot protocol: ebx = the VM's id
             else

@@ -83,7 +83,28 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public VcpuBench? Bench;
 
-        private static readonly Vcpu?[] s_all = new Vcpu?[256];
+        /// <summary>
+        /// The VPIDs a vCPU may have: 1 to <see cref="VpidLimit"/> - 1 (VPID 0 is VMX root's, SDM Vol. 3C,
+        /// 29.1). One vCPU holds its VPID from <see cref="AllocateVpid"/> until <see cref="Release"/>, so
+        /// two live vCPUs never share one, however many were made before (docs/locking.md, "VPIDs").
+        /// </summary>
+        public const int VpidLimit = 4096;
+
+        /// <summary>The live vCPU of each VPID, for the thread entry and switch-in hook that get only the VPID.</summary>
+        private static readonly Vcpu?[] s_all = new Vcpu?[VpidLimit];
+
+        /// <summary>The VPIDs of live vCPUs.</summary>
+        private static readonly VpidAllocator s_vpids = new VpidAllocator(VpidLimit);
+
+        /// <summary>Takes a free VPID for a new vCPU, or 0 when all <see cref="VpidLimit"/> - 1 are held by live vCPUs.</summary>
+        public static ushort AllocateVpid() => s_vpids.Allocate();
+
+        /// <summary>VPIDs held now (the monitor and tests).</summary>
+        public static int VpidsInUse() => s_vpids.InUse();
+
+        /// <summary>Gives back a VPID that no vCPU ever ran with (a VM whose creation failed).</summary>
+        public static void ReleaseUnusedVpid(ushort vpid) => s_vpids.Free(vpid);
+
         /// <summary>Interrupts injected, events re-injected after an exit during their delivery, HLTs that blocked.</summary>
         public ulong Injected, Reinjected, Halts, MmioExits, MsrFaults;
 
@@ -109,9 +130,8 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 
-        private static int s_nextVpid;
-
-        public Vcpu(Vm vm, int index, ulong vmcs, ulong registersPage)
+        /// <summary>A vCPU with the VPID <paramref name="vpid"/> from <see cref="AllocateVpid"/> (held until <see cref="Release"/>).</summary>
+        public Vcpu(Vm vm, int index, ulong vmcs, ulong registersPage, ushort vpid)
         {
             Vm = vm;
             Index = index;
@@ -127,8 +147,8 @@ namespace Tandem.Kvm.Vmx
             CpuidCache = (CpuidExit.Answer4*)((byte*)registersPage + 3072);   // CpuidExit.CacheSize answers (736 bytes)
             *(ushort*)FxArea = 0x037F;                          // x87 control word after FNINIT
             *(uint*)(FxArea + 24) = 0x1F80;                     // MXCSR reset value
-            Vpid = (ushort)System.Threading.Interlocked.Increment(ref s_nextVpid);
-            s_all[Vpid & 0xFF] = this;
+            Vpid = vpid;
+            System.Threading.Volatile.Write(ref s_all[vpid], this);
             Msrs.Pat = 0x0007_0406_0007_0406;                   // the power-on PAT
             CpuidExit.FillCache(this);
         }
@@ -159,7 +179,7 @@ namespace Tandem.Kvm.Vmx
 
         private static void VmClearHere(ulong vpid)
         {
-            Vcpu v = s_all[(int)(vpid & 0xFF)]!;
+            Vcpu v = s_all[(int)vpid]!;
             Native.VmClear(v.VmcsPhysical);
             SyscallMsrs.Release(v);
             v.RemoteClears++;
@@ -188,20 +208,51 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
-        /// <summary>The VM is over: VMCLEAR (where the VMCS was last active) and free its pages.</summary>
+        /// <summary>
+        /// The VM is over: VMCLEAR (where the VMCS was last active), INVVPID on every CPU the vCPU ran
+        /// on, then the VPID and the pages go back. The INVVPID comes first because a CPU may still
+        /// cache linear translations tagged with this VPID; the next vCPU to get the VPID must not
+        /// find them (SDM Vol. 3C, 29.4.3.3: software must invalidate before it reuses a VPID).
+        /// </summary>
         public void Release()
         {
             if (LoadedOnCpu >= 0 && !KvmHost.RunOnCpu(LoadedOnCpu, &VmClearHere, Vpid))
                 throw new System.InvalidOperationException("VMCLEAR on the vCPU's last CPU did not run");
             LoadedOnCpu = -1;
-            if (s_all[Vpid & 0xFF] == this)
-                s_all[Vpid & 0xFF] = null;
+            ulong cpus = CpusUsed;
+            while (cpus != 0)
+            {
+                int cpu = System.Numerics.BitOperations.TrailingZeroCount(cpus);
+                cpus &= cpus - 1;
+                if (!KvmHost.RunOnCpu(cpu, &InvalidateVpidHere, Vpid))
+                    throw new System.InvalidOperationException("INVVPID on a CPU the vCPU ran on did not run");
+            }
+            VpidInvalidations += (ulong)System.Numerics.BitOperations.PopCount(CpusUsed);
+            System.Threading.Volatile.Write(ref s_all[Vpid], null);
+            s_vpids.Free(Vpid);
             KvmHost.FreePages(VmcsPhysical, 1);
             KvmHost.FreePages((ulong)Registers, 1);
         }
 
-        /// <summary>The vCPU with <paramref name="vpid"/> (among the last 256 created).</summary>
-        public static Vcpu FromVpid(ulong vpid) => s_all[(int)(vpid & 0xFF)]!;
+        /// <summary>INVVPIDs <see cref="Release"/> ran (one per CPU the vCPU had used).</summary>
+        public ulong VpidInvalidations;
+
+        /// <summary>
+        /// INVVPID of one VPID on this CPU: single-context (type 1) where the CPU has it, else
+        /// all-context (type 2, every VPID but 0); IA32_VMX_EPT_VPID_CAP bits 41 and 42.
+        /// </summary>
+        private static void InvalidateVpidHere(ulong vpid)
+        {
+            ulong* descriptor = stackalloc ulong[2];
+            descriptor[0] = vpid;                   // bits 15:0 the VPID, the rest reserved (0)
+            descriptor[1] = 0;                      // the linear address (type 0 only)
+            ulong type = VmxCpu.InvVpidSingleContext ? 1UL : 2UL;
+            if (Native.InvVpid(type, descriptor) != 0)
+                throw new System.InvalidOperationException("INVVPID failed");
+        }
+
+        /// <summary>The live vCPU with <paramref name="vpid"/>.</summary>
+        public static Vcpu FromVpid(ulong vpid) => s_all[(int)vpid]!;
 
         /// <summary>The CPU whose host state the VMCS holds and whose EPT-mask bit is set (by <see cref="Load"/>).</summary>
         private int _hostCpu = -1;
@@ -209,7 +260,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The switch-in hook of a thread running a vCPU (its argument is the VPID).</summary>
         public static void OnSwitchIn(ulong vpid)
         {
-            Vcpu v = s_all[(int)(vpid & 0xFF)]!;
+            Vcpu v = s_all[(int)vpid]!;
             if (v.Bench != null)
                 v.Bench.OnSwitchIn();       // the thread runs again: the end of a benchmark's "wake"
             v.Load();

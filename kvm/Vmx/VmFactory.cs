@@ -29,15 +29,22 @@ namespace Tandem.Kvm.Vmx
             ulong tscOffset = 0UL - Native.Rdtsc();
             for (int i = 0; i < cpus; i++)
             {
-                ulong vmcs = KvmHost.AllocatePage();
-                ulong registers = KvmHost.AllocatePage();
-                if (vmcs == 0 || registers == 0)
+                ushort vpid = Vcpu.AllocateVpid();
+                ulong vmcs = vpid == 0 ? 0 : KvmHost.AllocatePage();
+                ulong registers = vmcs == 0 ? 0 : KvmHost.AllocatePage();
+                if (registers == 0)
                 {
-                    problem = "out of memory for the VMCS";
+                    problem = vpid == 0 ? "no VPID is free: 4095 vCPUs are live" : "out of memory for the VMCS";
+                    if (vmcs != 0)
+                        KvmHost.FreePages(vmcs, 1);
+                    for (int k = 0; k < i; k++)
+                        vcpus[k].Release();     // never loaded: gives back the VPID and the pages
+                    if (vpid != 0)
+                        Vcpu.ReleaseUnusedVpid(vpid);
                     return null;
                 }
                 *(uint*)vmcs = VmxCpu.RevisionId;
-                vcpus[i] = new Vcpu(vm, i, vmcs, registers);
+                vcpus[i] = new Vcpu(vm, i, vmcs, registers, vpid);
                 vcpus[i].TscOffset = tscOffset;
                 vm.Platform.Lapics[i].TscAtZero = tscOffset;
             }

@@ -53,6 +53,9 @@ namespace Tandem.Kvm.Vmx
             return null;
         }
 
+        /// <summary>INVVPID has the single-context type (IA32_VMX_EPT_VPID_CAP bit 41); without it <see cref="Vcpu"/> uses all-context (bit 42).</summary>
+        public static bool InvVpidSingleContext => (Native.ReadMsr(VmxFeatures.MsrEptVpidCap) & (1UL << 41)) != 0;
+
         public static bool IsEnabled => s_regions != null && s_regions[KvmHost.CurrentCpu()] != 0;
     }
 }
