@@ -1,4 +1,7 @@
+using Tandem.Arch.X86;
+using Tandem.Kernel.Memory;
 using Tandem.Kernel.Virt;
+using Tandem.Kvm.Ept;
 using Tandem.Kvm.Vmx;
 
 namespace Tandem.Kernel.Tests
@@ -64,6 +67,50 @@ namespace Tandem.Kernel.Tests
             t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B: a marker check failed (exit status = its number: 2 own count, 3 found the other's)", (ulong)b.ExitStatus);
             a.Release();
             b.Release();
+        }
+
+        /// <summary>
+        /// unassigned32 writes and reads outside its 16 MiB of RAM, every 4 MiB up to 4 GiB (the
+        /// device window left out), across the end of RAM and across page boundaries: every read
+        /// gives all ones, no write lands anywhere, and the guest runs on to its verdict (exit status
+        /// = the number of the check that failed). The host checks that the accesses were counted as
+        /// unassigned, that its EPT maps nothing outside RAM, that its own code is unchanged, and that
+        /// every frame comes back when the VM is released.
+        /// </summary>
+        public static void UnassignedAddressesReadOnesAndDropWrites(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            int freeBefore = FuzzCampaign.MmFreeFrames();
+            ulong code = FuzzCampaign.CodeChecksum();
+            Vm? vm = VmxTests.Start(t, "unassigned32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an unassigned-access check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+            // Bus accesses to unassigned addresses: samples from 16 MiB to 4 GiB every 4 MiB, less
+            // the one in the device window: 1019, each a dword and a byte written and read (4) and
+            // a page-crossing dword written and read a byte at a time (8); the dword across the end
+            // of RAM, its two bytes past it written and read (4); the last dword below 4 GiB (2).
+            const ulong expected = 1019 * 12 + 4 + 2;
+            t.Check(vm.UnassignedAccesses == expected && vm.Vcpu!.UnassignedAccesses == expected,
+                "the host did not count exactly the guest's unassigned accesses", vm.UnassignedAccesses);
+            var memory = (MmGuestMemory)vm.Memory;
+            int mapped = 0;
+            foreach (EptSlot s in new EptWalker<KernelEptPlatform>(memory.Ept.Platform, memory.Ept.Root, new GuestPhysAddr(memory.Size), new GuestPhysAddr(1UL << 32)))
+                mapped++;
+            t.Check(mapped == 0, "the EPT maps guest-physical pages outside RAM", (ulong)mapped);
+            vm.Release();
+            t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
+            int freeAfter = FuzzCampaign.MmFreeFrames();
+            ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
+            while (freeAfter < freeBefore && Native.Rdtsc() < deadline)
+            {
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+                freeAfter = FuzzCampaign.MmFreeFrames();
+            }
+            t.Check(freeAfter >= freeBefore, "frames of the released VM did not come back", (ulong)(freeBefore - freeAfter));
         }
     }
 }

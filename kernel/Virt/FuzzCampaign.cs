@@ -113,7 +113,7 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>FNV-1a over the kernel's code.</summary>
-        private static ulong CodeChecksum()
+        internal static ulong CodeChecksum()
         {
             KernelLayout* layout = KernelLayout.Get;
             ulong h = 0xCBF2_9CE4_8422_2325UL;
@@ -122,7 +122,8 @@ namespace Tandem.Kernel.Virt
             return h;
         }
 
-        private static int MmFreeFrames()
+        /// <summary>Frames the mm core can hand out (free in the buddy allocator and in the per-CPU caches).</summary>
+        internal static int MmFreeFrames()
         {
             Tandem.Mm.MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
             return mm == null ? 0 : mm.Frames.BuddyFreeFrames + mm.Frames.CachedFrames;

@@ -164,10 +164,6 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>
-        /// One line per VM: its exit status (and the host's reason), run time, and its exits by
-        /// reason name over all its vCPUs.
-        /// </summary>
-        /// <summary>
         /// Writes "name n, name n" for every exit reason with a count (a reason without a name as
         /// reason-N), <paramref name="opening"/> before the first; false when every count is 0.
         /// Inside a <see cref="Log.Begin"/> section.
@@ -195,6 +191,10 @@ namespace Tandem.Kernel.Virt
             return !first;
         }
 
+        /// <summary>
+        /// One line per VM: its exit status (and the host's reason), run time, and its exits by
+        /// reason name over all its vCPUs.
+        /// </summary>
         public static void Report(Vm vm)
         {
             ulong f = Log.Begin();
@@ -231,6 +231,12 @@ namespace Tandem.Kernel.Virt
             Log.Write(", ");
             Log.Write(vm.Memory.FaultsHandled);
             Log.Write(" EPT faults");
+            if (vm.UnassignedAccesses != 0)
+            {
+                Log.Write(", ");
+                Log.Write(vm.UnassignedAccesses);
+                Log.Write(" unassigned accesses");
+            }
             // Where port I/O exits went: the ports a guest polls most.
             for (int rank = 0; rank < 3 && vm.TopPort(rank, out ushort port, out long count); rank++)
             {

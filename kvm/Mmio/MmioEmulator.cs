@@ -13,7 +13,9 @@ namespace Tandem.Kvm.Mmio;
 /// (or <see cref="Execute"/> with an instruction decoded elsewhere), and on
 /// <see cref="MmioStatus.Done"/> or <see cref="MmioStatus.Partial"/> write RIP, RSP and RFLAGS
 /// back. Every data address is translated through the guest's page tables (the same walk that
-/// fetched the instruction), then handed to the bus; an access that crosses a page is refused.
+/// fetched the instruction), then handed to the bus; an access that crosses a page has each page
+/// translated on its own and goes to the bus a byte at a time (string instructions excepted:
+/// an element that crosses a page is refused).
 /// Nothing is allocated; a failure is a status, never an exception. A LOCKed read-modify-write
 /// is a bus read then a bus write: devices see it as two accesses.
 /// </remarks>
@@ -68,11 +70,65 @@ public static partial class MmioEmulator
         int size = insn.OperandSize;
         MmioOperation op = insn.Operation;
         bool writesMemory = insn.Direction != MmioDirection.ToRegister && op != MmioOperation.Cmp && op != MmioOperation.Test;
-        MmioStatus status = Translate(ref memory, cpu, linear, memSize, writesMemory ? GuestAccessKind.Write : GuestAccessKind.Read,
-            out ulong gpa, ref walk, ref faultLinear);
+        GuestAccessKind kind = writesMemory ? GuestAccessKind.Write : GuestAccessKind.Read;
+        int low = (int)Math.Min((ulong)memSize, 0x1000 - (linear & 0xFFF));
+        MmioStatus status = Translate(ref memory, cpu, linear, low, kind, out ulong gpa, ref walk, ref faultLinear);
+        if (status != MmioStatus.Done || low == memSize)
+            return status == MmioStatus.Done ? ExecuteAt(ref bus, ref regs, ref cpu, insn, gpa, writesMemory, low, 0) : status;
+
+        // Across a page boundary: each page is translated on its own (the second may be anywhere),
+        // and the access goes to the bus a byte at a time, the low bytes on the first page.
+        ulong next = cpu.Mode == CpuMode.Bits64 ? (linear | 0xFFF) + 1 : ((linear | 0xFFF) + 1) & 0xFFFF_FFFFUL;
+        status = Translate(ref memory, cpu, next, memSize - low, kind, out ulong high, ref walk, ref faultLinear);
         if (status != MmioStatus.Done)
             return status;
+        return ExecuteAt(ref bus, ref regs, ref cpu, insn, gpa, writesMemory, low, high);
+    }
 
+    /// <summary>
+    /// A bus read of the memory operand: whole, or for a page-crossing operand byte by byte, the
+    /// first <paramref name="lowBytes"/> at <paramref name="gpa"/> and the rest at <paramref name="high"/>.
+    /// </summary>
+    private static bool BusRead<TBus>(ref TBus bus, ulong gpa, int size, int lowBytes, ulong high, out ulong value)
+        where TBus : struct, IMmioBus
+    {
+        if (lowBytes >= size)
+            return bus.Read(gpa, size, out value);
+        value = 0;
+        for (int i = 0; i < size; i++)
+        {
+            if (!bus.Read(i < lowBytes ? gpa + (ulong)i : high + (ulong)(i - lowBytes), 1, out ulong b))
+                return false;
+            value |= (b & 0xFF) << (8 * i);
+        }
+        return true;
+    }
+
+    /// <summary>A bus write of the memory operand, split as <see cref="BusRead"/> splits a read.</summary>
+    private static bool BusWrite<TBus>(ref TBus bus, ulong gpa, int size, int lowBytes, ulong high, ulong value)
+        where TBus : struct, IMmioBus
+    {
+        if (lowBytes >= size)
+            return bus.Write(gpa, size, value);
+        for (int i = 0; i < size; i++)
+        {
+            if (!bus.Write(i < lowBytes ? gpa + (ulong)i : high + (ulong)(i - lowBytes), 1, (value >> (8 * i)) & 0xFF))
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// The operation of a non-string instruction whose memory operand is at <paramref name="gpa"/>
+    /// (its first <paramref name="lowBytes"/> bytes; the rest, if any, at <paramref name="high"/>).
+    /// </summary>
+    private static MmioStatus ExecuteAt<TBus>(ref TBus bus, ref GuestRegisters regs, ref MmioVcpuState cpu, in MmioInstruction insn, ulong gpa, bool writesMemory,
+        int lowBytes, ulong high)
+        where TBus : struct, IMmioBus
+    {
+        int memSize = insn.MemorySize;
+        int size = insn.OperandSize;
+        MmioOperation op = insn.Operation;
         ulong source = insn.HasImmediate ? insn.Immediate
             : insn.Register >= 0 ? ReadRegister(ref regs, ref cpu, insn.Register, size, insn.RegisterIsHighByte) : 0;
         ulong value;
@@ -80,37 +136,37 @@ public static partial class MmioEmulator
         {
             case MmioOperation.Mov:
                 if (insn.Direction == MmioDirection.ToMemory)
-                    return Finish(ref cpu, insn, bus.Write(gpa, size, Mask(source, size)));
-                if (!bus.Read(gpa, size, out value))
+                    return Finish(ref cpu, insn, BusWrite(ref bus, gpa, size, lowBytes, high, Mask(source, size)));
+                if (!BusRead(ref bus, gpa, size, lowBytes, high, out value))
                     return MmioStatus.BusError;
                 WriteRegister(ref regs, ref cpu, insn.Register, size, insn.RegisterIsHighByte, value);
                 return Finish(ref cpu, insn, true);
             case MmioOperation.MovZx:
             case MmioOperation.MovSx:
             case MmioOperation.MovSxd:
-                if (!bus.Read(gpa, memSize, out value))
+                if (!BusRead(ref bus, gpa, memSize, lowBytes, high, out value))
                     return MmioStatus.BusError;
                 if (op != MmioOperation.MovZx)
                     value = SignExtend(value, memSize);
                 WriteRegister(ref regs, ref cpu, insn.Register, size, false, value);
                 return Finish(ref cpu, insn, true);
             case MmioOperation.Xchg:
-                if (!bus.Read(gpa, size, out value))
+                if (!BusRead(ref bus, gpa, size, lowBytes, high, out value))
                     return MmioStatus.BusError;
-                if (!bus.Write(gpa, size, Mask(source, size)))
+                if (!BusWrite(ref bus, gpa, size, lowBytes, high, Mask(source, size)))
                     return MmioStatus.BusError;
                 WriteRegister(ref regs, ref cpu, insn.Register, size, insn.RegisterIsHighByte, value);
                 return Finish(ref cpu, insn, true);
         }
 
         // The ALU group, test and cmp: memory is the first operand (ToMemory) or the second.
-        if (!bus.Read(gpa, size, out value))
+        if (!BusRead(ref bus, gpa, size, lowBytes, high, out value))
             return MmioStatus.BusError;
         ulong rflags = cpu.Rflags;
         if (insn.Direction == MmioDirection.ToMemory)
         {
             ulong result = AluFlags.Compute(op, size, value, source, ref rflags);
-            if (writesMemory && !bus.Write(gpa, size, result))
+            if (writesMemory && !BusWrite(ref bus, gpa, size, lowBytes, high, result))
                 return MmioStatus.BusError;
         }
         else

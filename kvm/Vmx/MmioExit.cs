@@ -27,7 +27,11 @@ namespace Tandem.Kvm.Vmx
             }
         }
 
-        /// <summary>Data accesses: a device's page, or guest RAM (a movs between RAM and a device).</summary>
+        /// <summary>
+        /// Data accesses: a device's page, guest RAM (a movs between RAM and a device), or neither:
+        /// an unassigned address reads as all ones and takes no writes, as on a PC, counted in
+        /// <see cref="Vcpu.UnassignedAccesses"/> (docs/security.md, "Unassigned guest-physical addresses").
+        /// </summary>
         private readonly struct Bus : IMmioBus
         {
             private readonly Vm _vm;
@@ -46,9 +50,27 @@ namespace Tandem.Kvm.Vmx
                     return true;
                 }
                 ulong v = 0;
-                bool ok = _vm.Memory.Read(gpa, (byte*)&v, (ulong)size);
-                value = v;
-                return ok;
+                ulong ram = _vm.Memory.Size;
+                if (gpa < ram && (ulong)size <= ram - gpa)
+                {
+                    bool ok = _vm.Memory.Read(gpa, (byte*)&v, (ulong)size);
+                    value = v;
+                    return ok;
+                }
+                // Unassigned: no RAM and no device answers, as on a PC's bus: all ones. Bytes
+                // below the end of RAM (an access across it) still come from RAM.
+                v = ~0UL;
+                for (int i = 0; i < size; i++)
+                {
+                    if (gpa + (ulong)i < ram && !_vm.Memory.Read(gpa + (ulong)i, (byte*)&v + i, 1))
+                    {
+                        value = 0;
+                        return false;
+                    }
+                }
+                value = size == 8 ? v : v & ((1UL << (8 * size)) - 1);
+                Unassigned(gpa, write: false);
+                return true;
             }
 
             public bool Write(ulong gpa, int size, ulong value)
@@ -61,12 +83,39 @@ namespace Tandem.Kvm.Vmx
                     _vm.Platform.Lock.Exit();
                     return true;
                 }
-                return _vm.Memory.Write(gpa, (byte*)&value, (ulong)size);
+                ulong ram = _vm.Memory.Size;
+                if (gpa < ram && (ulong)size <= ram - gpa)
+                    return _vm.Memory.Write(gpa, (byte*)&value, (ulong)size);
+                // Unassigned: the bytes past the end of RAM go nowhere; those below it are written.
+                for (int i = 0; i < size; i++)
+                {
+                    if (gpa + (ulong)i < ram && !_vm.Memory.Write(gpa + (ulong)i, (byte*)&value + i, 1))
+                        return false;
+                }
+                Unassigned(gpa, write: true);
+                return true;
+            }
+
+            /// <summary>Counts an unassigned access; the VM's first few get a console line each.</summary>
+            private void Unassigned(ulong gpa, bool write)
+            {
+                Vcpu v = _vm.Vcpus[_cpu];
+                v.UnassignedAccesses++;
+                ulong seen = System.Threading.Interlocked.Increment(ref _vm.UnassignedAccesses);
+                if (seen <= Vm.UnassignedLogged)
+                {
+                    ulong f = KvmHost.LogBegin();
+                    KvmHost.Write("vm ");
+                    KvmHost.WriteDecimal((ulong)_vm.Id);
+                    KvmHost.Write(write ? ": guest write to unassigned guest-physical " : ": guest read of unassigned guest-physical ");
+                    KvmHost.WriteHex(gpa);
+                    KvmHost.Write(seen == Vm.UnassignedLogged
+                        ? " (no RAM or device there: reads give all ones, writes are dropped; further ones are only counted)\n"
+                        : " (no RAM or device there: reads give all ones, writes are dropped)\n");
+                    KvmHost.LogEnd(f);
+                }
             }
         }
-
-        /// <summary>True if <paramref name="gpa"/> is on a device page of <paramref name="v"/>'s VM.</summary>
-        public static bool IsDevice(Vcpu v, ulong gpa) => v.Platform.FindMmio(v.Index, gpa, 1, out _) != null;
 
         public static ExitAction Handle(Vcpu v, ulong gpa)
         {

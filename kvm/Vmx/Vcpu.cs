@@ -111,6 +111,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Faults injected for instructions a guest may not use (VMX instructions, MONITOR, MWAIT, RDPMC).</summary>
         public ulong InstructionFaults;
 
+        /// <summary>Data accesses to guest-physical addresses with no RAM and no device (read as all ones, writes dropped; <see cref="MmioExit"/>).</summary>
+        public ulong UnassignedAccesses;
+
         /// <summary>VMCALLs refused because the guest made them at CPL != 0 (VmcallExit: RAX = -2 back).</summary>
         public ulong RefusedHypercalls;
 

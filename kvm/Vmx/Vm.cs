@@ -139,6 +139,12 @@ namespace Tandem.Kvm.Vmx
             KvmHost.WakeThread(thread);
         }
 
+        /// <summary>Unassigned accesses by all the VM's vCPUs (<see cref="Vcpu.UnassignedAccesses"/>); the first <see cref="UnassignedLogged"/> get a console line.</summary>
+        public ulong UnassignedAccesses;
+
+        /// <summary>How many unassigned accesses per VM are shown on the console; the rest are counted.</summary>
+        public const ulong UnassignedLogged = 4;
+
         /// <summary>COM1 output is counted, not shown (a fuzz guest writes random bytes to the port).</summary>
         public bool MuteSerial;
 

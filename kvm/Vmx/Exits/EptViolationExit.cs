@@ -4,14 +4,17 @@ namespace Tandem.Kvm.Vmx.Exits
 {
     /// <summary>
     /// EPT violation (exit reason 48): fault the guest page in through the VM's guest memory, or,
-    /// on a device page outside RAM, emulate the instruction against the device (<see cref="MmioExit"/>).
+    /// outside RAM, emulate the instruction (<see cref="MmioExit"/>) against the device there or,
+    /// where there is none, as an unassigned access (reads all ones, writes dropped). Nothing
+    /// outside RAM is ever mapped in the EPT, so every such access exits. An instruction fetch or a
+    /// guest page walk outside RAM cannot be emulated and stops the VM with a dump.
     /// </summary>
     internal static class EptViolationExit
     {
         public static ExitAction Handle(Vcpu v, in ExitInfo e)
         {
             ulong gpa = Vmcs.Read(VmcsField.GuestPhysicalAddress);
-            if (gpa >= v.Vm.Memory.Size && MmioExit.IsDevice(v, gpa))
+            if (gpa >= v.Vm.Memory.Size)
                 return MmioExit.Handle(v, gpa);
             string? problem = v.Vm.Memory.HandleViolation(gpa, e.Qualification);
             if (problem == null)

@@ -64,6 +64,7 @@ public static partial class TestGuests
         ("uartin32", UartIn32()),
         ("ring3vmcall64", Ring3Vmcall64()),
         ("markerscan32", MarkerScan32()),
+        ("unassigned32", Unassigned32()),
     ];
 
     /// <summary>

@@ -345,6 +345,30 @@ public class EmulatorTests
         Assert.Equal(2, m.Bus.Accesses[0].Size);
     }
 
+    /// <summary>
+    /// A load and a store across a page boundary (unassigned32 does this at the end of guest RAM):
+    /// each page translated on its own, the bus used a byte at a time, low bytes first.
+    /// </summary>
+    [Fact]
+    public void PageCrossingAccessGoesToBothPagesByteByByte()
+    {
+        var m = new Machine();
+        m.Regs.Rax = Device + 0xFFE;
+        m.RunOk(0x8B, 0x00);                                 // mov eax, [rax]
+        ulong expected = 0;
+        for (int i = 0; i < 4; i++)
+            expected |= m.Bus.ValueAt(Device + 0xFFE + (ulong)i, 1) << (8 * i);
+        Assert.Equal(expected, m.Regs.Rax);
+        m.ExpectAccesses((false, Device + 0xFFE, 1, m.Bus.ValueAt(Device + 0xFFE, 1)), (false, Device + 0xFFF, 1, m.Bus.ValueAt(Device + 0xFFF, 1)),
+            (false, Device + 0x1000, 1, m.Bus.ValueAt(Device + 0x1000, 1)), (false, Device + 0x1001, 1, m.Bus.ValueAt(Device + 0x1001, 1)));
+
+        var w = new Machine();
+        w.Regs.Rax = Device + 0xFFF;
+        w.Regs.Rcx = 0x1122_3344;
+        w.RunOk(0x89, 0x08);                                 // mov [rax], ecx
+        w.ExpectAccesses((true, Device + 0xFFF, 1, 0x44), (true, Device + 0x1000, 1, 0x33), (true, Device + 0x1001, 1, 0x22), (true, Device + 0x1002, 1, 0x11));
+    }
+
     [Fact]
     public void RefusalsLeaveRipAlone()
     {
@@ -353,8 +377,8 @@ public class EmulatorTests
         Assert.Equal(MmioDecodeStatus.UnsupportedOpcode, m.Decode);
         Assert.Equal(CodeAt, m.Cpu.Rip);
 
-        m.Regs.Rax = Device + 0xFFE;
-        Assert.Equal(MmioStatus.SplitAccess, m.Run(0x8B, 0x00)); // 4 bytes across a page
+        m.Regs.Rdi = Device + 0xFFE;
+        Assert.Equal(MmioStatus.SplitAccess, m.Run(0xAB)); // stosd: a string element across a page
         Assert.Equal(CodeAt, m.Cpu.Rip);
 
         m.Bus.Hole = Device;
