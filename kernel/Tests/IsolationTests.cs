@@ -9,6 +9,9 @@ namespace Tandem.Kernel.Tests
     /// <summary>A hostile guest's reach (issue 13): a guest's user programs cannot call the host, and one VM cannot find another's memory.</summary>
     internal static unsafe class IsolationTests
     {
+        /// <summary>hostpages32's pattern (tools/StubGen/Guests/HostPagesGuest.cs): four dwords, the n-th this + n.</summary>
+        private const uint HostPagesPattern = 0x7A5E_D000;
+
         /// <summary>
         /// ring3vmcall64: VMCALL ping at ring 0 returns 0; at ring 3 (after SYSRETQ) ping and yield
         /// each return -2 and do nothing (guest exit status = the number of the check that failed),
@@ -111,6 +114,74 @@ namespace Tandem.Kernel.Tests
                 freeAfter = FuzzCampaign.MmFreeFrames();
             }
             t.Check(freeAfter >= freeBefore, "frames of the released VM did not come back", (ulong)(freeBefore - freeAfter));
+        }
+
+        /// <summary>
+        /// hostpages32 gets the host-physical addresses of its own VMCS, EPT root, register page and
+        /// the frame behind its guest-physical 0, and writes a 16-byte pattern at each (and at its
+        /// page's start) as the only thing a guest can: a guest-physical address. Its own RAM or
+        /// nothing answers (the guest checks what it reads back); no host page holds the pattern
+        /// afterwards; the VM then runs on to exit 0 (its VMCS and EPT still work); the kernel's
+        /// code is unchanged. An address in the guest's own code or stack page is skipped by the guest.
+        /// </summary>
+        public static void GuestCannotReachHostPagesByTheirAddresses(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            ulong code = FuzzCampaign.CodeChecksum();
+            Vm? vm = VmxTests.Start(t, "hostpages32");
+            if (vm == null)
+                return;
+            var memory = (MmGuestMemory)vm.Memory;
+            Vcpu v = vm.Vcpu!;
+            byte first = 0;
+            memory.Read(0, &first, 1);                      // makes guest-physical 0 resident
+            memory.Space.TranslateFrame(memory.HostAddress(0), out Tandem.Mm.Pfn frame0);
+            ulong* targets = stackalloc ulong[4];
+            targets[0] = v.VmcsPhysical;
+            targets[1] = memory.Ept.Root.Value;
+            targets[2] = (ulong)v.Registers;
+            targets[3] = frame0.Address.Value;
+            for (int i = 0; i < 4; i++)
+            {
+                if (targets[i] >= 1UL << 32)
+                {
+                    t.Skip("a host page is above 4 GiB, out of a 32-bit guest's reach");
+                    vm.Release();
+                    return;
+                }
+            }
+            v.Registers->Rcx = targets[0];
+            v.Registers->Rdx = targets[1];
+            v.Registers->Rsi = targets[2];
+            v.Registers->Rdi = targets[3];
+            vm.PhaseHandler = &PauseAtPhase;
+            RunLoop.Run(v);
+            if (!t.Check(vm.LastPhase == 1 && !vm.Stopped, vm.StopReason ?? "the guest did not reach phase 1 (exit status = 1 + the index of the address that read back wrong)", (ulong)vm.ExitStatus))
+            {
+                GuestRunner.Report(vm);
+                vm.Release();
+                return;
+            }
+            for (int i = 0; i < 4; i++)
+            {
+                uint* page = (uint*)(targets[i] & ~0xFFFUL);
+                uint* at = (uint*)(targets[i] & ~0xFUL);
+                for (int pass = 0; pass < 2; pass++)
+                {
+                    uint* p = pass == 0 ? page : at;
+                    bool pattern = true;
+                    for (uint k = 0; k < 4; k++)
+                        pattern &= p[k] == HostPagesPattern + k;
+                    t.Check(!pattern, "a host page holds what the guest wrote at its address", targets[i]);
+                }
+            }
+            vm.PhaseHandler = null;
+            RunLoop.Run(v);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "the guest did not run on to exit 0 after the host looked", (ulong)vm.ExitStatus);
+            t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
+            vm.Release();
         }
     }
 }

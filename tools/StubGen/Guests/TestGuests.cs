@@ -65,6 +65,7 @@ public static partial class TestGuests
         ("ring3vmcall64", Ring3Vmcall64()),
         ("markerscan32", MarkerScan32()),
         ("unassigned32", Unassigned32()),
+        ("hostpages32", HostPages32()),
     ];
 
     /// <summary>
