@@ -1,8 +1,11 @@
+using System.Threading;
 using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
 using Tandem.Kernel.Memory;
 using Tandem.Kernel.Virt;
 using Tandem.Kvm.Ept;
 using Tandem.Kvm.Vmx;
+using Tandem.Mm;
 
 namespace Tandem.Kernel.Tests
 {
@@ -182,6 +185,174 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "the guest did not run on to exit 0 after the host looked", (ulong)vm.ExitStatus);
             t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
             vm.Release();
+        }
+
+        // --- a VM stopped in the middle of the host's work on its memory -----------------------
+
+        private static int s_churnStop, s_churnDone;
+        private static long s_churnSteps, s_churnSwapOuts;
+        private static MergeScanner<KernelMmPlatform>? s_churnScanner;
+        private static ulong* s_churnFrames;
+        private static int s_churnFrameCount;
+
+        /// <summary>
+        /// The host's work on a VM's memory, in a kernel thread, until told to stop: merge-scanner
+        /// steps and swap-outs of the VM's frames (by frame number, as eviction works, so after
+        /// the VM's release they meet freed or reused frames).
+        /// </summary>
+        private static void Churn(ulong argument)
+        {
+            MemoryManager<KernelMmPlatform> mm = KernelMm.Manager!;
+            int next = s_churnFrameCount / 3;             // from the marker pages on (A's RAM in guest-physical order)
+            while (Volatile.Read(ref s_churnStop) == 0)
+            {
+                Sched.Scheduler.PreemptDisable();
+                s_churnScanner!.ScanStep(64);
+                Sched.Scheduler.PreemptEnable();
+                for (int k = 0; k < 32 && s_churnFrameCount > 0; k++)
+                {
+                    if (mm.TrySwapOut(new Pfn(s_churnFrames[next])) == SwapOutResult.Evicted)
+                        s_churnSwapOuts++;
+                    next = (next + 1) % s_churnFrameCount;
+                }
+                Interlocked.Increment(ref s_churnSteps);
+                Sched.Scheduler.Yield();
+            }
+            Volatile.Write(ref s_churnDone, 1);
+        }
+
+        private static void WaitForFrames(int freeBefore)
+        {
+            ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
+            while (FuzzCampaign.MmFreeFrames() < freeBefore && Native.Rdtsc() < deadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+        }
+
+        /// <summary>
+        /// Issue 13 §2: VM A (markerscan32) writes its marker into 16 pages and reads all its 16 MiB,
+        /// and is held at phase 2. The host then works on its memory: half its marker pages swapped
+        /// out, the rest mapped by a mirror view, and a kernel thread merging (the zero pages) and
+        /// swapping out A's frames. A is stopped and released while that thread runs. Then: the view
+        /// was released with A's address space, every swap slot and frame came back, and VM B
+        /// (markerscan32 again), given A's id as the other's, scans all of its RAM and finds none
+        /// of A's markers although it runs on A's old frames (counted: the check would prove nothing
+        /// without them). Every page a guest gets is zeroed when it is faulted in; with that zeroing
+        /// removed B finds A's markers.
+        /// </summary>
+        public static void StoppedVmMidReclaimMergeMirrorLeavesNothing(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            if (mm == null || mm.Swap == null)
+            {
+                t.Skip("swap is off (swap=off on the command line)");
+                return;
+            }
+            // The scanner first: a new one takes its shared zero frame, which is not A's.
+            MergeScanner<KernelMmPlatform>? own = KernelReclaim.Scanner == null ? new MergeScanner<KernelMmPlatform>(mm, KernelReclaim.MergeTableSize) : null;
+            s_churnScanner = KernelReclaim.Scanner ?? own;
+            int freeBefore = FuzzCampaign.MmFreeFrames();
+            int slotsBefore = mm.Swap.SlotsInUse;
+            Vm? a = VmxTests.Start(t, "markerscan32");
+            if (a == null)
+                return;
+            a.Vcpu!.Registers->Rcx = (ulong)a.Id + 1000;    // an id no VM has: none of "the other's"
+            a.PhaseHandler = &PauseAtPhase;
+            RunLoop.Run(a.Vcpu!);
+            RunLoop.Run(a.Vcpu!);
+            if (!t.Check(a.LastPhase == 2 && !a.Stopped, "VM A did not reach phase 2"))
+                return;
+            var ma = (MmGuestMemory)a.Memory;
+            const ulong pages = 16UL << 20 >> 12;
+            s_churnFrames = (ulong*)KernelHeap.Alloc(pages * 8);
+            s_churnFrameCount = 0;
+            for (ulong p = 0; p < pages; p++)
+            {
+                if (ma.Space.TranslateFrame(ma.HostAddress(p << 12), out Pfn f))
+                    s_churnFrames[s_churnFrameCount++] = f.Value;
+            }
+            // Half the marker pages to swap, a view over all 16.
+            const uint markerBase = 0x60_0000, markerStride = 4096 + 16;
+            int swapped = 0;
+            for (uint i = 0; i < 16; i += 2)
+            {
+                if (ma.Space.TranslateFrame(ma.HostAddress(markerBase + i * markerStride), out Pfn f) && mm.TrySwapOut(f) == SwapOutResult.Evicted)
+                    swapped++;
+            }
+            MirrorView<KernelMmPlatform>? view = MirrorView<KernelMmPlatform>.Create(default, ma.Space, ma.Space.Notifiers,
+                ma.HostAddress(markerBase & ~0xFFFu), 17);
+            if (!t.Check(view != null, "could not register a mirror view on VM A"))
+                return;
+            uint word = 0;
+            for (uint i = 1; i < 16; i += 2)
+            {
+                Sched.Scheduler.PreemptDisable();
+                view!.TryRead(ma.HostAddress(markerBase + i * markerStride), new System.Span<byte>(&word, 4));
+                Sched.Scheduler.PreemptEnable();
+            }
+            long viewMapped = view!.PagesPopulated;
+            // The churn runs; A is stopped and released in the middle of it.
+            s_churnStop = s_churnDone = 0;
+            s_churnSteps = s_churnSwapOuts = 0;
+            long zeroMerges = mm.MergeStats.ZeroMerges;
+            if (!t.Check(Sched.Scheduler.Spawn("churn", &Churn, 0) != null, "could not start the churn thread"))
+                return;
+            // A few churn steps first (up to 2 s), so the release meets work under way.
+            ulong churnDeadline = Native.Rdtsc() + 2 * Timer.TscPerSecond;
+            while (Volatile.Read(ref s_churnSteps) < 4 && Native.Rdtsc() < churnDeadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            long stepsBeforeStop = Volatile.Read(ref s_churnSteps);
+            a.Stop(255, "stopped by the test in the middle of reclaim, merge and a mirror");
+            a.Release();
+            Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 20);
+            Volatile.Write(ref s_churnStop, 1);
+            while (Volatile.Read(ref s_churnDone) == 0)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            bool viewReleased = view.IsReleased;
+            view.Destroy();
+            WaitForFrames(freeBefore);
+            int slotsAfter = mm.Swap.SlotsInUse;
+            int freeAfterA = FuzzCampaign.MmFreeFrames();
+            Log.Info($"isolation: VM A stopped mid-work: {(ulong)swapped} marker pages swapped out, {(ulong)viewMapped} mapped by a view, churn {(ulong)s_churnSteps} steps with {(ulong)s_churnSwapOuts} swap-outs and {(ulong)(mm.MergeStats.ZeroMerges - zeroMerges)} zero merges; after its release swap slots {(ulong)slotsAfter} (before {(ulong)slotsBefore}), free frames {(ulong)freeAfterA} (before {(ulong)freeBefore})");
+            t.Check(swapped > 0 && viewMapped > 0, "the host's work did not reach VM A's memory (nothing swapped out or mapped by the view)");
+            t.Check(stepsBeforeStop >= 4 && s_churnSwapOuts + (mm.MergeStats.ZeroMerges - zeroMerges) > 0,
+                "the churn thread did not work on VM A's memory before the stop", (ulong)stepsBeforeStop);
+            t.Check(viewReleased, "the mirror view was not released with VM A's address space");
+            t.Check(slotsAfter <= slotsBefore, "swap slots of the released VM were not freed", (ulong)(slotsAfter - slotsBefore));
+            t.Check(freeAfterA >= freeBefore, "frames of the released VM did not come back", (ulong)(freeBefore - freeAfterA));
+
+            // B scans all its RAM for A's markers, on A's old frames.
+            Vm? b = VmxTests.Start(t, "markerscan32");
+            if (b == null)
+                return;
+            b.Vcpu!.Registers->Rcx = (ulong)a.Id;
+            RunLoop.Run(b.Vcpu!);
+            GuestRunner.Report(b);
+            var mb = (MmGuestMemory)b.Memory;
+            int reused = 0;
+            for (ulong p = 0; p < pages; p++)
+            {
+                if (!mb.Space.TranslateFrame(mb.HostAddress(p << 12), out Pfn f))
+                    continue;
+                for (int k = 0; k < s_churnFrameCount; k++)
+                {
+                    if (s_churnFrames[k] == f.Value)
+                    {
+                        reused++;
+                        break;
+                    }
+                }
+            }
+            Log.Info($"isolation: VM B runs on {(ulong)reused} of VM A's {(ulong)s_churnFrameCount} old frames");
+            t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B found VM A's markers (3) or not its own (2)", (ulong)b.ExitStatus);
+            t.Check(reused > 0, "VM B got none of VM A's old frames: the check proves nothing here");
+            b.Release();
+            if (own != null)
+                own.ReleaseZeroFrame();                 // refused (nothing freed) while another VM still maps it
+            KernelHeap.Free(s_churnFrames);
+            s_churnFrames = null;
+            s_churnFrameCount = 0;
         }
     }
 }

@@ -59,6 +59,7 @@ namespace Tandem.Kernel.Virt
                 if (run == 0)
                 {
                     problem = "not enough contiguous host memory for huge-page guest RAM";
+                    space.Destroy();
                     return null;
                 }
                 hugeRun = run;
@@ -74,22 +75,26 @@ namespace Tandem.Kernel.Virt
             if (!space.AddRegion(ram))
             {
                 problem = "could not add the guest RAM region";
+                Abandon(space, hugeRun, hugePages);
                 return null;
             }
             EptMmu<KernelEptPlatform>? ept = EptMmu<KernelEptPlatform>.Create(default, space);
             if (ept == null)
             {
                 problem = "out of memory for the EPT root";
+                Abandon(space, hugeRun, hugePages);
                 return null;
             }
             if (!ept.RegisterWith(space.Notifiers))
             {
                 problem = "the guest's address space is dying";
+                Abandon(space, hugeRun, hugePages);
                 return null;
             }
             if (!ept.AddMemslot(new Memslot(new Gfn(0), size / 4096, HostBase, writable: true)))
             {
                 problem = "could not add the guest memslot";
+                Abandon(space, hugeRun, hugePages);
                 return null;
             }
             problem = null;
@@ -101,6 +106,14 @@ namespace Tandem.Kernel.Virt
 
         /// <summary>The contiguous run behind huge-page guest RAM (a fixed region: the mm core does not own its frames).</summary>
         private ulong _hugeRun, _hugePages;
+
+        /// <summary>A VM's memory that could not be completed: its address space (with the EPT registered on it, if it was) and its huge-page run go back.</summary>
+        private static void Abandon(AddressSpace<KernelMmPlatform> space, ulong hugeRun, ulong hugePages)
+        {
+            space.Destroy();
+            if (hugeRun != 0)
+                FrameAllocator.FreeContiguous(hugeRun, hugePages);
+        }
 
         public ulong EptPointer => Ept.EptPointer;
 
