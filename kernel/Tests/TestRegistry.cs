@@ -54,6 +54,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.multiboot_kernel_starts_its_aps", &VmxTests.MultibootKernelStartsItsAps),
             new TestCase("vmx.mmio_forms_emulated", &VmxTests.MmioFormsEmulated),
             new TestCase("vmx.unknown_msr_raises_gp_in_the_guest", &VmxTests.UnknownMsrRaisesGpInTheGuest),
+            new TestCase("vmx.cr4_bits_of_unswitched_state_refused", &VmxTests.Cr4BitsOfUnswitchedStateRefused),
             new TestCase("vmx.vmx_instructions_raise_ud_in_the_guest", &VmxTests.VmxInstructionsRaiseUdInTheGuest),
             new TestCase("vmx.cr8_reaches_the_virtual_apic_only", &VmxTests.Cr8ReachesTheVirtualApicOnly),
             new TestCase("vmx.cpuid_above_the_maximum_answers_like_the_top_leaf", &VmxTests.CpuidAboveTheMaximumAnswersLikeTheTopLeaf),

@@ -414,6 +414,26 @@ namespace Tandem.Kernel.Tests
             t.Check(vm.Platform.Scratch.Writes > 0 && vm.Platform.Scratch.Reads > 0, "the MMIO test page saw no access");
         }
 
+        /// <summary>
+        /// cr4hidden32: CPUID shows neither XSAVE nor PKU, and a MOV to CR4 that sets OSXSAVE or PKE
+        /// gets #GP (the host switches neither XCR0 and the AVX registers nor PKRU, so a guest that
+        /// set them would share that state with every other VM on its CPU); a bit the guest owns is
+        /// still set. Exit status = the number of the first failed check.
+        /// </summary>
+        public static void Cr4BitsOfUnswitchedStateRefused(TestContext t)
+        {
+            if (Unavailable(t))
+                return;
+            Vm? vm = Start(t, "cr4hidden32");
+            if (vm == null)
+                return;
+            RunLoop.Run(vm.Vcpu!);
+            GuestRunner.Report(vm);
+            t.Check(vm.ExitStatus == 0, vm.StopReason ?? "a CR4 check in the guest failed (exit status = its number)", (ulong)vm.ExitStatus);
+            t.Check(vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.CrAccess) >= 2, "the MOVs to CR4 that set OSXSAVE and PKE did not exit", vm.Vcpu!.ExitCount(Tandem.Arch.X86.ExitReason.CrAccess));
+            vm.Release();
+        }
+
         public static void UnknownMsrRaisesGpInTheGuest(TestContext t)
         {
             if (Unavailable(t))

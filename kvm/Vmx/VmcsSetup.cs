@@ -108,6 +108,9 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>The execution, exit and entry controls, bitmaps, EPT pointer and VPID; the CR0/CR4 bits VMX forces.</summary>
+        /// <summary>CR4 bits a guest may never set: OSXSAVE (18) and PKE (22), for state the host does not switch.</summary>
+        internal const ulong Cr4HostOwned = (1UL << 18) | (1UL << 22);
+
         private static string? Controls(Vcpu vcpu, bool long64, out ulong cr0Fixed0, out ulong cr4Fixed0)
         {
             cr0Fixed0 = cr4Fixed0 = 0;
@@ -179,11 +182,16 @@ namespace Tandem.Kvm.Vmx
             }
             vcpu.TimerValue = PreemptionQuantum;
 
-            // The guest owns CR0/CR4 except the bits VMX forces: those read back as the guest wrote them.
+            // The guest owns CR0/CR4 except the bits VMX forces (those read back as the guest wrote
+            // them) and the CR4 bits of state the host does not switch: OSXSAVE (XCR0 and the
+            // XSAVE-managed registers, AVX upper halves included) and PKE (PKRU). A MOV to CR4 that
+            // sets one exits and gets #GP, as on a CPU without XSAVE or PKU, which is what CPUID
+            // shows the guest (CrAccessExit.Cr4Allowed). Without this a guest could set OSXSAVE
+            // itself and use AVX registers that carry over between VMs on a CPU.
             cr0Fixed0 = Native.ReadMsr(0x486) & ~(1UL | (1UL << 31));   // PE and PG are free with unrestricted guest
             cr4Fixed0 = Native.ReadMsr(0x488);
             Vmcs.Write(VmcsField.Cr0GuestHostMask, cr0Fixed0);
-            Vmcs.Write(VmcsField.Cr4GuestHostMask, cr4Fixed0);
+            Vmcs.Write(VmcsField.Cr4GuestHostMask, cr4Fixed0 | Cr4HostOwned);
             return null;
         }
 

@@ -129,10 +129,11 @@ namespace Tandem.Kvm.Vmx.Exits
                 case 7:
                     if (subleaf == 0)
                     {
-                        // EBX: no SGX (2), INVPCID (10), PQM (12), PQE (15), PT (25); ECX: no WAITPKG (5), SGX-LC (30), PKS (31);
+                        // EBX: no SGX (2), INVPCID (10), PQM (12), PQE (15), PT (25); ECX: no PKU or OSPKE (3, 4:
+                        // PKRU is not switched and CR4.PKE is refused), WAITPKG (5), SGX-LC (30), PKS (31);
                         // EDX: no hybrid or architectural LBR bits that would need MSRs (15, 19).
                         c.Ebx &= ~((1u << 2) | (1u << 10) | (1u << 12) | (1u << 15) | (1u << 25));
-                        c.Ecx &= ~((1u << 5) | (1u << 30) | (1u << 31));
+                        c.Ecx &= ~((1u << 3) | (1u << 4) | (1u << 5) | (1u << 30) | (1u << 31));
                         c.Edx &= ~((1u << 15) | (1u << 19));
                     }
                     else

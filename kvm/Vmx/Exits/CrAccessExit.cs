@@ -42,7 +42,7 @@ namespace Tandem.Kvm.Vmx.Exits
             else
             {
                 Vmcs.Write(VmcsField.Cr4ReadShadow, value);
-                Vmcs.Write(VmcsField.GuestCr4, value | Vmcs.Read(VmcsField.Cr4GuestHostMask));
+                Vmcs.Write(VmcsField.GuestCr4, value | (Vmcs.Read(VmcsField.Cr4GuestHostMask) & ~VmcsSetup.Cr4HostOwned));
             }
             e.Skip();
             return ExitAction.Resume;
@@ -105,12 +105,14 @@ namespace Tandem.Kvm.Vmx.Exits
 
         /// <summary>
         /// MOV to CR4 as the CPU checks it: #GP(0) for a bit this CPU does not have
-        /// (IA32_VMX_CR4_FIXED1), for VMXE and SMXE (the guest is offered neither), PCIDE outside
-        /// IA-32e mode, PAE cleared inside it, and CET without CR0.WP.
+        /// (IA32_VMX_CR4_FIXED1), for VMXE and SMXE (the guest is offered neither), for OSXSAVE and
+        /// PKE (neither XSAVE nor PKU is offered: the host does not switch that state,
+        /// <see cref="VmcsSetup.Cr4HostOwned"/>), PCIDE outside IA-32e mode, PAE cleared inside it,
+        /// and CET without CR0.WP.
         /// </summary>
         private static bool Cr4Allowed(ulong value)
         {
-            if ((value & ~Native.ReadMsr(0x489)) != 0 || (value & (Cr4Vmxe | Cr4Smxe)) != 0)
+            if ((value & ~Native.ReadMsr(0x489)) != 0 || (value & (Cr4Vmxe | Cr4Smxe | VmcsSetup.Cr4HostOwned)) != 0)
                 return false;
             bool ia32e = (Vmcs.Read(VmcsField.GuestIa32Efer) & EferLma) != 0;
             if (!ia32e && (value & Cr4Pcide) != 0)

@@ -66,6 +66,7 @@ public static partial class TestGuests
         ("markerscan32", MarkerScan32()),
         ("unassigned32", Unassigned32()),
         ("hostpages32", HostPages32()),
+        ("cr4hidden32", Cr4Hidden32()),
     ];
 
     /// <summary>
