@@ -10,7 +10,7 @@ namespace Tandem.Kernel.Tests
     /// as the kernel runs them: a few bad inputs each, the documented refusal, and the console line
     /// the kernel prints for what it works around. No VMX needed.
     /// </summary>
-    internal static class ParserTests
+    internal static partial class ParserTests
     {
         private static Multiboot2Info s_boot;
         private static AcpiInfo s_acpi;
@@ -50,13 +50,20 @@ namespace Tandem.Kernel.Tests
 
         private static void Refused(string parser, string problem)
         {
+            ulong f = RefusedBegin(parser);
+            Log.Write(problem);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>Opens a <c>parsers: PARSER refused bad input: </c> line; the caller writes the problem and ends it.</summary>
+        private static ulong RefusedBegin(string parser)
+        {
             ulong f = Log.Begin();
             Log.Write("parsers: ");
             Log.Write(parser);
             Log.Write(" refused bad input: ");
-            Log.Write(problem);
-            Log.WriteChar('\n');
-            Log.End(f);
+            return f;
         }
 
         public static void CommandLineBadInputReported(TestContext t)
