@@ -8,7 +8,9 @@ namespace Tandem.Kernel.Tests
     /// <summary>
     /// The portable parsers (kernel/Parsers, fuzzed on the host by tests/host/Tandem.Kernel.Tests)
     /// as the kernel runs them: a few bad inputs each, the documented refusal, and the console line
-    /// the kernel prints for what it works around. No VMX needed.
+    /// the kernel prints for what it works around. No VMX needed. The other parts of this class
+    /// do the same for the guest loaders (ParserTests.Loaders.cs), the monitor's commands and the
+    /// swap pool's LZ4 blocks (ParserTests.MonitorAndSwap.cs).
     /// </summary>
     internal static partial class ParserTests
     {
