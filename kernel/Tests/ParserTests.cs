@@ -8,9 +8,11 @@ namespace Tandem.Kernel.Tests
     /// <summary>
     /// The portable parsers (kernel/Parsers, fuzzed on the host by tests/host/Tandem.Kernel.Tests)
     /// as the kernel runs them: a few bad inputs each, the documented refusal, and the console line
-    /// the kernel prints for what it works around. No VMX needed.
+    /// the kernel prints for what it works around. No VMX needed. The other parts of this class
+    /// do the same for the guest loaders (ParserTests.Loaders.cs), the monitor's commands and the
+    /// swap pool's LZ4 blocks (ParserTests.MonitorAndSwap.cs).
     /// </summary>
-    internal static class ParserTests
+    internal static partial class ParserTests
     {
         private static Multiboot2Info s_boot;
         private static AcpiInfo s_acpi;
@@ -50,13 +52,20 @@ namespace Tandem.Kernel.Tests
 
         private static void Refused(string parser, string problem)
         {
+            ulong f = RefusedBegin(parser);
+            Log.Write(problem);
+            Log.WriteChar('\n');
+            Log.End(f);
+        }
+
+        /// <summary>Opens a <c>parsers: PARSER refused bad input: </c> line; the caller writes the problem and ends it.</summary>
+        private static ulong RefusedBegin(string parser)
+        {
             ulong f = Log.Begin();
             Log.Write("parsers: ");
             Log.Write(parser);
             Log.Write(" refused bad input: ");
-            Log.Write(problem);
-            Log.WriteChar('\n');
-            Log.End(f);
+            return f;
         }
 
         public static void CommandLineBadInputReported(TestContext t)
