@@ -79,6 +79,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("fuzz.short_campaign", &FuzzTests.ShortCampaign),
             new TestCase("vmx.vmcall_from_ring_3_is_refused", &IsolationTests.VmcallFromRing3IsRefused),
             new TestCase("vmx.two_vms_cannot_find_each_others_markers", &IsolationTests.TwoVmsCannotFindEachOthersMarkers),
+            new TestCase("vmx.flood_beside_another_vm_keeps_its_progress", &FloodTests.FloodBesideAnotherVmKeepsItsProgress),
             new TestCase("vmx.monitor_scripted_commands_on_two_vms", &MonitorTests.ScriptedCommandsOnTwoVms),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
             new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),

@@ -64,6 +64,9 @@ public static partial class TestGuests
         ("uartin32", UartIn32()),
         ("ring3vmcall64", Ring3Vmcall64()),
         ("markerscan32", MarkerScan32()),
+        ("progress32", Progress32()),
+        ("serialflood32", SerialFlood32()),
+        ("exitstorm32", ExitStorm32()),
     ];
 
     /// <summary>
