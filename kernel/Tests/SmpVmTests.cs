@@ -254,6 +254,32 @@ namespace Tandem.Kernel.Tests
         }
 
         /// <summary>
+        /// Spawns the ticker: a host thread that wakes every 10 ms and counts its wake-ups, and those
+        /// more than 5 ms late (in <c>s_tickerWakes</c>, <c>s_tickerLate</c>). False when it could not be spawned.
+        /// </summary>
+        internal static bool StartTicker()
+        {
+            s_tickerStop = 0;
+            s_tickerWakes = 0;
+            s_tickerLate = 0;
+            s_tickerRunning = 1;
+            if (Scheduler.Spawn("ticker", &Ticker, 0) != null)
+                return true;
+            s_tickerRunning = 0;
+            return false;
+        }
+
+        /// <summary>Stops the ticker, waits until its thread has ended, and gives its wake-ups and late wake-ups.</summary>
+        internal static void StopTicker(out ulong wakes, out ulong late)
+        {
+            Volatile.Write(ref s_tickerStop, 1);
+            while (Volatile.Read(ref s_tickerRunning) != 0)
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            wakes = s_tickerWakes;
+            late = s_tickerLate;
+        }
+
+        /// <summary>
         /// A host thread that wakes every 10 ms keeps that rate while smpspin32's 3 vCPUs spin with
         /// interrupts off on the machine's CPUs: at most 10 % of its wake-ups are more than 5 ms late.
         /// </summary>
@@ -264,17 +290,11 @@ namespace Tandem.Kernel.Tests
             Vm? vm = Create(t, "smpspin32", 3);
             if (vm == null)
                 return;
-            s_tickerStop = 0;
-            s_tickerWakes = 0;
-            s_tickerLate = 0;
-            s_tickerRunning = 1;
-            if (!t.Check(Scheduler.Spawn("ticker", &Ticker, 0) != null, "could not spawn the ticker"))
+            if (!t.Check(StartTicker(), "could not spawn the ticker"))
                 return;
             VmThreads.Start(vm, 0);
             VmThreads.WaitAndReport(vm);
-            Volatile.Write(ref s_tickerStop, 1);
-            while (Volatile.Read(ref s_tickerRunning) != 0)
-                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+            StopTicker(out _, out _);
             if (!t.Check(vm.ExitStatus == 0, "smpspin32 with 3 vCPUs failed", (ulong)vm.ExitStatus))
                 return;
             ulong periods = (vm.EndTsc - vm.StartTsc) / (Timer.TscPerSecond / 100);
@@ -285,7 +305,7 @@ namespace Tandem.Kernel.Tests
             t.Check(s_tickerLate * 10 <= s_tickerWakes, "more than 10 % of the host thread's wake-ups were over 5 ms late beside the spinning vCPUs", s_tickerLate);
         }
 
-        private static int PoolFreeFrames()
+        internal static int PoolFreeFrames()
         {
             Scheduler.PreemptDisable();
             KernelMm.Manager!.Frames.DrainCaches();
