@@ -53,7 +53,7 @@ namespace Tandem.Arch.X86
     public static class ExitReason
     {
         public const int ExceptionOrNmi = 0, ExternalInterrupt = 1, TripleFault = 2, InterruptWindow = 7, NmiWindow = 8, Cpuid = 10, Hlt = 12;
-        public const int Invd = 13, Vmcall = 18, CrAccess = 28, IoInstruction = 30, Rdmsr = 31, Wrmsr = 32, InvalidGuestState = 33;
+        public const int Invd = 13, Vmcall = 18, CrAccess = 28, DrAccess = 29, IoInstruction = 30, Rdmsr = 31, Wrmsr = 32, InvalidGuestState = 33;
         public const int MsrLoading = 34, EptViolation = 48, EptMisconfiguration = 49, PreemptionTimer = 52, Wbinvd = 54, Xsetbv = 55;
         public const int Getsec = 11, Rdpmc = 15, Vmclear = 19, Vmxon = 27, Mwait = 36, Monitor = 39, Invept = 50, Invvpid = 53, Vmfunc = 59;
         public const int Count = 70;

@@ -354,5 +354,38 @@ namespace Tandem.Kernel.Tests
             s_churnFrames = null;
             s_churnFrameCount = 0;
         }
+
+        /// <summary>
+        /// debugregs32 twice on one CPU: each writes DR0-DR3 with values made from its VM id and
+        /// checks them at phase 1 and again after the other VM wrote its own (and that they start at
+        /// 0, and DR6, DR7, DR4 and the #UD for DR4 under CR4.DE). MOV DR exits and the registers
+        /// are kept per vCPU: before that, a VM read what the last one left in the CPU's DR0-DR3.
+        /// </summary>
+        public static void DebugRegistersAreEachVmsOwn(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            Vm? a = VmxTests.Start(t, "debugregs32");
+            Vm? b = VmxTests.Start(t, "debugregs32");
+            if (a == null || b == null)
+                return;
+            a.PhaseHandler = &PauseAtPhase;
+            b.PhaseHandler = &PauseAtPhase;
+            RunLoop.Run(a.Vcpu!);          // A writes its values, pauses at phase 1
+            RunLoop.Run(b.Vcpu!);          // B starts from zeros, writes its own, pauses
+            if (!t.Check(a.LastPhase == 1 && b.LastPhase == 1 && !a.Stopped && !b.Stopped, "the guests did not both reach phase 1 (the value: the exit status of the one that stopped = the check that failed)", (ulong)(b.Stopped ? b.ExitStatus : a.ExitStatus)))
+                return;
+            a.PhaseHandler = null;
+            b.PhaseHandler = null;
+            RunLoop.Run(a.Vcpu!);
+            RunLoop.Run(b.Vcpu!);
+            GuestRunner.Report(a);
+            GuestRunner.Report(b);
+            t.Check(a.ExitStatus == 0, a.StopReason ?? "VM A: a debug-register check failed (exit status = its number)", (ulong)a.ExitStatus);
+            t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B: a debug-register check failed (exit status = its number)", (ulong)b.ExitStatus);
+            t.Check(a.Vcpu!.DebugRegisterAccesses >= 16 && b.Vcpu!.DebugRegisterAccesses >= 16, "MOV DR did not exit to the host", a.Vcpu!.DebugRegisterAccesses);
+            a.Release();
+            b.Release();
+        }
     }
 }

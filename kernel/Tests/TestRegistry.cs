@@ -86,6 +86,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.unassigned_addresses_read_ones_and_drop_writes", &IsolationTests.UnassignedAddressesReadOnesAndDropWrites),
             new TestCase("vmx.guest_cannot_reach_host_pages_by_their_addresses", &IsolationTests.GuestCannotReachHostPagesByTheirAddresses),
             new TestCase("vmx.stopped_vm_mid_reclaim_merge_mirror_leaves_nothing", &IsolationTests.StoppedVmMidReclaimMergeMirrorLeavesNothing),
+            new TestCase("vmx.debug_registers_are_each_vms_own", &IsolationTests.DebugRegistersAreEachVmsOwn),
             new TestCase("vmx.flood_beside_another_vm_keeps_its_progress", &FloodTests.FloodBesideAnotherVmKeepsItsProgress),
             new TestCase("vmx.monitor_scripted_commands_on_two_vms", &MonitorTests.ScriptedCommandsOnTwoVms),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),

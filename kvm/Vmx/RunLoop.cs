@@ -119,6 +119,7 @@ namespace Tandem.Kvm.Vmx
             Set(ExitReason.Wbinvd, &CacheExit.Handle);
             Set(ExitReason.Vmcall, &VmcallExit.Handle);
             Set(ExitReason.CrAccess, &CrAccessExit.Handle);
+            Set(ExitReason.DrAccess, &DrAccessExit.Handle);
             Set(ExitReason.IoInstruction, &IoExit.Handle);
             Set(ExitReason.Rdmsr, &MsrExit.HandleRead);
             Set(ExitReason.Wrmsr, &MsrExit.HandleWrite);

@@ -111,6 +111,18 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Faults injected for instructions a guest may not use (VMX instructions, MONITOR, MWAIT, RDPMC).</summary>
         public ulong InstructionFaults;
 
+        /// <summary>A guest's debug registers, kept here and never loaded into the CPU (<see cref="Exits.DrAccessExit"/>).</summary>
+        public struct DebugRegisters
+        {
+            public ulong Dr0, Dr1, Dr2, Dr3, Dr6, Dr7;
+        }
+
+        /// <summary>The guest's DR0-DR3, DR6 and DR7.</summary>
+        public DebugRegisters DebugRegs;
+
+        /// <summary>MOVs to or from a debug register (each an exit, emulated).</summary>
+        public ulong DebugRegisterAccesses;
+
         /// <summary>Data accesses to guest-physical addresses with no RAM and no device (read as all ones, writes dropped; <see cref="MmioExit"/>).</summary>
         public ulong UnassignedAccesses;
 

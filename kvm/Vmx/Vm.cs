@@ -142,6 +142,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>Unassigned accesses by all the VM's vCPUs (<see cref="Vcpu.UnassignedAccesses"/>); the first <see cref="UnassignedLogged"/> get a console line.</summary>
         public ulong UnassignedAccesses;
 
+        /// <summary>1 once the console was told that the guest armed a hardware breakpoint that will not fire (<see cref="Exits.DrAccessExit"/>).</summary>
+        public int BreakpointsReported;
+
         /// <summary>How many unassigned accesses per VM are shown on the console; the rest are counted.</summary>
         public const ulong UnassignedLogged = 4;
 

@@ -22,7 +22,7 @@ namespace Tandem.Kvm.Vmx
         // Primary processor-based (25.6.2)
         private const uint ProcNmiWindow = 1u << 22, ProcTscOffsetting = 1u << 3;
         private const uint ProcCr8LoadExiting = 1u << 19, ProcCr8StoreExiting = 1u << 20;
-        private const uint ProcMwaitExiting = 1u << 10, ProcRdpmcExiting = 1u << 11, ProcMonitorExiting = 1u << 29;
+        private const uint ProcMwaitExiting = 1u << 10, ProcRdpmcExiting = 1u << 11, ProcMonitorExiting = 1u << 29, ProcMovDrExiting = 1u << 23;
         private const uint ProcHltExiting = 1u << 7, ProcUseIoBitmaps = 1u << 25, ProcUseMsrBitmaps = 1u << 28, ProcSecondary = 1u << 31;
         // Secondary processor-based
         private const uint Proc2Ept = 1 << 1, Proc2Vpid = 1 << 5, Proc2WbinvdExiting = 1 << 6, Proc2UnrestrictedGuest = 1 << 7;
@@ -117,7 +117,7 @@ namespace Tandem.Kvm.Vmx
             GuestMode mode = long64 ? GuestMode.Long64 : GuestMode.Protected32;
             if (!Vmcs.AdjustControls(MsrTruePin, PinExternalInterruptExiting | PinNmiExiting, PinPreemptionTimer | PinVirtualNmis, out uint pin, out uint missing))
                 return Missing("pin-based", missing);
-            if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcCr8LoadExiting | ProcCr8StoreExiting | ProcMwaitExiting | ProcRdpmcExiting | ProcMonitorExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, ProcTscOffsetting, out uint proc, out missing))
+            if (!Vmcs.AdjustControls(MsrTrueProc, ProcHltExiting | ProcCr8LoadExiting | ProcCr8StoreExiting | ProcMwaitExiting | ProcRdpmcExiting | ProcMonitorExiting | ProcMovDrExiting | ProcUseIoBitmaps | ProcUseMsrBitmaps | ProcSecondary, ProcTscOffsetting, out uint proc, out missing))
                 return Missing("processor-based", missing);
             if (!Vmcs.AdjustControls(MsrProc2, Proc2Ept | Proc2UnrestrictedGuest | Proc2Vpid, Proc2WbinvdExiting, out uint proc2, out missing))
                 return Missing("secondary processor-based (EPT, unrestricted guest, VPID)", missing);
@@ -156,6 +156,7 @@ namespace Tandem.Kvm.Vmx
             Vmcs.Write(VmcsField.Vpid, vcpu.Vpid);
             Vmcs.Write(VmcsField.VmcsLinkPointer, ulong.MaxValue);
             vcpu.PreemptionTimer = (pin & PinPreemptionTimer) != 0;
+            Exits.DrAccessExit.Reset(vcpu);                 // power-on and INIT state of the guest's debug registers
             // Virtual NMIs (SDM 24.6.1): the guest's IRET ends the blocking an injected NMI begins,
             // and NMI-window exiting (which needs them) tells when the next one may go in. Without
             // them an NMI is injected only while the guest's NMI blocking is clear.

@@ -67,6 +67,7 @@ public static partial class TestGuests
         ("unassigned32", Unassigned32()),
         ("hostpages32", HostPages32()),
         ("cr4hidden32", Cr4Hidden32()),
+        ("debugregs32", DebugRegs32()),
         ("progress32", Progress32()),
         ("serialflood32", SerialFlood32()),
         ("exitstorm32", ExitStorm32()),
