@@ -73,7 +73,7 @@ namespace Tandem.Kernel.Memory
             ulong f = Log.Begin();
             Log.Write("reclaim: swap ");
             if (Pool == null)
-                Log.Write("off");
+                Log.Write("off (guest pages are never evicted: their contents have nowhere to go)");
             else
             {
                 Log.Write(swapBytes >> 20);

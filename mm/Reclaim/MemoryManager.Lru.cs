@@ -157,20 +157,27 @@ public sealed partial class MemoryManager<TPlatform>
 
     /// <summary>
     /// An old page leaves memory: swapped out when a swap device is attached and the page is
-    /// anonymous (its contents kept, mm/Swap), else unmapped everywhere. Eviction holds one
-    /// reference of its own (the isolation's).
+    /// anonymous (its contents kept, mm/Swap); without swap an anonymous page stays (unless
+    /// <see cref="DropAnonymousWithoutSwap"/>); any other page is unmapped everywhere. Eviction
+    /// holds one reference of its own (the isolation's).
     /// </summary>
     private bool UnmapForEviction(Pfn frame)
     {
-        if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
+        bool anonymous = (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0;
+        if (Swap != null && anonymous)
             return TrySwapOut(frame, 1) == SwapOutResult.Evicted;
+        if (anonymous && !DropAnonymousWithoutSwap)
+            return false;                           // nowhere to keep its contents: it stays
         return TryToUnmapDropping(frame);
     }
 
-    /// <summary>No swap device, or not anonymous: every mapping goes (an anonymous page's contents with it).</summary>
+    /// <summary>
+    /// No swap device, or not anonymous: every mapping goes. A frame that became anonymous since
+    /// the flags snapshot (a demand fault's fresh frame) is spared unless dropping is allowed.
+    /// </summary>
     private bool TryToUnmapDropping(Pfn frame)
     {
-        return TryToUnmap(frame);
+        return TryToUnmapCore(frame, !DropAnonymousWithoutSwap);
     }
 
     /// <summary>

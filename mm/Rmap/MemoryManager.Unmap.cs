@@ -78,8 +78,9 @@ public sealed partial class MemoryManager<TPlatform>
     /// <summary>
     /// Eviction: the exact check first (every MMU, slow notifiers allowed); a frame that any MMU saw
     /// young is kept. Otherwise, with a swap device attached, an anonymous frame is swapped out
-    /// (<see cref="TrySwapOut(Pfn)"/>; true only when it left memory), and any other frame has every
-    /// mapping removed with <see cref="TryToUnmap"/>. Returns true when the frame was unmapped
+    /// (<see cref="TrySwapOut(Pfn)"/>; true only when it left memory); without one it is kept
+    /// (unless <see cref="DropAnonymousWithoutSwap"/>); any other frame has every mapping removed
+    /// with <see cref="TryToUnmap"/>. Returns true when the frame was unmapped
     /// everywhere (its memory is freed when the last reference goes).
     /// </summary>
     public bool TryReclaim(Pfn frame)
@@ -95,8 +96,13 @@ public sealed partial class MemoryManager<TPlatform>
         // are a snapshot: a frame that a demand fault had allocated but not yet installed looks
         // like no anonymous page, and may be mapped (and written) before TryToUnmap walks its
         // mappings; so the drop spares every mapping that is anonymous when it is cleared.
-        if (Swap != null && (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0)
+        bool anonymous = (Frames.FlagsOf(frame) & (FrameFlags.Anonymous | FrameFlags.SwapCache)) != 0;
+        if (Swap != null && anonymous)
             return TrySwapOut(frame) == SwapOutResult.Evicted;
-        return TryToUnmapCore(frame, Swap != null);
+        // Without swap an anonymous page has nowhere to keep its contents: it stays, unless the
+        // bed allows dropping (DropAnonymousWithoutSwap).
+        if (anonymous && !DropAnonymousWithoutSwap)
+            return false;
+        return TryToUnmapCore(frame, Swap != null || !DropAnonymousWithoutSwap);
     }
 }

@@ -4,8 +4,17 @@ namespace Tandem.Mm;
 
 public sealed partial class MemoryManager<TPlatform>
 {
-    /// <summary>The swap map and swap cache; null until <see cref="AttachSwap"/> (then eviction drops anonymous pages, as before).</summary>
+    /// <summary>The swap map and swap cache; null until <see cref="AttachSwap"/> (until then an anonymous page is not reclaimed, see <see cref="DropAnonymousWithoutSwap"/>).</summary>
     public SwapMap<TPlatform>? Swap;
+
+    /// <summary>
+    /// Without a swap device, may eviction and <see cref="TryReclaim"/> drop an anonymous page's
+    /// contents? False, the default and the kernel's: an anonymous page is reclaimed only into swap,
+    /// so nothing a guest wrote is ever lost (with <c>swap=off</c>, memory pressure ends in a fault
+    /// that finds no frame, which stops that VM with a clear reason). True only in test and
+    /// benchmark beds that use dropping as a model of a discardable page, to drive the unmap path.
+    /// </summary>
+    public bool DropAnonymousWithoutSwap;
 
     /// <summary>
     /// Attaches a swap device with <paramref name="slots"/> slots (once, before any eviction):

@@ -33,6 +33,7 @@ public class UnmapNotifierBenchmarks
     {
         _machine = new BenchMachine((ulong)(2 * Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K);
         _mm = new MemoryManager<BenchPlatform>(new BenchPlatform(_machine), _machine.FrameCount, 16, 2 * Pages + 4096);
+        _mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         _plain = _mm.CreateAddressSpace()!;
         _notified = _mm.CreateAddressSpace()!;
         _notified.Notifiers.Register(new NullNotifier(), MmuNotifierFlags.LocklessAging);

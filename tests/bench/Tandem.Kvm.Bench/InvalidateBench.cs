@@ -35,6 +35,7 @@ public class InvalidateBench
     {
         _machine = new BenchMachine((ulong)(2 * Frames + 2 * (Pages / 256) + 16384) * PageSizes.Size4K, cpus: 2, tablePages: Pages / 512 + 64);
         _mm = new MemoryManager<BenchMmPlatform>(_machine.MmPlatform, _machine.FrameCount, 16, 2 * Pages + 4096);
+        _mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         _withEpt = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
         _primaryOnly = _mm.CreateAddressSpace() ?? throw new InvalidOperationException("space");
         _withEpt.Activate(0);

@@ -59,6 +59,7 @@ public static unsafe class LookAroundBench
     {
         using BenchMachine machine = new BenchMachine((ulong)(Pages + 4096) * 4096, 1, 64);
         MemoryManager<BenchMmPlatform> mm = new MemoryManager<BenchMmPlatform>(machine.MmPlatform, machine.FrameCount, 16, machine.FrameCount);
+        mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         mm.Lru.LookAround = lookAround;
         mm.Lru.FilteredWalk = lookAround;
         AddressSpace<BenchMmPlatform> space = mm.CreateAddressSpace()!;

@@ -340,6 +340,7 @@ public unsafe class MutationKillTests
         public PausingWorld()
         {
             Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, 16, Machine.FrameCount);
+            Mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
             Space = Mm.CreateAddressSpace()!;
             Assert.True(Space.AddRegion(Region.Anonymous(EptBed.RamBase, Pages * PageSizes.Size4K, PageProt.Write | PageProt.User)));
             Ept = EptMmu<PausingEptPlatform>.Create(new PausingEptPlatform(Machine), Space)!;

@@ -377,6 +377,7 @@ public unsafe class RegressionTests
     {
         using KvmMachine machine = new KvmMachine(16UL << 20, 4);
         MemoryManager<MmHostPlatform> mm = new MemoryManager<MmHostPlatform>(machine.MmPlatform, machine.FrameCount, 16, machine.FrameCount);
+        mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         AddressSpace<MmHostPlatform> space = mm.CreateAddressSpace()!;
         Assert.True(mm.Frames.TryAllocate(9, out Pfn block));
         Assert.True(space.AddRegion(Region.Fixed(HugeHva, PageSizes.Size2M, PageProt.Write, block.Address)));

@@ -129,6 +129,7 @@ public unsafe class MutationKillTests
         public PauseWorld()
         {
             Mm = new MemoryManager<PausePlatform>(new PausePlatform(Machine), Machine.FrameCount, 16, Machine.FrameCount);
+            Mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
             Space = Mm.CreateAddressSpace()!;
             Assert.True(Space.AddRegion(Region.Anonymous(TestBed.WindowBase, 64 * PageSizes.Size4K, PageProt.Write | PageProt.User)));
         }

@@ -21,7 +21,7 @@ public sealed unsafe class BenchMachine : IDisposable
     public int FrameCount => (int)(Size / PageSizes.Size4K);
 
     public MemoryManager<BenchPlatform> CreateManager() =>
-        new MemoryManager<BenchPlatform>(new BenchPlatform(this), FrameCount, 16, FrameCount);
+        new MemoryManager<BenchPlatform>(new BenchPlatform(this), FrameCount, 16, FrameCount) { DropAnonymousWithoutSwap = true };
 
     public void Dispose() => NativeMemory.AlignedFree(Memory);
 }

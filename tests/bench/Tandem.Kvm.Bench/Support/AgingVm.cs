@@ -41,6 +41,7 @@ public sealed unsafe class AgingVm : IDisposable
         int tablePages = (aliases + 1) * (RamPages / 512 + 2) + 64;
         Machine = new BenchMachine(frames * PageSizes.Size4K, cpus: 2, tablePages);
         Mm = new MemoryManager<BenchMmPlatform>(Machine.MmPlatform, Machine.FrameCount, 16, Machine.FrameCount);
+        Mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         Space = Mm.CreateAddressSpace() ?? throw new InvalidOperationException("address space");
         ulong ramBytes = (ulong)(RamPages + FaultPages) * PageSizes.Size4K;
         if (!Space.AddRegion(Region.Anonymous(RamBase, ramBytes, PageProt.Write | PageProt.User)))

@@ -24,6 +24,7 @@ public sealed unsafe class EptBed : IDisposable
         Pages = pages;
         Machine = new KvmMachine(memory, cpus, tablePages);
         Mm = new MemoryManager<MmHostPlatform>(Machine.MmPlatform, Machine.FrameCount, KvmMachine.FirstUsableFrame, Machine.FrameCount);
+        Mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         Machine.Frames = Mm.Frames;
         Space = Mm.CreateAddressSpace()!;
         Ram = Region.Anonymous(RamBase, (ulong)pages * PageSizes.Size4K, PageProt.Write | PageProt.User);

@@ -76,6 +76,7 @@ public sealed unsafe class HostMachine : IDisposable
     public MemoryManager<HostPlatform> CreateManager(int rmapCapacity = 0)
     {
         MemoryManager<HostPlatform> mm = new MemoryManager<HostPlatform>(Platform, FrameCount, FirstUsableFrame, rmapCapacity == 0 ? FrameCount : rmapCapacity);
+        mm.DropAnonymousWithoutSwap = true;   // the bed models eviction without swap as dropping
         Frames = mm.Frames;
         return mm;
     }
