@@ -37,6 +37,19 @@ namespace Tandem.Kernel.Tests
 
         private static void PauseAtPhase(Vm vm, ulong phase) => vm.PauseRequested = true;
 
+        /// <summary>Lets two VMs held at a phase run to their ends (A first), reports both, and checks that each exited 0 (<paramref name="failure"/>: what another status means).</summary>
+        private static void FinishBoth(TestContext t, Vm a, Vm b, string failure)
+        {
+            a.PhaseHandler = null;
+            b.PhaseHandler = null;
+            RunLoop.Run(a.Vcpu!);
+            RunLoop.Run(b.Vcpu!);
+            GuestRunner.Report(a);
+            GuestRunner.Report(b);
+            t.Check(a.ExitStatus == 0, a.StopReason ?? failure, (ulong)a.ExitStatus);
+            t.Check(b.ExitStatus == 0, b.StopReason ?? failure, (ulong)b.ExitStatus);
+        }
+
         /// <summary>
         /// markerscan32 twice: each VM writes a marker made from its id into 16 pages, then scans all
         /// its RAM for its own marker (exactly 16 must be found: the scan works) and the other VM's
@@ -63,14 +76,7 @@ namespace Tandem.Kernel.Tests
             RunLoop.Run(b.Vcpu!);          // B scans while A's are
             if (!t.Check(a.LastPhase == 2 && b.LastPhase == 2 && !a.Stopped && !b.Stopped, "the guests did not both finish their scans (phase 2)"))
                 return;
-            a.PhaseHandler = null;
-            b.PhaseHandler = null;
-            RunLoop.Run(a.Vcpu!);
-            RunLoop.Run(b.Vcpu!);
-            GuestRunner.Report(a);
-            GuestRunner.Report(b);
-            t.Check(a.ExitStatus == 0, a.StopReason ?? "VM A: a marker check failed (exit status = its number: 2 own count, 3 found the other's)", (ulong)a.ExitStatus);
-            t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B: a marker check failed (exit status = its number: 2 own count, 3 found the other's)", (ulong)b.ExitStatus);
+            FinishBoth(t, a, b, "a marker check failed (exit status = its number: 2 own count, 3 found the other's)");
             a.Release();
             b.Release();
         }
@@ -109,13 +115,8 @@ namespace Tandem.Kernel.Tests
             t.Check(mapped == 0, "the EPT maps guest-physical pages outside RAM", (ulong)mapped);
             vm.Release();
             t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
+            WaitForFrames(freeBefore);
             int freeAfter = FuzzCampaign.MmFreeFrames();
-            ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
-            while (freeAfter < freeBefore && Native.Rdtsc() < deadline)
-            {
-                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
-                freeAfter = FuzzCampaign.MmFreeFrames();
-            }
             t.Check(freeAfter >= freeBefore, "frames of the released VM did not come back", (ulong)(freeBefore - freeAfter));
         }
 
@@ -221,6 +222,7 @@ namespace Tandem.Kernel.Tests
             Volatile.Write(ref s_churnDone, 1);
         }
 
+        /// <summary>Waits up to a second for the mm core's free frames to reach <paramref name="freeBefore"/> (a teardown another thread holds up finishes a little later).</summary>
         private static void WaitForFrames(int freeBefore)
         {
             ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
@@ -375,14 +377,7 @@ namespace Tandem.Kernel.Tests
             RunLoop.Run(b.Vcpu!);          // B starts from zeros, writes its own, pauses
             if (!t.Check(a.LastPhase == 1 && b.LastPhase == 1 && !a.Stopped && !b.Stopped, "the guests did not both reach phase 1 (the value: the exit status of the one that stopped = the check that failed)", (ulong)(b.Stopped ? b.ExitStatus : a.ExitStatus)))
                 return;
-            a.PhaseHandler = null;
-            b.PhaseHandler = null;
-            RunLoop.Run(a.Vcpu!);
-            RunLoop.Run(b.Vcpu!);
-            GuestRunner.Report(a);
-            GuestRunner.Report(b);
-            t.Check(a.ExitStatus == 0, a.StopReason ?? "VM A: a debug-register check failed (exit status = its number)", (ulong)a.ExitStatus);
-            t.Check(b.ExitStatus == 0, b.StopReason ?? "VM B: a debug-register check failed (exit status = its number)", (ulong)b.ExitStatus);
+            FinishBoth(t, a, b, "a debug-register check failed (exit status = its number)");
             t.Check(a.Vcpu!.DebugRegisterAccesses >= 16 && b.Vcpu!.DebugRegisterAccesses >= 16, "MOV DR did not exit to the host", a.Vcpu!.DebugRegisterAccesses);
             a.Release();
             b.Release();

@@ -42,6 +42,16 @@ public static partial class TestGuests
             a.shl(edx, 24);
             a.or(edx, 0x1000 * n + n);
         }
+        void AllOwn()
+        {
+            for (int n = 0; n < 4; n++)
+            {
+                Own(n);
+                a.mov(eax, regs[n]);
+                a.cmp(eax, edx);
+                a.jne(fail);
+            }
+        }
         // 1: all zero at the start
         a.inc(ebp);
         for (int n = 0; n < 4; n++)
@@ -57,13 +67,7 @@ public static partial class TestGuests
             Own(n);
             a.mov(regs[n], edx);
         }
-        for (int n = 0; n < 4; n++)
-        {
-            Own(n);
-            a.mov(eax, regs[n]);
-            a.cmp(eax, edx);
-            a.jne(fail);
-        }
+        AllOwn();
         // 3: DR7 and DR6 with their fixed bits
         a.inc(ebp);
         a.xor(eax, eax);
@@ -83,13 +87,7 @@ public static partial class TestGuests
         Out(a, Phase, 1);                                    // the other VM runs now
         // 5: still its own after the other VM wrote its values
         a.mov(ebp, 5);
-        for (int n = 0; n < 4; n++)
-        {
-            Own(n);
-            a.mov(eax, regs[n]);
-            a.cmp(eax, edx);
-            a.jne(fail);
-        }
+        AllOwn();
         // 6: DR4 with CR4.DE set is #UD
         a.inc(ebp);
         a.mov(eax, cr4);
