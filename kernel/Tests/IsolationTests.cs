@@ -94,7 +94,7 @@ namespace Tandem.Kernel.Tests
             if (VmxTests.Unavailable(t))
                 return;
             int freeBefore = FuzzCampaign.MmFreeFrames();
-            ulong code = FuzzCampaign.CodeChecksum();
+            ulong code = FuzzCampaign.CodeChecksum(), tables = FuzzCampaign.PageTableChecksum();
             Vm? vm = VmxTests.Start(t, "unassigned32");
             if (vm == null)
                 return;
@@ -115,6 +115,7 @@ namespace Tandem.Kernel.Tests
             t.Check(mapped == 0, "the EPT maps guest-physical pages outside RAM", (ulong)mapped);
             vm.Release();
             t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
+            t.Check(FuzzCampaign.PageTableChecksum() == tables, "the host's page tables changed");
             WaitForFrames(freeBefore);
             int freeAfter = FuzzCampaign.MmFreeFrames();
             t.Check(freeAfter >= freeBefore, "frames of the released VM did not come back", (ulong)(freeBefore - freeAfter));
@@ -132,7 +133,7 @@ namespace Tandem.Kernel.Tests
         {
             if (VmxTests.Unavailable(t))
                 return;
-            ulong code = FuzzCampaign.CodeChecksum();
+            ulong code = FuzzCampaign.CodeChecksum(), tables = FuzzCampaign.PageTableChecksum();
             Vm? vm = VmxTests.Start(t, "hostpages32");
             if (vm == null)
                 return;
@@ -185,6 +186,7 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(vm);
             t.Check(vm.ExitStatus == 0, vm.StopReason ?? "the guest did not run on to exit 0 after the host looked", (ulong)vm.ExitStatus);
             t.Check(FuzzCampaign.CodeChecksum() == code, "the kernel's code changed");
+            t.Check(FuzzCampaign.PageTableChecksum() == tables, "the host's page tables changed");
             vm.Release();
         }
 

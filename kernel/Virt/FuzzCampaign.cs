@@ -122,6 +122,37 @@ namespace Tandem.Kernel.Virt
             return h;
         }
 
+        /// <summary>
+        /// FNV-1a over the host's own page tables (the boot identity map under CR3: PML4, PDPTs and
+        /// page directories, with the CPU's accessed and dirty bits masked), which nothing changes
+        /// after boot: a guest that reached them would show here.
+        /// </summary>
+        internal static ulong PageTableChecksum()
+        {
+            const ulong Present = 1, Huge = 1UL << 7, AddressMask = 0x000F_FFFF_FFFF_F000, AccessedDirty = (1UL << 5) | (1UL << 6);
+            ulong h = 0xCBF2_9CE4_8422_2325UL;
+            ulong* pml4 = (ulong*)(Native.ReadCr3() & AddressMask);
+            for (int i = 0; i < 512; i++)
+            {
+                ulong e4 = pml4[i] & ~AccessedDirty;
+                h = (h ^ e4) * 0x0000_0100_0000_01B3UL;
+                if ((e4 & Present) == 0)
+                    continue;
+                ulong* pdpt = (ulong*)(e4 & AddressMask);
+                for (int j = 0; j < 512; j++)
+                {
+                    ulong e3 = pdpt[j] & ~AccessedDirty;
+                    h = (h ^ e3) * 0x0000_0100_0000_01B3UL;
+                    if ((e3 & (Present | Huge)) != Present)
+                        continue;
+                    ulong* pd = (ulong*)(e3 & AddressMask);
+                    for (int k = 0; k < 512; k++)
+                        h = (h ^ (pd[k] & ~AccessedDirty)) * 0x0000_0100_0000_01B3UL;
+                }
+            }
+            return h;
+        }
+
         /// <summary>Frames the mm core can hand out (free in the buddy allocator and in the per-CPU caches).</summary>
         internal static int MmFreeFrames()
         {
@@ -211,6 +242,7 @@ namespace Tandem.Kernel.Virt
             s_sentinel = sentinel;
             s_sentinelStart = sentinelStart;
             ulong code = CodeChecksum();
+            s_pageTables = PageTableChecksum();
             for (int i = 0; i < count && (exitGoal == 0 || TotalExits < exitGoal); i++)
             {
                 ulong seed = firstSeed + (ulong)i;
@@ -320,7 +352,12 @@ namespace Tandem.Kernel.Virt
             }
             if (CodeChecksum() != code)
                 Failure(seed, step, "the kernel's code changed");
+            if (PageTableChecksum() != s_pageTables)
+                Failure(seed, step, "the host's page tables changed");
         }
+
+        /// <summary>The host page tables' checksum when the campaign started (<see cref="PageTableChecksum"/>).</summary>
+        private static ulong s_pageTables;
 
         private static Vm? s_sentinel;
         private static ulong s_sentinelStart;
