@@ -28,8 +28,15 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 // Plain store: a non-present entry is never written by the CPU nor cached.
                 if (s.Value.IsSwap && s.Value.WithProt(prot).Raw != s.Value.Raw)
                 {
-                    PteOps.Write(s.Pointer, s.Value.WithProt(prot));
+                    PageTableEntry swapped = s.Value.WithProt(prot);
+                    PteOps.Write(s.Pointer, swapped);
                     changed++;
+                    // A swap-out that installed this entry calls the notifiers only after it drops
+                    // the lock: until then a secondary may still map the old frame with the old
+                    // rights. Reducing them must flush and notify too, or Protect returns while a
+                    // secondary can still write the page (as Unmap does for a swap entry, 4.4).
+                    if ((s.Value.IsWritable && !swapped.IsWritable) || (s.Value.IsUser && !swapped.IsUser) || (!s.Value.IsNoExecute && swapped.IsNoExecute))
+                        reduced = true;
                 }
                 continue;
             }

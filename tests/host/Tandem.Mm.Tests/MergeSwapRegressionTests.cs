@@ -142,6 +142,53 @@ public unsafe class MergeSwapRegressionTests
     }
 
     /// <summary>
+    /// A write-protect that met a swap entry whose swap-out had not yet called the notifiers changed
+    /// the entry's rights without notifying anyone: Protect returned while a secondary still mapped
+    /// the old frame writable, so a guest could still write the page after the host made it
+    /// read-only (and the write went to a frame on its way out). Now a reduction of a swap entry's
+    /// rights flushes and notifies like one of a present entry.
+    /// </summary>
+    [Fact]
+    public void AWriteProtectDuringASwapOutLeavesNoWritableSecondaryMapping()
+    {
+        var (b, _, _, _) = Bed();
+        using (b)
+        {
+            RecordingSecondaryMmu sec = b.AddSecondary(lockless: true);
+            SwapTests.Write(b, 0, 0x4343);
+            Assert.Equal(FaultStatus.Ok, sec.Fault(b.Page(0), true));
+            Assert.NotEqual(0, sec.Entry(0));
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn f));
+            bool protectedPage = false;
+            long entryAfterProtect = -1;
+            HostMachine.ThreadCheckpoint = site =>
+            {
+                // The swap-out installed the swap entry and dropped the lock; its flush and
+                // notifiers have not run yet.
+                if (site != MmCheckpoint.PrimaryEntryCleared || protectedPage)
+                    return;
+                protectedPage = true;
+                Assert.True(b.Space.TryGetSwapEntry(b.Page(0), out PageTableEntry _));
+                Assert.Equal(1, b.Space.Protect(b.Page(0), b.Page(1), PageProt.Read));
+                entryAfterProtect = sec.Entry(0);
+            };
+            try
+            {
+                b.Mm.TrySwapOut(f);
+            }
+            finally
+            {
+                HostMachine.ThreadCheckpoint = null;
+            }
+            Assert.True(protectedPage);
+            Assert.Equal(0, entryAfterProtect);
+            Assert.True(b.Space.TryGetSwapEntry(b.Page(0), out PageTableEntry e));
+            Assert.False(e.IsWritable, "the swap entry lost the write-protect");
+            Assert.Equal(0x4343UL, SwapTests.Read(b, 0, out Pfn _));
+        }
+    }
+
+    /// <summary>
     /// Reclaiming the shared zero frame unmapped every page merged into it although the frame is
     /// never freed (the scanner holds it): nothing gained, and every such page refaulted, each
     /// unmap leaving a window in which a refault raced the unmap's notifiers (a secondary still
