@@ -240,8 +240,10 @@ namespace Tandem.Kvm.Vmx
             v.ChargedUntil = now;
             if (v.Vm.MaxQuanta == 0)
                 return false;                                   // no budget: runs until it stops itself
-            ulong budget = v.Vm.MaxQuanta * ((ulong)VmcsSetup.BudgetQuantum << VmcsSetup.PreemptionRate);
-            return v.UsedTsc > budget;
+            ulong unit = (ulong)VmcsSetup.BudgetQuantum << VmcsSetup.PreemptionRate;
+            if (unit != 0 && v.Vm.MaxQuanta > ulong.MaxValue / unit)
+                return false;                                   // a budget past 2^64 TSC ticks (ulong.MaxValue: none in effect)
+            return v.UsedTsc > v.Vm.MaxQuanta * unit;
         }
 
         /// <summary>
