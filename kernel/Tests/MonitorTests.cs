@@ -179,7 +179,7 @@ namespace Tandem.Kernel.Tests
             for (int k = 0; k < 16; k++)
             {
                 ids.Add(" ");
-                ids.AddHexByte(k % 4 == 0 ? b.Id & 0xFF : 0);
+                ids.AddHexByte((b.Id >> (8 * (k % 4))) & 0xFF);   // the id as a little-endian dword (ids pass 255 in a full run)
             }
             ids.Add("\n");
             if (!t.Check(SawVm(b, ": 32 bytes at 0x4ffff0") && Saw(ref zeros) && Saw(ref ids), "dump did not show the bytes vm B wrote at 0x500000 (and zeros below)"))
