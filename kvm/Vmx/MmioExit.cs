@@ -30,7 +30,7 @@ namespace Tandem.Kvm.Vmx
         /// <summary>
         /// Data accesses: a device's page, guest RAM (a movs between RAM and a device), or neither:
         /// an unassigned address reads as all ones and takes no writes, as on a PC, counted in
-        /// <see cref="Vcpu.UnassignedAccesses"/> (docs/security.md, "Unassigned guest-physical addresses").
+        /// <see cref="Vcpu.UnassignedAccesses"/> (docs/security.md, "EPT violations and MMIO").
         /// </summary>
         private readonly struct Bus : IMmioBus
         {
