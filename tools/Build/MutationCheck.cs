@@ -238,7 +238,7 @@ internal static partial class MutationCheck
             {
                 TestRun r = DotnetTest(project, m.Filter, restore: false);
                 if (r.Failed.Count > 0)
-                    return new Outcome(m, Verdict.Killed, r.Failed[0], clock.Elapsed);
+                    return new Outcome(m, Verdict.Killed, r.Failed.Count == 1 ? r.Failed[0] : $"{r.Failed[0]} (and {r.Failed.Count - 1} more)", clock.Elapsed);
                 if (r.Hung)
                     return new Outcome(m, Verdict.Killed, r.HungTest != null && r.HungTest.StartsWith("a crash", StringComparison.Ordinal)
                         ? r.HungTest : $"a hang (no progress for {HangTimeoutSeconds} s, or the run's {ProcessTimeoutSeconds} s limit)" + (r.HungTest != null ? " in " + r.HungTest : ""), clock.Elapsed);

@@ -144,6 +144,39 @@ public class LruTests
         Assert.True(probe.ExactCalls >= 64);
     }
 
+    /// <summary>
+    /// The isolate/unmap/putback window, taken step by step: eviction has the oldest page off its
+    /// list when an unmap drops the page's last mapping (its Remove finds nothing listed). Putting
+    /// the page back must not list it: a listed free frame would be evicted again once reused.
+    /// A page still mapped goes back on its generation.
+    /// </summary>
+    [Fact]
+    public void APageUnmappedWhileIsolatedIsNotPutBack()
+    {
+        using TestBed b = new TestBed(windowPages: 64);
+        FaultAll(b, 64);
+        Assert.True(b.Mm.AgingPass());
+        Assert.True(b.Mm.AgingPass());
+        Assert.True(b.Mm.Lru.TryIsolateOldest(out Pfn gone, out int goneSeq));
+        Assert.True(b.Mm.Lru.TryIsolateOldest(out Pfn kept, out int keptSeq));
+        Assert.Equal(62, b.Mm.Lru.Listed);
+        int goneIndex = -1;
+        for (int i = 0; i < 64; i++)
+            if (b.Space.TranslateFrame(b.Page(i), out Pfn f) && f.Value == gone.Value)
+                goneIndex = i;
+        Assert.True(goneIndex >= 0);
+        b.Space.Unmap(b.Page(goneIndex), b.Page(goneIndex + 1));
+        Assert.Equal(0, b.Mm.Frames.MapCountOf(gone));
+        b.Mm.Lru.Putback(gone, goneSeq);
+        b.Mm.Lru.Putback(kept, keptSeq);
+        Assert.True(b.Mm.Lru.GenerationOf(gone) < 0, "an unmapped page was put back on generation " + b.Mm.Lru.GenerationOf(gone));
+        Assert.Equal(keptSeq, b.Mm.Lru.GenerationOf(kept));
+        Assert.Equal(63, b.Mm.Lru.Listed);
+        Assert.Equal(63, b.Mm.Lru.Validate());
+        b.Mm.Frames.PutRef(gone);
+        b.Mm.Frames.PutRef(kept);
+    }
+
     [Fact]
     public void AnIncompleteFastAnswerCountsAsYoung()
     {

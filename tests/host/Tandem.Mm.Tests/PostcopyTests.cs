@@ -49,6 +49,35 @@ public unsafe class PostcopyTests
         return v;
     }
 
+    /// <summary>
+    /// The race below, taken step by step: a page is filled, swapped out, and then pushed again
+    /// (a background push that lost the race with a fault's fill). The second fill finds the swap
+    /// entry and says Exists: the page's data is the swapped one, and its slot is not leaked.
+    /// </summary>
+    [Fact]
+    public void AFillOverASwappedOutPageIsRefused()
+    {
+        using TestBed b = new TestBed(memory: 32UL << 20);
+        DictionarySwapDevice device = new DictionarySwapDevice();
+        SwapMap<HostPlatform> swap = b.Mm.AttachSwap(device, 512);
+        QueueHandler h = new QueueHandler();
+        Assert.True(b.Space.AddRegion(Region.UserfaultAnonymous(Base, Pages * 4096UL, PageProt.Write, h)));
+        Assert.Equal(FaultStatus.Ok, Fill(b.Space, 3));
+        Assert.True(b.Space.TranslateFrame(Base + 3 * 4096UL, out Pfn f));
+        Assert.True(b.Mm.TryReclaim(f));
+        Assert.False(b.Space.TranslateFrame(Base + 3 * 4096UL, out _));
+        Assert.Equal(1, swap.SlotsInUse);
+        byte[] newer = new byte[4096];
+        Array.Fill(newer, (byte)0xEE);
+        Assert.Equal(FaultStatus.Exists, b.Space.UserfaultCopy(Base + 3 * 4096UL, newer));
+        Assert.Equal(1, swap.SlotsInUse);
+        Assert.Equal(SourceValue(3), ReadPage(b, 3));
+        Assert.Empty(h.Requests);
+        b.Space.Unmap(Base, Base + Pages * 4096UL);
+        Assert.Equal(0, swap.SlotsInUse);
+        Assert.Equal(0, device.Count);
+    }
+
     [Fact]
     public void HandlerFillsAndBackgroundPushRaceEvictionAndEveryPageArrivesOnce()
     {
