@@ -36,7 +36,16 @@ namespace Tandem.Kernel.Virt
         /// physically contiguous, 2 MiB-aligned host memory that the primary MMU maps with 2 MiB
         /// pages, so EPT maps it with 2 MiB leaves too (untracked: not aged or reclaimed).
         /// </summary>
-        public static MmGuestMemory? Create(ulong size, out string? problem, bool hugeBacked = false)
+        public static MmGuestMemory? Create(ulong size, out string? problem, bool hugeBacked = false) => Create(size, out problem, hugeBacked, null);
+
+        /// <summary>
+        /// Guest RAM of <paramref name="size"/> bytes as a userfault region: every page is missing
+        /// until <paramref name="handler"/> fills it (<see cref="AddressSpace{TPlatform}.UserfaultCopy"/>);
+        /// a vCPU that touches a missing page waits in its EPT violation until then (the postcopy move).
+        /// </summary>
+        public static MmGuestMemory? CreateUserfault(ulong size, IUserfaultHandler handler, out string? problem) => Create(size, out problem, false, handler);
+
+        private static MmGuestMemory? Create(ulong size, out string? problem, bool hugeBacked, IUserfaultHandler? userfault)
         {
             MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
             if (mm == null)
@@ -67,6 +76,10 @@ namespace Tandem.Kernel.Virt
                 ulong aligned = (run + PageSizes.Size2M - 1) & ~(PageSizes.Size2M - 1);
                 Tandem.Arch.X86.Native.MemSet((void*)aligned, 0, size);
                 ram = Region.Fixed(HostBase, size, PageProt.Write, new PhysAddr(aligned));
+            }
+            else if (userfault != null)
+            {
+                ram = Region.UserfaultAnonymous(HostBase, size, PageProt.Write, userfault);
             }
             else
             {

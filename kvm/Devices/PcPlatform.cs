@@ -154,6 +154,19 @@ namespace Tandem.Kvm.Devices
                 FwCfg.AddFile(RsdpName, BuildRsdp(AcpiConfig));
         }
 
+        /// <summary>
+        /// Another VM takes these devices over, with their state (the in-host postcopy move): COM1's
+        /// output and the kicks of interrupts and IPIs go to it from now on. Called with no vCPU of
+        /// the old VM running (it is paused) and before any of the new VM's runs.
+        /// </summary>
+        public void AdoptBy(ISerialSink serial, IVcpuKick kicker)
+        {
+            Lock.Enter();
+            Com1.SetOutput(serial);
+            Kicker = kicker;
+            Lock.Exit();
+        }
+
         /// <summary>Where the VM's ACPI tables go (the RSDP first): the start of the BIOS area, where a legacy scan finds it.</summary>
         public const ulong AcpiBase = Acpi.AcpiTables.StandardBase;
 

@@ -100,7 +100,7 @@ namespace Tandem.Kvm.Devices
         private readonly ushort _base;
         private readonly int _irqLine;
         private readonly IIrqSink _irq;
-        private readonly ISerialSink _out;
+        private ISerialSink _out;
         private readonly byte[] _rx = new byte[FifoSize];
         private readonly byte[] _host = new byte[HostBufferSize];
         private int _rxHead, _rxCount;
@@ -121,6 +121,9 @@ namespace Tandem.Kvm.Devices
             _out = output;
             Reset();
         }
+
+        /// <summary>Sends the transmitter's bytes to <paramref name="output"/> from now on (another VM took the device over). Under the device lock.</summary>
+        public void SetOutput(ISerialSink output) => _out = output;
 
         /// <summary>Bytes lost because the FIFO and the host buffer were both full.</summary>
         public ulong Dropped => _dropped;

@@ -142,6 +142,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The vCPU's thread waits in the host because the monitor paused the VM (<see cref="Vm.WaitWhilePaused"/>).</summary>
         public bool HeldByPause;
 
+        /// <summary>The state a pause took (<see cref="Vm.SaveStateOnPause"/>); null before.</summary>
+        public VcpuState? SavedState;
+
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 

@@ -51,6 +51,12 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public bool Paused;
 
+        /// <summary>
+        /// A pause takes each vCPU's state (<see cref="Vcpu.SavedState"/>) on the vCPU's own thread
+        /// before it waits: the postcopy move gives it to the VM that takes over.
+        /// </summary>
+        public bool SaveStateOnPause;
+
         /// <summary>Pauses every vCPU (the monitor's <c>pause</c>); a vCPU halted in the guest stays halted and waits there, or in the host once it wakes.</summary>
         public void Pause()
         {
@@ -76,6 +82,14 @@ namespace Tandem.Kvm.Vmx
         {
             if (!System.Threading.Volatile.Read(ref Paused))
                 return;
+            if (System.Threading.Volatile.Read(ref SaveStateOnPause) && v.SavedState == null && !Stopped)
+            {
+                ulong flags = Vcpu.DisableInterrupts();
+                VcpuState state = VcpuState.Capture(v);
+                Vcpu.RestoreInterrupts(flags);
+                // Release: the state is whole before a reader that sees HeldByPause looks at it.
+                System.Threading.Volatile.Write(ref v.SavedState, state);
+            }
             System.Threading.Volatile.Write(ref v.HeldByPause, true);
             while (System.Threading.Volatile.Read(ref Paused) && !Stopped)
                 KvmHost.BlockThread(Tandem.Arch.X86.Native.Rdtsc() + KvmHost.TscPerSecond / 100);
@@ -95,6 +109,18 @@ namespace Tandem.Kvm.Vmx
             Memory = memory;
             Platform = new Devices.PcPlatform(TscClock.Instance, this, memory.Size, (ushort)cpus, KvmHost.TscPerSecond);
             Platform.Kicker = this;
+        }
+
+        /// <summary>
+        /// A VM that takes over <paramref name="devices"/>, the device models of a paused VM, with
+        /// their state (the in-host postcopy move): their serial output and kicks come here.
+        /// </summary>
+        public Vm(int id, IGuestMemory memory, Devices.PcPlatform devices)
+        {
+            Id = id;
+            Memory = memory;
+            Platform = devices;
+            Platform.AdoptBy(this, this);
         }
 
         private int _stopping;

@@ -22,6 +22,67 @@ namespace Tandem.Kvm.Vmx
                 return null;
             }
             var vm = new Vm(System.Threading.Interlocked.Increment(ref s_nextId), memory, cpus);
+            if (!MakeVcpus(vm, cpus, true, out problem))
+                return null;
+            VmRegistry.Add(vm);              // the monitor lists it (kvm/Vmx/VmRegistry.cs)
+            return vm;
+        }
+
+        /// <summary>
+        /// The VM that takes over from <paramref name="source"/> in an in-host move: as many vCPUs,
+        /// each given the state the source's pause took (<see cref="Vcpu.SavedState"/>), and the
+        /// source's device models with their state. Its guest RAM is <paramref name="memory"/> (a
+        /// userfault region that is filled from the source's). The source must be paused with
+        /// <see cref="Vm.SaveStateOnPause"/>, with every vCPU's state taken, and must not run again.
+        /// Returns the VM, or null with <paramref name="problem"/> set (the source is unchanged then).
+        /// </summary>
+        public static Vm? CreateTakingOver(IGuestMemory memory, Vm source, out string? problem)
+        {
+            problem = VmxCpu.Enable();
+            if (problem != null)
+                return null;
+            if (memory.Size != source.Memory.Size)
+            {
+                problem = "the new VM's RAM differs in size from the source's";
+                return null;
+            }
+            for (int i = 0; i < source.Vcpus.Length; i++)
+            {
+                if (System.Threading.Volatile.Read(ref source.Vcpus[i].SavedState) == null)
+                {
+                    problem = "a vCPU of the source did not stop for the move (halted in the guest?)";
+                    return null;
+                }
+            }
+            var vm = new Vm(System.Threading.Interlocked.Increment(ref s_nextId), memory, source.Platform);
+            if (!MakeVcpus(vm, source.Vcpus.Length, false, out problem))
+            {
+                source.Platform.AdoptBy(source, source);
+                return null;
+            }
+            for (int i = 0; i < vm.Vcpus.Length; i++)
+            {
+                problem = source.Vcpus[i].SavedState!.Restore(vm.Vcpus[i]);
+                if (problem != null)
+                {
+                    for (int k = 0; k < vm.Vcpus.Length; k++)
+                        vm.Vcpus[k].Release();
+                    source.Platform.AdoptBy(source, source);
+                    return null;
+                }
+            }
+            VmRegistry.Add(vm);
+            return vm;
+        }
+
+        /// <summary>
+        /// The vCPUs of a new VM (VPID, VMCS and register pages each); on failure everything taken is
+        /// given back. <paramref name="powerOn"/>: the guest's TSC starts at 0 (a VM taking over keeps
+        /// the source's TSC and local APIC timers instead).
+        /// </summary>
+        private static bool MakeVcpus(Vm vm, int cpus, bool powerOn, out string? problem)
+        {
+            problem = null;
             var vcpus = new Vcpu[cpus];
             // Every vCPU's TSC starts at 0 now, as on a machine just switched on, and they agree: the
             // host's TSC (its uptime) is not the guest's business. Where TSC offsetting is missing
@@ -41,17 +102,19 @@ namespace Tandem.Kvm.Vmx
                         vcpus[k].Release();     // never loaded: gives back the VPID and the pages
                     if (vpid != 0)
                         Vcpu.ReleaseUnusedVpid(vpid);
-                    return null;
+                    return false;
                 }
                 *(uint*)vmcs = VmxCpu.RevisionId;
                 vcpus[i] = new Vcpu(vm, i, vmcs, registers, vpid);
-                vcpus[i].TscOffset = tscOffset;
-                vm.Platform.Lapics[i].TscAtZero = tscOffset;
+                if (powerOn)
+                {
+                    vcpus[i].TscOffset = tscOffset;
+                    vm.Platform.Lapics[i].TscAtZero = tscOffset;
+                }
             }
             vm.Vcpus = vcpus;
             vm.Vcpu = vcpus[0];
-            VmRegistry.Add(vm);              // the monitor lists it (kvm/Vmx/VmRegistry.cs)
-            return vm;
+            return true;
         }
     }
 }

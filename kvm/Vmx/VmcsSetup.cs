@@ -47,6 +47,19 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>
+        /// Sets up the controls and host state of the current VMCS for a guest whose state comes
+        /// from elsewhere (<see cref="VcpuState.Restore"/>): the caller writes every guest field after.
+        /// </summary>
+        public static string? InitializeControls(Vcpu vcpu, bool long64)
+        {
+            string? problem = Controls(vcpu, long64, out _, out _);
+            if (problem != null)
+                return problem;
+            WriteHostState();
+            return null;
+        }
+
+        /// <summary>
         /// Sets up the current VMCS for an application processor that got a start-up IPI with
         /// <paramref name="vector"/>: the state after INIT (SDM Vol. 3A 10.1.1, table 10-1) in real
         /// mode, with CS = vector &lt;&lt; 8 (base vector &lt;&lt; 12) and IP 0 (10.4.4).
