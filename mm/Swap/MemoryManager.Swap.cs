@@ -105,7 +105,9 @@ public sealed partial class MemoryManager<TPlatform>
         if (dirty || swap.CurrentHandle(slot) == 0)
         {
             // No mm lock is held here (ISwapDevice rule).
-            if (!swap.Device.TryStore(Platform.PhysToVirt(frame.Address), out newHandle))
+            // Full: the copies of pages that are in memory anyway make room first (once).
+            if (!swap.Device.TryStore(Platform.PhysToVirt(frame.Address), out newHandle)
+                && !(swap.FreeCopiesOfMappedPages(32) > 0 && swap.Device.TryStore(Platform.PhysToVirt(frame.Address), out newHandle)))
             {
                 // Full: nothing stored. The contents stay only in this frame, so it stays dirty
                 // and in the swap cache, where the next fault on the swap entry finds it.

@@ -467,6 +467,63 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         return h;
     }
 
+    /// <summary>Copies freed by <see cref="FreeCopiesOfMappedPages"/>.</summary>
+    public long CopiesOfMappedPagesFreed { get { return Volatile.Read(ref _mappedCopiesFreed); } }
+
+    private long _mappedCopiesFreed;
+    private int _trimCursor;
+
+    /// <summary>
+    /// The device is full: frees up to <paramref name="max"/> copies that only save a write. Such a
+    /// copy belongs to a page a swap-in brought back and kept in the swap cache, clean, that is
+    /// mapped exactly once and that no swap entry names any more: its contents are in memory, so
+    /// the copy goes and the page becomes a plain anonymous page again (its next eviction stores
+    /// it anew). Linux does the same when swap runs full (<c>vm_swap_full</c>, then
+    /// <c>folio_free_swap</c>). Pages owned by a swap-out or a load, merged frames and frames mapped
+    /// more than once are left alone. Returns the copies freed. Call with no mm lock held.
+    /// </summary>
+    internal int FreeCopiesOfMappedPages(int max)
+    {
+        const int Batch = 32;
+        if (max > Batch)
+            max = Batch;
+        ulong* handles = stackalloc ulong[Batch];
+        int* frames = stackalloc int[Batch];
+        int n = 0;
+        _lock.Enter(_platform);
+        int slots = _handle.Length;
+        int slot = _trimCursor;
+        for (int scanned = 0; scanned < slots && n < max; scanned++, slot = slot + 1 == slots ? 0 : slot + 1)
+        {
+            int c = _cache[slot];
+            if (c < 0 || _state[slot] != StateIdle || _uses[slot] != 0 || _handle[slot] == 0)
+                continue;
+            Pfn f = new Pfn((ulong)c);
+            // Mapped once, by the mapping that owns it alone: no other path reaches the slot (a new
+            // mapping needs a swap entry, and none names it), and nothing else maps the frame.
+            if (_frames.MapCountOf(f) != 1 || (_frames.FlagsOf(f) & FrameFlags.Merged) != 0)
+                continue;
+            RemoveFromCacheLocked(slot, f);
+            handles[n] = _handle[slot];
+            frames[n] = c;
+            n++;
+            _handle[slot] = 0;
+            _nextFree[slot] = _freeHead;
+            _freeHead = slot;
+            _free[slot] = true;
+            _slotsInUse--;
+        }
+        _trimCursor = slot;
+        _lock.Exit(_platform);
+        for (int i = 0; i < n; i++)
+        {
+            FreeCopy(handles[i]);
+            _frames.PutRef(new Pfn((ulong)frames[i]));     // the cache's reference; the mapping's stays
+        }
+        Interlocked.Add(ref _mappedCopiesFreed, n);
+        return n;
+    }
+
     private void RemoveFromCacheLocked(int slot, Pfn frame)
     {
         _cache[slot] = -1;

@@ -319,6 +319,9 @@ public unsafe class SwapTests
             Assert.Equal(100UL, Read(b, 0, out Pfn _));
             // A page with an old copy, written again, meets a full device: the new contents stay
             // in memory (dirty) however often reclaim comes back; the old copy is never taken for them.
+            // (Page 0 goes back to swap first: mapped with its copy it would give that copy up
+            // to make room, AFullDeviceFreesTheCopiesOfMappedPages.)
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 0));
             d.Capacity = d.Count;
             Write(b, 1, 202);
             Assert.Equal(SwapOutResult.DeviceFull, Evict(b, 1));
@@ -329,6 +332,48 @@ public unsafe class SwapTests
             d.Capacity = int.MaxValue;
             Assert.Equal(SwapOutResult.Evicted, Evict(b, 1));
             Assert.Equal(202UL, Read(b, 1, out Pfn _));
+        }
+    }
+
+    /// <summary>
+    /// A full device first frees the copies that only save a write: pages swapped back in, mapped
+    /// once, clean, that no swap entry names. The page being evicted then gets a copy; the pages
+    /// whose copies went keep their contents in memory, and their next eviction stores them anew.
+    /// Pages still swapped out keep their copies. Kills "a full device frees nothing".
+    /// </summary>
+    [Fact]
+    public void AFullDeviceFreesTheCopiesOfMappedPages()
+    {
+        (TestBed b, DictionarySwapDevice d, SwapMap<HostPlatform> swap) = Bed();
+        using (b)
+        {
+            for (int i = 0; i < 6; i++)
+                Write(b, i, 0x6600UL + (ulong)i);
+            for (int i = 0; i < 4; i++)
+                Assert.Equal(SwapOutResult.Evicted, Evict(b, i));
+            Assert.Equal(0x6600UL, Read(b, 0, out Pfn _));      // back in, clean, its copy kept
+            Assert.Equal(0x6601UL, Read(b, 1, out Pfn _));
+            Assert.Equal(2, swap.CachedFrames);
+            d.Capacity = d.Count;                               // full: 4 copies
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 4));   // pages 0 and 1 gave theirs up
+            Assert.Equal(2, swap.CopiesOfMappedPagesFreed);
+            Assert.Equal(0, swap.CachedFrames);
+            Assert.Equal(3, d.Count);                           // pages 2, 3 (still out) and 4
+            Assert.False(swap.DeviceFull);
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 5));   // the room left
+            Assert.Equal(SwapOutResult.DeviceFull, Evict(b, 0)); // nothing more to free: page 0 stays
+            Assert.True(b.Space.Translate(b.Page(0), out PageTableEntry _, out int _) || b.Space.TryGetSwapEntry(b.Page(0), out PageTableEntry _));
+            for (int i = 0; i < 6; i++)
+                Assert.Equal(0x6600UL + (ulong)i, Read(b, i, out Pfn _));
+            d.Capacity = int.MaxValue;
+            b.Space.Unmap(b.Page(2), b.Page(3));                // a freed copy ends the device-full state
+            Assert.False(swap.DeviceFull);
+            Assert.Equal(SwapOutResult.Evicted, Evict(b, 1));   // stored anew (its copy was freed)
+            Assert.Equal(0x6601UL, Read(b, 1, out Pfn _));
+            b.Space.Unmap(b.Page(0), b.Page(64));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+            Assert.Equal(0, LiveDataFrames(b.Mm));
         }
     }
 
@@ -388,7 +433,7 @@ public unsafe class SwapTests
                 Assert.Equal(SwapOutResult.Evicted, b.Mm.TrySwapOut(Frame(i)));
             for (int i = 0; i < 8; i++)
                 Assert.Equal((ulong)i, Page(i)[0]);          // swapped in: cache frames with slots
-            d.Capacity = d.Count;
+            d.Capacity = d.Count - 8;                        // full even after the 8 mapped pages' copies go
             Assert.Equal(SwapOutResult.DeviceFull, b.Mm.TrySwapOut(Frame(30)));   // stays cached, unmapped
             Assert.True(swap.SlotsInUse > 0 && d.Count > 0 && swap.CachedFrames > 0);
             // Unmap half: its slots, copies and cached frames go.
