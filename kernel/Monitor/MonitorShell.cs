@@ -587,34 +587,8 @@ namespace Tandem.Kernel.Monitor
             {
                 if (vm.Memory is not MmGuestMemory memory)
                     continue;
-                int minSeq = mm.Lru.MinSeq;
-                for (int g = 0; g < LruGenerations<KernelMmPlatform>.MaxGenerations; g++)
-                    gens[g] = 0;
-                ulong resident = 0, swapped = 0, shared = 0;
                 ulong pages = memory.Size >> 12;
-                bool walked = memory.Space.TryGetUser();
-                if (walked)
-                {
-                    for (ulong p = 0; p < pages; p++)
-                    {
-                        memory.Space.Translate(memory.HostAddress(p << 12), out PageTableEntry leaf, out int level);
-                        if (leaf.IsPresent)
-                        {
-                            resident++;
-                            if (level != 1)
-                                continue;
-                            Pfn frame = leaf.LeafAddress(1).Pfn;
-                            if (mm.Frames.MapCountOf(frame) > 1)
-                                shared++;
-                            int g = mm.Lru.GenerationOf(frame) - minSeq;
-                            if (g >= 0 && g < LruGenerations<KernelMmPlatform>.MaxGenerations)
-                                gens[g]++;
-                        }
-                        else if (level == 1 && leaf.IsSwap)
-                            swapped++;
-                    }
-                    memory.Space.PutUser();
-                }
+                bool walked = WalkGuestRam(mm, memory, gens, out int minSeq, out ulong resident, out ulong swapped, out ulong shared);
                 f = Log.Begin();
                 Log.Write("vm ");
                 Log.Write((ulong)vm.Id);
@@ -631,18 +605,62 @@ namespace Tandem.Kernel.Monitor
                     Log.Write(", shared ");
                     Log.Write(shared);
                     Log.Write(", per generation (oldest first) ");
-                    int span = mm.Lru.MaxSeq - minSeq + 1;
-                    if (span > LruGenerations<KernelMmPlatform>.MaxGenerations)
-                        span = LruGenerations<KernelMmPlatform>.MaxGenerations;
-                    for (int g = 0; g < span; g++)
-                    {
-                        if (g != 0)
-                            Log.WriteChar('/');
-                        Log.Write((ulong)gens[g]);
-                    }
+                    WriteVmGenerations(mm, gens, minSeq);
                 }
                 Log.WriteChar('\n');
                 Log.End(f);
+            }
+        }
+
+        /// <summary>
+        /// Walks a VM's guest RAM in its host address space (the mm core keeps no per-space
+        /// counters): resident, swapped and shared (mapped more than once, i.e. merged) pages, and
+        /// resident pages per LRU generation into <paramref name="gens"/> (index 0 = <paramref name="minSeq"/>,
+        /// the oldest). False when the space's memory is already released (nothing counted).
+        /// </summary>
+        private static bool WalkGuestRam(MemoryManager<KernelMmPlatform> mm, MmGuestMemory memory, int* gens, out int minSeq,
+            out ulong resident, out ulong swapped, out ulong shared)
+        {
+            minSeq = mm.Lru.MinSeq;
+            for (int g = 0; g < LruGenerations<KernelMmPlatform>.MaxGenerations; g++)
+                gens[g] = 0;
+            resident = swapped = shared = 0;
+            ulong pages = memory.Size >> 12;
+            if (!memory.Space.TryGetUser())
+                return false;
+            for (ulong p = 0; p < pages; p++)
+            {
+                memory.Space.Translate(memory.HostAddress(p << 12), out PageTableEntry leaf, out int level);
+                if (leaf.IsPresent)
+                {
+                    resident++;
+                    if (level != 1)
+                        continue;
+                    Pfn frame = leaf.LeafAddress(1).Pfn;
+                    if (mm.Frames.MapCountOf(frame) > 1)
+                        shared++;
+                    int g = mm.Lru.GenerationOf(frame) - minSeq;
+                    if (g >= 0 && g < LruGenerations<KernelMmPlatform>.MaxGenerations)
+                        gens[g]++;
+                }
+                else if (level == 1 && leaf.IsSwap)
+                    swapped++;
+            }
+            memory.Space.PutUser();
+            return true;
+        }
+
+        /// <summary>A VM's resident pages per generation from <see cref="WalkGuestRam"/>, oldest first, '/' between.</summary>
+        private static void WriteVmGenerations(MemoryManager<KernelMmPlatform> mm, int* gens, int minSeq)
+        {
+            int span = mm.Lru.MaxSeq - minSeq + 1;
+            if (span > LruGenerations<KernelMmPlatform>.MaxGenerations)
+                span = LruGenerations<KernelMmPlatform>.MaxGenerations;
+            for (int g = 0; g < span; g++)
+            {
+                if (g != 0)
+                    Log.WriteChar('/');
+                Log.Write((ulong)gens[g]);
             }
         }
 
@@ -801,12 +819,34 @@ namespace Tandem.Kernel.Monitor
 
         private static char HexDigit(int d) => (char)(d < 10 ? '0' + d : 'a' + d - 10);
 
-        /// <summary>The periodic stats lines (<c>stats on N</c>): key=value, one per VM, then the mm core's.</summary>
+        /// <summary>
+        /// The periodic stats lines (<c>stats on N</c>): key=value, one per VM, then the mm core's.
+        /// A VM's line carries its state, exits and EPT faults, its guest RAM's resident, swapped
+        /// and shared pages and resident pages per generation (oldest first; the walk of
+        /// <c>info mem</c>), and its exits by reason as <c>exit.NAME=N</c> (nonzero ones only).
+        /// <c>./build.sh report</c> plots them (tools/Build/Report).
+        /// </summary>
         private static void PrintStatsLines()
         {
             ulong ms = (Native.Rdtsc() - KernelReclaim.StatsEpochTsc) / (Timer.TscPerSecond / 1000);
+            MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            int* gens = stackalloc int[LruGenerations<KernelMmPlatform>.MaxGenerations];
+            ulong* counts = stackalloc ulong[ExitReason.Count];
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
+                // Counted before the line is begun: the walk takes the mm core's locks.
+                bool walked = false;
+                int minSeq = 0;
+                ulong resident = 0, swapped = 0, shared = 0;
+                if (mm != null && vm.Memory is MmGuestMemory memory)
+                    walked = WalkGuestRam(mm, memory, gens, out minSeq, out resident, out swapped, out shared);
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    ulong n = 0;
+                    for (int i = 0; i < vm.Vcpus.Length; i++)
+                        n += vm.Vcpus[i].ExitCount(reason);
+                    counts[reason] = n;
+                }
                 ulong f = Log.Begin();
                 Log.Write("stats t_ms=");
                 Log.Write(ms);
@@ -819,6 +859,33 @@ namespace Tandem.Kernel.Monitor
                 Log.Write(TotalExits(vm));
                 Log.Write(" ept_faults=");
                 Log.Write(vm.Memory.FaultsHandled);
+                if (walked)
+                {
+                    Log.Write(" resident=");
+                    Log.Write(resident);
+                    Log.Write(" swapped=");
+                    Log.Write(swapped);
+                    Log.Write(" shared=");
+                    Log.Write(shared);
+                    Log.Write(" gens=");
+                    WriteVmGenerations(mm!, gens, minSeq);
+                }
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    if (counts[reason] == 0)
+                        continue;
+                    Log.Write(" exit.");
+                    string? name = ExitReason.Name(reason);
+                    if (name != null)
+                        Log.Write(name);
+                    else
+                    {
+                        Log.Write("reason-");
+                        Log.Write((ulong)reason);
+                    }
+                    Log.WriteChar('=');
+                    Log.Write(counts[reason]);
+                }
                 Log.WriteChar('\n');
                 Log.End(f);
             }

@@ -70,6 +70,7 @@ internal static class Cli
             BenchCommand(),
             MutateCommand(),
             FuzzCommand(),
+            ReportCommand(),
         };
         return root;
     }
@@ -270,6 +271,22 @@ internal static class Cli
                 false, r.GetValue(timeout), Echo: true));
         });
         return fuzz;
+    }
+
+    private static Command ReportCommand()
+    {
+        var run = new Argument<string?>("RUN")
+        {
+            Description = "A run folder: its name under out/runs or a path (default: the newest run whose serial.log has stats lines)",
+            Arity = ArgumentArity.ZeroOrOne,
+        };
+        var report = new Command("report", "Draw a run's stats lines (monitor=\"stats on N\", mmstats=N) and the benchmark goal tables under out/bench into out/report/index.html with PNG charts; " +
+            "the goals are appended to out/report/history.json. Exit code 0 with the page written, 1 when the run has no stats lines, 64 when RUN names no run.")
+        {
+            run,
+        };
+        report.SetAction(r => ReportVerb.Run(r.GetValue(run)));
+        return report;
     }
 
     private static Command MutateCommand()

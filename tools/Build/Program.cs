@@ -62,6 +62,8 @@ namespace Tandem.Build
                 o = o with { TimeoutSeconds = kind == EmulatorKind.Bochs ? 900 : 120 };
             BuildIfNeeded();
             string dir = RunFolder.Create("run-" + Emulator.ConfigName(o, kind));
+            // The kernel's command line, for the record (./build.sh report shows it; the ISO's grub.cfg holds it quoted).
+            File.WriteAllText(Path.Combine(dir, "cmdline.txt"), o.Cmdline + "\n");
             string iso = Path.Combine(dir, "tandem.iso");
             ImageBuilder.BuildIso(iso, o.Cmdline, menu: false, Guests.Modules(o.Cmdline));
             if (o.GdbPort is int port)

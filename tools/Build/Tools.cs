@@ -31,8 +31,11 @@ internal static class Tools
         new("bsdutils", "script", true),
     ];
 
-    /// <summary>What the host tests call: iasl and acpiexec cross-check the ACPI tables, GNU cpio the initramfs writer.</summary>
-    private static readonly Need[] HostTestNeeds = [new("acpica-tools", "iasl", true), new("cpio", "cpio", true)];
+    /// <summary>
+    /// What the host tests call: iasl and acpiexec cross-check the ACPI tables, GNU cpio the
+    /// initramfs writer, headless Chromium looks at ./build.sh report's page (ReportTests).
+    /// </summary>
+    private static readonly Need[] HostTestNeeds = [new("acpica-tools", "iasl", true), new("cpio", "cpio", true), new("chromium", "chromium", true)];
 
     /// <summary>apt-get update ran in this driver run (by <see cref="Ensure"/> or for the Linux guest's packages): once is enough.</summary>
     public static bool AptListsUpdated { get; set; }
