@@ -46,7 +46,8 @@ public sealed partial class MemoryManager<TPlatform>
     /// staying in the swap cache;</item>
     /// <item>the frame leaves the swap cache (and memory) only if nobody took it meanwhile.</item>
     /// </list>
-    /// Frames mapped more than once are refused (<see cref="SwapOutResult.Refused"/>). No mm lock
+    /// A frame mapped more than once (merged) goes with all its mappings, as swap entries of its
+    /// one slot; frames that are not anonymous are refused (<see cref="SwapOutResult.Refused"/>). No mm lock
     /// is held across a device call. The caller need not hold a reference.
     /// </summary>
     public SwapOutResult TrySwapOut(Pfn frame)

@@ -146,8 +146,9 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
     /// add_to_swap: makes <paramref name="frame"/> a swap-cache page owned by this swap-out (state
     /// WriteBack) and returns its slot. A frame that already has a slot (it came back from swap and
     /// was not written, or an earlier eviction stopped) keeps it. -1 when the frame is busy
-    /// (another swap-out or a load owns it), when no slot is free, or when it is not a plain
-    /// anonymous page mapped at most once (<paramref name="refused"/> then true). Caller holds a
+    /// (another swap-out or a load owns it), when no slot is free, or when it is not an anonymous
+    /// page that is mapped (<paramref name="refused"/> then true). A frame mapped several times (a
+    /// merged one) is taken: each mapping becomes a swap entry of the one slot. Caller holds a
     /// frame reference.
     /// </summary>
     internal int BeginSwapOut(Pfn frame, out bool refused)
@@ -167,7 +168,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             _lock.Exit(_platform);
             return slot;
         }
-        if ((_frames.FlagsOf(frame) & FrameFlags.Anonymous) == 0 || _frames.MapCountOf(frame) != 1)
+        if ((_frames.FlagsOf(frame) & FrameFlags.Anonymous) == 0 || _frames.MapCountOf(frame) == 0)
         {
             _lock.Exit(_platform);
             refused = true;

@@ -71,6 +71,48 @@ public unsafe class MergeSwapRegressionTests
     }
 
     /// <summary>
+    /// A merged frame that never was in swap (no slot) is swapped out with all its mappings: once
+    /// two VMs' identical pages were merged, refusing them left a working set that the resident
+    /// limit could not shrink (eviction stalled, and every fault reclaimed in vain). Read back,
+    /// both pages share one frame again, and a write copies it for the writer only.
+    /// </summary>
+    [Fact]
+    public void AMergedFrameWithoutASlotIsSwappedOutWithAllItsMappings()
+    {
+        var (b, d, swap, scanner) = Bed();
+        using (b)
+        {
+            const ulong same = 0x2468_ACE0_1357_9BDF;
+            SwapTests.Write(b, 0, same);
+            SwapTests.Write(b, 1, same);
+            SwapTests.Write(b, 2, same);
+            scanner.ScanStep(64);
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
+            Assert.Equal(3, b.Mm.Frames.MapCountOf(merged));
+            Assert.True((b.Mm.Frames.FlagsOf(merged) & FrameFlags.Merged) != 0);
+            Assert.Equal(-1, swap.SlotOf(merged));
+            long stores = d.Stores;
+            Assert.Equal(SwapOutResult.Evicted, b.Mm.TrySwapOut(merged));
+            Assert.Equal(stores + 1, d.Stores);                     // one copy for the three pages
+            for (int i = 0; i < 3; i++)
+                Assert.True(b.Space.TryGetSwapEntry(b.Page(i), out PageTableEntry _), "page " + i + " is not a swap entry");
+            Assert.Equal(1, swap.SlotsInUse);
+            Assert.Equal(same, SwapTests.Read(b, 0, out Pfn f0));
+            Assert.Equal(same, SwapTests.Read(b, 2, out Pfn f2));
+            Assert.Equal(f0, f2);
+            SwapTests.Write(b, 2, 0x7777);
+            Assert.Equal(0x7777UL, SwapTests.Read(b, 2, out Pfn after2));
+            Assert.Equal(same, SwapTests.Read(b, 0, out Pfn after0));
+            Assert.Equal(same, SwapTests.Read(b, 1, out Pfn _));
+            Assert.NotEqual(after0, after2);
+            b.Space.Unmap(b.Page(0), b.Page(8));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, swap.CachedFrames);
+            Assert.Equal(0, d.Count);
+        }
+    }
+
+    /// <summary>
     /// Merging replaced the mapping of a page that had come back from swap clean: the old frame
     /// stayed in the swap cache with its slot and copy, mapped by nothing and named by no swap
     /// entry, for ever (a leak of a frame, a slot and a device copy per merge).
