@@ -34,16 +34,38 @@ namespace Tandem.Kernel.Monitor
         private static int s_busy;
         private static bool s_scriptDone;
 
-        private const int RingSize = 1024;
+        /// <summary>
+        /// The queue of bytes typed (or pasted) for the VMs: the focused VM's vCPU 0 takes them only
+        /// as its COM1 has room (Events.PollConsole), so a paste waits here while the guest drains
+        /// its FIFO. 16 KiB: a long pasted line or a short script; beyond that bytes are dropped,
+        /// counted in <see cref="BytesDropped"/> and reported by a <c>console:</c> line.
+        /// </summary>
+        public const int RingSize = 16384;
         private static byte[]? s_ring;
         private static int s_ringHead, s_ringTail;
         private static Sync.SpinLock s_ringLock;
+        private static ulong s_droppedReported, s_nextDropReportTsc;
 
         private static ulong s_statsEveryTsc, s_nextStatsTsc;
         private static byte[]? s_dump;
 
         /// <summary>Input bytes read from COM1 by the monitor thread, and those that found the VM ring full.</summary>
         public static ulong BytesRead, BytesDropped;
+
+        /// <summary>The monitor is running: typed bytes for the VMs go through its queue (<see cref="RingSize"/>).</summary>
+        public static bool Started => s_started;
+
+        private static bool s_started;
+
+        /// <summary>Bytes typed for the VMs that wait in the queue now.</summary>
+        public static int VmInputWaiting
+        {
+            get
+            {
+                int n = Volatile.Read(ref s_ringHead) - Volatile.Read(ref s_ringTail);
+                return n < 0 ? n + RingSize : n;
+            }
+        }
 
         /// <summary>At boot, after the scheduler and <see cref="KvmGlue.Initialize"/>: takes COM1's input and starts the thread.</summary>
         public static void Start()
@@ -57,6 +79,8 @@ namespace Tandem.Kernel.Monitor
                 KvmHost.ReadConsole = &Serial.TryRead;
                 Log.Line("monitor: no memory for the monitor thread; console input goes to the VMs as before");
             }
+            else
+                s_started = true;
         }
 
         /// <summary>
@@ -88,6 +112,7 @@ namespace Tandem.Kernel.Monitor
                     if (vm == null || vm.Stopped)
                         Volatile.Write(ref KvmHost.ConsoleFocus, 0);     // its VM ended: any VM's again
                 }
+                ReportDrops();
                 if (s_statsEveryTsc != 0 && Native.Rdtsc() >= s_nextStatsTsc)
                 {
                     s_nextStatsTsc = Native.Rdtsc() + s_statsEveryTsc;
@@ -95,6 +120,29 @@ namespace Tandem.Kernel.Monitor
                 }
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
             }
+        }
+
+        /// <summary>
+        /// A <c>console:</c> line when bytes typed for the VMs were dropped since the last one (the
+        /// queue was full: the focused VM does not read its COM1 as fast as input comes), at most
+        /// one a second, so a stuck guest cannot flood the log with them.
+        /// </summary>
+        private static void ReportDrops()
+        {
+            ulong dropped = Volatile.Read(ref BytesDropped);
+            if (dropped == s_droppedReported || Native.Rdtsc() < s_nextDropReportTsc)
+                return;
+            s_nextDropReportTsc = Native.Rdtsc() + Timer.TscPerSecond;
+            ulong f = Log.Begin();
+            Log.Write("console: ");
+            Log.Write(dropped - s_droppedReported);
+            Log.Write(" typed bytes for the VMs dropped: the ");
+            Log.Write((ulong)RingSize);
+            Log.Write("-byte input queue was full (the focused VM is not reading its COM1); ");
+            Log.Write(dropped);
+            Log.Write(" dropped since boot\n");
+            Log.End(f);
+            s_droppedReported = dropped;
         }
 
         private static bool TryEnter() => Interlocked.CompareExchange(ref s_busy, 1, 0) == 0;
@@ -217,6 +265,14 @@ namespace Tandem.Kernel.Monitor
                 s_ring![s_ringHead] = b;
                 s_ringHead = next;
             }
+            s_ringLock.Release(flags);
+        }
+
+        /// <summary>Empties the queue of bytes typed for the VMs (a test that filled it with no VM to read them).</summary>
+        public static void DiscardVmInput()
+        {
+            ulong flags = s_ringLock.Acquire();
+            s_ringTail = s_ringHead;
             s_ringLock.Release(flags);
         }
 
@@ -475,6 +531,15 @@ namespace Tandem.Kernel.Monitor
             }
             if (count == 0)
                 Log.Line("vms: none");
+            ulong g = Log.Begin();
+            Log.Write("console: ");
+            Log.Write((ulong)VmInputWaiting);
+            Log.Write(" typed bytes wait for the VMs (the queue holds ");
+            Log.Write((ulong)(RingSize - 1));
+            Log.Write("), ");
+            Log.Write(Volatile.Read(ref BytesDropped));
+            Log.Write(" dropped since boot\n");
+            Log.End(g);
         }
 
         private static void InfoVcpus()
@@ -512,8 +577,7 @@ namespace Tandem.Kernel.Monitor
                         Log.Write(Volatile.Read(ref vm.Paused) ? "halted, paused" : "halted");
                     else
                         Log.Write("in the host");
-                    Log.Write(", rip ");
-                    Log.Hex(v.LastRip);
+                    WriteRip(v);
                     Log.Write(", exits ");
                     Log.Write(v.Exits);
                     Log.WriteChar('\n');
@@ -524,6 +588,62 @@ namespace Tandem.Kernel.Monitor
                 Log.Line("vcpus: none");
         }
 
+        /// <summary>
+        /// ", rip 0x... (sampled N ago, at ...)": the RIP the vCPU's own thread read from its VMCS at
+        /// its last host look (<see cref="Events.SampleRip"/>: a host tick, a preemption-timer exit, a
+        /// halt, the run loop's end) and how old that sample is. No other CPU can read a VMCS current
+        /// elsewhere, so for a vCPU in guest mode this is its most recent sample, at most a host tick
+        /// (10 ms) or a preemption quantum old while it runs.
+        /// </summary>
+        private static void WriteRip(Vcpu v)
+        {
+            ulong at = Volatile.Read(ref v.LastRipTsc);
+            ulong rip = Volatile.Read(ref v.LastRip);
+            if (at == 0)
+            {
+                Log.Write(", rip unknown (not sampled yet: the vcpu has not exited to the host)");
+                return;
+            }
+            ulong now = Native.Rdtsc();
+            Log.Write(", rip ");
+            Log.Hex(rip);
+            Log.Write(" (sampled ");
+            WriteDuration(TscClock.TscToNs(now > at ? now - at : 0));
+            Log.Write(" ago, at its last exit to the host)");
+        }
+
+        /// <summary>A duration in the unit that keeps 2 to 4 digits: ns, us, ms or s (one decimal above ns).</summary>
+        private static void WriteDuration(ulong ns)
+        {
+            ulong unit;
+            string name;
+            if (ns < 10_000)
+            {
+                Log.Write(ns);
+                Log.Write(" ns");
+                return;
+            }
+            if (ns < 10_000_000)
+            {
+                unit = 1_000;
+                name = " us";
+            }
+            else if (ns < 10_000_000_000)
+            {
+                unit = 1_000_000;
+                name = " ms";
+            }
+            else
+            {
+                unit = 1_000_000_000;
+                name = " s";
+            }
+            Log.Write(ns / unit);
+            Log.WriteChar('.');
+            Log.Write(ns % unit * 10 / unit);
+            Log.Write(name);
+        }
+
         private static void InfoExits(int id, ReadOnlySpan<byte> line)
         {
             if (id != 0 && VmRegistry.Find(id) == null)
@@ -532,19 +652,25 @@ namespace Tandem.Kernel.Monitor
                 return;
             }
             ulong* counts = stackalloc ulong[ExitReason.Count];
+            ulong* ticks = stackalloc ulong[ExitReason.Count];
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
                 if (id != 0 && vm.Id != id)
                     continue;
                 // One snapshot of the counters, so that the total is their sum (the vCPUs go on meanwhile).
-                ulong total = 0;
+                ulong total = 0, totalTicks = 0;
                 for (int reason = 0; reason < ExitReason.Count; reason++)
                 {
-                    ulong n = 0;
+                    ulong n = 0, t = 0;
                     for (int i = 0; i < vm.Vcpus.Length; i++)
+                    {
                         n += vm.Vcpus[i].ExitCount(reason);
+                        t += vm.Vcpus[i].ExitHostTicks(reason);
+                    }
                     counts[reason] = n;
+                    ticks[reason] = t;
                     total += n;
+                    totalTicks += t;
                 }
                 ulong f = Log.Begin();
                 Log.Write("vm ");
@@ -552,10 +678,43 @@ namespace Tandem.Kernel.Monitor
                 Log.Write(": exits ");
                 Log.Write(total);
                 VmThreads.WriteExitCounts(new System.ReadOnlySpan<ulong>(counts, ExitReason.Count), ": ");
+                Log.Write("; in the host ");
+                WriteDuration(TscClock.TscToNs(totalTicks));
                 Log.WriteChar('\n');
                 Log.End(f);
+                for (int reason = 0; reason < ExitReason.Count; reason++)
+                {
+                    if (counts[reason] == 0)
+                        continue;
+                    f = Log.Begin();
+                    Log.Write("vm ");
+                    Log.Write((ulong)vm.Id);
+                    Log.Write(" exit ");
+                    string? name = ExitReason.Name(reason);
+                    if (name != null)
+                        Log.Write(name);
+                    else
+                    {
+                        Log.Write("reason-");
+                        Log.Write((ulong)reason);
+                    }
+                    Log.Write(": ");
+                    Log.Write(counts[reason]);
+                    Log.Write(counts[reason] == 1 ? " exit, host time " : " exits, host time ");
+                    WriteDuration(TscClock.TscToNs(ticks[reason]));
+                    Log.Write(", mean ");
+                    WriteDuration(TscClock.TscToNs(ticks[reason] / counts[reason]));
+                    Log.Write(" (");
+                    Log.Write(ticks[reason] / counts[reason]);
+                    Log.Write(" TSC ticks)\n");
+                    Log.End(f);
+                }
             }
-            Log.Line("exits: counts only; the host time spent per reason is not measured");
+            ulong g = Log.Begin();
+            Log.Write("exits: host time is from each exit to the next entry (the TSC, ");
+            Log.Write(Timer.TscPerSecond / 1_000_000);
+            Log.Write(" MHz), waits included: a hlt's is the guest's halt, and a preempted vcpu's thread counts\n");
+            Log.End(g);
         }
 
         private static void InfoMem()

@@ -141,6 +141,8 @@ namespace Tandem.Kernel.Tests
                 return false;
             if (!t.Check(SawVm(b, " vcpu 0: cpu ") && LogCapture.Saw(", paused, rip 0x"), "info vcpus did not show vm B's vcpu paused with its RIP"))
                 return false;
+            if (!CheckRunningRip(t, a))
+                return false;
 
             // pause A: its exits stop; resume: they go on.
             s = default;
@@ -188,10 +190,16 @@ namespace Tandem.Kernel.Tests
             s = default;
             s.Add("info exits ");
             s.Add((ulong)a.Id);
+            s.Add(";info exits ");
+            s.Add((ulong)b.Id);
             s.Add(";info mem;info aging;info swap;help;stats on 2;stats off;focus ");
             s.Add((ulong)a.Id);
             Run(ref s);
-            if (!t.Check(SawVm(a, ": exits ") && LogCapture.Saw("exits: counts only"), "info exits did not count vm A's exits"))
+            if (!t.Check(SawVm(a, ": exits ") && SawVm(a, " exit preemption-timer: ") && LogCapture.Saw(" exits, host time ") && LogCapture.Saw(" TSC ticks)\n"), "info exits did not give vm A's exits with their host time"))
+                return false;
+            if (!t.Check(SawVm(b, " exit io: ") && LogCapture.Saw("exits: host time is from each exit to the next entry"), "info exits did not give vm B's port I/O exits with their host time"))
+                return false;
+            if (!CheckExitTimes(t, b))
                 return false;
             if (!t.Check(LogCapture.Saw("mem: kernel free frames ") && SawVm(b, ": pages 4096, resident "), "info mem did not show vm B's pages"))
                 return false;
@@ -240,6 +248,58 @@ namespace Tandem.Kernel.Tests
             s.Add("info vms");
             Run(ref s);
             return t.Check(SawVm(a, ": stopped (exit status 255)"), "info vms did not show vm A stopped");
+        }
+
+        /// <summary>
+        /// Running vm A's line in <c>info vcpus</c> (captured): its RIP is a real sample, inside
+        /// spin32's code at 1 MiB, said to be a sample with its age; and the sample is fresh (under a
+        /// second old: the vCPU's own thread takes one at every host tick and preemption-timer exit).
+        /// </summary>
+        private static bool CheckRunningRip(TestContext t, Vm a)
+        {
+            const string InGuest = ", in guest, rip 0x", InHost = ", in the host, rip 0x";
+            int at = LogCapture.Find(InGuest), length = InGuest.Length;
+            if (at < 0)
+            {
+                at = LogCapture.Find(InHost);
+                length = InHost.Length;
+            }
+            ulong rip = 0;
+            if (!t.Check(at >= 0 && LogCapture.HexAt(at + length, out rip), "info vcpus did not show running vm A's RIP (a 'rip unknown' or no line)"))
+                return false;
+            if (!t.Check(rip >= 0x10_0000 && rip < 0x10_1000, "running vm A's RIP is not in spin32's code at 1 MiB", rip))
+                return false;
+            if (!t.Check(LogCapture.Saw(" ago, at its last exit to the host)"), "info vcpus did not say the RIP is a sample and how old"))
+                return false;
+            ulong age = Native.Rdtsc() - Volatile.Read(ref a.Vcpus[0].LastRipTsc);
+            return t.Check(Volatile.Read(ref a.Vcpus[0].LastRipTsc) != 0 && age < Timer.TscPerSecond, "running vm A's RIP sample is older than a second (TSC ticks)", age);
+        }
+
+        /// <summary>
+        /// The host time per exit reason of paused vm B (its run loop has ended, so every exit is
+        /// charged): each reason it took has some host time, and port I/O's mean is under 10 ms (the
+        /// time from the exit to the next entry, not the guest's time).
+        /// </summary>
+        private static bool CheckExitTimes(TestContext t, Vm b)
+        {
+            Vcpu v = b.Vcpus[0];
+            for (int reason = 0; reason < ExitReason.Count; reason++)
+            {
+                if (v.ExitCount(reason) != 0 && !t.Check(v.ExitHostTicks(reason) != 0, "an exit reason vm B took has no host time (the reason)", (ulong)reason))
+                    return false;
+            }
+            ulong io = v.ExitCount(ExitReason.IoInstruction);
+            if (!t.Check(io != 0, "vm B took no port I/O exit"))
+                return false;
+            ulong mean = v.ExitHostTicks(ExitReason.IoInstruction) / io;
+            ulong f = Console.Log.Begin();
+            Console.Log.Write("monitor test: vm B's port I/O exits: ");
+            Console.Log.Write(io);
+            Console.Log.Write(", mean host time ");
+            Console.Log.Write(mean);
+            Console.Log.Write(" TSC ticks\n");
+            Console.Log.End(f);
+            return t.Check(mean < Timer.TscPerSecond / 100, "vm B's port I/O exits took over 10 ms each in the host (mean TSC ticks)", mean);
         }
 
         private static void LogPause(ulong rip, ulong exits)

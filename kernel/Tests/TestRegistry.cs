@@ -80,6 +80,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.guest_switches_itself_to_long_mode", &GuestModeTests.GuestSwitchesItselfToLongMode),
             new TestCase("vmx.msr_writes_take_effect_in_64_bit_mode", &PlatformTests.MsrWritesTakeEffectIn64BitMode),
             new TestCase("vmx.console_input_reaches_the_guest_uart", &PlatformTests.ConsoleInputReachesTheGuestUart),
+            new TestCase("vmx.console_paste_reaches_the_guest_whole", &PlatformTests.ConsolePasteReachesTheGuestWhole),
             new TestCase("fuzz.short_campaign", &FuzzTests.ShortCampaign),
             new TestCase("vmx.vmcall_from_ring_3_is_refused", &IsolationTests.VmcallFromRing3IsRefused),
             new TestCase("vmx.two_vms_cannot_find_each_others_markers", &IsolationTests.TwoVmsCannotFindEachOthersMarkers),

@@ -140,6 +140,13 @@ namespace Tandem.Kvm.Devices
         /// <summary>Bytes waiting in the host buffer.</summary>
         public int HostBuffered => _hostCount;
 
+        /// <summary>
+        /// Bytes <see cref="Receive"/> can take now without dropping one: the room in the host
+        /// buffer. The host's console input waits upstream until there is room (Events.PollConsole),
+        /// so a paste longer than the buffer is not lost.
+        /// </summary>
+        public int ReceiveRoom => HostBufferSize - _hostCount;
+
         /// <summary>Back to the power-on state (the VM restarts); buffered input is discarded.</summary>
         public void Reset()
         {

@@ -159,9 +159,9 @@ namespace Tandem.Kvm.Monitor
             switch (index)
             {
                 case 0: return "info vms                 VMs: state, vCPUs, memory, exits";
-                case 1: return "info vcpus               vCPUs: physical CPU, state, RIP";
+                case 1: return "info vcpus               vCPUs: physical CPU, state, RIP (sampled at the last exit, with its age)";
                 case 2: return "info mem                 free frames; per VM resident, swapped, shared, per generation";
-                case 3: return "info exits [VM]          exit counts by reason (all VMs, or one)";
+                case 3: return "info exits [VM]          exits by reason: count, host time, mean (all VMs, or one)";
                 case 4: return "info aging               generations and aging passes of the mm core";
                 case 5: return "info swap                the compressed swap pool: size, ratio, swap-ins and -outs";
                 case 6: return "pause VM | resume VM     stop running the VM's vCPUs for now | run them again";

@@ -180,13 +180,30 @@ namespace Tandem.Kvm.Vmx
         }
 
         /// <summary>
+        /// Keeps the guest's RIP from the current VMCS and the TSC of the sample for the monitor's
+        /// <c>info vcpus</c> (<see cref="Vcpu.LastRip"/>): the owning thread reads it, as no other CPU
+        /// can read a VMCS that is current here. RIP first: a reader that reads the time, then RIP,
+        /// gets a RIP at least as new as that time (its age is never understated).
+        /// </summary>
+        public static void SampleRip(Vcpu v)
+        {
+            System.Threading.Volatile.Write(ref v.LastRip, Vmcs.Read(VmcsField.GuestRip));
+            System.Threading.Volatile.Write(ref v.LastRipTsc, Native.Rdtsc());
+        }
+
+        /// <summary>
         /// Hands what was typed on the host console to the VM's COM1 (its receive FIFO, and IRQ 4 when
         /// the guest enabled it). Called where the host looks anyway: host timer ticks, preemption
-        /// timer exits and halted waits, never on the hot exit path.
+        /// timer exits and halted waits, never on the hot exit path. It takes only as many bytes as
+        /// the UART's host buffer has room for (<see cref="Uart16550.ReceiveRoom"/>); the rest waits
+        /// in the console's own queue (the monitor's, kernel/Monitor/MonitorShell.cs) for the guest
+        /// to drain its FIFO, so a paste longer than the UART holds arrives whole. Only this thread
+        /// (vCPU 0's) adds to the buffer, and the guest only takes from it, so the room read under
+        /// the lock can only grow before the bytes go in.
         /// </summary>
         public static void PollConsole(Vcpu v)
         {
-            v.LastRip = Vmcs.Read(VmcsField.GuestRip);     // for the monitor's info vcpus, at the host's look
+            SampleRip(v);                  // for the monitor's info vcpus, at the host's look
             if (KvmHost.ReadConsole == null)
                 return;
             if (v.Index != 0)
@@ -194,13 +211,17 @@ namespace Tandem.Kvm.Vmx
             int focus = System.Threading.Volatile.Read(ref KvmHost.ConsoleFocus);
             if (focus != 0 && focus != v.Vm.Id)
                 return;                  // the keyboard reaches another VM (the monitor's focus)
+            v.Platform.Lock.Enter();
+            int room = v.Platform.Com1.ReceiveRoom;
+            v.Platform.Lock.Exit();
             int b;
-            while ((b = KvmHost.ReadConsole()) >= 0)
+            while (room > 0 && (b = KvmHost.ReadConsole()) >= 0)
             {
                 v.Platform.Lock.Enter();
                 v.Platform.Com1.Receive((byte)b);
                 v.Platform.Lock.Exit();
                 v.EntryWork = true;
+                room--;
             }
         }
 

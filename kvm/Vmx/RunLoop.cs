@@ -29,6 +29,11 @@ namespace Tandem.Kvm.Vmx
                 Startup.WaitForSipi(vcpu);
             if (!System.Threading.Volatile.Read(ref s_handlersFilled))
                 FillHandlers();
+            // The host time of each exit (Vcpu.ExitHostTsc): its reason and the TSC right after it,
+            // charged right before the next entry. Two RDTSCs an exit, no lock (the counters are
+            // this thread's).
+            int lastExit = -1;
+            ulong exitTsc = 0;
             while (!vm.Stopped && !vm.PauseRequested && !System.Threading.Volatile.Read(ref vm.Paused))
             {
                 // A host interrupt that came while exits were handled (interrupts off) is taken
@@ -45,10 +50,13 @@ namespace Tandem.Kvm.Vmx
                 {
                     // An INIT reset this AP: it waits for a start-up IPI, as at power-on.
                     System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
+                    ChargeExit(vcpu, ref lastExit, exitTsc);
                     Startup.WaitForSipi(vcpu);
                     continue;
                 }
+                ChargeExit(vcpu, ref lastExit, exitTsc);
                 uint exit = Native.VmRun(vcpu.Registers);
+                exitTsc = Native.Rdtsc();
                 System.Threading.Volatile.Write(ref vcpu.InGuest, 0);
                 ExitAction action;
                 if (exit < ExitReason.Count)
@@ -57,6 +65,7 @@ namespace Tandem.Kvm.Vmx
                     // failure, would make it larger).
                     vcpu.Exits++;
                     vcpu.ExitCounts[exit]++;
+                    lastExit = (int)exit;
                     action = Dispatch(vcpu, new ExitInfo((int)exit));
                 }
                 else if (exit >= Native.VmRunFailValid)
@@ -70,6 +79,7 @@ namespace Tandem.Kvm.Vmx
                 }
                 else
                 {
+                    lastExit = (exit & 0xFFFF) < ExitReason.Count ? (int)(exit & 0xFFFF) : -1;
                     action = Unusual(vcpu, exit);
                 }
                 if (action == ExitAction.Stop)
@@ -79,13 +89,25 @@ namespace Tandem.Kvm.Vmx
                     break;
                 }
             }
+            ChargeExit(vcpu, ref lastExit, exitTsc);
             Events.ChargeBudget(vcpu);
             if (vcpu.Launched)
-                vcpu.LastRip = Vmcs.Read(VmcsField.GuestRip);
+                Events.SampleRip(vcpu);
             if (vcpu.Index == 0)
                 vm.FlushSerial();
             KvmHost.SetSwitchInHook(null, 0);
             Vcpu.RestoreInterrupts(flags);
+        }
+
+        /// <summary>Adds the host time since the last exit (taken at <paramref name="exitTsc"/>) to its reason's counter, once.</summary>
+        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+        private static void ChargeExit(Vcpu vcpu, ref int lastExit, ulong exitTsc)
+        {
+            if (lastExit < 0)
+                return;
+            ref ulong slot = ref vcpu.ExitHostTsc[lastExit];
+            System.Threading.Volatile.Write(ref slot, slot + (Native.Rdtsc() - exitTsc));
+            lastExit = -1;
         }
 
         /// <summary>

@@ -139,6 +139,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The guest's RIP when the host last looked (a host tick, a halt, the run loop's end): the monitor's <c>info vcpus</c>.</summary>
         public ulong LastRip;
 
+        /// <summary>The TSC when <see cref="LastRip"/> was read (0: never), so the monitor can say how old the sample is.</summary>
+        public ulong LastRipTsc;
+
         /// <summary>The vCPU's thread waits in the host because the monitor paused the VM (<see cref="Vm.WaitWhilePaused"/>).</summary>
         public bool HeldByPause;
 
@@ -172,6 +175,18 @@ namespace Tandem.Kvm.Vmx
         }
 
         public ulong ExitCount(int reason) => reason < ExitReason.Count ? ExitCounts[reason] : 0;
+
+        /// <summary>
+        /// TSC ticks spent in the host per exit reason (indexed as <see cref="ExitCounts"/>): for each
+        /// exit, from the RDTSC right after it to the RDTSC right before the next entry (or the run
+        /// loop's end), so the handler, the entry checks and any wait in between (a HLT's sleep, the
+        /// thread preempted) count. Written only by the vCPU's own thread, without a lock; the
+        /// monitor's <c>info exits</c> sums them per VM (docs/monitor.md).
+        /// </summary>
+        public readonly ulong[] ExitHostTsc = new ulong[ExitReason.Count];
+
+        /// <summary>TSC ticks spent in the host handling exits of <paramref name="reason"/> (0 for a reason beyond <see cref="ExitReason.Count"/>).</summary>
+        public ulong ExitHostTicks(int reason) => (uint)reason < ExitReason.Count ? System.Threading.Volatile.Read(ref ExitHostTsc[reason]) : 0;
 
         /// <summary>
         /// Makes this vCPU's VMCS current on this CPU. The first time, VMCLEAR initialises it here.

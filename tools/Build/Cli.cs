@@ -51,8 +51,14 @@ internal static class Cli
         if (dashDash >= 0 && result.CommandResult.Command.Name != "run")
             throw new BuildException($"only 'run' passes arguments after '--' to the emulator (got '-- {string.Join(' ', extra)}')", ExitCodes.Usage);
         Shell.Verbose = result.GetValue(s_verbose);
-        int code = result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
-        if (result.Action is HelpAction && result.CommandResult.Command.Name == "run")
+        if (result.Action is not HelpAction)
+            return result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        // Help goes through HelpText, which shows an option whose value may be left out as it is
+        // typed (System.CommandLine 3 has no public way to change an option's label).
+        var help = new StringWriter();
+        int code = result.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false, Output = help });
+        Console.Write(HelpText.ShowOptionalValues(help.ToString(), s_optionalValues));
+        if (result.CommandResult.Command.Name == "run")
             Console.WriteLine(ExitCodeHelp);
         return code;
     }
@@ -168,6 +174,9 @@ internal static class Cli
         }, r.GetValue(input)));
         return run;
     }
+
+    /// <summary>The options whose value may be left out, as (option, value name): the help shows them as <c>--gdb[=PORT]</c>.</summary>
+    private static readonly (string Option, string Value)[] s_optionalValues = [("--gdb", "PORT")];
 
     /// <summary>QEMU's own default gdbstub port (its -s).</summary>
     public const int DefaultGdbPort = 1234;

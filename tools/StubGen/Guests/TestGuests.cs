@@ -62,6 +62,7 @@ public static partial class TestGuests
         ("longmode32", LongMode32()),
         ("msr64", Msr64()),
         ("uartin32", UartIn32()),
+        ("uartpaste32", UartPaste32()),
         ("ring3vmcall64", Ring3Vmcall64()),
         ("markerscan32", MarkerScan32()),
         ("unassigned32", Unassigned32()),

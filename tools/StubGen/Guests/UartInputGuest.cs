@@ -112,4 +112,95 @@ public static partial class TestGuests
 
         return strings.Image(a, 32, handler, out handlerRip);
     }
+    /// <summary>Bytes the host pastes for uartpaste32 (a long line: 4 KiB, 256 times the receive FIFO).</summary>
+    public const int UartPasteLength = 4096;
+
+    /// <summary>uartpaste32's byte count, the LSRs with OE (overrun) it saw, and the bytes (<see cref="UartPasteLength"/> of them, then 4 KiB of room).</summary>
+    public const uint UartPasteCount = 0x7600, UartPasteOverruns = 0x7604, UartPasteBuffer = 0x20_0000;
+
+    /// <summary>
+    /// 32-bit: a long paste through COM1, read as uartin32 reads (FIFOs on, trigger level 14, IRQ 4,
+    /// the handler drains RBR while LSR says data ready, storing each byte at the next slot from
+    /// <see cref="UartPasteBuffer"/> and counting every LSR read with OE set). Waits in
+    /// <c>sti; hlt</c> until <see cref="UartPasteLength"/> bytes came. Checks: 1 exactly that many
+    /// came (more than that fails too), 2 no LSR read showed an overrun. The host compares the bytes
+    /// with what it pasted (kernel/Tests/PlatformTests.cs).
+    /// </summary>
+    private static byte[] UartPaste32()
+    {
+        return TwoPass("uartpaste32", UartPaste32Pass);
+    }
+
+    private static byte[] UartPaste32Pass(uint handlerAddress, out ulong handlerRip)
+    {
+        var strings = new Strings("uartpaste guest: waiting for a 4096-byte paste on COM1\n", "uartpaste guest: received every byte, no overrun\n", "UARTPASTE CHECK FAILED\n");
+        var a = new Assembler(32);
+        var fail = a.CreateLabel();
+        var halt = a.CreateLabel();
+        var handler = a.CreateLabel();
+        var wait = a.CreateLabel();
+        Print(a, strings.Address(0), long64: false);
+        FlatDescriptors(a);
+        Gate(a, 0x24, handlerAddress);
+        a.mov(__dword_ptr[ebx + (int)UartPasteCount], 0);
+        a.mov(__dword_ptr[ebx + (int)UartPasteOverruns], 0);
+        PicInit(a, 0xEF, 0xFF);                                    // only IRQ 4
+        foreach ((ushort port, byte value) in new (ushort, byte)[]
+        {
+            (0x3FA, 0xC7),                                         // FIFOs on and cleared, trigger level 14
+            (0x3F9, 0x01),                                         // IER: received data
+            (0x3FC, 0x08),                                         // MCR: OUT2 (the PC's IRQ gate)
+        })
+        {
+            Out(a, port, value);
+        }
+        // 1: every byte arrives, and no more
+        a.mov(ebp, 1);
+        a.Label(ref wait);
+        a.sti();
+        a.hlt();
+        a.cli();
+        a.cmp(__dword_ptr[UartPasteCount], UartPasteLength);
+        a.jb(wait);
+        a.jne(fail);
+        // 2: the UART never reported an overrun
+        a.inc(ebp);
+        a.cmp(__dword_ptr[UartPasteOverruns], 0);
+        a.jne(fail);
+
+        NumberedVerdict(a, fail, halt, strings.Address(1), strings.Address(2), ebp, long64: false);
+
+        var drain = a.CreateLabel();
+        var drained = a.CreateLabel();
+        var noOverrun = a.CreateLabel();
+        a.Label(ref handler);
+        a.push(eax);
+        a.push(ecx);
+        a.push(edx);
+        a.Label(ref drain);
+        a.mov(dx, SerialStatus);
+        a.@in(al, dx);
+        a.test(al, 2);
+        a.jz(noOverrun);
+        a.inc(__dword_ptr[UartPasteOverruns]);
+        a.Label(ref noOverrun);
+        a.test(al, 1);
+        a.jz(drained);
+        a.mov(dx, Serial);
+        a.@in(al, dx);
+        a.mov(ecx, __dword_ptr[UartPasteCount]);
+        a.and(ecx, 0x1FFF);                                        // stays inside the 8 KiB whatever comes
+        a.mov(__byte_ptr[ecx + UartPasteBuffer], al);
+        a.inc(__dword_ptr[UartPasteCount]);
+        a.jmp(drain);
+        a.Label(ref drained);
+        a.mov(al, 0x20);
+        a.@out(0x20, al);
+        a.pop(edx);
+        a.pop(ecx);
+        a.pop(eax);
+        a.iretd();
+
+        return strings.Image(a, 32, handler, out handlerRip);
+    }
 }

@@ -92,6 +92,30 @@ public class Uart16550Tests
         Assert.Equal(0x42, In(Rbr)); // empty: the last byte again
     }
 
+    /// <summary>
+    /// ReceiveRoom is what Events.PollConsole trusts: that many bytes go in without a drop, it
+    /// shrinks with each byte the host buffer keeps and grows as the guest reads.
+    /// </summary>
+    [Fact]
+    public void ReceiveRoomIsWhatTheHostBufferTakesWithoutADrop()
+    {
+        Out(Iir, 0x07); // enable and clear FIFOs
+        Assert.Equal(Uart16550.HostBufferSize, _uart.ReceiveRoom);
+        for (int i = 0; i < Uart16550.FifoSize; i++)
+            Assert.True(_uart.Receive((byte)i));
+        Assert.Equal(Uart16550.HostBufferSize, _uart.ReceiveRoom); // the FIFO took them
+        int room = _uart.ReceiveRoom;
+        for (int i = 0; i < room; i++)
+            Assert.True(_uart.Receive((byte)(16 + i)));
+        Assert.Equal(0, _uart.ReceiveRoom);
+        Assert.Equal(0UL, _uart.Dropped);
+        In(Rbr);
+        Assert.Equal(1, _uart.ReceiveRoom);                        // a read moved one byte into the FIFO
+        Assert.True(_uart.Receive(0x55));
+        Assert.Equal(0, _uart.ReceiveRoom);
+        Assert.Equal(0UL, _uart.Dropped);
+    }
+
     [Fact]
     public void FifoHolds16AndTheHostBuffer256ThenBytesAreDroppedWithOverrun()
     {

@@ -159,6 +159,19 @@ public sealed class MonitorParserTests
             Assert.Contains(word, help);
     }
 
+    /// <summary>The help says what info exits and info vcpus measure: host time per reason, and a RIP that is a sample with its age.</summary>
+    [Fact]
+    public void HelpSaysWhatTheInfoCommandsMeasure()
+    {
+        string[] help = Enumerable.Range(0, 40).Select(MonitorParser.HelpLine).TakeWhile(l => l != null).Select(l => l!).ToArray();
+        string exits = Assert.Single(help, l => l.StartsWith("info exits", StringComparison.Ordinal));
+        Assert.Contains("host time", exits);
+        Assert.Contains("mean", exits);
+        string vcpus = Assert.Single(help, l => l.StartsWith("info vcpus", StringComparison.Ordinal));
+        Assert.Contains("RIP (sampled at the last exit, with its age)", vcpus);
+        Assert.All(help, l => Assert.True(l.Length <= 100, $"a help line is longer than 100 columns: '{l}'"));
+    }
+
     [Fact]
     public void ScriptsSplitAtSemicolons()
     {
