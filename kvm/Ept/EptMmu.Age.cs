@@ -40,6 +40,83 @@ public sealed unsafe partial class EptMmu<TPlatform>
         return AgeHostRange(start, end, clear, ref cleared);
     }
 
+    /// <summary>
+    /// The fast-only call for a whole span (<see cref="IBitmapAgingNotifier"/>): one walk of the
+    /// EPT leaves backing <c>[start, start + pages·4 KiB)</c> in every memslot, instead of one walk
+    /// per page. For each asked page with an accessed leaf: its bit is set in
+    /// <paramref name="young"/> and A is cleared with one compare-exchange (a failed one leaves the
+    /// leaf as the CPU or a zapper left it; it still counts as young). Never takes, tries or waits
+    /// on a lock. A 2 MiB leaf is cleared only when the span covers it and every one of its pages
+    /// was asked (its A bit stands for all 512); otherwise it is reported young and left set.
+    /// </summary>
+    public void TestClearYoungFastOnlyBitmap(IAddressSpace space, VirtAddr start, int pages, ulong* ask, ulong* young)
+    {
+        int section = _walkers.ReadLock();
+        if (!_walkers.Closed)
+        {
+            _platform.Checkpoint(MmCheckpoint.SecondaryWalkBegun);
+            VirtAddr end = start + ((ulong)pages << PageSizes.Shift4K);
+            MemslotMap slots = Memslots;
+            for (int i = 0; i < slots.Count; i++)
+            {
+                Memslot s = slots[i];
+                if (!(start < s.HostEnd && s.HostBase < end))
+                    continue;
+                VirtAddr from = start > s.HostBase ? start : s.HostBase;
+                VirtAddr to = end < s.HostEnd ? end : s.HostEnd;
+                AgeSpanBitmapLocked(s, from, to, start, ask, young);
+            }
+        }
+        _walkers.ReadUnlock(section);
+    }
+
+    private void AgeSpanBitmapLocked(Memslot s, VirtAddr from, VirtAddr to, VirtAddr spanStart, ulong* ask, ulong* young)
+    {
+        GuestPhysAddr gStart = s.GuestAddressOf(from), gEnd = s.GuestAddressOf(to);
+        // Page index in the span of guest address g: the slot maps guest and host linearly.
+        long delta = (long)(from.Value - spanStart.Value) - (long)gStart.Value;
+        bool anyCleared = false;
+        EptWalker<TPlatform> walker = new EptWalker<TPlatform>(_platform, _root, gStart, gEnd);
+        while (true)
+        {
+            ulong runAt = walker.NextAddress.Value;
+            if (walker.TryTakeTableRun(out ulong* run, out int count))
+            {
+                int first = (int)(((long)runAt + delta) >> PageSizes.Shift4K);
+                for (int k = 0; k < count; k++)
+                {
+                    int page = first + k;
+                    if ((ask[page >> 6] & (1UL << (page & 63))) == 0)
+                        continue;
+                    EptEntry e = EptOps.Read(run + k);
+                    if (!e.IsAccessed)
+                        continue;
+                    AgeLeaf(run + k, e, true, ref anyCleared);
+                    young[page >> 6] |= 1UL << (page & 63);
+                }
+                continue;
+            }
+            if (!walker.MoveNext())
+                break;
+            EptSlot leaf = walker.Current;
+            if (!leaf.Value.IsAccessed)
+                continue;
+            // A large leaf: the asked pages it backs inside this span are young.
+            ulong lo = leaf.Address.Value > gStart.Value ? leaf.Address.Value : gStart.Value;
+            ulong hi = leaf.Address.Value + leaf.Size < gEnd.Value ? leaf.Address.Value + leaf.Size : gEnd.Value;
+            bool allAsked = lo == leaf.Address.Value && hi == leaf.Address.Value + leaf.Size;
+            for (ulong g = lo; g < hi; g += PageSizes.Size4K)
+            {
+                int page = (int)(((long)g + delta) >> PageSizes.Shift4K);
+                if ((ask[page >> 6] & (1UL << (page & 63))) != 0)
+                    young[page >> 6] |= 1UL << (page & 63);
+                else
+                    allAsked = false;
+            }
+            AgeLeaf(leaf.Pointer, leaf.Value, allAsked, ref anyCleared);
+        }
+    }
+
     private bool AgeHostRange(VirtAddr start, VirtAddr end, bool clear, ref bool cleared)
     {
         int section = _walkers.ReadLock();

@@ -25,7 +25,7 @@ namespace Tandem.Kvm.Ept;
 /// only then are the pages freed. A walker that sees the tables gone walks nothing.</item>
 /// </list>
 /// </remarks>
-public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier where TPlatform : struct, IEptPlatform
+public sealed unsafe partial class EptMmu<TPlatform> : IMmuNotifier, IBitmapAgingNotifier where TPlatform : struct, IEptPlatform
 {
     /// <summary>Guest-physical space covered by a 4-level EPT (SDM Vol. 3C, 29.3.2: 48-bit GPA).</summary>
     public const ulong GuestPhysLimit = 1UL << 48;

@@ -42,6 +42,9 @@ public unsafe ref struct EptWalker<TPlatform> where TPlatform : struct, IEptPlat
     /// <summary>The current leaf.</summary>
     public EptSlot Current { get { return _current; } }
 
+    /// <summary>The guest-physical address of the next entry the walk looks at (where a <see cref="TryTakeTableRun"/> run starts).</summary>
+    public GuestPhysAddr NextAddress { get { return new GuestPhysAddr(_next); } }
+
     /// <summary>Advances to the next present leaf; false at the end of the range.</summary>
     public bool MoveNext()
     {

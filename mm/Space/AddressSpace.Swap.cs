@@ -60,8 +60,12 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         Pfn spare = default;
         bool haveSpare = false;
         Pfn frame;
+        int busyRounds = 0;
         while (true)
         {
+            // Read before the look: a release after it changes the count, so the wait below
+            // cannot miss it.
+            int released = Volatile.Read(ref swap.SlotsReleased);
             _ptLock.Enter(_platform);
             if (_dead != 0)
             {
@@ -93,8 +97,14 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             }
             if (found == SwapMap<TPlatform>.Lookup.Busy)
             {
-                // Another faulter is loading this slot: wait for its frame.
-                _platform.SpinPause();
+                // Another faulter is loading this slot, or a swap-out owns it: wait for it. A short
+                // spin first (the owner runs on another CPU, a device call away); then sleep until
+                // a slot is released, because the owner may be a thread preempted on this very CPU
+                // (a vCPU spinning here with interrupts off would never let it finish).
+                if (++busyRounds < 64)
+                    _platform.SpinPause();
+                else
+                    _platform.WaitForChange(ref swap.SlotsReleased, released);
                 continue;
             }
             if (found == SwapMap<TPlatform>.Lookup.Load)

@@ -77,6 +77,14 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             _slotOfFrame[i] = -1;
     }
 
+    /// <summary>
+    /// Counts slots that a load or a swap-out gave back (state idle again): a fault that found its
+    /// slot busy reads it before it looks and waits for it to change
+    /// (<see cref="IMmPlatform.WaitForChange"/>), so that it sleeps rather than spins when the
+    /// owner was preempted on the same CPU.
+    /// </summary>
+    internal int SlotsReleased;
+
     /// <summary>Number of slots.</summary>
     public int Capacity { get { return _handle.Length; } }
     /// <summary>Slots in use (a copy, a cache frame or swap entries refer to them).</summary>
@@ -272,6 +280,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
             Interlocked.Increment(ref _swapOuts);
         }
         _state[slot] = StateIdle;
+        Interlocked.Increment(ref SlotsReleased);
         // Reference count first, then the flags: a mapping that wrote the frame and went away set
         // Dirty before its PutRef (full barrier), so a count that shows it gone shows its D too.
         if (_uses[slot] > 0 && _handle[slot] != 0
@@ -368,6 +377,7 @@ public sealed unsafe class SwapMap<TPlatform> where TPlatform : struct, IMmPlatf
         int putFrame = -1;
         _lock.Enter(_platform);
         _state[slot] = StateIdle;
+        Interlocked.Increment(ref SlotsReleased);
         if (loaded)
             Interlocked.Increment(ref _swapIns);
         else

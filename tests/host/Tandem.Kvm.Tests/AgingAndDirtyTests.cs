@@ -13,6 +13,39 @@ public class AgingAndDirtyTests
         return b.Ept.AgeGuestRange(b.Gpa(page), b.Gpa(page + 1), false, ref cleared);
     }
 
+    /// <summary>
+    /// The span call (<see cref="IBitmapAgingNotifier"/>): one walk answers per page exactly as the
+    /// per-page fast-only calls do, clears A only on asked pages, and leaves unasked ones alone.
+    /// Kills "the bitmap call answers for pages it was not asked about" and "it does not clear".
+    /// </summary>
+    [Fact]
+    public unsafe void TheBitmapCallAnswersPerPageAndClearsOnlyAskedPages()
+    {
+        using EptBed b = new EptBed(pages: 64);
+        int[] touched = { 1, 3, 4, 10, 63 };
+        foreach (int i in touched)
+            b.Touch(i, false, cpu: 0);
+        ulong* ask = stackalloc ulong[1];
+        ulong* young = stackalloc ulong[1];
+        ask[0] = ~(1UL << 4);                          // every page but 4
+        young[0] = 0;
+        b.Ept.TestClearYoungFastOnlyBitmap(b.Space, b.Hva(0), 64, ask, young);
+        Assert.Equal((1UL << 1) | (1UL << 3) | (1UL << 10) | (1UL << 63), young[0]);
+        foreach (int i in touched)
+            Assert.Equal(i == 4, b.Leaf(i).IsAccessed);
+        // A second call finds nothing young; page 4, asked now, is.
+        ask[0] = ulong.MaxValue;
+        young[0] = 0;
+        b.Ept.TestClearYoungFastOnlyBitmap(b.Space, b.Hva(0), 64, ask, young);
+        Assert.Equal(1UL << 4, young[0]);
+        Assert.False(b.Leaf(4).IsAccessed);
+        // A span that starts inside the slot: bit i stands for page start + i.
+        b.Touch(12, false, cpu: 0);
+        young[0] = 0;
+        b.Ept.TestClearYoungFastOnlyBitmap(b.Space, b.Hva(8), 8, ask, young);
+        Assert.Equal(1UL << 4, young[0]);
+    }
+
     [Fact]
     public void HotSetYoungColdSetOldFromAccessedBitsSetByVcpus()
     {

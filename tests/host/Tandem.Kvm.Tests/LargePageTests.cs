@@ -43,6 +43,38 @@ public class LargePageTests
         Assert.Single(LeavesOfHugeRange(b));
     }
 
+    /// <summary>
+    /// The span call on a 2 MiB leaf: the asked pages it backs are young; its A bit (which stands
+    /// for all 512 pages) is cleared only when every one of them was asked.
+    /// </summary>
+    [Fact]
+    public unsafe void TheBitmapCallClearsATwoMegabyteLeafOnlyWhenAllItsPagesWereAsked()
+    {
+        using EptBed b = new EptBed(audit: false);
+        MapHugeSlot(b);
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 5).Address, write: false));
+        Assert.Equal(EptTlbModel.Outcome.Walked, b.Machine.Tlb.Access(b.Ept, 1, new Gfn(HugeGfn + 5).Address, false, out Pfn _));
+        Assert.True(LeavesOfHugeRange(b)[0].Value.IsAccessed);
+        ulong* ask = stackalloc ulong[8];
+        ulong* young = stackalloc ulong[8];
+        for (int w = 0; w < 8; w++)
+        {
+            ask[w] = ulong.MaxValue;
+            young[w] = 0;
+        }
+        ask[2] = ~1UL;                                 // page 128 not asked
+        b.Ept.TestClearYoungFastOnlyBitmap(b.Space, HugeHva, 512, ask, young);
+        for (int w = 0; w < 8; w++)
+            Assert.Equal(ask[w], young[w]);
+        Assert.True(LeavesOfHugeRange(b)[0].Value.IsAccessed, "a leaf with an unasked page was cleared");
+        ask[2] = ulong.MaxValue;
+        for (int w = 0; w < 8; w++)
+            young[w] = 0;
+        b.Ept.TestClearYoungFastOnlyBitmap(b.Space, HugeHva, 512, ask, young);
+        Assert.Equal(ulong.MaxValue, young[7]);
+        Assert.False(LeavesOfHugeRange(b)[0].Value.IsAccessed);
+    }
+
     [Fact]
     public void APartialInvalidationZapsTheWholeTwoMegabyteLeafAndItFaultsBack()
     {
