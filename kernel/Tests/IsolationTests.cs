@@ -225,7 +225,7 @@ namespace Tandem.Kernel.Tests
         }
 
         /// <summary>Waits up to a second for the mm core's free frames to reach <paramref name="freeBefore"/> (a teardown another thread holds up finishes a little later).</summary>
-        private static void WaitForFrames(int freeBefore)
+        internal static void WaitForFrames(int freeBefore)
         {
             ulong deadline = Native.Rdtsc() + Timer.TscPerSecond;
             while (FuzzCampaign.MmFreeFrames() < freeBefore && Native.Rdtsc() < deadline)

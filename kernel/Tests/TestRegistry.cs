@@ -91,6 +91,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.monitor_scripted_commands_on_two_vms", &MonitorTests.ScriptedCommandsOnTwoVms),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
             new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),
+            new TestCase("vmx.shared_memory_between_vms_follows_eviction_and_merging", &MirrorTests.SharedMemoryFollowsEvictionAndMerging),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
             new TestCase("linux.selftest", &LinuxTests.SelfTestPasses),
             new TestCase("linux.reclaim_under_load", &LinuxTests.ReclaimUnderLoad),

@@ -71,6 +71,7 @@ public static partial class TestGuests
         ("progress32", Progress32()),
         ("serialflood32", SerialFlood32()),
         ("exitstorm32", ExitStorm32()),
+        ("sharedmem32", SharedMem32()),
     ];
 
     /// <summary>
