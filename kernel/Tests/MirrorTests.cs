@@ -42,8 +42,10 @@ namespace Tandem.Kernel.Tests
         /// whole aging passes), runs the merge scanner (data pages come in identical pairs, so
         /// they merge, and the next round's write breaks the sharing), and reads them through an
         /// inspector <see cref="MirrorView{TPlatform}"/> of A's RAM, checked as a seqlock by the
-        /// control page's sequence. Checks: both guests ran every round and read no wrong dword;
-        /// every consistent inspector read held its round's values; evictions, refaults of evicted
+        /// control page's sequence. The rounds are paced by this thread's steps (the control
+        /// page's dword 2), so each round meets at least one step on 1 and 2 CPUs. Checks: both
+        /// guests ran every round and read no wrong dword; every consistent inspector read held
+        /// its round's values; evictions, refaults of evicted
         /// shared pages, swap-ins, merges of shared pairs, copy-on-write breaks, foreign-slot
         /// invalidations and inspector zaps all happened; at the end the inspector and B's EPT map
         /// what A's primary maps, and after both VMs are released every mm frame and swap slot is back.
@@ -223,6 +225,13 @@ namespace Tandem.Kernel.Tests
                         AgingPasses++;
                     scanner.ScanStep(2048);
                     Observe(mm, ma, evicted, sharedFrame);
+                    // The step count paces the guests (a round is written only after as many
+                    // steps): with 2 CPUs the guests would otherwise outrun this thread. Written
+                    // through A's primary MMU: a fault, a swap-in or a copy-on-write break of its
+                    // own. Preemption stays off: a vCPU faulting on a slot this thread is loading
+                    // spins for it with interrupts off, for ever on one CPU if we were preempted.
+                    uint steps = (uint)Steps;
+                    ma.Write(SharedInA + 8, (byte*)&steps, 4);
                     Sched.Scheduler.PreemptEnable();
                     Sched.Scheduler.Yield();
                 }

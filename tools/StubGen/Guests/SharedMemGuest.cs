@@ -19,7 +19,8 @@ public static partial class TestGuests
     /// range's guest-physical base, EDX = the role (0: writes the odd rounds and reads the even
     /// ones, 1: the other way round), ESI = the number of rounds. The range is a control page
     /// (dword 0 the sequence: 2r-1 while round r is written, 2r when it is complete; dword 1 the
-    /// last round its reader verified) and <see cref="SharedMemDataPages"/> data pages. Round r's
+    /// last round its reader verified; dword 2 the host's step count, which paces the rounds: round
+    /// r is written only once the host has made r steps of its work on the pages) and <see cref="SharedMemDataPages"/> data pages. Round r's
     /// writer waits until round r-1 was verified, sets the sequence odd, writes every dword
     /// (<c>r * 0x9E3779B1 + (offset >> 13) * 0x01000193 + (offset &amp; 0xFFF) + 1</c>, offset from
     /// the first data page: pages 2j and 2j+1 hold the same), then sets it even. Its reader waits
@@ -50,14 +51,17 @@ public static partial class TestGuests
         a.mov(esi, __dword_ptr[SharedMemBase]);
         a.mov(ebx, 1);                                      // the round
 
-        // Waits (yielding) until the dword at [esi + offset] equals edx.
-        void WaitFor(int offset)
+        // Waits (yielding) until the dword at [esi + offset] equals edx (or, atLeast, is at least edx).
+        void WaitFor(int offset, bool atLeast = false)
         {
             var wait = a.CreateLabel();
             var done = a.CreateLabel();
             a.Label(ref wait);
             a.cmp(__dword_ptr[esi + offset], edx);
-            a.je(done);
+            if (atLeast)
+                a.jae(done);
+            else
+                a.je(done);
             a.inc(__dword_ptr[SharedMemYields]);
             a.mov(eax, 1);                                  // hypercall 1: yield
             a.vmcall();
@@ -93,7 +97,10 @@ public static partial class TestGuests
         a.and(eax, 1);
         a.xor(eax, __dword_ptr[SharedMemRole]);
         a.jz(read);                                         // role 0 writes the odd rounds
-        // Writer: round r-1 verified, then sequence 2r-1, the pages, sequence 2r.
+        // Writer: the host's step count at least r, round r-1 verified, then sequence 2r-1, the
+        // pages, sequence 2r.
+        a.mov(edx, ebx);
+        WaitFor(8, atLeast: true);
         a.lea(edx, __[ebx - 1]);
         WaitFor(4);
         a.lea(eax, __[ebx + ebx - 1]);
