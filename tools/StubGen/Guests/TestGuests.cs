@@ -73,6 +73,7 @@ public static partial class TestGuests
         ("serialflood32", SerialFlood32()),
         ("exitstorm32", ExitStorm32()),
         ("postcopy32", Postcopy32()),
+        ("sharedmem32", SharedMem32()),
     ];
 
     /// <summary>
