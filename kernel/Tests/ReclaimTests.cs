@@ -55,6 +55,9 @@ namespace Tandem.Kernel.Tests
                 viewMismatches = ReadThroughAView((MmGuestMemory)vm.Memory, out zapped);
             mm.ResidentLimit = oldLimit;
             KernelReclaim.PrintStats("reclaim: after swapfill32:");
+            int slotsBefore = mm.Swap.SlotsInUse;
+            vm.Release();                   // its 28 MiB of frames and swap slots go back for the tests after
+            Tandem.Kernel.Console.Log.Info($"reclaim: swapfill32 released: swap slots in use {(ulong)slotsBefore} -> {(ulong)mm.Swap.SlotsInUse}");
             if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "swapfill32 read a word back wrong (1) or had too little RAM (3)", (ulong)vm.ExitStatus))
                 return;
             if (!t.Check(mm.Lru.Stats.Evictions - evictions > 0, "nothing was evicted: the limit did not bite"))
@@ -205,6 +208,8 @@ namespace Tandem.Kernel.Tests
             ma.Space.TranslateFrame(ma.HostAddress(KsmBase), out Pfn privateFrame);
             bool viewOnPrivate = view.TryGetMapped(ma.HostAddress(KsmBase), out Pfn after) && after == privateFrame && privateFrame != sharedFrame;
             view.Destroy();
+            a.Release();
+            b.Release();
             if (!t.Check(viewOnShared && viewFirst == 1, "the inspector view did not map the merged frame with the pattern", viewFirst))
                 return;
             t.Check(viewOnPrivate && first == ida, "the inspector view did not follow the copy-on-write break", first);

@@ -183,9 +183,12 @@ namespace Tandem.Kernel.Virt
                 FrameAllocator.FreeContiguous(_hugeRun, _hugePages);
         }
 
+        /// <inheritdoc/>
+        public bool Maps(ulong gpa) => gpa < _size || Ept.InForeignMemslot(new GuestPhysAddr(gpa));
+
         public string? HandleViolation(ulong gpa, ulong qualification)
         {
-            if (gpa >= _size)
+            if (!Maps(gpa))
                 return "EPT violation outside guest RAM";
             bool write = (qualification & 2) != 0;
             FaultStatus status = Ept.HandleViolation(new GuestPhysAddr(gpa), write);

@@ -194,6 +194,19 @@ public sealed unsafe partial class EptMmu<TPlatform>
         return OverlapsForeignLocked(first, end);
     }
 
+    /// <summary>True when a foreign slot covers <paramref name="gpa"/> (lock-free: a snapshot of the slots).</summary>
+    public bool InForeignMemslot(GuestPhysAddr gpa)
+    {
+        ForeignMemslot<TPlatform>[] foreign = ForeignMemslots;
+        ulong gfn = gpa.Value >> PageSizes.Shift4K;
+        for (int i = 0; i < foreign.Length; i++)
+        {
+            if (foreign[i].Slot.BaseGfn.Value <= gfn && gfn < foreign[i].Slot.EndGfn)
+                return true;
+        }
+        return false;
+    }
+
     /// <summary>True when guest frames <c>[first, end)</c> overlap a foreign slot. MMU lock held.</summary>
     private bool OverlapsForeignLocked(ulong first, ulong end)
     {

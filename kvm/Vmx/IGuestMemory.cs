@@ -26,6 +26,13 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         void ActivateOn(int cpu);
 
+        /// <summary>
+        /// True when <paramref name="gpa"/> is memory of this VM: its RAM, or memory shared into it
+        /// from another VM (a foreign memslot, which may lie above RAM). Anything else is the bus's
+        /// (devices, or unassigned).
+        /// </summary>
+        bool Maps(ulong gpa);
+
         /// <summary>Handles an EPT violation at <paramref name="gpa"/>; returns null or why the VM must stop.</summary>
         string? HandleViolation(ulong gpa, ulong qualification);
 

@@ -65,7 +65,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         {
             // Read before the look: a release after it changes the count, so the wait below
             // cannot miss it.
-            int released = Volatile.Read(ref swap.SlotsReleased);
+            int released = System.Threading.Volatile.Read(ref swap.SlotsReleased);
             _ptLock.Enter(_platform);
             if (_dead != 0)
             {
