@@ -15,6 +15,8 @@ namespace Tandem.Kernel
 
         public static bool RunTests;
         public static bool RunBench;
+        /// <summary><c>bench=hotcold</c>: of the in-kernel figures, only the hot/cold one.</summary>
+        public static bool BenchHotColdOnly;
         public static byte* TestPattern;     // null: all tests
         public static int TestPatternLength;
         public static bool VmxOff;
@@ -116,6 +118,7 @@ namespace Tandem.Kernel
             CommandLineParser.Parse(new Span<byte>(text, length), ref o, ref log);
             RunTests = o.RunTests;
             RunBench = o.RunBench;
+            BenchHotColdOnly = o.BenchHotColdOnly;
             if (o.TestPatternOffset >= 0)
             {
                 TestPattern = text + o.TestPatternOffset;

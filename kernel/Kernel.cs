@@ -83,9 +83,14 @@ namespace Tandem.Kernel
                 status = Tests.TestRunner.RunAll() == 0 ? Machine.StatusSuccess : Machine.StatusTestsFailed;
             if (CommandLine.RunBench && status == Machine.StatusSuccess)
             {
-                status = Bench.VmxBench.Run();
+                if (!CommandLine.BenchHotColdOnly)
+                {
+                    status = Bench.VmxBench.Run();
+                    if (status == Machine.StatusSuccess)
+                        status = Bench.SmpBench.Run();
+                }
                 if (status == Machine.StatusSuccess)
-                    status = Bench.SmpBench.Run();
+                    status = Bench.HotColdBench.Run();
             }
             if (CommandLine.FuzzCount > 0 && status == Machine.StatusSuccess)
                 status = Virt.FuzzCampaign.RunFromCommandLine();

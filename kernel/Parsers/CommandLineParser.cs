@@ -48,6 +48,8 @@ namespace Tandem.Kernel.Parsers
 
         public bool RunTests;
         public bool RunBench;
+        /// <summary><c>bench=hotcold</c>: only the hot/cold figure (kernel/Bench/HotColdBench.cs).</summary>
+        public bool BenchHotColdOnly;
         /// <summary>test=PATTERN: offset (-1: all tests) and length.</summary>
         public int TestPatternOffset;
         public int TestPatternLength;
@@ -181,6 +183,12 @@ namespace Tandem.Kernel.Parsers
             if (Matches(name, "bench") && !hasValue)
             {
                 o.RunBench = true;
+                return;
+            }
+            if (Matches(name, "bench") && hasValue && Matches(value, "hotcold"))
+            {
+                o.RunBench = true;
+                o.BenchHotColdOnly = true;
                 return;
             }
             if (Matches(name, "vmx") && hasValue && Matches(value, "off"))

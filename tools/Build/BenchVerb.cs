@@ -7,7 +7,8 @@ namespace Tandem.Build;
 /// Runs every BenchmarkDotNet project under tests/bench (each prints its ratios against their goals,
 /// MISSED for a missed one, and exits non-zero then), then, unless --skip-kernel, the two parts under
 /// Bochs: the in-kernel benchmarks with 2 CPUs (whose TSC counts instructions: the kernel prints
-/// "bench:" lines, and a line whose figure is above its "goal NAME &lt;= LIMIT" is MISSED), and the
+/// "bench:" lines, and a line whose figure is above its "goal NAME &lt;= LIMIT" or below its
+/// "goal NAME &gt;= LIMIT" is MISSED), and the
 /// Linux boot to its shell on plain Bochs and on Tandem (<see cref="LinuxBench"/>). --filter PATTERN
 /// runs the parts whose name contains it: the projects' names, "in-kernel" and "linux".
 /// Exits 1 if any part failed.
@@ -115,20 +116,23 @@ internal static class BenchVerb
         int missed = 0;
         foreach (string line in r.Serial.Split('\n').Where(l => l.StartsWith("bench:", StringComparison.Ordinal)))
         {
-            // The kernel states its goals as "goal NAME <= LIMIT" beside "NAME=VALUE" (whole numbers
-            // or decimals such as a ratio, "ratio=1.04 (... goal ratio <= 1.20)"); a line may hold several.
+            // The kernel states its goals as "goal NAME <= LIMIT" (or ">= LIMIT") beside "NAME=VALUE"
+            // (whole numbers or decimals such as a ratio, "ratio=1.04 (... goal ratio <= 1.20)"); a
+            // line may hold several.
             bool judged = false, miss = false;
-            foreach (Match goal in Regex.Matches(line, @"goal (\w+) <= (\d+(?:\.\d+)?)"))
+            foreach (Match goal in Regex.Matches(line, @"goal (\w+) (<=|>=) (\d+(?:\.\d+)?)"))
             {
                 Match value = Regex.Match(line, $@"\b{goal.Groups[1].Value}=(\d+(?:\.\d+)?)");
                 if (!value.Success)
                     continue;
                 judged = true;
-                miss |= decimal.Parse(value.Groups[1].Value, CultureInfo.InvariantCulture) > decimal.Parse(goal.Groups[2].Value, CultureInfo.InvariantCulture);
+                decimal v = decimal.Parse(value.Groups[1].Value, CultureInfo.InvariantCulture);
+                decimal limit = decimal.Parse(goal.Groups[3].Value, CultureInfo.InvariantCulture);
+                miss |= goal.Groups[2].Value == "<=" ? v > limit : v < limit;
             }
             string shown = line.TrimEnd() + (judged ? (miss ? " MISSED" : " ok") : "");
             Console.WriteLine(shown);
-            if (shown.StartsWith("bench: cpuid_exit_round_trip", StringComparison.Ordinal))
+            if (shown.StartsWith("bench: cpuid_exit_round_trip", StringComparison.Ordinal) || (judged && shown.StartsWith("bench: hotcold", StringComparison.Ordinal)))
                 figures.Add(shown);
             if (miss)
                 missed++;

@@ -10,7 +10,9 @@ namespace Tandem.Kvm.Bench;
 /// <summary>
 /// The EPT benchmarks. <c>dotnet run -c Release --project tests/bench/Tandem.Kvm.Bench -- [--artifacts DIR] [BenchmarkDotNet options]</c>;
 /// <c>--probe [aliases]</c> times single passes with a stopwatch instead (ns per leaf); <c>--lookaround</c> counts the entries
-/// an aging pass touches with and without look-around (<see cref="LookAroundBench"/>).
+/// an aging pass touches with and without look-around (<see cref="LookAroundBench"/>); <c>--hotcold [profile]</c>
+/// runs only the hot/cold guest with and without a resident limit (<see cref="HotColdBench"/>, also run after the
+/// BenchmarkDotNet cases when no filter is given, its ratio in the goal table).
 /// Each case is paired (<see cref="Paired"/>): both sides of a ratio in every iteration. BenchmarkDotNet's clock is the benchmark thread's CPU time (<see cref="ThreadCpuClock"/>): this
 /// machine is shared, and wall time would also count the time the thread waited for a core. The
 /// wall-clock paired ratios are printed beside. Exit status 1 when a goal is missed.
@@ -28,6 +30,8 @@ public static class Program
             return Probe.RunCorunner(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases, args.Length > 2 ? int.Parse(args[2]) : 15);
         if (args.Length > 0 && args[0] == "--lookaround")
             return LookAroundBench.Run();
+        if (args.Length > 0 && args[0] == "--hotcold")
+            return HotColdBench.Run(args.Length > 1 && args[1] == "profile");
         if (args.Length > 0 && args[0] == "--probe")
             return Probe.Run(args.Length > 1 ? int.Parse(args[1]) : SharedVm.DefaultAliases);
         string artifacts = BenchReport.Artifacts(ref args);
@@ -61,6 +65,18 @@ public static class Program
                 $"faults completed in the A turns of an iteration: median {ConcurrentAgingBench.FaulterFaults.Median(name):F0}; wall ns of the A turns per fault: {BenchReport.Fmt(ConcurrentAgingBench.FaulterWall.Median(name))}");
         }
         report.Paired("unmap 16 GiB (4 Mi pages): primary + EPT / primary only", nameof(InvalidateBench.UnmapEptVsPrimaryOnly), 1.6);
+        // The hot/cold guest (not a BenchmarkDotNet case: its state runs on from round to round, so
+        // it interleaves its own sides; see HotColdBench). Run with every case, not with a filter.
+        HotColdBench.Result? hotCold = null;
+        if (BenchReport.AllSelected)
+        {
+            hotCold = HotColdBench.Measure();
+            HotColdBench.Print(hotCold);
+        }
+        report.Figure("hot/cold guest: throughput with a resident limit / without", "HotCold",
+            hotCold == null ? null : hotCold.Problem != null ? double.NaN : hotCold.Ratio, HotColdBench.Goal, atMost: false,
+            hotCold == null ? "not run (a filter was given)" : (hotCold.Problem != null ? "FAILED: " + hotCold.Problem + "; " : "") +
+                $"median over {HotColdBench.Iterations} iterations of page reads per thread CPU second, limited / free; " + hotCold.Detail);
         report.Print();
         bool invEptMissed = InvalidateBench.Ranges > 0 && InvalidateBench.InvEpts != InvalidateBench.Ranges;
         if (InvalidateBench.Ranges > 0)
@@ -70,7 +86,7 @@ public static class Program
         }
         report.Save(artifacts, "Tandem.Kvm.Bench-goals.json");
         BenchReport.PrintJsonPaths(artifacts);
-        bool missed = report.Missed(BenchReport.AllSelected) || invEptMissed;
+        bool missed = report.Missed(BenchReport.AllSelected) || invEptMissed || (hotCold != null && !hotCold.Met);
         Console.WriteLine(missed ? "Tandem.Kvm.Bench: MISSED goal(s), see above" : "Tandem.Kvm.Bench: all goals met");
         return missed ? 1 : 0;
     }

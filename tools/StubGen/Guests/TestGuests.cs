@@ -53,6 +53,7 @@ public static partial class TestGuests
         ("reset32", Reset32()),
         ("ksm32", Ksm32()),
         ("swapfill32", SwapFill32()),
+        ("hotcold32", HotCold32()),
         ("smpspin32", SmpSpin32()),
         ("ipibench32", IpiBench32()),
         ("yieldbench32", YieldBench32()),
