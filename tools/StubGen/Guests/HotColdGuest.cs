@@ -31,22 +31,7 @@ public static partial class TestGuests
         var halt = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
         // fw_cfg RAM size (key 3, u64 little-endian): the low dword must reach the data's end.
-        a.mov(dx, FwCfgSelector);
-        a.mov(eax, 3);
-        a.@out(dx, ax);
-        a.mov(dx, FwCfgData);
-        a.xor(ebx, ebx);
-        a.mov(ecx, 4);
-        var byteLoop = a.CreateLabel();
-        a.Label(ref byteLoop);
-        a.ror(ebx, 8);
-        a.@in(al, dx);
-        a.mov(bl, al);
-        a.dec(ecx);
-        a.jnz(byteLoop);
-        a.ror(ebx, 8);
-        a.cmp(ebx, HotColdBase + (HotColdHotPages + HotColdColdPages) * 4096);
-        a.jb(small);
+        JumpIfRamBelow(a, HotColdBase + (HotColdHotPages + HotColdColdPages) * 4096, small);
 
         // swapfill32's value of the dword at edi, stored there.
         ForEachDword(a, HotColdBase, (HotColdHotPages + HotColdColdPages) * 1024, () =>

@@ -9,6 +9,31 @@ public static partial class TestGuests
     public const uint SwapFillBase = 0x20_0000, SwapFillPages = 7168;
 
     /// <summary>
+    /// Reads the RAM size from fw_cfg (key 3, a u64 little-endian, a byte at a time into ebx) and
+    /// jumps to <paramref name="small"/> when its low dword is below <paramref name="needed"/>.
+    /// Uses eax, ebx, ecx and edx.
+    /// </summary>
+    private static void JumpIfRamBelow(Assembler a, uint needed, Label small)
+    {
+        a.mov(dx, FwCfgSelector);
+        a.mov(eax, 3);
+        a.@out(dx, ax);
+        a.mov(dx, FwCfgData);
+        a.xor(ebx, ebx);
+        a.mov(ecx, 4);
+        var byteLoop = a.CreateLabel();
+        a.Label(ref byteLoop);
+        a.ror(ebx, 8);
+        a.@in(al, dx);
+        a.mov(bl, al);
+        a.dec(ecx);
+        a.jnz(byteLoop);
+        a.ror(ebx, 8);
+        a.cmp(ebx, needed);
+        a.jb(small);
+    }
+
+    /// <summary>
     /// 32-bit, paging off: fills <see cref="SwapFillPages"/> pages with checksummed contents, then
     /// reads everything back twice. In each page the first 3 KiB hold the page number (with
     /// 0x5A in the top byte), the last 1 KiB the address times the golden ratio, so a page
@@ -28,22 +53,7 @@ public static partial class TestGuests
         var halt = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
         // fw_cfg RAM size (key 3, u64 little-endian): the low dword must reach the fill's end.
-        a.mov(dx, FwCfgSelector);
-        a.mov(eax, 3);
-        a.@out(dx, ax);
-        a.mov(dx, FwCfgData);
-        a.xor(ebx, ebx);
-        a.mov(ecx, 4);
-        var byteLoop = a.CreateLabel();
-        a.Label(ref byteLoop);
-        a.ror(ebx, 8);
-        a.@in(al, dx);
-        a.mov(bl, al);
-        a.dec(ecx);
-        a.jnz(byteLoop);
-        a.ror(ebx, 8);
-        a.cmp(ebx, SwapFillBase + SwapFillPages * 4096);
-        a.jb(small);
+        JumpIfRamBelow(a, SwapFillBase + SwapFillPages * 4096, small);
 
         // eax = the value of the dword at edi
         void Value()

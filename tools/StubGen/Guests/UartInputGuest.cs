@@ -20,6 +20,25 @@ public static partial class TestGuests
     /// <see cref="UartInText"/> in order, 3 IIR said "received data" with FIFOs on (0xC4),
     /// 4 LSR's data-ready bit is clear after them.
     /// </summary>
+    /// <summary>
+    /// The start of a COM1 receive guest: flat descriptors, the IRQ 4 gate (vector 0x24) at
+    /// <paramref name="handlerAddress"/>, the dwords at <paramref name="first"/> and
+    /// <paramref name="second"/> zeroed, only IRQ 4 unmasked at the PIC, FIFOs on and cleared with
+    /// <paramref name="fcr"/>'s trigger level, received-data interrupts on (IER bit 0) and OUT2 (the
+    /// PC's IRQ gate).
+    /// </summary>
+    private static void UartReceiveSetup(Assembler a, uint handlerAddress, uint first, uint second, byte fcr)
+    {
+        FlatDescriptors(a);
+        Gate(a, 0x24, handlerAddress);
+        a.mov(__dword_ptr[ebx + (int)first], 0);
+        a.mov(__dword_ptr[ebx + (int)second], 0);
+        PicInit(a, 0xEF, 0xFF);
+        Out(a, 0x3FA, fcr);
+        Out(a, 0x3F9, 0x01);
+        Out(a, 0x3FC, 0x08);
+    }
+
     private static byte[] UartIn32()
     {
         return TwoPass("uartin32", UartIn32Pass);
@@ -34,20 +53,7 @@ public static partial class TestGuests
         var handler = a.CreateLabel();
         var wait = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
-        FlatDescriptors(a);
-        Gate(a, 0x24, handlerAddress);
-        a.mov(__dword_ptr[ebx + (int)UartInInterrupts], 0);
-        a.mov(__dword_ptr[ebx + (int)UartInCount], 0);
-        PicInit(a, 0xEF, 0xFF);                                    // only IRQ 4
-        foreach ((ushort port, byte value) in new (ushort, byte)[]
-        {
-            (0x3FA, 0x07),                                         // FIFOs on and cleared, trigger level 1
-            (0x3F9, 0x01),                                         // IER: received data
-            (0x3FC, 0x08),                                         // MCR: OUT2 (the PC's IRQ gate)
-        })
-        {
-            Out(a, port, value);
-        }
+        UartReceiveSetup(a, handlerAddress, UartInInterrupts, UartInCount, 0x07);   // trigger level 1
         // 1: every byte arrives (the handler is the only reader)
         a.mov(ebp, 1);
         a.Label(ref wait);
@@ -140,20 +146,7 @@ public static partial class TestGuests
         var handler = a.CreateLabel();
         var wait = a.CreateLabel();
         Print(a, strings.Address(0), long64: false);
-        FlatDescriptors(a);
-        Gate(a, 0x24, handlerAddress);
-        a.mov(__dword_ptr[ebx + (int)UartPasteCount], 0);
-        a.mov(__dword_ptr[ebx + (int)UartPasteOverruns], 0);
-        PicInit(a, 0xEF, 0xFF);                                    // only IRQ 4
-        foreach ((ushort port, byte value) in new (ushort, byte)[]
-        {
-            (0x3FA, 0xC7),                                         // FIFOs on and cleared, trigger level 14
-            (0x3F9, 0x01),                                         // IER: received data
-            (0x3FC, 0x08),                                         // MCR: OUT2 (the PC's IRQ gate)
-        })
-        {
-            Out(a, port, value);
-        }
+        UartReceiveSetup(a, handlerAddress, UartPasteCount, UartPasteOverruns, 0xC7);   // trigger level 14
         // 1: every byte arrives, and no more
         a.mov(ebp, 1);
         a.Label(ref wait);
