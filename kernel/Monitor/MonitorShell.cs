@@ -401,7 +401,37 @@ namespace Tandem.Kernel.Monitor
                 case MonitorVerb.Dump:
                     Dump(vm, c.Gpa, c.Length, line);
                     return;
+                case MonitorVerb.Move:
+                    Move(vm);
+                    return;
             }
+        }
+
+        /// <summary>
+        /// <c>move VM</c>: the postcopy move of the VM to a new one (kernel/Virt/PostcopyMove.cs).
+        /// The new VM runs at once; its pages follow on demand and from a background push, and the
+        /// old VM is released when every page has arrived (a line with the figures says so).
+        /// </summary>
+        private static void Move(Vm vm)
+        {
+            if (vm.Stopped)
+            {
+                VmLine(vm, ": has stopped: there is nothing to move");
+                return;
+            }
+            PostcopyMove? move = PostcopyMove.StartDetached(vm, out string? problem);
+            if (move == null)
+            {
+                Log.Error($"monitor: vm {(ulong)vm.Id} cannot be moved: {problem}");
+                return;
+            }
+            if (problem != null)
+                Log.Warn($"monitor: vm {(ulong)vm.Id}: {problem}");
+            Vm to = move.Target!;
+            if (to.Paused)
+                Log.Info($"vm {(ulong)vm.Id}: moved to vm {(ulong)to.Id} (postcopy), paused as vm {(ulong)vm.Id} was ('resume {(ulong)to.Id}' runs it); its pages follow on demand and in the background");
+            else
+                Log.Info($"vm {(ulong)vm.Id}: moved to vm {(ulong)to.Id} (postcopy), which runs now; its pages follow on demand and in the background");
         }
 
         /// <summary>The one-line error: <c>monitor: error: WHY: 'LINE'</c>.</summary>

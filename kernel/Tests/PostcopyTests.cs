@@ -74,5 +74,78 @@ namespace Tandem.Kernel.Tests
             t.Check(onDemand + pushed == (long)GuestPages, "the pages did not arrive exactly once each", (ulong)(onDemand + pushed));
             t.Check(freeAfter >= freeBefore, "frames of the two VMs did not come back", (ulong)(freeBefore - freeAfter));
         }
+
+        /// <summary>
+        /// The monitor's <c>move</c> on a paused VM: <c>pause A; move A; move A</c> (refused: A has
+        /// stopped), then <c>resume B</c>. B stays paused until resumed, runs postcopy32 to its end
+        /// (exit 0: every dword, the device and the SSE state right), and the move's figures come
+        /// before the test ends.
+        /// </summary>
+        public static void MonitorMovesAPausedVm(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            int freeBefore = FuzzCampaign.MmFreeFrames();
+            Vm? a = VmxTests.Start(t, "postcopy32");
+            if (a == null)
+                return;
+            VmThreads.Start(a, 0);
+            ulong deadline = Native.Rdtsc() + 60 * Timer.TscPerSecond;
+            while (Volatile.Read(ref a.LastPhase) < 1 && !a.Stopped && Native.Rdtsc() < deadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            byte* script = stackalloc byte[64];
+            int n = Format(script, "pause ", (ulong)a.Id, ";move ", (ulong)a.Id, ";move ", (ulong)a.Id);
+            Monitor.MonitorShell.RunScript(script, n);
+            Vm? b = Volatile.Read(ref a.MovedTo);
+            if (!t.Check(b != null, "the monitor's move did not move the VM"))
+            {
+                a.Stop(255, "the test gave up");
+                VmThreads.WaitAndReport(a);
+                a.Release();
+                return;
+            }
+            Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 20);
+            bool stayedPaused = b!.Paused && b.Vcpus[0].Exits == 0;
+            n = Format(script, "resume ", (ulong)b.Id, null, 0, null, 0);
+            Monitor.MonitorShell.RunScript(script, n);
+            b.Waiter = (ulong)Sched.Scheduler.Current;
+            VmThreads.WaitAndReport(b);
+            PostcopyMove.WaitUntilNoneActive();
+            int status = b.ExitStatus;
+            b.Release();
+            IsolationTests.WaitForFrames(freeBefore);
+            t.Check(stayedPaused, "the VM the paused one moved to did not stay paused until resumed");
+            t.Check(status == 0, "postcopy32 found its memory, device or SSE state wrong after the monitor's move", (ulong)status);
+            t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
+        }
+
+        /// <summary>Writes "A{x}B{y}C{z}" (decimal numbers; a null text ends it) at <paramref name="to"/>; returns its length.</summary>
+        private static int Format(byte* to, string a, ulong x, string? b, ulong y, string? c, ulong z)
+        {
+            int n = 0;
+            n = Append(to, n, a, x);
+            if (b != null)
+                n = Append(to, n, b, y);
+            if (c != null)
+                n = Append(to, n, c, z);
+            return n;
+        }
+
+        private static int Append(byte* to, int n, string text, ulong value)
+        {
+            for (int i = 0; i < text.Length; i++)
+                to[n++] = (byte)text[i];
+            byte* digits = stackalloc byte[20];
+            int d = 0;
+            do
+            {
+                digits[d++] = (byte)('0' + value % 10);
+                value /= 10;
+            }
+            while (value != 0);
+            while (d > 0)
+                to[n++] = digits[--d];
+            return n;
+        }
     }
 }

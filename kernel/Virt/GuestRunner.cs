@@ -1,3 +1,4 @@
+using System.Threading;
 using Tandem.Kernel.Console;
 using Tandem.Kvm.Devices;
 using Tandem.Kvm.Vmx;
@@ -69,6 +70,14 @@ namespace Tandem.Kernel.Virt
                     if (done[i] || System.Threading.Volatile.Read(ref vms[i].RunningVcpus) != 0)
                         continue;
                     VmThreads.Report(vms[i]);
+                    Vm? movedTo = Volatile.Read(ref vms[i].MovedTo);
+                    if (movedTo != null)
+                    {
+                        // Moved (the monitor's move): the VM that took over runs on in its place.
+                        // The move releases the old one when every page has arrived.
+                        vms[i] = movedTo;
+                        continue;
+                    }
                     ref CommandLine.VmSpec spec = ref specs[specOf[i]];
                     bool restart = vms[i].ResetRequested && vms[i].RestartOnReset;
                     int limit = spec.MaxRestarts > 0 ? spec.MaxRestarts : CommandLine.DefaultMaxRestarts;
@@ -97,6 +106,7 @@ namespace Tandem.Kernel.Virt
                         worst = 1;
                 }
             }
+            PostcopyMove.WaitUntilNoneActive();     // a move's last pages and its figures, before the run's end
             LastRestarts = created > 0 ? restarts[0] : 0;
             return worst;
         }

@@ -37,7 +37,7 @@ namespace Tandem.Kernel.Virt
         // One bit per page: a vCPU asked for it (set by OnMissing, taken by the handler thread).
         private readonly ulong[] _requested;
         private KThread* _handler;
-        private int _stop, _handlerDone, _pusherDone, _allArrived;
+        private int _stop, _handlerDone, _pusherDone, _allArrived, _targetEnded;
         private long _onDemand, _pushed, _alreadyThere, _requests;
         private string? _error;
 
@@ -108,6 +108,7 @@ namespace Tandem.Kernel.Virt
         private string? Begin()
         {
             Vm source = Source;
+            _wasPaused = Volatile.Read(ref source.Paused);
             Volatile.Write(ref source.SaveStateOnPause, true);
             source.Pause();
             // Each vCPU takes its state on its own thread before it waits (Vm.WaitWhilePaused).
@@ -136,8 +137,13 @@ namespace Tandem.Kernel.Virt
                 return problem;
             }
             Target.MaxQuanta = source.MaxQuanta;
+            Target.RestartOnReset = source.RestartOnReset;
+            if (_wasPaused)
+                Target.Paused = true;               // it stays paused where it goes (the monitor resumes it)
             Target.MuteSerial = source.MuteSerial;
             // The source's vCPU threads end: it never runs again (its devices are the target's now).
+            // MovedTo first: whoever sees the source stopped finds the VM that runs on.
+            Volatile.Write(ref source.MovedTo, Target);
             source.Stop(0, "moved to another VM by postcopy");
             _handler = Scheduler.Spawn("postcopy-fill", &HandlerMain, 0);
             if (_handler == null || Scheduler.Spawn("postcopy-push", &PusherMain, 0) == null)
@@ -167,13 +173,17 @@ namespace Tandem.Kernel.Virt
             return true;
         }
 
-        /// <summary>The move did not happen: the source runs on.</summary>
-        private static void Resume(Vm source)
+        /// <summary>The source was paused (the monitor's pause) before the move was asked for.</summary>
+        private bool _wasPaused;
+
+        /// <summary>The move did not happen: the source runs on (or stays paused, if it was).</summary>
+        private void Resume(Vm source)
         {
             Volatile.Write(ref source.SaveStateOnPause, false);
             for (int i = 0; i < source.Vcpus.Length; i++)
                 Volatile.Write(ref source.Vcpus[i].SavedState, null);
-            source.Resume();
+            if (!_wasPaused)
+                source.Resume();
         }
 
         /// <inheritdoc/>
@@ -209,6 +219,13 @@ namespace Tandem.Kernel.Virt
                 Interlocked.Increment(ref onDemand ? ref _onDemand : ref _pushed);
             else if (status == FaultStatus.Exists)
                 Interlocked.Increment(ref _alreadyThere);
+            else if ((status == FaultStatus.Dead || status == FaultStatus.NoRegion) && Target != null && Target.Stopped)
+            {
+                // The target ended (its guest exited) and its memory went: nothing needs the rest.
+                Volatile.Write(ref _targetEnded, 1);
+                Volatile.Write(ref _stop, 1);
+                return false;
+            }
             else
             {
                 Fail(status == FaultStatus.OutOfMemory ? "out of memory for a page of the target" : "a page could not be installed in the target");
@@ -277,6 +294,33 @@ namespace Tandem.Kernel.Virt
         }
 
         /// <summary>
+        /// <see cref="Start"/>, then <see cref="Finish"/> on a thread of its own (the monitor's
+        /// <c>move VM</c>: the caller does not wait for the pages). Null with
+        /// <paramref name="problem"/> set when the move did not start, or when no thread could be
+        /// made for the finish (the move then still completes, but the source is not released and
+        /// no figures are printed; the problem says so).
+        /// </summary>
+        public static PostcopyMove? StartDetached(Vm source, out string? problem)
+        {
+            PostcopyMove? move = Start(source, out problem);
+            if (move != null && Scheduler.Spawn("postcopy-finish", &FinishMain, 0) == null)
+                problem = "no memory for the move's finishing thread: the source VM's memory stays until the end of the run";
+            return move;
+        }
+
+        /// <summary>Waits until no move is under way (the runner, before it reports the end of a run: the move's figures come first).</summary>
+        public static void WaitUntilNoneActive()
+        {
+            while (Volatile.Read(ref s_active) != null)
+                Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
+        }
+
+        private static void FinishMain(ulong unused)
+        {
+            s_active!.Finish();
+        }
+
+        /// <summary>
         /// Waits until every page has arrived (or the move failed) and both threads ended, then
         /// releases the source (its vCPU threads have ended). Prints the move's figures. Returns
         /// true when the move completed.
@@ -286,12 +330,15 @@ namespace Tandem.Kernel.Virt
             while (Volatile.Read(ref _pusherDone) == 0 || Volatile.Read(ref _handlerDone) == 0 || Volatile.Read(ref Source.RunningVcpus) != 0)
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
             Source.Release();
-            Volatile.Write(ref s_active, null);
             ulong resumeUs = (ResumedTsc - PausedTsc) * 1_000_000 / Timer.TscPerSecond;
             Log.Info($"postcopy: vm {(ulong)Source.Id} released; pages filled on demand {(ulong)PagesOnDemand}, pushed {(ulong)PagesPushed}, already there {(ulong)AlreadyThere}, fault requests {(ulong)Requests}, time to resume {resumeUs} us");
             if (Error != null)
                 Log.Error($"postcopy: the move failed: {Error}");
-            return Complete && Error == null;
+            else if (Volatile.Read(ref _targetEnded) != 0)
+                Log.Info($"postcopy: vm {(ulong)Target!.Id} ended before every page had arrived; the rest was not copied");
+            bool ok = Complete && Error == null;
+            Volatile.Write(ref s_active, null);     // last: the runner waits for this before it ends the run
+            return ok;
         }
     }
 }

@@ -29,6 +29,8 @@ namespace Tandem.Kvm.Monitor
         Stop,
         /// <summary><c>focus VM</c>.</summary>
         Focus,
+        /// <summary><c>move VM</c> (or <c>migrate VM</c>): the postcopy move to a new VM.</summary>
+        Move,
         /// <summary><c>dump VM GPA LEN</c> (or <c>xp</c>).</summary>
         Dump,
         /// <summary><c>stats on INTERVAL</c>.</summary>
@@ -68,6 +70,8 @@ namespace Tandem.Kvm.Monitor
         UsageStop,
         /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageFocus,
+        /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
+        UsageMove,
         /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
         UsageDump,
         /// <summary>The command with the wrong number of arguments (the error shows its usage).</summary>
@@ -145,6 +149,7 @@ namespace Tandem.Kvm.Monitor
                 case MonitorError.UsageResume: return "usage: resume VM";
                 case MonitorError.UsageStop: return "usage: stop VM";
                 case MonitorError.UsageFocus: return "usage: focus VM";
+                case MonitorError.UsageMove: return "usage: move VM";
                 case MonitorError.UsageDump: return "usage: dump VM GPA LEN";
                 case MonitorError.UsageStats: return "usage: stats on INTERVAL | stats off";
                 default: return null;
@@ -167,9 +172,10 @@ namespace Tandem.Kvm.Monitor
                 case 6: return "pause VM | resume VM     stop running the VM's vCPUs for now | run them again";
                 case 7: return "stop VM                  end the VM (exit status 255)";
                 case 8: return "focus VM                 the VM whose serial console the keyboard reaches";
-                case 9: return "dump VM GPA LEN          LEN (at most 4096) bytes of guest memory at GPA, in hex";
-                case 10: return "stats on INTERVAL        a stats line every INTERVAL seconds; stats off: no more";
-                case 11: return "help                     this list; Ctrl-A C leaves the monitor";
+                case 9: return "move VM                  move the running VM to a new VM (postcopy: its RAM follows on demand)";
+                case 10: return "dump VM GPA LEN          LEN (at most 4096) bytes of guest memory at GPA, in hex";
+                case 11: return "stats on INTERVAL        a stats line every INTERVAL seconds; stats off: no more";
+                case 12: return "help                     this list; Ctrl-A C leaves the monitor";
                 default: return null;
             }
         }
@@ -259,6 +265,11 @@ namespace Tandem.Kvm.Monitor
             {
                 c.Verb = MonitorVerb.Focus;
                 usage = MonitorError.UsageFocus;
+            }
+            else if (Is(verb, "move") || Is(verb, "migrate"))
+            {
+                c.Verb = MonitorVerb.Move;
+                usage = MonitorError.UsageMove;
             }
             if (usage != MonitorError.None)
             {

@@ -32,6 +32,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The guest reset its machine (i8042, port 0x92, 0xCF9): it stopped with status 0 for that reason.</summary>
         public bool ResetRequested;
 
+        /// <summary>The VM that took over when this one was moved (the postcopy move); null otherwise. Set before this VM stops.</summary>
+        public Vm? MovedTo;
+
         /// <summary>vCPU threads still running (the kernel's runner counts them down), and the thread to wake when none is left.</summary>
         public int RunningVcpus;
         public ulong Waiter;
@@ -82,17 +85,21 @@ namespace Tandem.Kvm.Vmx
         {
             if (!System.Threading.Volatile.Read(ref Paused))
                 return;
-            if (System.Threading.Volatile.Read(ref SaveStateOnPause) && v.SavedState == null && !Stopped)
-            {
-                ulong flags = Vcpu.DisableInterrupts();
-                VcpuState state = VcpuState.Capture(v);
-                Vcpu.RestoreInterrupts(flags);
-                // Release: the state is whole before a reader that sees HeldByPause looks at it.
-                System.Threading.Volatile.Write(ref v.SavedState, state);
-            }
             System.Threading.Volatile.Write(ref v.HeldByPause, true);
             while (System.Threading.Volatile.Read(ref Paused) && !Stopped)
+            {
+                // A move may be asked for while the VM is already paused (the monitor's pause, then
+                // move): the state is taken here, in the loop, whenever that happens.
+                if (System.Threading.Volatile.Read(ref SaveStateOnPause) && v.SavedState == null)
+                {
+                    ulong flags = Vcpu.DisableInterrupts();
+                    VcpuState state = VcpuState.Capture(v);
+                    Vcpu.RestoreInterrupts(flags);
+                    // Release: the state is whole before a reader that sees it looks at it.
+                    System.Threading.Volatile.Write(ref v.SavedState, state);
+                }
                 KvmHost.BlockThread(Tandem.Arch.X86.Native.Rdtsc() + KvmHost.TscPerSecond / 100);
+            }
             System.Threading.Volatile.Write(ref v.HeldByPause, false);
         }
 

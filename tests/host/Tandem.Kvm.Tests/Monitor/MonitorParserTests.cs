@@ -48,6 +48,8 @@ public sealed class MonitorParserTests
     [InlineData("cont 12", MonitorVerb.Resume, 12)]
     [InlineData("stop 1", MonitorVerb.Stop, 1)]
     [InlineData("focus 1000000", MonitorVerb.Focus, 1000000)]
+    [InlineData("move 2", MonitorVerb.Move, 2)]
+    [InlineData("MIGRATE 5", MonitorVerb.Move, 5)]
     [InlineData("info exits 7", MonitorVerb.InfoExits, 7)]
     public void CommandsNamingAVmParse(string line, MonitorVerb verb, int vm)
     {
@@ -101,6 +103,9 @@ public sealed class MonitorParserTests
     [InlineData("stop x", MonitorError.ErrorVmId)]
     [InlineData("stop", MonitorError.UsageStop)]
     [InlineData("focus", MonitorError.UsageFocus)]
+    [InlineData("move", MonitorError.UsageMove)]
+    [InlineData("move 1 2", MonitorError.UsageMove)]
+    [InlineData("move one", MonitorError.ErrorVmId)]
     [InlineData("dump 1 0x1000", MonitorError.UsageDump)]
     [InlineData("dump 1 0x1000 16 9", MonitorError.UsageDump)]
     [InlineData("dump a 0x1000 16", MonitorError.ErrorVmId)]
@@ -155,7 +160,7 @@ public sealed class MonitorParserTests
     public void HelpNamesEveryCommand()
     {
         string help = string.Join("\n", Enumerable.Range(0, 40).Select(MonitorParser.HelpLine).TakeWhile(l => l != null));
-        foreach (string word in new[] { "info vms", "info vcpus", "info mem", "info exits", "info aging", "info swap", "pause VM", "resume VM", "stop VM", "focus VM", "dump VM GPA LEN", "stats on INTERVAL", "stats off", "help", "Ctrl-A C" })
+        foreach (string word in new[] { "info vms", "info vcpus", "info mem", "info exits", "info aging", "info swap", "pause VM", "resume VM", "stop VM", "focus VM", "move VM", "dump VM GPA LEN", "stats on INTERVAL", "stats off", "help", "Ctrl-A C" })
             Assert.Contains(word, help);
     }
 
