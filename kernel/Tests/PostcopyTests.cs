@@ -119,6 +119,47 @@ namespace Tandem.Kernel.Tests
             t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
         }
 
+        /// <summary>
+        /// A guest that waits in <c>sti; hlt</c> is moved: timer32 counts PIT interrupts at 1 kHz
+        /// while halted between them. The pause takes its vCPU in the host's halt (marked halted,
+        /// RIP past the HLT); the VM that takes over halts it again and the PIT, its state moved
+        /// with the devices, wakes it. The guest must reach its tick count and exit 0 there.
+        /// </summary>
+        public static void MoveOfAHaltedGuest(TestContext t)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            int freeBefore = FuzzCampaign.MmFreeFrames();
+            Vm? a = VmxTests.Start(t, "timer32");
+            if (a == null)
+                return;
+            VmThreads.Start(a, 0);
+            Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 50);
+            ulong haltsBefore = a.Vcpus[0].Halts;
+            PostcopyMove? move = PostcopyMove.Start(a, out string? problem);
+            if (move == null)
+            {
+                t.Fail(problem ?? "the move did not start");
+                a.Stop(255, "the move did not start");
+                VmThreads.WaitAndReport(a);
+                a.Release();
+                return;
+            }
+            Vm b = move.Target!;
+            bool takenHalted = a.Vcpus[0].SavedState!.Halted;
+            bool complete = move.Finish();
+            VmThreads.WaitAndReport(b);
+            int status = b.ExitStatus;
+            ulong halts = b.Vcpus[0].Halts;
+            b.Release();
+            IsolationTests.WaitForFrames(freeBefore);
+            Log.Info($"postcopy: timer32 moved after {haltsBefore} halts, taken {(takenHalted ? "halted" : "running")}; {halts} halts in the VM it moved to");
+            t.Check(complete, move.Error ?? "the move did not complete");
+            t.Check(status == 0, b.StopReason ?? "timer32 did not count its ticks after the move", (ulong)status);
+            t.Check(haltsBefore > 0 && halts > 0, "the guest did not halt before and after the move");
+            t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
+        }
+
         /// <summary>Writes "A{x}B{y}C{z}" (decimal numbers; a null text ends it) at <paramref name="to"/>; returns its length.</summary>
         private static int Format(byte* to, string a, ulong x, string? b, ulong y, string? c, ulong z)
         {

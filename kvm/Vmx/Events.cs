@@ -295,6 +295,14 @@ namespace Tandem.Kvm.Vmx
                 }
                 if (v.Vm.Stopped)
                     return ExitAction.Stop;
+                if (Startup.MovePausing(v.Vm))
+                {
+                    // A move takes the vCPU where it waits: it leaves the run loop marked halted
+                    // (RIP is past the HLT already), and the run loop halts it again first, here
+                    // or in the VM that takes over (RunLoop.Run), so no wake-up is made up.
+                    v.HaltedAtPause = true;
+                    return ExitAction.Resume;
+                }
                 if (ChargeBudget(v))
                 {
                     v.Vm.Stop(255, "guest ran past its time budget without finishing");

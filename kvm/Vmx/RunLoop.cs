@@ -29,6 +29,13 @@ namespace Tandem.Kvm.Vmx
                 Startup.WaitForSipi(vcpu);
             if (!System.Threading.Volatile.Read(ref s_handlersFilled))
                 FillHandlers();
+            if (vcpu.HaltedAtPause && vcpu.Started)
+            {
+                // A pause for a move took it halted: it halts again until an interrupt, as the guest
+                // asked (a pause during this halt sets the flag again; a stop ends it).
+                vcpu.HaltedAtPause = false;
+                Events.Halt(vcpu);
+            }
             // The host time of each exit (Vcpu.ExitHostTsc): its reason and the TSC right after it,
             // charged right before the next entry. Two RDTSCs an exit, no lock (the counters are
             // this thread's).

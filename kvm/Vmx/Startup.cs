@@ -42,9 +42,17 @@ namespace Tandem.Kvm.Vmx
                     v.ChargedUntil = Native.Rdtsc();
                     return;
                 }
+                // A move takes an AP that waits for its start-up IPI as it is: it leaves the run
+                // loop unstarted, and the VM that takes over waits for the SIPI in its place.
+                if (MovePausing(v.Vm))
+                    return;
                 KvmHost.BlockThread(Native.Rdtsc() + TscClock.NsToTsc(10_000_000));
             }
         }
+
+        /// <summary>A pause that takes the vCPUs' state for a move (<see cref="Vm.SaveStateOnPause"/>) is under way.</summary>
+        internal static bool MovePausing(Vm vm) =>
+            System.Threading.Volatile.Read(ref vm.SaveStateOnPause) && System.Threading.Volatile.Read(ref vm.Paused);
 
         /// <summary>The general registers as INIT leaves them (0; an AP restarted by INIT-SIPI sees none of its old values).</summary>
         private static void ClearGeneralRegisters(GuestRegisters* r)

@@ -148,6 +148,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The state a pause took (<see cref="Vm.SaveStateOnPause"/>); null before.</summary>
         public VcpuState? SavedState;
 
+        /// <summary>A pause for a move took the vCPU in a guest HLT (RIP past it): the run loop halts it again before its next entry.</summary>
+        public bool HaltedAtPause;
+
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 

@@ -56,6 +56,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The guest was in IA-32e mode.</summary>
         public bool Long64;
 
+        /// <summary>The vCPU was halted in a guest HLT (RIP past it): it halts again where it is restored.</summary>
+        public bool Halted;
+
         /// <summary>The guest's RIP (for reports).</summary>
         public ulong Rip => _values[0];
 
@@ -79,6 +82,7 @@ namespace Tandem.Kvm.Vmx
             s.DebugRegs = v.DebugRegs;
             s.TscOffset = v.TscOffset;
             s.Started = v.Started;
+            s.Halted = v.HaltedAtPause;
             return s;
         }
 
@@ -106,6 +110,7 @@ namespace Tandem.Kvm.Vmx
                 v.Msrs = Msrs;
                 v.DebugRegs = DebugRegs;
                 v.Started = Started;
+                v.HaltedAtPause = Halted;
             }
             Vcpu.RestoreInterrupts(flags);
             return problem;
