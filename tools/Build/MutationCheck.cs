@@ -278,6 +278,10 @@ internal static partial class MutationCheck
             args.Add("--filter");
             args.Add(filter);
         }
+        // One failing test kills the mutant: xunit stops there instead of running the rest of the
+        // filter (the check's time is mostly killed mutants' remaining tests).
+        args.Add("--");
+        args.Add("xUnit.StopOnFail=true");
         var (code, timedOut, output) = RunProcess("dotnet", args, Scratch, TimeSpan.FromSeconds(ProcessTimeoutSeconds));
         DotnetTestOutput.Reading r = DotnetTestOutput.Read(output);
         bool hung = r.Hung || timedOut;
