@@ -14,9 +14,11 @@ namespace Tandem.Kernel.Virt
     /// gets that state and the source's device models, and its guest RAM is a userfault region
     /// with no page in it. The target runs at once. A vCPU that touches a missing page waits in its
     /// EPT violation while the handler thread copies that page from the source (on demand); a
-    /// pusher thread copies the rest meanwhile, from the top of RAM down. When every page has
-    /// arrived the source is released. Every page arrives exactly once: a fill installs only where
-    /// the target has no entry (a page there, or swapped out since, is never replaced).
+    /// pusher thread copies the rest meanwhile, from the top of RAM down, leaving out the pages the
+    /// source never had (a fault on one gets a zero page). The source gives each page back as it
+    /// moves (it never runs again), so the move never needs the VM's memory twice; when every page
+    /// has arrived the source is released. Every page arrives once at most: a fill installs only
+    /// where the target has no entry (a page there, or swapped out since, is never replaced).
     /// </summary>
     /// <remarks>
     /// One move at a time (the threads find it in a static). The source's pages are read through
@@ -38,7 +40,7 @@ namespace Tandem.Kernel.Virt
         private readonly ulong[] _requested;
         private KThread* _handler;
         private int _stop, _handlerDone, _pusherDone, _allArrived, _targetEnded;
-        private long _onDemand, _pushed, _alreadyThere, _requests;
+        private long _onDemand, _pushed, _alreadyThere, _requests, _neverTouched, _zeroFilled;
         private string? _error;
 
         /// <summary>TSC when the source's vCPUs had all stopped, and when the target's vCPU threads were started.</summary>
@@ -62,6 +64,12 @@ namespace Tandem.Kernel.Virt
 
         /// <summary>Fills that found the page already there (the other thread had copied it).</summary>
         public long AlreadyThere => Volatile.Read(ref _alreadyThere);
+
+        /// <summary>Pages the push left out because the source never had them (a fault on one gets a zero page).</summary>
+        public long PagesNeverTouched => Volatile.Read(ref _neverTouched);
+
+        /// <summary>Faults on pages the source never had, answered with a zero page.</summary>
+        public long PagesZeroFilled => Volatile.Read(ref _zeroFilled);
 
         /// <summary>Missing-page faults the target's vCPUs reported (several may ask for one page).</summary>
         public long Requests => Volatile.Read(ref _requests);
@@ -209,28 +217,57 @@ namespace Tandem.Kernel.Virt
         private bool Fill(ulong index, byte* buffer, bool onDemand)
         {
             ulong gpa = index * 4096;
+            VirtAddr target = _to!.HostAddress(gpa), source = _from.HostAddress(gpa);
+            if (!onDemand && (_to.Space.TranslateFrame(target, out _) || _to.Space.TryGetSwapEntry(target, out _)))
+            {
+                Interlocked.Increment(ref _alreadyThere);      // it came on demand: nothing to push
+                return true;
+            }
+            // A page the source never had (no entry: never touched, a zero page) is not copied: the
+            // push leaves it out, and a fault on it gets a zero page. The order matters: present
+            // first, then swapped (a page may only go from present to swapped meanwhile).
+            if (!_from.Space.TranslateFrame(source, out _) && !_from.Space.TryGetSwapEntry(source, out _))
+            {
+                if (!onDemand)
+                {
+                    Interlocked.Increment(ref _neverTouched);
+                    return true;
+                }
+                FaultStatus zero = _to.Space.UserfaultZero(target);
+                if (zero == FaultStatus.Ok)
+                    Interlocked.Increment(ref _zeroFilled);
+                return zero == FaultStatus.Ok || zero == FaultStatus.Exists || Ended(zero);
+            }
             if (!_from.Read(gpa, buffer, 4096))
             {
                 Fail("a page of the source could not be read");
                 return false;
             }
-            FaultStatus status = _to!.Space.UserfaultCopy(_to.HostAddress(gpa), new System.ReadOnlySpan<byte>(buffer, 4096));
+            FaultStatus status = _to.Space.UserfaultCopy(target, new System.ReadOnlySpan<byte>(buffer, 4096));
             if (status == FaultStatus.Ok)
                 Interlocked.Increment(ref onDemand ? ref _onDemand : ref _pushed);
             else if (status == FaultStatus.Exists)
                 Interlocked.Increment(ref _alreadyThere);
-            else if ((status == FaultStatus.Dead || status == FaultStatus.NoRegion) && Target != null && Target.Stopped)
-            {
-                // The target ended (its guest exited) and its memory went: nothing needs the rest.
-                Volatile.Write(ref _targetEnded, 1);
-                Volatile.Write(ref _stop, 1);
+            else if (Ended(status))
                 return false;
-            }
             else
             {
                 Fail(status == FaultStatus.OutOfMemory ? "out of memory for a page of the target" : "a page could not be installed in the target");
                 return false;
             }
+            // The page is the target's now: the source (stopped for good) gives its copy back, so
+            // an in-host move never needs the VM's memory twice.
+            _from.Space.Unmap(source, source + 4096);
+            return true;
+        }
+
+        /// <summary>True (and the move stops quietly) when a fill found the target gone: its guest ended and its memory went.</summary>
+        private bool Ended(FaultStatus status)
+        {
+            if ((status != FaultStatus.Dead && status != FaultStatus.NoRegion) || Target == null || !Target.Stopped)
+                return false;
+            Volatile.Write(ref _targetEnded, 1);
+            Volatile.Write(ref _stop, 1);
             return true;
         }
 
@@ -331,7 +368,7 @@ namespace Tandem.Kernel.Virt
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 100);
             Source.Release();
             ulong resumeUs = (ResumedTsc - PausedTsc) * 1_000_000 / Timer.TscPerSecond;
-            Log.Info($"postcopy: vm {(ulong)Source.Id} released; pages filled on demand {(ulong)PagesOnDemand}, pushed {(ulong)PagesPushed}, already there {(ulong)AlreadyThere}, fault requests {(ulong)Requests}, time to resume {resumeUs} us");
+            Log.Info($"postcopy: vm {(ulong)Source.Id} released; pages filled on demand {(ulong)PagesOnDemand}, pushed {(ulong)PagesPushed}, already there {(ulong)AlreadyThere}, never touched {(ulong)PagesNeverTouched} (zero-filled on demand {(ulong)PagesZeroFilled}), fault requests {(ulong)Requests}, time to resume {resumeUs} us");
             if (Error != null)
                 Log.Error($"postcopy: the move failed: {Error}");
             else if (Volatile.Read(ref _targetEnded) != 0)
