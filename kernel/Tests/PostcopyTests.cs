@@ -32,26 +32,19 @@ namespace Tandem.Kernel.Tests
             Vm? a = VmxTests.Start(t, "postcopy32");
             if (a == null)
                 return;
-            VmThreads.Start(a, 0);
-            ulong deadline = Native.Rdtsc() + 60 * Timer.TscPerSecond;
-            while (Volatile.Read(ref a.LastPhase) < 1 && !a.Stopped && Native.Rdtsc() < deadline)
-                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            StartAndWaitForPhase1(a);
             // Into its first rounds: the move catches it with data of two rounds in memory.
             Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 50);
             if (!t.Check(Volatile.Read(ref a.LastPhase) == 1 && !a.Stopped, a.StopReason ?? "postcopy32 did not reach its phase 1 (the fill) in 60 s", (ulong)a.ExitStatus))
             {
-                a.Stop(255, "the test gave up");
-                VmThreads.WaitAndReport(a);
-                a.Release();
+                GiveUp(a, "the test gave up");
                 return;
             }
             PostcopyMove? move = PostcopyMove.Start(a, out string? problem);
             if (move == null)
             {
                 t.Fail(problem ?? "the move did not start");
-                a.Stop(255, "the move did not start");
-                VmThreads.WaitAndReport(a);
-                a.Release();
+                GiveUp(a, "the move did not start");
                 return;
             }
             Vm b = move.Target!;
@@ -95,19 +88,14 @@ namespace Tandem.Kernel.Tests
             Vm? a = VmxTests.Start(t, "postcopy32");
             if (a == null)
                 return;
-            VmThreads.Start(a, 0);
-            ulong deadline = Native.Rdtsc() + 60 * Timer.TscPerSecond;
-            while (Volatile.Read(ref a.LastPhase) < 1 && !a.Stopped && Native.Rdtsc() < deadline)
-                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            StartAndWaitForPhase1(a);
             byte* script = stackalloc byte[64];
             int n = Format(script, "pause ", (ulong)a.Id, ";move ", (ulong)a.Id, ";move ", (ulong)a.Id);
             Monitor.MonitorShell.RunScript(script, n);
             Vm? b = Volatile.Read(ref a.MovedTo);
             if (!t.Check(b != null, "the monitor's move did not move the VM"))
             {
-                a.Stop(255, "the test gave up");
-                VmThreads.WaitAndReport(a);
-                a.Release();
+                GiveUp(a, "the test gave up");
                 return;
             }
             Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 20);
@@ -146,9 +134,7 @@ namespace Tandem.Kernel.Tests
             if (move == null)
             {
                 t.Fail(problem ?? "the move did not start");
-                a.Stop(255, "the move did not start");
-                VmThreads.WaitAndReport(a);
-                a.Release();
+                GiveUp(a, "the move did not start");
                 return;
             }
             Vm b = move.Target!;
@@ -164,6 +150,23 @@ namespace Tandem.Kernel.Tests
             t.Check(status == 0, b.StopReason ?? "timer32 did not count its ticks after the move", (ulong)status);
             t.Check(haltsBefore > 0 && halts > 0, "the guest did not halt before and after the move");
             t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
+        }
+
+        /// <summary>Starts <paramref name="vm"/> on its vCPU threads and waits (at most 60 s) until its guest reports phase 1 or stops.</summary>
+        private static void StartAndWaitForPhase1(Vm vm)
+        {
+            VmThreads.Start(vm, 0);
+            ulong deadline = Native.Rdtsc() + 60 * Timer.TscPerSecond;
+            while (Volatile.Read(ref vm.LastPhase) < 1 && !vm.Stopped && Native.Rdtsc() < deadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+        }
+
+        /// <summary>A test that cannot go on: stops <paramref name="vm"/>, waits for its threads and releases it.</summary>
+        private static void GiveUp(Vm vm, string reason)
+        {
+            vm.Stop(255, reason);
+            VmThreads.WaitAndReport(vm);
+            vm.Release();
         }
 
         /// <summary>Writes "A{x}B{y}C{z}" (decimal numbers; a null text ends it) at <paramref name="to"/>; returns its length.</summary>
