@@ -113,6 +113,54 @@ public unsafe class MergeSwapRegressionTests
     }
 
     /// <summary>
+    /// A fault that takes the frame back from the swap cache while the swap-out is storing its
+    /// copy (no mm lock is held across the device call) keeps it: the end of the swap-out sees the
+    /// new mapping and leaves the frame in the cache, so the page still named by a swap entry
+    /// comes back as the same frame. Deterministic (the fault runs inside the store); kills
+    /// "the end of a swap-out frees the frame whatever took it meanwhile", which only the torture
+    /// test could catch, by chance.
+    /// </summary>
+    [Fact]
+    public void AFaultDuringTheStoreKeepsTheFrameInTheSwapCache()
+    {
+        var (b, d, swap, scanner) = Bed();
+        using (b)
+        {
+            const ulong same = 0x5A5A_0000_C3C3_1111;
+            SwapTests.Write(b, 0, same);
+            SwapTests.Write(b, 1, same);
+            scanner.ScanStep(64);
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
+            Assert.Equal(2, b.Mm.Frames.MapCountOf(merged));
+            Pfn duringStore = default;
+            int stores = 0;
+            d.OnCall = what =>
+            {
+                if (what == "store" && stores++ == 0)
+                    Assert.Equal(same, SwapTests.Read(b, 0, out duringStore));
+            };
+            SwapOutResult result = b.Mm.TrySwapOut(merged);
+            d.OnCall = null;
+            Assert.Equal(1, stores);
+            Assert.Equal(merged, duringStore);                      // a swap-cache hit
+            Assert.Equal(SwapOutResult.Remapped, result);
+            Assert.True(swap.SlotOf(merged) >= 0, "the frame left the swap cache");
+            Assert.Equal(1, swap.CachedFrames);
+            // Page 1 is still a swap entry of the slot: it comes back as the very same frame.
+            Assert.True(b.Space.TryGetSwapEntry(b.Page(1), out PageTableEntry _));
+            long loads = d.Loads;
+            Assert.Equal(same, SwapTests.Read(b, 1, out Pfn f1));
+            Assert.Equal(merged, f1);
+            Assert.Equal(loads, d.Loads);
+            Assert.Equal(2, b.Mm.Frames.MapCountOf(merged));
+            b.Space.Unmap(b.Page(0), b.Page(8));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, swap.CachedFrames);
+            Assert.Equal(0, d.Count);
+        }
+    }
+
+    /// <summary>
     /// Merging replaced the mapping of a page that had come back from swap clean: the old frame
     /// stayed in the swap cache with its slot and copy, mapped by nothing and named by no swap
     /// entry, for ever (a leak of a frame, a slot and a device copy per merge).
