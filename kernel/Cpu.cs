@@ -36,6 +36,8 @@ namespace Tandem.Kernel
         public Sched.KThread* ToFree;
         /// <summary>TSC of the next periodic tick, of the one-shot the LAPIC timer is armed for, and of the current thread's switch-in.</summary>
         public ulong NextTickTsc, ArmedTsc, QuantumStart;
+        /// <summary>When a thread that woke may take this CPU from the current one (0: none waits); the timer is armed for it.</summary>
+        public ulong PreemptAtTsc;
         // The watchdog's spin tracking (Watchdog.SpinStep): this CPU's current spin-wait.
         public ulong SpinLastTsc, SpinStartTsc;
         public int SpinReported;

@@ -441,6 +441,7 @@ namespace Tandem.Kernel.Sched
             next->Switches++;
             cpu->Current = next;
             cpu->QuantumStart = Native.Rdtsc();
+            cpu->PreemptAtTsc = 0;
             cpu->ContextSwitches++;
             Native.Switch(&prev->Rsp, next->Rsp, &prev->OnCpu);
             AfterSwitch();
@@ -496,6 +497,8 @@ namespace Tandem.Kernel.Sched
         private static void Arm(PerCpu* cpu)
         {
             ulong when = cpu->NextTickTsc;
+            if (cpu->PreemptAtTsc != 0 && cpu->PreemptAtTsc < when)
+                when = cpu->PreemptAtTsc;
             for (KThread* s = cpu->Sleepers; s != null; s = s->NextSleeper)
             {
                 if (s->SleepUntil < when)
@@ -569,6 +572,8 @@ namespace Tandem.Kernel.Sched
             KThread** expired = stackalloc KThread*[MaxExpired];
             int count = 0;
             ulong flags = cpu->QueueLock.Acquire();
+            if (cpu->PreemptAtTsc != 0 && now >= cpu->PreemptAtTsc)
+                cpu->PreemptAtTsc = 0;      // due: PreemptForWaker below decides
             KThread** link = &cpu->Sleepers;
             while (*link != null)
             {
@@ -652,17 +657,29 @@ namespace Tandem.Kernel.Sched
         /// <summary>
         /// A thread that woke waits at the head of this CPU's queue: it takes the CPU once the current
         /// thread has run <see cref="GranularityUs"/> (a sleeper that wakes gets its turn soon,
-        /// without letting two wakers bounce a CPU between them at every wake-up).
+        /// without letting two wakers bounce a CPU between them at every wake-up). Before that point
+        /// the timer is armed for it: the next tick may be a whole tick away, and a sleeper whose
+        /// period is the tick's woke just after each quantum start and waited a tick every time.
         /// </summary>
         private static void PreemptForWaker(PerCpu* cpu, ulong now)
         {
             KThread* current = cpu->Current;
-            if (current != cpu->Idle && current->PreemptCount == 0 && Volatile.Read(ref cpu->QueueLength) != 0
-                && now - cpu->QuantumStart >= s_granularityTsc)
+            if (current == cpu->Idle || current->PreemptCount != 0 || Volatile.Read(ref cpu->QueueLength) == 0)
+                return;
+            if (now - cpu->QuantumStart >= s_granularityTsc)
             {
                 current->Preemptions++;
                 Schedule(cpu);
+                return;
             }
+            ulong at = cpu->QuantumStart + s_granularityTsc;
+            if (cpu->PreemptAtTsc == at)
+                return;
+            ulong flags = cpu->QueueLock.Acquire();     // Arm reads the sleeper list
+            cpu->PreemptAtTsc = at;
+            if (at < cpu->ArmedTsc)
+                Arm(cpu);
+            cpu->QueueLock.Release(flags);
         }
 
         /// <summary>One line per CPU: context switches, steals, queue length.</summary>

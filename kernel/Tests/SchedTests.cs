@@ -1,5 +1,6 @@
 using System.Threading;
 using Tandem.Arch.X86;
+using Tandem.Kernel.Console;
 using Tandem.Kernel.Sched;
 
 namespace Tandem.Kernel.Tests
@@ -112,6 +113,50 @@ namespace Tandem.Kernel.Tests
             t.Check(sleeps >= 10, "the sleeping main thread woke too rarely beside three spinners", sleeps);
         }
 
+        /// <summary>
+        /// A thread whose sleep ends just after another thread began its quantum on the same CPU
+        /// takes the CPU once that thread has run the granularity (1 ms), not at the next tick: the
+        /// timer is armed for the granularity's end. The main thread (CPU 0) sleeps 200 us at a time
+        /// beside a spinner pinned to CPU 0, so every sleep hands the spinner a fresh quantum. Before
+        /// the fix every wake-up waited for the next tick, and because the main thread then woke on
+        /// the tick, the next one was a whole tick (10 ms) late: the host ticker beside two vCPUs
+        /// had bursts of late wake-ups (400 of 606 over 5 ms in one CI run).
+        /// </summary>
+        public static void AWokenSleeperPreemptsAfterTheGranularity(TestContext t)
+        {
+            const int Rounds = 40;
+            s_waiter = Scheduler.Current;
+            s_stop = 0;
+            s_counters = (long*)Memory.KernelHeap.Alloc(8);
+            s_running = 1;
+            KThread* spinner = Scheduler.Spawn("spinner", &SpinCounting, 0, allowed: 1UL);
+            if (!t.Check(spinner != null, "could not spawn a thread"))
+                return;
+            ulong sleep = Timer.TscPerSecond / 5000;            // 200 us
+            ulong slowLimit = Timer.TscPerSecond / 200;         // 5 ms: half a tick
+            ulong slow = 0, worst = 0;
+            for (int i = 0; i < Rounds; i++)
+            {
+                ulong deadline = Native.Rdtsc() + sleep;
+                Scheduler.Block(deadline);                      // the spinner gets CPU 0 meanwhile
+                ulong late = Native.Rdtsc() - deadline;
+                if (late > slowLimit)
+                    slow++;
+                if (late > worst)
+                    worst = late;
+            }
+            Volatile.Write(ref s_stop, 1);
+            if (!t.Check(Join(ref s_running, 30), "the spinner did not stop"))
+                return;
+            ulong perUs = Timer.TscPerSecond / 1_000_000;
+            Log.Info($"sched: {(ulong)Rounds} sleeps of 200 us beside a spinner: {slow} woke over 5 ms late, the latest {worst / perUs} us late, the spinner preempted {spinner->Preemptions} times");
+            // Every sleep must have handed the CPU to the spinner, or the test measured nothing.
+            if (!t.Check(spinner->Preemptions >= Rounds / 2, "the spinner was preempted too rarely (the sleeps did not hand it the CPU)", spinner->Preemptions))
+                return;
+            // Emulators are not exact timers: a few late wake-ups are noise, a quarter is the bug.
+            t.Check(slow <= Rounds / 4, "sleepers woke a tick late: a thread that woke waited for the next tick", slow);
+        }
+
         private static KThread* s_partner;
         private static int s_ping, s_pong;
         private static int s_timeouts;
@@ -153,7 +198,16 @@ namespace Tandem.Kernel.Tests
                 while (Volatile.Read(ref s_pong) < i)
                 {
                     if (!Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond) && Volatile.Read(ref s_pong) < i)
-                        Interlocked.Increment(ref s_timeouts);
+                    {
+                        if (Interlocked.Increment(ref s_timeouts) == 1)
+                        {
+                            // Which side stood still: a ponger Blocked with its token set lost its
+                            // wake-up; one Runnable was never given its CPU; one Running is slow.
+                            KThread* p = s_partner;
+                            Log.Info($"sched: ping {(ulong)i} unanswered for 1 s: the ponger is in state {(ulong)Volatile.Read(ref p->State)} (0 runnable, 1 running, 2 blocked), token {(ulong)Volatile.Read(ref p->WakeToken)}, on cpu {(ulong)Volatile.Read(ref p->Cpu)}, its pong {(ulong)Volatile.Read(ref s_pong)}");
+                            Scheduler.Report();
+                        }
+                    }
                     if (Volatile.Read(ref s_timeouts) > 5)
                         break;
                 }

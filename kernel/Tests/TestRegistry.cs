@@ -28,6 +28,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("sched.timer_preempts_spinning_threads", &SchedTests.TimerPreemptsSpinningThreads),
             new TestCase("sched.block_and_wake_across_cpus", &SchedTests.BlockAndWakeAcrossCpus),
             new TestCase("sched.sleep_ends_at_its_deadline", &SchedTests.SleepEndsAtItsDeadline),
+            new TestCase("sched.a_woken_sleeper_preempts_after_the_granularity", &SchedTests.AWokenSleeperPreemptsAfterTheGranularity),
             new TestCase("sched.mm_lock_holder_is_not_preempted", &SchedTests.MmLockHolderIsNotPreempted),
             new TestCase("watchdog.reports_a_cpu_stuck_with_interrupts_off", &WatchdogTests.ReportsACpuStuckWithInterruptsOff),
             new TestCase("watchdog.reports_a_test_that_runs_too_long", &WatchdogTests.ReportsATestThatRunsTooLong),
