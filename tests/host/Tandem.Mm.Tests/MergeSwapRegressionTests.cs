@@ -113,6 +113,41 @@ public unsafe class MergeSwapRegressionTests
     }
 
     /// <summary>
+    /// A page read back from swap clean keeps its slot and old copy; written again, only its
+    /// primary entry's D bit knows. When the merge scanner write-protects it as the stable frame
+    /// it must carry that D to the frame, or the next eviction takes the old copy for the new
+    /// contents. Deterministic; kills "the merge write-protect drops D", which only the overcommit
+    /// torture could catch, by chance.
+    /// </summary>
+    [Fact]
+    public void AWrittenSwapCachePageMergedAsTheStableFrameIsStoredAnew()
+    {
+        var (b, d, swap, scanner) = Bed();
+        using (b)
+        {
+            const ulong old = 0x0101_0101_0101_0101, now = 0x7E7E_0000_7E7E_0000;
+            SwapTests.Write(b, 0, old);
+            Pfn cached = SwapOutAndIn(b, swap, 0, old);
+            SwapTests.Write(b, 0, now);                         // D in the entry only
+            Assert.Equal(0, (int)(b.Mm.Frames.FlagsOf(cached) & FrameFlags.Dirty));
+            SwapTests.Write(b, 1, now);
+            scanner.ScanStep(64);
+            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
+            Assert.True(b.Space.TranslateFrame(b.Page(1), out Pfn other));
+            Assert.Equal(cached, merged);                       // page 0's frame is the stable one
+            Assert.Equal(merged, other);
+            long stores = d.Stores;
+            Assert.Equal(SwapOutResult.Evicted, b.Mm.TrySwapOut(merged));
+            Assert.Equal(stores + 1, d.Stores);                 // the new contents were stored
+            Assert.Equal(now, SwapTests.Read(b, 0, out Pfn _));
+            Assert.Equal(now, SwapTests.Read(b, 1, out Pfn _));
+            b.Space.Unmap(b.Page(0), b.Page(8));
+            Assert.Equal(0, swap.SlotsInUse);
+            Assert.Equal(0, d.Count);
+        }
+    }
+
+    /// <summary>
     /// A fault that takes the frame back from the swap cache while the swap-out is storing its
     /// copy (no mm lock is held across the device call) keeps it: the end of the swap-out sees the
     /// new mapping and leaves the frame in the cache, so the page still named by a swap entry
