@@ -11,4 +11,10 @@ public enum MmuNotifierEvent
     ProtectionChange,
     /// <summary>The address space is being torn down (<c>MMU_NOTIFY_RELEASE</c>).</summary>
     Release,
+    /// <summary>
+    /// A huge leaf was split into smaller leaves with the same translation (Linux notifies
+    /// <c>MMU_NOTIFY_CLEAR</c> around a huge-PMD split): nothing is freed or write-protected, but
+    /// a secondary's huge leaf over the range is dropped, to fault back at the new size.
+    /// </summary>
+    Split,
 }

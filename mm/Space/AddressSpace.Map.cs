@@ -124,8 +124,11 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <summary>
     /// Splits the huge leaf (2 MiB or 1 GiB) that maps <paramref name="address"/> into a table of
     /// 512 smaller leaves with the same translation and rights, then flushes the huge range
-    /// (SDM Vol. 3A, 4.10.2.3: a page-size change needs an invalidation). The translation does not
-    /// change, so no notifier is called.
+    /// (SDM Vol. 3A, 4.10.2.3: a page-size change needs an invalidation) and calls the notifiers
+    /// for it (<see cref="MmuNotifierEvent.Split"/>, as Linux's huge-PMD split does): the
+    /// translation is the same, but a secondary that mapped the range with one huge leaf drops it
+    /// and faults the parts back at the primary's new size, so that from now on it ages, dirties
+    /// and invalidates them page by page, as the primary does.
     /// </summary>
     public MapStatus SplitHuge(VirtAddr address)
     {
@@ -135,7 +138,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         MapStatus status = SplitLocked(address, out VirtAddr start, out ulong size);
         _ptLock.Exit(_platform);
         if (status == MapStatus.Ok)
-            FlushRange(start, start + size);
+            FinishTeardown(start, start + size, MmuNotifierEvent.Split);
         return status;
     }
 

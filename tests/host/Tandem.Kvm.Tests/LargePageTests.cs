@@ -92,6 +92,36 @@ public class LargePageTests
         Assert.Equal(2, leaves[0].Level);
     }
 
+    /// <summary>
+    /// A split of the primary's 2 MiB page runs the notifiers for the whole 2 MiB (as Linux's
+    /// huge-PMD split does): the EPT drops its 2 MiB leaf (one INVEPT, so no cached 2 MiB
+    /// translation survives) and the pages fault back as 4 KiB leaves, which then age, dirty and
+    /// invalidate one by one. Kills "SplitHuge notifies nobody" (the EPT kept its 2 MiB leaf).
+    /// </summary>
+    [Fact]
+    public void ASplitOfThePrimaryDropsTheTwoMegabyteLeafAndThePagesFaultBackAtFourKilobytes()
+    {
+        using EptBed b = new EptBed(audit: false);
+        Pfn block = MapHugeSlot(b);
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 3).Address, write: true));
+        Assert.Equal(EptTlbModel.Outcome.Walked, b.Machine.Tlb.Access(b.Ept, 1, new Gfn(HugeGfn + 3).Address, true, out Pfn _));
+        Assert.Equal(2, Assert.Single(LeavesOfHugeRange(b)).Level);
+        long inveptsBefore = b.Machine.InvEptCount;
+        Assert.Equal(MapStatus.Ok, b.Space.SplitHuge(HugeHva + 77 * PageSizes.Size4K));
+        Assert.Empty(LeavesOfHugeRange(b));
+        Assert.Equal(1, b.Machine.InvEptCount - inveptsBefore);
+        // The cached 2 MiB translation went with the INVEPT: the next access walks and faults.
+        Assert.Equal(EptTlbModel.Outcome.EptViolation, b.Machine.Tlb.Access(b.Ept, 1, new Gfn(HugeGfn + 3).Address, false, out Pfn _));
+        Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 100).Address, write: false));
+        EptSlot leaf = Assert.Single(LeavesOfHugeRange(b));
+        Assert.Equal(1, leaf.Level);
+        Assert.Equal(new Pfn(block.Value + 100).Address, leaf.Value.LeafAddress(1));
+        // A split of a split page is refused; nothing is notified.
+        long invepts = b.Machine.InvEptCount;
+        Assert.Equal(MapStatus.Conflict, b.Space.SplitHuge(HugeHva));
+        Assert.Equal(invepts, b.Machine.InvEptCount);
+    }
+
     [Fact]
     public void MisalignedHostMappingFallsBackToFourKilobyteLeaves()
     {

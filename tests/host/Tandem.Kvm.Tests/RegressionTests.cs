@@ -268,22 +268,24 @@ public unsafe class RegressionTests
         Assert.Equal(2, LeafAt(b, HugeGfn, out int level0).IsPresent ? level0 : 0);
         AtCheckpoint(MmCheckpoint.SecondaryZapLeaf, () =>
         {
-            // The zap read the 2 MiB leaf. Meanwhile the primary splits its 2 MiB page, and a fault
-            // of page 5 (outside the invalidated range) puts a table of 4 KiB leaves in its place;
-            // the guest writes page 5 through it.
-            Assert.Equal(MapStatus.Ok, b.Space.SplitHuge(HugeHva));
-            Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 5).Address, write: true));
-            Assert.Equal(EptTlbModel.Outcome.Walked, b.Machine.Tlb.Access(b.Ept, 1, new Gfn(HugeGfn + 5).Address, true, out Pfn _));
+            // The zap read the 2 MiB leaf. Meanwhile the primary splits its 2 MiB page (a Protect
+            // of page 7 does, and notifies page 7 only: a split of the whole 2 MiB would notify
+            // all of it, and the fault below would wait for the zap), and a fault of page 9
+            // (outside both ranges) puts a table of 4 KiB leaves in its place; the guest writes
+            // page 9 through it.
+            Assert.True(b.Space.Protect(HugeHva + 7 * PageSizes.Size4K, HugeHva + 8 * PageSizes.Size4K, PageProt.Write) >= 0, "the split found no frame");
+            Assert.Equal(FaultStatus.Ok, b.Ept.HandleViolation(new Gfn(HugeGfn + 9).Address, write: true));
+            Assert.Equal(EptTlbModel.Outcome.Walked, b.Machine.Tlb.Access(b.Ept, 1, new Gfn(HugeGfn + 9).Address, true, out Pfn _));
         });
         try
         {
             b.Space.Notifiers.Invalidate(new MmuNotifierRange(b.Space, HugeHva, HugeHva + PageSizes.Size4K, MmuNotifierEvent.ProtectionChange, true));
         }
         finally { NoHook(); }
-        EptEntry page5 = LeafAt(b, HugeGfn + 5, out int level5);
-        Assert.True(page5.IsPresent, "the zap unlinked the table that held page 5's leaf");
-        Assert.Equal(1, level5);
-        Assert.True(page5.IsDirty, "page 5's dirty bit was lost");
+        EptEntry page9 = LeafAt(b, HugeGfn + 9, out int level9);
+        Assert.True(page9.IsPresent, "the zap unlinked the table that held page 9's leaf");
+        Assert.Equal(1, level9);
+        Assert.True(page9.IsDirty, "page 9's dirty bit was lost");
         Assert.False(LeafAt(b, HugeGfn, out int _).IsPresent);      // what the range covered is gone
     }
 
