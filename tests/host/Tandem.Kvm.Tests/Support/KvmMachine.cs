@@ -170,28 +170,35 @@ public sealed unsafe class KvmMachine : IDisposable
         return Memory + frame.Address.Value;
     }
 
-    /// <summary>Called at every INVEPT and remote flush (a test may make it wait for in-flight guest accesses, as the IPI does).</summary>
+    /// <summary>
+    /// Called at every INVEPT and remote flush, after the modelled TLBs were cleared (a test may
+    /// make it wait for in-flight guest accesses, as the IPI does: the target CPU flushes, then
+    /// acknowledges once its current access is done). Waiting before the clear was wrong: an
+    /// access that began after the wait still hit the stale entry, and ran on while the caller
+    /// freed the frame (SwapInThroughEptFaultsRacesEviction read a freed frame under load).
+    /// </summary>
     public Action? OnEptFlush;
 
     public void InvEpt(ulong eptPointer)
     {
-        OnEptFlush?.Invoke();
         Interlocked.Increment(ref InvEptCount);
         if (!DropEptFlushes)
             Tlb.FlushCpu(ThreadCpu % Cpus);
+        OnEptFlush?.Invoke();
     }
 
     public void FlushRemote(ulong eptPointer, ulong mask)
     {
-        OnEptFlush?.Invoke();
         Interlocked.Increment(ref RemoteFlushCount);
-        if (DropEptFlushes)
-            return;
-        for (int c = 0; c < Cpus; c++)
+        if (!DropEptFlushes)
         {
-            if ((mask & (1UL << c)) != 0)
-                Tlb.FlushCpu(c);
+            for (int c = 0; c < Cpus; c++)
+            {
+                if ((mask & (1UL << c)) != 0)
+                    Tlb.FlushCpu(c);
+            }
         }
+        OnEptFlush?.Invoke();
     }
 
     public void Dispose()
