@@ -22,6 +22,20 @@ public unsafe class MergeSwapRegressionTests
         return (b, d, swap, scanner);
     }
 
+    /// <summary>One merge scan; then pages 0 to <paramref name="count"/> - 1 share one frame, mapped that many times, which is returned.</summary>
+    private static Pfn ScanAndGetShared(TestBed b, MergeScanner<HostPlatform> scanner, int count)
+    {
+        scanner.ScanStep(64);
+        Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn shared));
+        for (int i = 1; i < count; i++)
+        {
+            Assert.True(b.Space.TranslateFrame(b.Page(i), out Pfn other));
+            Assert.Equal(shared, other);
+        }
+        Assert.Equal(count, b.Mm.Frames.MapCountOf(shared));
+        return shared;
+    }
+
     /// <summary>Page <paramref name="i"/> goes to swap and comes back clean (its frame keeps the slot).</summary>
     private static Pfn SwapOutAndIn(TestBed b, SwapMap<HostPlatform> swap, int i, ulong value)
     {
@@ -49,11 +63,7 @@ public unsafe class MergeSwapRegressionTests
             SwapTests.Write(b, 0, same);
             SwapOutAndIn(b, swap, 0, same);
             SwapTests.Write(b, 1, same);
-            scanner.ScanStep(64);
-            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
-            Assert.True(b.Space.TranslateFrame(b.Page(1), out Pfn other));
-            Assert.Equal(merged, other);
-            Assert.Equal(2, b.Mm.Frames.MapCountOf(merged));
+            Pfn merged = ScanAndGetShared(b, scanner, 2);
             // Both mappings become swap entries of the frame's one slot.
             Assert.Equal(SwapOutResult.Evicted, b.Mm.TrySwapOut(merged));
             Assert.Equal(same, SwapTests.Read(b, 0, out Pfn f0));
@@ -86,9 +96,7 @@ public unsafe class MergeSwapRegressionTests
             SwapTests.Write(b, 0, same);
             SwapTests.Write(b, 1, same);
             SwapTests.Write(b, 2, same);
-            scanner.ScanStep(64);
-            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
-            Assert.Equal(3, b.Mm.Frames.MapCountOf(merged));
+            Pfn merged = ScanAndGetShared(b, scanner, 3);
             Assert.True((b.Mm.Frames.FlagsOf(merged) & FrameFlags.Merged) != 0);
             Assert.Equal(-1, swap.SlotOf(merged));
             long stores = d.Stores;
@@ -131,11 +139,8 @@ public unsafe class MergeSwapRegressionTests
             SwapTests.Write(b, 0, now);                         // D in the entry only
             Assert.Equal(0, (int)(b.Mm.Frames.FlagsOf(cached) & FrameFlags.Dirty));
             SwapTests.Write(b, 1, now);
-            scanner.ScanStep(64);
-            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
-            Assert.True(b.Space.TranslateFrame(b.Page(1), out Pfn other));
+            Pfn merged = ScanAndGetShared(b, scanner, 2);
             Assert.Equal(cached, merged);                       // page 0's frame is the stable one
-            Assert.Equal(merged, other);
             long stores = d.Stores;
             Assert.Equal(SwapOutResult.Evicted, b.Mm.TrySwapOut(merged));
             Assert.Equal(stores + 1, d.Stores);                 // the new contents were stored
@@ -164,9 +169,7 @@ public unsafe class MergeSwapRegressionTests
             const ulong same = 0x5A5A_0000_C3C3_1111;
             SwapTests.Write(b, 0, same);
             SwapTests.Write(b, 1, same);
-            scanner.ScanStep(64);
-            Assert.True(b.Space.TranslateFrame(b.Page(0), out Pfn merged));
-            Assert.Equal(2, b.Mm.Frames.MapCountOf(merged));
+            Pfn merged = ScanAndGetShared(b, scanner, 2);
             Pfn duringStore = default;
             int stores = 0;
             d.OnCall = what =>
