@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using System.Text.RegularExpressions;
 using Xunit;
 
 namespace Tandem.Build.Tests;
@@ -8,7 +9,7 @@ namespace Tandem.Build.Tests;
 /// <summary>
 /// The debug image under QEMU's gdbstub, as './build.sh run --gdb' starts it (-gdb tcp::PORT -S):
 /// gdb breaks in KernelMain.Main by its ILC symbol, and ILC's DWARF (-g) gives the arguments'
-/// values and the source line. Needs out/tandem-debug.iso and .elf from
+/// values, the source line, and a local's value by name at a later line. Needs out/tandem-debug.iso and .elf from
 /// './build.sh image --debug-info' ('./build.sh test' builds them before the host tests; a plain
 /// 'dotnet test' without them reports the test SKIPPED, with the reason).
 /// </summary>
@@ -23,6 +24,11 @@ public sealed class GdbTests
         string elf = Path.Combine(Host.RepoRoot, "out", "tandem-debug.elf");
         string iso = Path.Combine(Host.RepoRoot, "out", "tandem-debug.iso");
         int port = FreePort();
+        // A line of Main after the local reservedEnd is set: the highest end of the image, the
+        // boot information and the modules.
+        int line = Array.FindIndex(File.ReadAllLines(Path.Combine(Host.RepoRoot, "kernel", "Kernel.cs")),
+            l => l.Trim() == "problem = FrameAllocator.Initialize(reservedEnd);") + 1;
+        Assert.True(line > 0, "kernel/Kernel.cs no longer has the line the test breaks at");
         var psi = new ProcessStartInfo("qemu-system-x86_64")
         {
             RedirectStandardOutput = true,
@@ -50,8 +56,11 @@ public sealed class GdbTests
                 "-ex", $"break {MainSymbol}",
                 "-ex", "continue",
                 "-ex", "info args",
-                "-ex", "info locals",
                 "-ex", "bt",
+                "-ex", $"break Kernel.cs:{line}",
+                "-ex", "continue",
+                "-ex", "p/x reservedEnd",
+                "-ex", "p/x (unsigned long)&__image_end",
             ];
             // QEMU listens a moment after it starts: try again while gdb finds no listener.
             (int Code, string Stdout, string Stderr) gdb = default;
@@ -71,6 +80,18 @@ public sealed class GdbTests
             Assert.Matches(@"(?m)^info = \d+$", output);
             Assert.Matches(@"(?m)^#0  " + MainSymbol + @" \(", output);
             Assert.Matches(@"(?m)^#1  0x[0-9a-f]+ in tandem_boot_long_mode \(\)", output);
+            // The second breakpoint, and a local by name with its value.
+            Assert.Matches(@"Breakpoint 2, " + MainSymbol + @" \(.*\) at \S*kernel/Kernel\.cs:" + line, output);
+            Match local = Regex.Match(output, @"(?m)^\$1 = 0x([0-9a-f]+)$");
+            Match imageEnd = Regex.Match(output, @"(?m)^\$2 = 0x([0-9a-f]+)$");
+            Assert.True(local.Success && imageEnd.Success, "gdb printed no value for reservedEnd or __image_end:\n" + output);
+            ulong reservedEnd = Convert.ToUInt64(local.Groups[1].Value, 16);
+            ulong end = Convert.ToUInt64(imageEnd.Groups[1].Value, 16);
+            // At least the image's end and the boot information's start (GRUB puts it above the
+            // image and the modules); below 4 GiB, where GRUB loads everything.
+            ulong info = ulong.Parse(Regex.Match(output, @"(?m)^info = (\d+)$").Groups[1].Value);
+            Assert.True(reservedEnd > Math.Max(end, info) && reservedEnd < 1UL << 32,
+                $"reservedEnd = 0x{reservedEnd:x}: below the image's end (0x{end:x}) or the boot information (0x{info:x})");
         }
         finally
         {
