@@ -249,20 +249,32 @@ public static unsafe class Lz4Block
     /// <summary>Copies a match of <paramref name="length"/> bytes from <paramref name="offset"/> back; the ranges may overlap.</summary>
     private static void CopyMatch(byte* d, int offset, int length)
     {
+        // An overlapping match repeats the last `offset` bytes with period `offset`, so any multiple
+        // of it is as good a distance. Widen a short one to the smallest multiple that is at least
+        // 8 (4 → 8, 3 → 9, 7 → 14), writing the first (stride − offset) bytes one by one: from then
+        // on the byte `stride` back is already part of the pattern, and each 8-byte read lies wholly
+        // before the write that follows it. A page of one repeated word (offset 4) then copies 8
+        // bytes a step, not 1.
+        int stride = offset;
+        if (stride < 8)
+            stride = offset * ((8 + offset - 1) / offset);
         byte* s = d - offset;
-        if (offset >= 8)
+        int head = stride - offset;
+        while (head > 0 && length > 0)
         {
-            // Each 8-byte read lies wholly before the write that follows it, so overlap is harmless;
-            // nothing is written past d + length.
-            while (length >= 8)
-            {
-                Unsafe.WriteUnaligned(d, Unsafe.ReadUnaligned<ulong>(s));
-                d += 8;
-                s += 8;
-                length -= 8;
-            }
+            *d++ = *s++;
+            head--;
+            length--;
         }
-        // Short offsets repeat a pattern byte by byte, as the format defines an overlapping copy.
+        s = d - stride;
+        // Nothing is written past d + length.
+        while (length >= 8)
+        {
+            Unsafe.WriteUnaligned(d, Unsafe.ReadUnaligned<ulong>(s));
+            d += 8;
+            s += 8;
+            length -= 8;
+        }
         while (length > 0)
         {
             *d++ = *s++;

@@ -95,6 +95,33 @@ public unsafe class Lz4BlockTests
     }
 
     [Fact]
+    public void OverlappingMatchesOfEveryShortOffsetDecodeExactly()
+    {
+        // A match closer than 8 bytes back repeats a pattern (the decoder widens its distance to a
+        // multiple of the offset): every offset 1..16, with the pattern after a prefix of other
+        // bytes (so a wrong distance reads the prefix), at lengths that end at every byte of an
+        // 8-byte step, and a whole page.
+        Random r = new Random(11_2007);
+        byte[] block = new byte[Bound];
+        foreach (int period in new[] { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 })
+        {
+            for (int length = 1; length <= PageContents.PageBytes; length = length < 64 ? length + 1 : length * 2)
+            {
+                byte[] input = new byte[24 + period + length];
+                r.NextBytes(input.AsSpan(0, 24 + period));
+                for (int i = 24 + period; i < input.Length; i++)
+                    input[i] = input[i - period];
+                int n = LZ4Codec.Encode(input, block, LZ4Level.L12_MAX);
+                Assert.True(n > 0);
+                byte[] decoded = new byte[input.Length];
+                decoded.AsSpan().Fill(0xCC);
+                Assert.Equal(input.Length, Decompress(block.AsSpan(0, n), decoded));
+                Assert.True(input.AsSpan().SequenceEqual(decoded), $"period {period}, length {length}: differs after Tandem decode");
+            }
+        }
+    }
+
+    [Fact]
     public void OddLengthsRoundTripBothWays()
     {
         // Inputs shorter than the end rules (0..13 bytes) and lengths that are not pages.
