@@ -60,15 +60,7 @@ namespace Tandem.Kernel
             int lines = 0;
             if (info.DroppedCpus > 0)
             {
-                ulong f = Log.Begin();
-                Log.Write("acpi: the MADT lists ");
-                Log.Write((ulong)(info.ApicCount + info.DroppedCpus));
-                Log.Write(" CPUs, more than the ");
-                Log.Write((ulong)MaxApics);
-                Log.Write(" Tandem supports: the first ");
-                Log.Write((ulong)MaxApics);
-                Log.Write(" are used\n");
-                Log.End(f);
+                Log.Info($"acpi: the MADT lists {(ulong)(info.ApicCount + info.DroppedCpus)} CPUs, more than the {(ulong)MaxApics} Tandem supports: the first {(ulong)MaxApics} are used");
                 lines++;
             }
             if (info.DuplicateIds > 0)

@@ -93,15 +93,7 @@ namespace Tandem.Kernel
             public void Line(string what, string between, ReadOnlySpan<byte> value, string after)
             {
                 Lines++;
-                ulong f = Log.Begin();
-                Log.Write("cmdline: ");
-                Log.Write(what);
-                Log.Write(between);
-                for (int k = 0; k < value.Length; k++)
-                    Log.WriteChar((char)value[k]);
-                Log.Write(after);
-                Log.WriteChar('\n');
-                Log.End(f);
+                Log.Info($"cmdline: {what}{between}{value}{after}");
             }
         }
 

@@ -38,31 +38,12 @@ namespace Tandem.Kernel
             }
             if (!RtcTime.ToUnixSeconds(s, m, h, d, mo, y, c, b, out ulong seconds, out string? problem))
             {
-                Log.Write("rtc: the host clock reads nonsense (");
-                Log.Write(problem!);
-                Log.Write("); VM clocks start at 1970\n");
+                Log.Info($"rtc: the host clock reads nonsense ({problem}); VM clocks start at 1970");
                 return;
             }
             WallSecondsAtTscZero = seconds - (tscPerSecond == 0 ? 0 : tsc / tscPerSecond);
             CivilTime.FromDays((long)(seconds / 86400), out long year, out int month, out int day);
-            ulong f = Log.Begin();
-            Log.Write("rtc: host time ");
-            Log.Write((ulong)year);
-            Two('-', (ulong)month);
-            Two('-', (ulong)day);
-            Two(' ', seconds % 86400 / 3600);
-            Two(':', seconds % 3600 / 60);
-            Two(':', seconds % 60);
-            Log.Write(" UTC\n");
-            Log.End(f);
-        }
-
-        private static void Two(char separator, ulong value)
-        {
-            Log.WriteChar(separator);
-            if (value < 10)
-                Log.WriteChar('0');
-            Log.Write(value);
+            Log.Info($"rtc: host time {(ulong)year}-{(ulong)month:d2}-{(ulong)day:d2} {seconds % 86400 / 3600:d2}:{seconds % 3600 / 60:d2}:{seconds % 60:d2} UTC");
         }
 
         private static void WaitNoUpdate()

@@ -127,20 +127,11 @@ namespace Tandem.Kernel
 
         private static void Report(string what, ulong rip, string outcome)
         {
-            ulong flags = Log.Begin();
-            Log.Write("interrupt: ");
-            Log.Write(what);
-            Log.Hex(rip);
-            byte* name = Symbols.Lookup(rip, out ulong offset);
+            byte* name = Symbols.Lookup(rip, out _);
             if (name != null)
-            {
-                Log.Write(" (");
-                Log.WriteAscii(name, 200);
-                Log.Write(")");
-            }
-            Log.Write(outcome);
-            Log.WriteChar('\n');
-            Log.End(flags);
+                Log.Info($"interrupt: {what}{rip:x} ({Ascii.Span(name, 200)}){outcome}");
+            else
+                Log.Info($"interrupt: {what}{rip:x}{outcome}");
         }
 
         public static void Dump(InterruptFrame* f)

@@ -102,12 +102,7 @@ namespace Tandem.Kernel
             Machine.Exit(status);
         }
 
-        private static void Feature(string name, bool present)
-        {
-            Log.Write(" | ");
-            Log.Write(name);
-            Log.Write(present ? " present" : " absent");
-        }
+        private static string Present(bool present) => present ? "present" : "absent";
 
         /// <summary>Bad boot information or no memory: say why and end the run with status 2.</summary>
         private static void BootFailure(string problem)
@@ -120,29 +115,10 @@ namespace Tandem.Kernel
 
         private static void PrintBanner()
         {
-            ulong flags = Log.Begin();
-            Log.Write("Tandem ");
-            Log.Write(Version);
-            Log.Write(" | cpus ");
-            Log.Write((ulong)OnlineCpus);
-            Log.Write(" | memory ");
-            Log.Write(FrameAllocator.UsableBytes >> 20);
-            Log.Write(" MiB");
-            Feature("VT-x", Features.Vmx);
-            Feature("EPT", Features.Ept);
-            Feature("unrestricted guest", Features.UnrestrictedGuest);
-            Feature("EPT A/D", Features.EptAccessedDirty);
-            Feature("VPID", Features.Vpid);
-            Feature("preemption timer", Features.PreemptionTimer);
-            Log.WriteChar('\n');
+            Log.Info($"Tandem {Version} | cpus {(ulong)OnlineCpus} | memory {FrameAllocator.UsableBytes >> 20} MiB | VT-x {Present(Features.Vmx)} | EPT {Present(Features.Ept)} | unrestricted guest {Present(Features.UnrestrictedGuest)} | EPT A/D {Present(Features.EptAccessedDirty)} | VPID {Present(Features.Vpid)} | preemption timer {Present(Features.PreemptionTimer)}");
             if (Features.Vmx && (Features.FeatureControl & 1) != 0 && (Features.FeatureControl & 4) == 0)
-                Log.Write("vmx: IA32_FEATURE_CONTROL is locked with VMX off: enable \"Intel Virtualization Technology\" (VT-x) in the firmware setup\n");
-            Log.Write("timer: lapic ");
-            Log.Write(Timer.LapicTicksPerSecond);
-            Log.Write(" Hz, tsc ");
-            Log.Write(Timer.TscPerSecond);
-            Log.Write(" Hz\n");
-            Log.End(flags);
+                Log.Info($"vmx: IA32_FEATURE_CONTROL is locked with VMX off: enable \"Intel Virtualization Technology\" (VT-x) in the firmware setup");
+            Log.Info($"timer: lapic {Timer.LapicTicksPerSecond} Hz, tsc {Timer.TscPerSecond} Hz");
         }
     }
 }

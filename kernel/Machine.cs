@@ -18,6 +18,7 @@ namespace Tandem.Kernel
         /// </summary>
         public static void Exit(int status)
         {
+            // No level (Log.Begin, not Log.Info): the harness needs this line at any loglevel=.
             ulong flags = Log.Begin();
             Log.Write("tandem: exit status ");
             Log.Write(status);

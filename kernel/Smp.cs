@@ -75,13 +75,7 @@ namespace Tandem.Kernel
                     break;
                 }
                 if (!StartOne(cpu))
-                {
-                    ulong flags = Log.Begin();
-                    Log.Write("smp: cpu with APIC id ");
-                    Log.Write(apicId);
-                    Log.Write(" did not start\n");
-                    Log.End(flags);
-                }
+                    Log.Info($"smp: cpu with APIC id {apicId} did not start");
             }
             Started = true;
             int online = 0;

@@ -118,6 +118,8 @@ namespace Tandem.Kernel
         {
             Interlocked.Increment(ref SpinsReported);
             bool interrupts = (Native.ReadRflags() & 0x200) != 0;
+            // A chain, not Log.Info: the spinning code may hold the log lock (BeginWithin waits a
+            // while, then prints anyway), and the backtrace goes out under the same lock.
             ulong f = Log.BeginWithin(Timer.TscPerSecond, out bool locked);
             Log.Write("watchdog: cpu ");
             Log.Write((ulong)index);
@@ -167,13 +169,7 @@ namespace Tandem.Kernel
                     continue;
                 s_reported[i] = 1;
                 Interlocked.Increment(ref LockupsReported);
-                ulong f = Log.Begin();
-                Log.Write("watchdog: cpu ");
-                Log.Write((ulong)i);
-                Log.Write(" took no timer tick for ");
-                Log.Write((now - s_seenTsc[i]) / Timer.TscPerSecond);
-                Log.Write(" s (interrupts off: a lockup); its NMI dump follows\n");
-                Log.End(f);
+                Log.Info($"watchdog: cpu {(ulong)i} took no timer tick for {(now - s_seenTsc[i]) / Timer.TscPerSecond} s (interrupts off: a lockup); its NMI dump follows");
                 RequestDump(c);
             }
             string? test = Volatile.Read(ref s_testName);
@@ -181,13 +177,7 @@ namespace Tandem.Kernel
             if (test != null && limit != 0 && now - s_testStartTsc >= limit && Interlocked.CompareExchange(ref s_testReported, 1, 0) == 0)
             {
                 Interlocked.Increment(ref TestsReported);
-                ulong f = Log.Begin();
-                Log.Write("watchdog: test ");
-                Log.Write(test);
-                Log.Write(" has run for ");
-                Log.Write((now - s_testStartTsc) / Timer.TscPerSecond);
-                Log.Write(" s; every CPU's state follows (the test goes on)\n");
-                Log.End(f);
+                Log.Info($"watchdog: test {test} has run for {(now - s_testStartTsc) / Timer.TscPerSecond} s; every CPU's state follows (the test goes on)");
                 Sched.Scheduler.Report();
                 for (int i = 0; i < Cpu.Count; i++)
                 {

@@ -83,28 +83,7 @@ namespace Tandem.Kernel.Bench
                 return 1;
             KernelReclaim.PrintStats("bench: hotcold mmstats");
             ulong hundredths = limited.PerPage == 0 ? 0 : (free.PerPage * 100 + limited.PerPage / 2) / limited.PerPage;
-            ulong l = Log.Begin();
-            Log.Write("bench: hotcold free_per_page=");
-            Log.Write(free.PerPage);
-            Log.Write(" limited_per_page=");
-            Log.Write(limited.PerPage);
-            Log.Write(" evictions=");
-            Log.Write((ulong)limited.Evictions);
-            Log.Write(" swapins=");
-            Log.Write((ulong)limited.SwapIns);
-            Log.Write(" refaults=");
-            Log.Write((ulong)limited.Refaults);
-            Log.Write(" free_evictions=");
-            Log.Write((ulong)free.Evictions);
-            Log.Write(" ratio=");
-            Log.Write(hundredths / 100);
-            Log.WriteChar('.');
-            Log.WriteChar((char)('0' + hundredths / 10 % 10));
-            Log.WriteChar((char)('0' + hundredths % 10));
-            Log.Write(" (tsc units per page read, instructions under Bochs; 4 MiB hot, 16 MiB cold, limit 16 MiB; throughput limited / free; goal ratio >= 0.");
-            Log.Write(GoalHundredths);
-            Log.Write(")\n");
-            Log.End(l);
+            Log.Info($"bench: hotcold free_per_page={free.PerPage} limited_per_page={limited.PerPage} evictions={(ulong)limited.Evictions} swapins={(ulong)limited.SwapIns} refaults={(ulong)limited.Refaults} free_evictions={(ulong)free.Evictions} ratio={hundredths / 100}.{hundredths % 100:d2} (tsc units per page read, instructions under Bochs; 4 MiB hot, 16 MiB cold, limit 16 MiB; throughput limited / free; goal ratio >= 0.{GoalHundredths})");
             if (limited.Evictions == 0 || limited.SwapIns == 0)
             {
                 Log.Line("bench: hotcold FAILED: the limited run evicted or swapped in nothing while measured: the limit did not bite, the figure proves nothing");

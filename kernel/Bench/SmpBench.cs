@@ -116,13 +116,7 @@ namespace Tandem.Kernel.Bench
 
         private static bool Failed(Vm vm, string what)
         {
-            ulong f = Log.Begin();
-            Log.Write("bench: ");
-            Log.Write(what);
-            Log.Write(" failed: the guest exited with status ");
-            Log.Write(vm.ExitStatus);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"bench: {what} failed: the guest exited with status {vm.ExitStatus}");
             return false;
         }
 
@@ -220,35 +214,7 @@ namespace Tandem.Kernel.Bench
 
         private static void PrintIpi(string config, in IpiFigure fig, string what)
         {
-            ulong f = Log.Begin();
-            Log.Write("bench: ipi_round_trip ");
-            Log.Write(config);
-            Log.Write(" round_trip=");
-            Log.Write(fig.RoundTrip);
-            Log.Write(" send=");
-            Log.Write(fig.Send);
-            Log.Write(" to_kick=");
-            Log.Write(fig.ToKick);
-            Log.Write(" wake=");
-            Log.Write(fig.Wake);
-            Log.Write(" entry=");
-            Log.Write(fig.Entry);
-            Log.Write(" inject=");
-            Log.Write(fig.Inject);
-            Log.Write(" handler_eoi=");
-            Log.Write(fig.HandlerEoi);
-            Log.Write(" seen=");
-            Log.Write(fig.Seen);
-            Log.Write(" rounds=");
-            Log.Write(fig.Valid);
-            Log.WriteChar('/');
-            Log.Write((ulong)(IpiTotalRounds - IpiWarmup));
-            Log.Write(" not_halted=");
-            Log.Write(fig.NotHalted);
-            Log.Write(" (tsc units, mean per round; round_trip = to_kick + wake + entry + handler_eoi + seen; ");
-            Log.Write(what);
-            Log.Write(")\n");
-            Log.End(f);
+            Log.Info($"bench: ipi_round_trip {config} round_trip={fig.RoundTrip} send={fig.Send} to_kick={fig.ToKick} wake={fig.Wake} entry={fig.Entry} inject={fig.Inject} handler_eoi={fig.HandlerEoi} seen={fig.Seen} rounds={fig.Valid}/{(ulong)(IpiTotalRounds - IpiWarmup)} not_halted={fig.NotHalted} (tsc units, mean per round; round_trip = to_kick + wake + entry + handler_eoi + seen; {what})");
         }
 
         // ---- the vCPU switch ----
@@ -312,48 +278,14 @@ namespace Tandem.Kernel.Bench
 
         private static void PrintSwitch(string config, in SwitchFigure fig, string what)
         {
-            ulong f = Log.Begin();
-            Log.Write("bench: vcpu_switch ");
-            Log.Write(config);
-            Log.Write(" per_switch=");
-            Log.Write(fig.PerSwitch);
-            Log.Write(" exit=");
-            Log.Write(fig.Exit);
-            Log.Write(" switch=");
-            Log.Write(fig.Switch);
-            Log.Write(" entry=");
-            Log.Write(fig.Entry);
-            Log.Write(" switches=");
-            Log.Write(fig.Switches);
-            Log.Write(" unswitched=");
-            Log.Write(fig.Unswitched);
-            Log.Write(" (tsc units, mean per switch: exit to the yield call, the scheduler's switch with the switch-in hook, back into the guest; ");
-            Log.Write(what);
-            Log.Write(")\n");
-            Log.End(f);
+            Log.Info($"bench: vcpu_switch {config} per_switch={fig.PerSwitch} exit={fig.Exit} switch={fig.Switch} entry={fig.Entry} switches={fig.Switches} unswitched={fig.Unswitched} (tsc units, mean per switch: exit to the yield call, the scheduler's switch with the switch-in hook, back into the guest; {what})");
         }
 
         /// <summary>"bench: NAME beside/alone ratio=R.RR (...; goal ratio &lt;= 1.20)", which the driver checks.</summary>
         private static void PrintRatio(string name, string figure, ulong beside, ulong alone)
         {
             ulong hundredths = alone == 0 ? 0 : (beside * 100 + alone / 2) / alone;
-            ulong f = Log.Begin();
-            Log.Write("bench: ");
-            Log.Write(name);
-            Log.Write(" beside/alone ratio=");
-            Log.Write(hundredths / 100);
-            Log.WriteChar('.');
-            Log.WriteChar((char)('0' + hundredths / 10 % 10));
-            Log.WriteChar((char)('0' + hundredths % 10));
-            Log.Write(" (");
-            Log.Write(figure);
-            Log.Write(" with the second VM over alone; goal ratio <= ");
-            Log.Write(GoalRatioHundredths / 100);
-            Log.WriteChar('.');
-            Log.WriteChar((char)('0' + GoalRatioHundredths / 10 % 10));
-            Log.WriteChar((char)('0' + GoalRatioHundredths % 10));
-            Log.Write(")\n");
-            Log.End(f);
+            Log.Info($"bench: {name} beside/alone ratio={hundredths / 100}.{hundredths % 100:d2} ({figure} with the second VM over alone; goal ratio <= {GoalRatioHundredths / 100}.{GoalRatioHundredths % 100:d2})");
         }
     }
 }

@@ -60,17 +60,7 @@ namespace Tandem.Kernel.Bench
 
             ulong perIteration = (s_end - s_start) / Iterations;
             ulong hostPerExit = perIteration > GuestInstructionsPerIteration ? perIteration - GuestInstructionsPerIteration : 0;
-            ulong f = Log.Begin();
-            Log.Write("bench: cpuid_exit_round_trip total_per_iteration=");
-            Log.Write(perIteration);
-            Log.Write(" host_per_exit=");
-            Log.Write(hostPerExit);
-            Log.Write(" native_cpuid_call=");
-            Log.Write(nativePerIteration);
-            Log.Write(" ratio_vs_native=");
-            Log.Write(nativePerIteration == 0 ? 0 : perIteration / nativePerIteration);
-            Log.Write(" (tsc units; instructions under Bochs; goal host_per_exit <= 150)\n");
-            Log.End(f);
+            Log.Info($"bench: cpuid_exit_round_trip total_per_iteration={perIteration} host_per_exit={hostPerExit} native_cpuid_call={nativePerIteration} ratio_vs_native={(nativePerIteration == 0 ? 0 : perIteration / nativePerIteration)} (tsc units; instructions under Bochs; goal host_per_exit <= 150)");
             return 0;
         }
     }

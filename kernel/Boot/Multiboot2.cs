@@ -95,13 +95,7 @@ namespace Tandem.Kernel.Boot
                 lines += Line("boot: more than 64 boot modules: ", (ulong)info.DroppedModules, " were ignored");
             if (info.BadTags > 0)
             {
-                ulong f = Log.Begin();
-                Log.Write("boot: ");
-                Log.Write((ulong)info.BadTags);
-                Log.Write(" malformed boot information tag(s) ignored (the first of type ");
-                Log.Write((ulong)info.FirstBadTagType);
-                Log.Write(")\n");
-                Log.End(f);
+                Log.Info($"boot: {(ulong)info.BadTags} malformed boot information tag(s) ignored (the first of type {(ulong)info.FirstBadTagType})");
                 lines++;
             }
             if (info.RegionCount == 0)
@@ -129,12 +123,7 @@ namespace Tandem.Kernel.Boot
 
         private static int Line(string before, ulong value, string after)
         {
-            ulong f = Log.Begin();
-            Log.Write(before);
-            Log.Write(value);
-            Log.Write(after);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"{before}{value}{after}");
             return 1;
         }
     }

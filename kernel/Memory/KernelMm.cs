@@ -25,13 +25,7 @@ namespace Tandem.Kernel.Memory
             int first = (int)(start / FrameAllocator.PageSize);
             int count = first + (int)pages;
             Manager = new MemoryManager<KernelMmPlatform>(default, count, first, (int)pages * 2);
-            ulong f = Log.Begin();
-            Log.Write("mm: pool of ");
-            Log.Write(bytes >> 20);
-            Log.Write(" MiB at ");
-            Log.Hex(start);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"mm: pool of {bytes >> 20} MiB at {start:x}");
             return null;
         }
     }

@@ -70,6 +70,8 @@ namespace Tandem.Kernel.Memory
                 s_statsEveryTsc = CommandLine.MmStatsSeconds * Timer.TscPerSecond;
             s_bootTsc = Native.Rdtsc();
             s_nextStatsTsc = s_bootTsc + s_statsEveryTsc;
+            // Two optional parts, each with its own number ("256 MiB compressed" or "off (...)", "64
+            // MiB" or "none"): as Log.Info lines that is four variants of one long line; kept as a chain.
             ulong f = Log.Begin();
             Log.Write("reclaim: swap ");
             if (Pool == null)
@@ -211,6 +213,7 @@ namespace Tandem.Kernel.Memory
             if (mm == null)
                 return;
             LruStats s = mm.Lru.Stats;
+            // Kept as a chain: the generations are a variable number of figures on the one line.
             ulong f = Log.Begin();
             Log.Write(prefix);
             Pair(" t_ms", (Native.Rdtsc() - s_bootTsc) / (Timer.TscPerSecond / 1000));

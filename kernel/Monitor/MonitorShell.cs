@@ -133,15 +133,7 @@ namespace Tandem.Kernel.Monitor
             if (dropped == s_droppedReported || Native.Rdtsc() < s_nextDropReportTsc)
                 return;
             s_nextDropReportTsc = Native.Rdtsc() + Timer.TscPerSecond;
-            ulong f = Log.Begin();
-            Log.Write("console: ");
-            Log.Write(dropped - s_droppedReported);
-            Log.Write(" typed bytes for the VMs dropped: the ");
-            Log.Write((ulong)RingSize);
-            Log.Write("-byte input queue was full (the focused VM is not reading its COM1); ");
-            Log.Write(dropped);
-            Log.Write(" dropped since boot\n");
-            Log.End(f);
+            Log.Info($"console: {dropped - s_droppedReported} typed bytes for the VMs dropped: the {(ulong)RingSize}-byte input queue was full (the focused VM is not reading its COM1); {dropped} dropped since boot");
             s_droppedReported = dropped;
         }
 
@@ -183,18 +175,11 @@ namespace Tandem.Kernel.Monitor
                     }
                     else
                     {
-                        ulong f = Log.Begin();
-                        Log.Write("monitor: the keyboard reaches ");
                         int focus = Volatile.Read(ref KvmHost.ConsoleFocus);
                         if (focus == 0)
-                            Log.Write("the running VM");
+                            Log.Info($"monitor: the keyboard reaches the running VM again (Ctrl-A C: the monitor)");
                         else
-                        {
-                            Log.Write("vm ");
-                            Log.Write((ulong)focus);
-                        }
-                        Log.Write(" again (Ctrl-A C: the monitor)\n");
-                        Log.End(f);
+                            Log.Info($"monitor: the keyboard reaches vm {(ulong)focus} again (Ctrl-A C: the monitor)");
                     }
                     break;
                 case SwitchAction.Help:
@@ -315,10 +300,7 @@ namespace Tandem.Kernel.Monitor
             while (MonitorParser.NextCommand(script, ref at, out int start, out int n))
             {
                 ReadOnlySpan<byte> line = script.Slice(start, n);
-                ulong f = Log.Begin();
-                WritePromptLine(line);
-                Log.WriteChar('\n');
-                Log.End(f);
+                Log.Info($"{Prompt}{line}");
                 Enter();
                 Execute(line);
                 Leave();
@@ -363,11 +345,7 @@ namespace Tandem.Kernel.Monitor
                     s_statsEveryTsc = (ulong)c.IntervalSeconds * Timer.TscPerSecond;
                     s_nextStatsTsc = Native.Rdtsc();
                     {
-                        ulong f = Log.Begin();
-                        Log.Write("stats: on, every ");
-                        Log.Write((ulong)c.IntervalSeconds);
-                        Log.Write(" s: a line per VM (stats t_ms= vm= ...) and one for the mm core (stats mm ...)\n");
-                        Log.End(f);
+                        Log.Info($"stats: on, every {(ulong)c.IntervalSeconds} s: a line per VM (stats t_ms= vm= ...) and one for the mm core (stats mm ...)");
                     }
                     return;
                 case MonitorVerb.StatsOff:
@@ -437,6 +415,7 @@ namespace Tandem.Kernel.Monitor
         /// <summary>The one-line error: <c>monitor: error: WHY: 'LINE'</c>.</summary>
         private static void Error(string why, ReadOnlySpan<byte> line)
         {
+            // A chain: the line's bytes go out one by one, a control character shown as '?'.
             ulong f = Log.Begin();
             Log.Write("monitor: error: ");
             Log.Write(why);
@@ -449,6 +428,7 @@ namespace Tandem.Kernel.Monitor
 
         private static void NoSuchVm(int id, ReadOnlySpan<byte> line)
         {
+            // A chain: the line's bytes go out one by one, a control character shown as '?'.
             ulong f = Log.Begin();
             Log.Write("monitor: error: there is no vm ");
             Log.Write((ulong)id);
@@ -461,12 +441,7 @@ namespace Tandem.Kernel.Monitor
 
         private static void VmLine(Vm vm, string text)
         {
-            ulong f = Log.Begin();
-            Log.Write("vm ");
-            Log.Write((ulong)vm.Id);
-            Log.Write(text);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"vm {(ulong)vm.Id}{text}");
         }
 
         /// <summary>Pauses the VM and waits up to 200 ms for every started vCPU to leave guest mode; says how many did.</summary>
@@ -489,15 +464,7 @@ namespace Tandem.Kernel.Monitor
                 Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
             }
             while (Native.Rdtsc() < deadline);
-            ulong f = Log.Begin();
-            Log.Write("vm ");
-            Log.Write((ulong)vm.Id);
-            Log.Write(": paused, vcpus out of the guest ");
-            Log.Write((ulong)held);
-            Log.Write(" of ");
-            Log.Write((ulong)vm.Vcpus.Length);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"vm {(ulong)vm.Id}: paused, vcpus out of the guest {(ulong)held} of {(ulong)vm.Vcpus.Length}");
         }
 
         /// <summary>The listed VM with the smallest id above <paramref name="after"/> (the VMs in id order), or null.</summary>
@@ -521,20 +488,14 @@ namespace Tandem.Kernel.Monitor
             return total;
         }
 
-        private static void WriteState(Vm vm)
+        /// <summary>A VM's state that is not stopped (a stopped one's line also has its exit status).</summary>
+        private static string State(Vm vm)
         {
-            if (vm.Stopped)
-            {
-                Log.Write("stopped (exit status ");
-                Log.Write(vm.ExitStatus);
-                Log.WriteChar(')');
-            }
-            else if (Volatile.Read(ref vm.Paused))
-                Log.Write("paused");
-            else if (vm.Vcpus.Length > 0 && Volatile.Read(ref vm.Vcpus[0].Thread) == 0)
-                Log.Write("created, not started");
-            else
-                Log.Write("running");
+            if (Volatile.Read(ref vm.Paused))
+                return "paused";
+            if (vm.Vcpus.Length > 0 && Volatile.Read(ref vm.Vcpus[0].Thread) == 0)
+                return "created, not started";
+            return "running";
         }
 
         private static void InfoVms()
@@ -543,33 +504,16 @@ namespace Tandem.Kernel.Monitor
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
                 count++;
-                ulong f = Log.Begin();
-                Log.Write("vm ");
-                Log.Write((ulong)vm.Id);
-                Log.Write(": ");
-                WriteState(vm);
-                Log.Write(", ");
-                Log.Write((ulong)vm.Vcpus.Length);
-                Log.Write(vm.Vcpus.Length == 1 ? " vcpu, " : " vcpus, ");
-                Log.Write(vm.Memory.Size >> 20);
-                Log.Write(" MiB, exits ");
-                Log.Write(TotalExits(vm));
-                if (Volatile.Read(ref KvmHost.ConsoleFocus) == vm.Id)
-                    Log.Write(", focus");
-                Log.WriteChar('\n');
-                Log.End(f);
+                string vcpus = vm.Vcpus.Length == 1 ? "vcpu" : "vcpus";
+                string focus = Volatile.Read(ref KvmHost.ConsoleFocus) == vm.Id ? ", focus" : "";
+                if (vm.Stopped)
+                    Log.Info($"vm {(ulong)vm.Id}: stopped (exit status {vm.ExitStatus}), {(ulong)vm.Vcpus.Length} {vcpus}, {vm.Memory.Size >> 20} MiB, exits {TotalExits(vm)}{focus}");
+                else
+                    Log.Info($"vm {(ulong)vm.Id}: {State(vm)}, {(ulong)vm.Vcpus.Length} {vcpus}, {vm.Memory.Size >> 20} MiB, exits {TotalExits(vm)}{focus}");
             }
             if (count == 0)
                 Log.Line("vms: none");
-            ulong g = Log.Begin();
-            Log.Write("console: ");
-            Log.Write((ulong)VmInputWaiting);
-            Log.Write(" typed bytes wait for the VMs (the queue holds ");
-            Log.Write((ulong)(RingSize - 1));
-            Log.Write("), ");
-            Log.Write(Volatile.Read(ref BytesDropped));
-            Log.Write(" dropped since boot\n");
-            Log.End(g);
+            Log.Info($"console: {(ulong)VmInputWaiting} typed bytes wait for the VMs (the queue holds {(ulong)(RingSize - 1)}), {Volatile.Read(ref BytesDropped)} dropped since boot");
         }
 
         private static void InfoVcpus()
@@ -582,6 +526,8 @@ namespace Tandem.Kernel.Monitor
                     count++;
                     Vcpu v = vm.Vcpus[i];
                     KThread* t = (KThread*)Volatile.Read(ref v.Thread);
+                    // A chain: the cpu (or '-'), the state and WriteRip's part (known or not, with
+                    // its age) vary independently; as Log.Info lines that is four long variants.
                     ulong f = Log.Begin();
                     Log.Write("vm ");
                     Log.Write((ulong)vm.Id);
@@ -642,16 +588,21 @@ namespace Tandem.Kernel.Monitor
             Log.Write(" ago, at its last exit to the host)");
         }
 
-        /// <summary>A duration in the unit that keeps 2 to 4 digits: ns, us, ms or s (one decimal above ns).</summary>
-        private static void WriteDuration(ulong ns)
+        private static void WriteDuration(ulong ns) => Log.WriteChars(Duration(ns, stackalloc char[32]));
+
+        /// <summary>
+        /// A duration in the unit that keeps 2 to 4 digits: ns, us, ms or s (one decimal above ns),
+        /// as text in <paramref name="text"/> (32 chars): a plain value for a log line's hole.
+        /// </summary>
+        private static ReadOnlySpan<char> Duration(ulong ns, Span<char> text)
         {
             ulong unit;
             string name;
+            int n;
             if (ns < 10_000)
             {
-                Log.Write(ns);
-                Log.Write(" ns");
-                return;
+                ns.TryFormat(text, out n);
+                return Append(text, n, " ns");
             }
             if (ns < 10_000_000)
             {
@@ -668,10 +619,17 @@ namespace Tandem.Kernel.Monitor
                 unit = 1_000_000_000;
                 name = " s";
             }
-            Log.Write(ns / unit);
-            Log.WriteChar('.');
-            Log.Write(ns % unit * 10 / unit);
-            Log.Write(name);
+            (ns / unit).TryFormat(text, out n);
+            text[n++] = '.';
+            (ns % unit * 10 / unit).TryFormat(text.Slice(n), out int tenths);
+            return Append(text, n + tenths, name);
+        }
+
+        private static ReadOnlySpan<char> Append(Span<char> text, int length, string tail)
+        {
+            for (int i = 0; i < tail.Length; i++)
+                text[length + i] = tail[i];
+            return text.Slice(0, length + tail.Length);
         }
 
         private static void InfoExits(int id, ReadOnlySpan<byte> line)
@@ -683,6 +641,7 @@ namespace Tandem.Kernel.Monitor
             }
             ulong* counts = stackalloc ulong[ExitReason.Count];
             ulong* ticks = stackalloc ulong[ExitReason.Count];
+            Span<char> hostText = stackalloc char[32], meanText = stackalloc char[32];
             for (Vm? vm = NextById(0); vm != null; vm = NextById(vm.Id))
             {
                 if (id != 0 && vm.Id != id)
@@ -702,6 +661,7 @@ namespace Tandem.Kernel.Monitor
                     total += n;
                     totalTicks += t;
                 }
+                // A chain: the exits by reason are a variable number of items on the line.
                 ulong f = Log.Begin();
                 Log.Write("vm ");
                 Log.Write((ulong)vm.Id);
@@ -716,40 +676,25 @@ namespace Tandem.Kernel.Monitor
                 {
                     if (counts[reason] == 0)
                         continue;
-                    f = Log.Begin();
-                    Log.Write("vm ");
-                    Log.Write((ulong)vm.Id);
-                    Log.Write(" exit ");
+                    ulong n = counts[reason];
+                    ulong meanTicks = ticks[reason] / n;
+                    string exits = n == 1 ? "exit" : "exits";
+                    ReadOnlySpan<char> host = Duration(TscClock.TscToNs(ticks[reason]), hostText);
+                    ReadOnlySpan<char> mean = Duration(TscClock.TscToNs(meanTicks), meanText);
                     string? name = ExitReason.Name(reason);
                     if (name != null)
-                        Log.Write(name);
+                        Log.Info($"vm {(ulong)vm.Id} exit {name}: {n} {exits}, host time {host}, mean {mean} ({meanTicks} TSC ticks)");
                     else
-                    {
-                        Log.Write("reason-");
-                        Log.Write((ulong)reason);
-                    }
-                    Log.Write(": ");
-                    Log.Write(counts[reason]);
-                    Log.Write(counts[reason] == 1 ? " exit, host time " : " exits, host time ");
-                    WriteDuration(TscClock.TscToNs(ticks[reason]));
-                    Log.Write(", mean ");
-                    WriteDuration(TscClock.TscToNs(ticks[reason] / counts[reason]));
-                    Log.Write(" (");
-                    Log.Write(ticks[reason] / counts[reason]);
-                    Log.Write(" TSC ticks)\n");
-                    Log.End(f);
+                        Log.Info($"vm {(ulong)vm.Id} exit reason-{(ulong)reason}: {n} {exits}, host time {host}, mean {mean} ({meanTicks} TSC ticks)");
                 }
             }
-            ulong g = Log.Begin();
-            Log.Write("exits: host time is from each exit to the next entry (the TSC, ");
-            Log.Write(Timer.TscPerSecond / 1_000_000);
-            Log.Write(" MHz), waits included: a hlt's is the guest's halt, and a preempted vcpu's thread counts\n");
-            Log.End(g);
+            Log.Info($"exits: host time is from each exit to the next entry (the TSC, {Timer.TscPerSecond / 1_000_000} MHz), waits included: a hlt's is the guest's halt, and a preempted vcpu's thread counts");
         }
 
         private static void InfoMem()
         {
             MemoryManager<KernelMmPlatform>? mm = KernelMm.Manager;
+            // A chain: the generations are a variable number of figures on the line.
             ulong f = Log.Begin();
             Log.Write("mem: kernel free frames ");
             Log.Write(FrameAllocator.FreeFrames);
@@ -778,6 +723,7 @@ namespace Tandem.Kernel.Monitor
                     continue;
                 ulong pages = memory.Size >> 12;
                 bool walked = WalkGuestRam(mm, memory, gens, out int minSeq, out ulong resident, out ulong swapped, out ulong shared);
+                // A chain: the generations are a variable number of figures on the line.
                 f = Log.Begin();
                 Log.Write("vm ");
                 Log.Write((ulong)vm.Id);
@@ -872,6 +818,7 @@ namespace Tandem.Kernel.Monitor
                 return;
             }
             LruStats s = mm.Lru.Stats;
+            // A chain: the generations are a variable number of figures on the line.
             ulong f = Log.Begin();
             Log.Write("aging: generations ");
             Log.Write((ulong)mm.Lru.MinSeq);
@@ -908,33 +855,7 @@ namespace Tandem.Kernel.Monitor
             CompressedSwapPoolStatistics p = pool.ReadStatistics();
             ulong stored = (ulong)(p.CompressedPages + p.RawPages);
             ulong hundredths = p.FramesInUse == 0 ? 0 : stored * 100 / (ulong)p.FramesInUse;
-            ulong f = Log.Begin();
-            Log.Write("swap: pool ");
-            Log.Write((ulong)pool.LimitFrames * FrameAllocator.PageSize >> 20);
-            Log.Write(" MiB, frames in use ");
-            Log.Write((ulong)p.FramesInUse);
-            Log.Write(", pages compressed ");
-            Log.Write((ulong)p.CompressedPages);
-            Log.Write(", raw ");
-            Log.Write((ulong)p.RawPages);
-            Log.Write(", zero ");
-            Log.Write((ulong)p.ZeroPages);
-            Log.Write(", same-filled ");
-            Log.Write((ulong)p.SameFilledPages);
-            Log.Write(", ratio ");
-            Log.Write(hundredths / 100);
-            Log.WriteChar('.');
-            if (hundredths % 100 < 10)
-                Log.WriteChar('0');
-            Log.Write(hundredths % 100);
-            Log.Write(", swap-outs ");
-            Log.Write((ulong)swap.SwapOuts);
-            Log.Write(", swap-ins ");
-            Log.Write((ulong)swap.SwapIns);
-            Log.Write(", slots in use ");
-            Log.Write((ulong)swap.SlotsInUse);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"swap: pool {(ulong)pool.LimitFrames * FrameAllocator.PageSize >> 20} MiB, frames in use {(ulong)p.FramesInUse}, pages compressed {(ulong)p.CompressedPages}, raw {(ulong)p.RawPages}, zero {(ulong)p.ZeroPages}, same-filled {(ulong)p.SameFilledPages}, ratio {hundredths / 100}.{hundredths % 100:d2}, swap-outs {(ulong)swap.SwapOuts}, swap-ins {(ulong)swap.SwapIns}, slots in use {(ulong)swap.SlotsInUse}");
         }
 
         /// <summary>
@@ -1036,6 +957,7 @@ namespace Tandem.Kernel.Monitor
                         n += vm.Vcpus[i].ExitCount(reason);
                     counts[reason] = n;
                 }
+                // A chain: the generations and the exits by reason are variable numbers of items.
                 ulong f = Log.Begin();
                 Log.Write("stats t_ms=");
                 Log.Write(ms);

@@ -685,34 +685,17 @@ namespace Tandem.Kernel.Sched
         /// <summary>One line per CPU: context switches, steals, queue length.</summary>
         public static void Report()
         {
-            ulong f = Log.Begin();
             for (int i = 0; i < Cpu.Count; i++)
             {
                 PerCpu* c = Cpu.Get(i);
-                Log.Write("sched: cpu ");
-                Log.Write((ulong)i);
-                Log.Write(" switches ");
-                Log.Write(c->ContextSwitches);
-                Log.Write(" steals ");
-                Log.Write(c->Steals);
-                Log.Write(" queued ");
-                Log.Write((ulong)c->QueueLength);
-                Log.Write(" running ");
-                Log.WriteAscii(c->Current->Name, 24);
-                Log.Write(" ticks ");
-                Log.Write(c->TimerTicks);
                 int sleepers = 0;
                 for (KThread* t = c->Sleepers; t != null && sleepers < 100; t = t->NextSleeper)
                     sleepers++;
-                Log.Write(" sleepers ");
-                Log.Write((ulong)sleepers);
                 ulong now = Native.Rdtsc();
-                Log.Write(c->ArmedTsc >= now ? " timer due in us " : " timer overdue by us ");
-                ulong d = c->ArmedTsc >= now ? c->ArmedTsc - now : now - c->ArmedTsc;
-                Log.Write(d / (Timer.TscPerSecond / 1_000_000));
-                Log.WriteChar('\n');
+                ulong armed = c->ArmedTsc;
+                ulong d = armed >= now ? armed - now : now - armed;
+                Log.Info($"sched: cpu {(ulong)i} switches {c->ContextSwitches} steals {c->Steals} queued {(ulong)c->QueueLength} running {Ascii.Span(c->Current->Name, 24)} ticks {c->TimerTicks} sleepers {(ulong)sleepers} {(armed >= now ? "timer due in us" : "timer overdue by us")} {d / (Timer.TscPerSecond / 1_000_000)}");
             }
-            Log.End(f);
         }
     }
 }

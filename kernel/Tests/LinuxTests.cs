@@ -183,19 +183,7 @@ namespace Tandem.Kernel.Tests
                     return;
                 if (!t.Check(p->Protected > 0 && p->Young > 0, "the passes write-protected or found young no guest page", (ulong)p->Protected))
                     return;
-                ulong f = Log.Begin();
-                Log.Write("linux: pressure: ");
-                Log.Write(p->Passes);
-                Log.Write(" passes, ");
-                Log.Write(p->Young);
-                Log.Write(" young frames, ");
-                Log.Write(p->Protected);
-                Log.Write(" entries protected, ");
-                Log.Write(p->WritableChecked);
-                Log.Write(" EPT leaves writable again checked, ");
-                Log.Write(p->Refaults);
-                Log.Write(" guest faults handled\n");
-                Log.End(f);
+                Log.Info($"linux: pressure: {p->Passes} passes, {p->Young} young frames, {p->Protected} entries protected, {p->WritableChecked} EPT leaves writable again checked, {p->Refaults} guest faults handled");
                 if (!t.Check(p->MorePermissive == 0, "an EPT leaf was writable while the primary entry was not (a protect did not zap the EPT)", p->MorePermissive))
                     return;
                 t.Check(p->WritableChecked > 0, "the guest wrote no page again after the host protected it: nothing was checked", p->WritableChecked);

@@ -292,25 +292,13 @@ namespace Tandem.Kernel.Tests
             if (!t.Check(io != 0, "vm B took no port I/O exit"))
                 return false;
             ulong mean = v.ExitHostTicks(ExitReason.IoInstruction) / io;
-            ulong f = Console.Log.Begin();
-            Console.Log.Write("monitor test: vm B's port I/O exits: ");
-            Console.Log.Write(io);
-            Console.Log.Write(", mean host time ");
-            Console.Log.Write(mean);
-            Console.Log.Write(" TSC ticks\n");
-            Console.Log.End(f);
+            Console.Log.Info($"monitor test: vm B's port I/O exits: {io}, mean host time {mean} TSC ticks");
             return t.Check(mean < Timer.TscPerSecond / 100, "vm B's port I/O exits took over 10 ms each in the host (mean TSC ticks)", mean);
         }
 
         private static void LogPause(ulong rip, ulong exits)
         {
-            ulong f = Console.Log.Begin();
-            Console.Log.Write("monitor test: vm A held at rip ");
-            Console.Log.Hex(rip);
-            Console.Log.Write(" with ");
-            Console.Log.Write(exits);
-            Console.Log.Write(" exits for 500 ms, then ran on after resume\n");
-            Console.Log.End(f);
+            Console.Log.Info($"monitor test: vm A held at rip {rip:x} with {exits} exits for 500 ms, then ran on after resume");
         }
     }
 }

@@ -50,15 +50,12 @@ namespace Tandem.Kernel.Tests
             Put32(b, at + 4, (uint)(v >> 32));
         }
 
-        private static void Refused(string parser, string problem)
-        {
-            ulong f = RefusedBegin(parser);
-            Log.Write(problem);
-            Log.WriteChar('\n');
-            Log.End(f);
-        }
+        private static void Refused(string parser, string problem) => Log.Info($"parsers: {parser} refused bad input: {problem}");
 
-        /// <summary>Opens a <c>parsers: PARSER refused bad input: </c> line; the caller writes the problem and ends it.</summary>
+        /// <summary>
+        /// Opens a <c>parsers: PARSER refused bad input: </c> line; the caller writes the problem and ends it
+        /// (a <c>LoadError</c> writes itself through a sink, not as one interpolated hole).
+        /// </summary>
         private static ulong RefusedBegin(string parser)
         {
             ulong f = Log.Begin();

@@ -32,12 +32,10 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(vm);
             uint rdtscp = 0;
             vm.Memory.Read(RdtscpSlot, (byte*)&rdtscp, 4);
-            if (rdtscp == 1 || rdtscp == 2)
-            {
-                ulong f = Log.Begin();
-                Log.Write(rdtscp == 1 ? "msr64: RDTSCP offered and checked\n" : "msr64: RDTSCP not offered (CPUID 0x80000001 EDX[27] clear): its check skipped\n");
-                Log.End(f);
-            }
+            if (rdtscp == 1)
+                Log.Info($"msr64: RDTSCP offered and checked");
+            else if (rdtscp == 2)
+                Log.Info($"msr64: RDTSCP not offered (CPUID 0x80000001 EDX[27] clear): its check skipped");
             // msr64 exits with the number of the first check that failed (TestGuests.Msr64).
             if (!t.Check(vm.ExitStatus == 0, vm.StopReason ?? "an MSR check in the 64-bit guest failed (exit status = its number)", (ulong)vm.ExitStatus))
                 return;
@@ -161,19 +159,7 @@ namespace Tandem.Kernel.Tests
             ulong dropped = Volatile.Read(ref MonitorShell.BytesDropped) - droppedBefore;
             int waiting = MonitorShell.VmInputWaiting;
             ulong uartDropped = vm.Platform.Com1.Dropped;
-            ulong f = Log.Begin();
-            Log.Write("paste: 4096 bytes pasted at once; the guest counted ");
-            Log.Write((ulong)count);
-            Log.Write(", first wrong byte ");
-            Log.Write((long)firstWrong);
-            Log.Write(", dropped by the queue ");
-            Log.Write(dropped);
-            Log.Write(", by the UART ");
-            Log.Write(uartDropped);
-            Log.Write(", left waiting ");
-            Log.Write((ulong)waiting);
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"paste: 4096 bytes pasted at once; the guest counted {(ulong)count}, first wrong byte {(long)firstWrong}, dropped by the queue {dropped}, by the UART {uartDropped}, left waiting {(ulong)waiting}");
             bool ok = t.Check(ready, "uartpaste32 did not enable COM1's receive interrupt")
                 && t.Check(vm.ExitStatus == 0, vm.StopReason ?? "uartpaste32 failed a check (1: not exactly 4096 bytes came, 2: an overrun)", (ulong)vm.ExitStatus)
                 && t.Check(count == PasteLength, "the guest did not count 4096 bytes", count)

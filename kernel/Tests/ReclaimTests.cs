@@ -66,13 +66,7 @@ namespace Tandem.Kernel.Tests
                 return;
             if (!t.Check(mm.Swap.SwapIns - ins > 0, "no page was swapped back in", (ulong)(mm.Swap.SwapIns - ins)))
                 return;
-            ulong f = Tandem.Kernel.Console.Log.Begin();
-            Tandem.Kernel.Console.Log.Write("reclaim: the inspector view read 28 MiB: mismatches ");
-            Tandem.Kernel.Console.Log.Write((ulong)viewMismatches);
-            Tandem.Kernel.Console.Log.Write(", view entries zapped by evictions ");
-            Tandem.Kernel.Console.Log.Write((ulong)zapped);
-            Tandem.Kernel.Console.Log.WriteChar('\n');
-            Tandem.Kernel.Console.Log.End(f);
+            Tandem.Kernel.Console.Log.Info($"reclaim: the inspector view read 28 MiB: mismatches {(ulong)viewMismatches}, view entries zapped by evictions {(ulong)zapped}");
             if (!t.Check(viewMismatches == 0, "the inspector view disagrees with what the guest wrote", (ulong)viewMismatches))
                 return;
             t.Check(zapped > 0, "no eviction zapped the view: it did not follow the primary MMU");
@@ -181,17 +175,7 @@ namespace Tandem.Kernel.Tests
             GuestRunner.Report(a);
             GuestRunner.Report(b);
             long broke = mm.MergeStats.CowBreaks - breaks;
-            ulong f = Tandem.Kernel.Console.Log.Begin();
-            Tandem.Kernel.Console.Log.Write("merge: pages shared by the two VMs ");
-            Tandem.Kernel.Console.Log.Write((ulong)shared);
-            Tandem.Kernel.Console.Log.Write(" of 256, merges ");
-            Tandem.Kernel.Console.Log.Write((ulong)merged);
-            Tandem.Kernel.Console.Log.Write(", full scans ");
-            Tandem.Kernel.Console.Log.Write((ulong)(mm.MergeStats.FullScans - passes));
-            Tandem.Kernel.Console.Log.Write(", copy-on-write breaks ");
-            Tandem.Kernel.Console.Log.Write((ulong)broke);
-            Tandem.Kernel.Console.Log.WriteChar('\n');
-            Tandem.Kernel.Console.Log.End(f);
+            Tandem.Kernel.Console.Log.Info($"merge: pages shared by the two VMs {(ulong)shared} of 256, merges {(ulong)merged}, full scans {(ulong)(mm.MergeStats.FullScans - passes)}, copy-on-write breaks {(ulong)broke}");
             if (!t.Check(shared == (int)KsmPages, "the identical pages of the two VMs were not all merged", (ulong)shared))
                 return;
             if (!t.Check(a.ExitStatus == 0 && b.ExitStatus == 0, "a guest found a wrong word after its writes (the sharing was not broken for it alone)"))

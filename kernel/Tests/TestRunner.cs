@@ -32,6 +32,8 @@ namespace Tandem.Kernel.Tests
                 // watchdog's own tests make theirs on purpose).
                 if (Watchdog.LockupsReported + Watchdog.SpinsReported != lockups && !StartsWith(test.Name, "watchdog."))
                     context.Fail("the watchdog reported a CPU without timer ticks or a long spin during this test (its report is above)");
+                // PASS/FAIL/SKIP and the count below have no level (Log.Begin, not Log.Info): the
+                // harness reads them, so they show whatever loglevel= says.
                 ulong flags = Log.Begin();
                 if (context.FailReason != null)
                 {

@@ -155,6 +155,8 @@ namespace Tandem.Kernel.Virt
             if (linux && !spec.NoDefaultCmdline)
                 PrependDefaults(ref spec, LinuxDefaultCmdline);
 
+            // A chain: five optional parts (initrd, budget, fw_cfg, command line), too many for one
+            // readable interpolated line.
             ulong f = Log.Begin();
             Log.Write("vm: starting '");
             for (int k = 0; k < spec.ModuleLength; k++)

@@ -60,19 +60,7 @@ namespace Tandem.Kernel.Virt
                 return;
             for (int i = 0; i < Cpu.Count; i++)
                 Smp.RunOn(i, &EnableVmxHere, 0);
-            ulong f = Log.Begin();
-            Log.Write("vmx: enabled on ");
-            Log.Write((ulong)VmxCpus);
-            Log.Write(" of ");
-            Log.Write((ulong)Cpu.Count);
-            Log.Write(" cpus");
-            if (VmxProblem != null)
-            {
-                Log.Write("; ");
-                Log.Write(VmxProblem);
-            }
-            Log.WriteChar('\n');
-            Log.End(f);
+            Log.Info($"vmx: enabled on {(ulong)VmxCpus} of {(ulong)Cpu.Count} cpus{(VmxProblem != null ? "; " : "")}{VmxProblem}");
         }
 
         private static ulong AllocatePages(ulong count)

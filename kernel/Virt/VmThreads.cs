@@ -125,6 +125,8 @@ namespace Tandem.Kernel.Virt
         /// <summary>One line per vCPU: its thread's state and CPU, guest mode, exits, halts, injections.</summary>
         public static void ReportProgress(Vm vm)
         {
+            // A chain: the thread's part (four figures) is there only when the vCPU has a thread,
+            // and the vCPUs' lines stay together.
             ulong f = Log.Begin();
             for (int i = 0; i < vm.Vcpus.Length; i++)
             {
@@ -197,6 +199,7 @@ namespace Tandem.Kernel.Virt
         /// </summary>
         public static void Report(Vm vm)
         {
+            // A chain: the exits by reason are a variable number of items on the line.
             ulong f = Log.Begin();
             Log.Write("vm ");
             Log.Write((ulong)vm.Id);
