@@ -34,6 +34,8 @@ namespace Tandem.Kernel
         public static ulong WatermarkLowMiB = Unset, WatermarkHighMiB = Unset;
         /// <summary>ksm=on: the page-merging scanner thread runs (default off).</summary>
         public static bool Ksm;
+        /// <summary>thp=on: every VM's RAM may be backed by tracked 2 MiB pages (default off; docs/reclaim.md, "Huge pages").</summary>
+        public static bool Thp;
         /// <summary>monitor="cmd;cmd": the monitor's script (quotes removed), or null (docs/monitor.md).</summary>
         public static byte* MonitorScript;
         public static int MonitorScriptLength;
@@ -124,6 +126,7 @@ namespace Tandem.Kernel
             WatermarkHighMiB = o.WatermarkHighMiB;
             MmStatsSeconds = o.MmStatsSeconds;
             Ksm = o.Ksm;
+            Thp = o.Thp;
             Log.Level = o.LogLevel;
             FuzzSeed = o.FuzzSeed;
             FuzzCount = o.FuzzCount;

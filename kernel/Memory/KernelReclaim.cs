@@ -232,6 +232,7 @@ namespace Tandem.Kernel.Memory
             Pair(" lookaround_promotions", (ulong)s.LookAroundPromotions);
             Pair(" evictions", (ulong)s.Evictions);
             Pair(" refaults", (ulong)s.Refaults);
+            Pair(" huge_splits", (ulong)s.HugeSplits);
             MergeStats m = mm.MergeStats;
             Pair(" merges", (ulong)m.Merges);
             Pair(" zero_merges", (ulong)m.ZeroMerges);

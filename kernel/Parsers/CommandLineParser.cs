@@ -62,6 +62,8 @@ namespace Tandem.Kernel.Parsers
         /// <summary>watermarks=LOW,HIGH (MiB of free memory, LOW below HIGH); <see cref="Unset"/> when not given.</summary>
         public ulong WatermarkLowMiB, WatermarkHighMiB;
         public bool Ksm;
+        /// <summary><c>thp=on|off</c>: guest RAM may be backed by tracked 2 MiB pages (default off).</summary>
+        public bool Thp;
         /// <summary><c>fuzz=SEED:COUNT[:EXITS]</c>: run COUNT fuzz guests from SEED, or until their exits reach EXITS (docs/fuzzing.md); COUNT 0: not given, EXITS 0: no goal.</summary>
         public ulong FuzzSeed, FuzzCount, FuzzExits;
         /// <summary>monitor="cmd;cmd": the script's offset (-1: not given) and length.</summary>
@@ -228,6 +230,16 @@ namespace Tandem.Kernel.Parsers
                     o.Ksm = false;
                 else
                     Refused("ksm= takes on or off", value, out _, ref log);
+                return;
+            }
+            if (Matches(name, "thp") && hasValue)
+            {
+                if (Matches(value, "on"))
+                    o.Thp = true;
+                else if (Matches(value, "off"))
+                    o.Thp = false;
+                else
+                    Refused("thp= takes on or off", value, out _, ref log);
                 return;
             }
             if (Matches(name, "watermarks") && hasValue)

@@ -20,7 +20,18 @@ namespace Tandem.Kernel.Tests
         /// checks that evictions, swap-outs and swap-ins happened and prints the counters, with the
         /// compression ratio.
         /// </summary>
-        public static void GuestFillsTwiceItsLimit(TestContext t)
+        public static void GuestFillsTwiceItsLimit(TestContext t) => FillTwiceTheLimit(t, huge: false);
+
+        /// <summary>
+        /// As <see cref="GuestFillsTwiceItsLimit"/> with the guest's RAM backed by tracked 2 MiB
+        /// pages (<c>thp=on</c>'s backing): the fill maps whole 2 MiB pages while the limit leaves
+        /// room for them (4 KiB pages after that), eviction finds old 2 MiB pages and splits each
+        /// through the notifiers (the EPT's 2 MiB leaf goes) before its pages are swapped out, and
+        /// every word still reads back right, through the guest and through the inspector view.
+        /// </summary>
+        public static void HugePagesFillTwiceTheirLimit(TestContext t) => FillTwiceTheLimit(t, huge: true);
+
+        private static void FillTwiceTheLimit(TestContext t, bool huge)
         {
             if (VmxTests.Unavailable(t))
                 return;
@@ -35,7 +46,7 @@ namespace Tandem.Kernel.Tests
                 t.Fail("the swapfill32 module is not on the boot image");
                 return;
             }
-            Vm? vm = GuestRunner.Create(GuestMiB << 20, image, length, out string? problem);
+            Vm? vm = GuestRunner.Create(GuestMiB << 20, image, length, out string? problem, hugeBacked: huge);
             if (vm == null)
             {
                 t.Fail(problem ?? "VM creation failed");
@@ -47,6 +58,8 @@ namespace Tandem.Kernel.Tests
             mm.ResidentLimit = (int)(FillBytes / 2 / 4096);
             VmThreads.Start(vm, 0);
             VmThreads.WaitAndReport(vm);
+            // The VM's own count (a VM of an earlier test may have 2 MiB pages evicted meanwhile).
+            LruStats vmLru = ((MmGuestMemory)vm.Memory).Space.Lru.Stats;
             // An inspector view of the guest's pages (a mirror, its own notifier) reads all of
             // them while the limit still holds: its reads swap pages in, and the evictions they
             // cause zap the view's older entries; every word must agree with what the guest wrote.
@@ -69,7 +82,18 @@ namespace Tandem.Kernel.Tests
             Tandem.Kernel.Console.Log.Info($"reclaim: the inspector view read 28 MiB: mismatches {(ulong)viewMismatches}, view entries zapped by evictions {(ulong)zapped}");
             if (!t.Check(viewMismatches == 0, "the inspector view disagrees with what the guest wrote", (ulong)viewMismatches))
                 return;
-            t.Check(zapped > 0, "no eviction zapped the view: it did not follow the primary MMU");
+            if (!t.Check(zapped > 0, "no eviction zapped the view: it did not follow the primary MMU"))
+                return;
+            long split = vmLru.HugeSplits;
+            if (huge)
+            {
+                Tandem.Kernel.Console.Log.Info($"reclaim: 2 MiB pages split by eviction: {(ulong)split}");
+                t.Check(split > 0, "no 2 MiB page was split by eviction: the RAM was not backed by tracked 2 MiB pages");
+            }
+            else
+            {
+                t.Check(split == 0, "a 2 MiB page was split in a VM without huge pages", (ulong)split);
+            }
         }
 
         /// <summary>swapfill32's value of the dword at guest-physical <paramref name="gpa"/> (tools/StubGen/Guests/SwapFillGuest.cs).</summary>

@@ -92,6 +92,7 @@ namespace Tandem.Kernel.Tests
             new TestCase("vmx.flood_beside_another_vm_keeps_its_progress", &FloodTests.FloodBesideAnotherVmKeepsItsProgress),
             new TestCase("vmx.monitor_scripted_commands_on_two_vms", &MonitorTests.ScriptedCommandsOnTwoVms),
             new TestCase("reclaim.guest_fills_twice_its_limit", &ReclaimTests.GuestFillsTwiceItsLimit),
+            new TestCase("reclaim.huge_pages_fill_twice_their_limit", &ReclaimTests.HugePagesFillTwiceTheirLimit),
             new TestCase("merge.two_vms_share_identical_pages", &ReclaimTests.TwoVmsShareIdenticalPages),
             new TestCase("postcopy.move_of_a_running_guest", &PostcopyTests.MoveOfARunningGuest),
             new TestCase("postcopy.monitor_moves_a_paused_vm", &PostcopyTests.MonitorMovesAPausedVm),

@@ -32,9 +32,9 @@ namespace Tandem.Kernel.Virt
 
         /// <summary>
         /// Guest RAM of <paramref name="size"/> bytes. Anonymous (demand-zero 4 KiB pages, aged and
-        /// reclaimable) by default; with <paramref name="hugeBacked"/>, a fixed region over
-        /// physically contiguous, 2 MiB-aligned host memory that the primary MMU maps with 2 MiB
-        /// pages, so EPT maps it with 2 MiB leaves too (untracked: not aged or reclaimed).
+        /// reclaimable) by default; with <paramref name="hugeBacked"/> (or <c>thp=on</c>), a fault may
+        /// back it with a tracked 2 MiB page (<see cref="Region.HugePages"/>), which EPT then maps
+        /// with one 2 MiB leaf; such pages are aged as a unit and split before any part is evicted.
         /// </summary>
         public static MmGuestMemory? Create(ulong size, out string? problem, bool hugeBacked = false) => Create(size, out problem, hugeBacked, null);
 
@@ -60,72 +60,50 @@ namespace Tandem.Kernel.Virt
                 return null;
             }
             Region ram;
-            ulong hugeRun = 0, hugePages = 0;
-            if (hugeBacked)
-            {
-                ulong pages = (size + PageSizes.Size2M) / FrameAllocator.PageSize;
-                ulong run = FrameAllocator.AllocateContiguous(pages);
-                if (run == 0)
-                {
-                    problem = "not enough contiguous host memory for huge-page guest RAM";
-                    space.Destroy();
-                    return null;
-                }
-                hugeRun = run;
-                hugePages = pages;
-                ulong aligned = (run + PageSizes.Size2M - 1) & ~(PageSizes.Size2M - 1);
-                Tandem.Arch.X86.Native.MemSet((void*)aligned, 0, size);
-                ram = Region.Fixed(HostBase, size, PageProt.Write, new PhysAddr(aligned));
-            }
-            else if (userfault != null)
+            if (userfault != null)
             {
                 ram = Region.UserfaultAnonymous(HostBase, size, PageProt.Write, userfault);
             }
             else
             {
                 ram = Region.Anonymous(HostBase, size, PageProt.Write);
+                // Tracked 2 MiB pages where a fault finds a free 2 MiB block (aged as a unit,
+                // split before any part is evicted), else 4 KiB pages.
+                ram.HugePages = hugeBacked || CommandLine.Thp;
             }
             if (!space.AddRegion(ram))
             {
                 problem = "could not add the guest RAM region";
-                Abandon(space, hugeRun, hugePages);
+                Abandon(space);
                 return null;
             }
             EptMmu<KernelEptPlatform>? ept = EptMmu<KernelEptPlatform>.Create(default, space);
             if (ept == null)
             {
                 problem = "out of memory for the EPT root";
-                Abandon(space, hugeRun, hugePages);
+                Abandon(space);
                 return null;
             }
             if (!ept.RegisterWith(space.Notifiers))
             {
                 problem = "the guest's address space is dying";
-                Abandon(space, hugeRun, hugePages);
+                Abandon(space);
                 return null;
             }
             if (!ept.AddMemslot(new Memslot(new Gfn(0), size / 4096, HostBase, writable: true)))
             {
                 problem = "could not add the guest memslot";
-                Abandon(space, hugeRun, hugePages);
+                Abandon(space);
                 return null;
             }
             problem = null;
-            var memory = new MmGuestMemory(space, ept, size);
-            memory._hugeRun = hugeRun;
-            memory._hugePages = hugePages;
-            return memory;
+            return new MmGuestMemory(space, ept, size);
         }
 
-        /// <summary>The contiguous run behind huge-page guest RAM (a fixed region: the mm core does not own its frames).</summary>
-        private ulong _hugeRun, _hugePages;
-
-        /// <summary>A VM's memory that could not be completed: its address space (with the EPT registered on it, if it was) and its huge-page run go back.</summary>
-        private static void Abandon(AddressSpace<KernelMmPlatform> space, ulong hugeRun, ulong hugePages)
+        /// <summary>A VM's memory that could not be completed: its address space (with the EPT registered on it, if it was) goes back.</summary>
+        private static void Abandon(AddressSpace<KernelMmPlatform> space)
         {
             space.Destroy();
-            if (hugeRun != 0)
-                FrameAllocator.FreeContiguous(hugeRun, hugePages);
         }
 
         public ulong EptPointer => Ept.EptPointer;
@@ -179,8 +157,6 @@ namespace Tandem.Kernel.Virt
             // The guest's host address space was never loaded into CR3, so no CPU needs a
             // Deactivate; Destroy tears it down once its last user (an aging walk, say) lets go.
             Space.Destroy();
-            if (_hugeRun != 0)
-                FrameAllocator.FreeContiguous(_hugeRun, _hugePages);
         }
 
         /// <inheritdoc/>

@@ -116,8 +116,76 @@ public sealed unsafe partial class FrameDatabase<TPlatform> where TPlatform : st
         ref FrameRecord r = ref _frames[(int)frame.Value];
         if (r.MapCount != 0 || r.RmapHead != -1)
             throw new InvalidOperationException("FrameDatabase: freeing a mapped frame");
+        bool huge = (Volatile.Read(ref r.Flags) & (int)FrameFlags.Huge) != 0;
         Volatile.Write(ref r.Flags, 0);
         _platform.FrameFreed(frame);
-        Free(frame, 0);
+        if (!huge)
+        {
+            Free(frame, 0);
+            return;
+        }
+        // A 2 MiB page goes back whole; its tails may carry flags a secondary's dirty bit set.
+        for (int i = 1; i < HugeFrames; i++)
+        {
+            ref FrameRecord t = ref _frames[(int)frame.Value + i];
+            if (t.RefCount != 0 || t.MapCount != 0 || t.RmapHead != -1)
+                throw new InvalidOperationException("FrameDatabase: freeing a 2 MiB page whose tail is in use");
+            Volatile.Write(ref t.Flags, 0);
+            _platform.FrameFreed(new Pfn(frame.Value + (ulong)i));
+        }
+        Free(frame, HugeOrder);
+    }
+
+    /// <summary>The order of a 2 MiB page.</summary>
+    public const int HugeOrder = 9;
+
+    /// <summary>Frames in a 2 MiB page.</summary>
+    public const int HugeFrames = 1 << HugeOrder;
+
+    /// <summary>
+    /// Allocates a 2 MiB page (an order-9 block, naturally aligned) for a tracked huge mapping: the
+    /// head's count is 1 and it is marked <see cref="FrameFlags.Huge"/> (so that its last
+    /// reference frees the whole block); the tails' records are reset. The contents are not
+    /// cleared. False when no such block is free.
+    /// </summary>
+    public bool AllocateHuge(out Pfn head)
+    {
+        if (!TryAllocate(HugeOrder, out head))
+            return false;
+        for (int i = 1; i < HugeFrames; i++)
+        {
+            ref FrameRecord t = ref _frames[(int)head.Value + i];
+            t.RefCount = 0;
+            t.MapCount = 0;
+            t.RmapHead = -1;
+            Volatile.Write(ref t.Flags, 0);
+        }
+        SetFlags(head, FrameFlags.Huge);
+        return true;
+    }
+
+    /// <summary>
+    /// Freezes the count of <paramref name="frame"/> at 0 if it is exactly <paramref name="expected"/>
+    /// (compare Linux's <c>folio_ref_freeze</c>): from then on <see cref="TryGetRef"/> fails, as for
+    /// a frame being freed, until <see cref="UnfreezeRefs"/>. The caller must be the only one that
+    /// can take an unconditional reference (it holds the page-table lock of the only mapping).
+    /// </summary>
+    public bool TryFreezeRefs(Pfn frame, int expected)
+    {
+        return Interlocked.CompareExchange(ref _frames[(int)frame.Value].RefCount, 0, expected) == expected;
+    }
+
+    /// <summary>Ends a freeze: the count becomes <paramref name="count"/> (release: the frozen changes are visible first).</summary>
+    public void UnfreezeRefs(Pfn frame, int count)
+    {
+        Volatile.Write(ref _frames[(int)frame.Value].RefCount, count);
+    }
+
+    /// <summary>Gives a split tail of a 2 MiB page its own reference (the mapping's) and <paramref name="flags"/>, under a freeze of the head.</summary>
+    internal void MakeIndependent(Pfn tail, FrameFlags flags)
+    {
+        ref FrameRecord t = ref _frames[(int)tail.Value];
+        Interlocked.Or(ref t.Flags, (int)flags);
+        Volatile.Write(ref t.RefCount, 1);
     }
 }

@@ -25,4 +25,11 @@ public enum FrameFlags
     /// instead. Set on a page between the merge scanner's write-protect and its remap (or abort),
     /// and on a fresh copy-on-write copy until the old frame's secondaries were invalidated.</summary>
     CopyOnWrite = 1 << 11,
+    /// <summary>
+    /// The head of a tracked 2 MiB anonymous page (an order-9 block, compare Linux's large folio):
+    /// the head's record holds the reference count, the map count, the reverse-map entry and the
+    /// LRU place for all 512 frames; the tails' counts stay 0 until a split gives each its own
+    /// (<c>AddressSpace.SplitHuge</c>). Freed as one block.
+    /// </summary>
+    Huge = 1 << 12,
 }

@@ -32,7 +32,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _ptLock.Enter(_platform);
         // The user reference (held by the caller) keeps the tables; the lock keeps the table's
         // structure while we read it (a split or a teardown cannot run under us).
-        ulong* slot = _dead != 0 ? null : WalkLocked(start, 1, false, out MapStatus _);
+        MapStatus walk = MapStatus.Ok;
+        ulong* slot = _dead != 0 ? null : WalkLocked(start, 1, false, out walk);
+        if (slot == null && walk == MapStatus.Conflict)
+        {
+            _ptLock.Exit(_platform);
+            return AgeHugeSpan(start, pages, out present, out young, out entries);
+        }
         if (slot != null)
         {
             for (int i = 0; i < pages; i++)
@@ -76,6 +82,52 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         }
         young = n;
         return n == 0 ? 0 : _mm.Lru.PromoteBatch(frames, n);
+    }
+
+    /// <summary>
+    /// <see cref="AgeSpan"/> where one leaf maps the span: a tracked 2 MiB page is aged as one unit
+    /// (its accessed bit, test-and-cleared under the page-table lock, and the secondaries' over its
+    /// 512 pages in one fast-only call, an incomplete answer counting as young); when young its
+    /// head moves to the youngest generation. <paramref name="present"/> and <paramref name="young"/>
+    /// count 512 pages (or 0) for the density of the span.
+    /// </summary>
+    private int AgeHugeSpan(VirtAddr start, int pages, out int present, out int young, out int entries)
+    {
+        present = 0;
+        young = 0;
+        entries = 0;
+        bool hot = false;
+        Pfn head = default;
+        _ptLock.Enter(_platform);
+        ulong* slot = _dead != 0 ? null : WalkLocked(start, 2, false, out MapStatus _);
+        if (slot != null)
+        {
+            PageTableEntry e = PteOps.Read(slot);
+            entries = 1;
+            if (e.IsPresent && e.IsLeaf(2) && !e.IsSpecial && pages == SpanPages)
+            {
+                head = e.LeafAddress(2).Pfn;
+                present = SpanPages;
+                // Atomic: the CPU may set A or D meanwhile; an access after this is seen next time.
+                if (e.IsAccessed)
+                    hot = PteOps.ClearBits(slot, PageTableEntry.Accessed).IsAccessed;
+            }
+        }
+        _ptLock.Exit(_platform);
+        if (present == 0)
+            return 0;
+        if (Notifiers.HasNotifiers)
+        {
+            LruStats.Add(ref _mm.Lru.Stats._fastCalls, 1);
+            LruStats.Add(ref Lru.Stats._fastCalls, 1);
+            FastAgeResult r = Notifiers.TestClearYoungFastOnly(this, start, start + PageSizes.Size2M, true);
+            // A notifier without lockless aging was not asked: unknown counts as young.
+            hot |= r.Young || !r.Complete;
+        }
+        if (!hot)
+            return 0;
+        young = SpanPages;
+        return _mm.Lru.Promote(head) ? 1 : 0;
     }
 
     /// <summary>
@@ -172,13 +224,15 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 continue;
             foreach (PteSlot s in new PageTableWalker<TPlatform>(_platform, Root, region.Start, region.End))
             {
-                if (s.Level != 1 || !s.Value.IsPresent || s.Value.IsSpecial)
+                if (s.Level > 2 || !s.Value.IsPresent || s.Value.IsSpecial)
                     continue;
-                mapped++;
-                int seq = _mm.Lru.GenerationOf(s.Value.LeafAddress(1).Pfn);
+                // A tracked 2 MiB page counts its 512 pages, on its head's generation.
+                int pages = s.Level == 2 ? SpanPages : 1;
+                mapped += pages;
+                int seq = _mm.Lru.GenerationOf(s.Value.LeafAddress(s.Level).Pfn);
                 int k = max - seq;
                 if (seq >= 0 && k >= 0 && k < perGeneration.Length)
-                    perGeneration[k]++;
+                    perGeneration[k] += pages;
             }
         }
         return mapped;

@@ -34,6 +34,8 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     private readonly int[] _next;
     private readonly int[] _prev;
     private readonly int[] _seq;
+    /// <summary>1 for the head of a tracked 2 MiB page: it stands for 512 pages in the counts.</summary>
+    private readonly byte[] _huge;
     private readonly int[] _head = new int[MaxGenerations];
     private readonly int[] _tail = new int[MaxGenerations];
     private readonly int[] _count = new int[MaxGenerations];
@@ -71,6 +73,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _next = new int[n];
         _prev = new int[n];
         _seq = new int[n];
+        _huge = new byte[n];
         for (int i = 0; i < n; i++)
         {
             _next[i] = -1;
@@ -90,7 +93,7 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     /// <summary>The oldest generation's sequence number.</summary>
     public int MinSeq { get { return Volatile.Read(ref _minSeq); } }
 
-    /// <summary>Pages on all lists.</summary>
+    /// <summary>Pages on all lists (a tracked 2 MiB page counts 512).</summary>
     public int Listed { get { return Volatile.Read(ref _listed); } }
 
     /// <summary>Pages on the list of generation <paramref name="seq"/> (0 outside the window).</summary>
@@ -119,8 +122,15 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         else
             _tail[g] = f;
         _head[g] = f;
-        _count[g]++;
-        _listed++;
+        int weight = Weight(f);
+        _count[g] += weight;
+        _listed += weight;
+    }
+
+    /// <summary>Pages one list entry stands for: 512 for a tracked 2 MiB page's head, else 1.</summary>
+    private int Weight(int f)
+    {
+        return _huge[f] != 0 ? FrameDatabase<TPlatform>.HugeFrames : 1;
     }
 
     private void UnlinkLocked(int f)
@@ -139,8 +149,9 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _next[f] = -1;
         _prev[f] = -1;
         _seq[f] = -1;
-        _count[g]--;
-        _listed--;
+        int weight = Weight(f);
+        _count[g] -= weight;
+        _listed -= weight;
     }
 
     private static ulong ShadowKey(int spaceId, VirtAddr page)
@@ -159,14 +170,19 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
     /// (space, page), the install is a refault: the distances are recorded and the shadow dropped.
     /// Caller holds the space's page-table lock; the page is mapped (reverse-map entry added).
     /// </summary>
-    internal void Add(Pfn frame, AddressSpace<TPlatform> space, VirtAddr page)
+    /// <paramref name="huge"/>: the head of a tracked 2 MiB page, one entry that counts 512 pages
+    /// (the shadow is that of its first page).
+    internal void Add(Pfn frame, AddressSpace<TPlatform> space, VirtAddr page, bool huge = false)
     {
         int f = (int)frame.Value;
         ulong key = ShadowKey(space.Id, page);
         int slot = ShadowSlot(key);
         _lock.EnterQuiet(_platform);
         if (_seq[f] < 0)
+        {
+            _huge[f] = huge ? (byte)1 : (byte)0;
             LinkHeadLocked(f, _maxSeq);
+        }
         bool refault = _shadowKey[slot] == key;
         long generations = 0;
         long evictions = 0;
@@ -197,6 +213,41 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
         _lock.EnterQuiet(_platform);
         if (_seq[f] >= 0)
             UnlinkLocked(f);
+        _huge[f] = 0;
+        _lock.ExitQuiet(_platform);
+    }
+
+    /// <summary>
+    /// A tracked 2 MiB page whose head is <paramref name="head"/> was split: its entry becomes 512
+    /// entries of one page each, on the head's generation (or, when the head is isolated by an
+    /// eviction, on <paramref name="isolatedSeq"/>, clamped to the window; the head itself goes
+    /// back with the eviction's putback). The counts do not change. Caller holds the page-table
+    /// lock of the mapping (not the reverse-map lock).
+    /// </summary>
+    internal void SplitHuge(Pfn head, int isolatedSeq)
+    {
+        int h = (int)head.Value;
+        _lock.EnterQuiet(_platform);
+        int seq = _seq[h];
+        if (seq >= 0)
+        {
+            int g = seq & (MaxGenerations - 1);
+            _count[g] -= FrameDatabase<TPlatform>.HugeFrames - 1;
+            _listed -= FrameDatabase<TPlatform>.HugeFrames - 1;
+        }
+        else
+        {
+            seq = isolatedSeq < _minSeq ? _minSeq : isolatedSeq > _maxSeq ? _maxSeq : isolatedSeq;
+        }
+        _huge[h] = 0;
+        for (int i = 1; i < FrameDatabase<TPlatform>.HugeFrames; i++)
+        {
+            if (_seq[h + i] < 0)
+            {
+                _huge[h + i] = 0;
+                LinkHeadLocked(h + i, seq);
+            }
+        }
         _lock.ExitQuiet(_platform);
     }
 
@@ -346,7 +397,8 @@ public sealed class LruGenerations<TPlatform> where TPlatform : struct, IMmPlatf
                     return -1;
                 if ((_seq[f] & (MaxGenerations - 1)) != g || _seq[f] < _minSeq || _seq[f] > _maxSeq)
                     return -2;
-                if (++n > _listed)
+                n += Weight(f);
+                if (n > _listed)
                     return -3;
                 prev = f;
             }

@@ -12,7 +12,7 @@ public sealed class LruStats
 {
     internal long _agingPasses, _walkTables, _walkTablesSkipped, _walkEntries, _fastCalls, _pagesAged;
     internal long _lookArounds, _lookAroundEntries, _lookAroundPromotions;
-    internal long _evictionScans, _evictionsKeptYoung, _evictions;
+    internal long _evictionScans, _evictionsKeptYoung, _evictions, _hugeSplits;
     internal long _refaults, _refaultGenerationDistance, _refaultEvictionDistance;
 
     /// <summary>Aging passes (global: completed passes; per space: passes that walked it).</summary>
@@ -37,6 +37,8 @@ public sealed class LruStats
     public long EvictionScans { get { return Volatile.Read(ref _evictionScans); } }
     /// <summary>Pages the exact check found young: kept and promoted.</summary>
     public long EvictionsKeptYoung { get { return Volatile.Read(ref _evictionsKeptYoung); } }
+    /// <summary>Tracked 2 MiB pages that eviction found old and split into 4 KiB pages (the first of them then evicted).</summary>
+    public long HugeSplits { get { return Volatile.Read(ref _hugeSplits); } }
     /// <summary>Pages evicted (unmapped everywhere by eviction).</summary>
     public long Evictions { get { return Volatile.Read(ref _evictions); } }
     /// <summary>Faults that installed a page at an (address space, page) whose eviction is still in the shadow table.</summary>

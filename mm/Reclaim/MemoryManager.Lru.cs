@@ -134,6 +134,13 @@ public sealed partial class MemoryManager<TPlatform>
             else
             {
                 AddressSpace<TPlatform>? space = FirstMapping(frame, out VirtAddr address);
+                if ((Frames.FlagsOf(frame) & FrameFlags.Huge) != 0 && !SplitForEviction(frame, space, address, seq))
+                {
+                    // Still one 2 MiB page (unmapped meanwhile, or held): it goes back as it was.
+                    Lru.Putback(frame, seq);
+                    Frames.PutRef(frame);
+                    continue;
+                }
                 if (space != null)
                     Lru.RecordEviction(space.Id, address, seq);
                 if (Frames.MapCountOf(frame) > 0 && UnmapForEviction(frame))
@@ -153,6 +160,25 @@ public sealed partial class MemoryManager<TPlatform>
             Frames.PutRef(frame);
         }
         return evicted;
+    }
+
+    /// <summary>
+    /// An old tracked 2 MiB page is split before any of it leaves memory (through the notifiers:
+    /// a secondary's 2 MiB leaf over it goes, and faults back at 4 KiB). Its 512 pages then stay
+    /// on the generation it was taken from, to be evicted one by one, this one first. The eviction
+    /// holds the isolation's reference on the head. False when it could not be split.
+    /// </summary>
+    private bool SplitForEviction(Pfn head, AddressSpace<TPlatform>? space, VirtAddr address, int seq)
+    {
+        if (space == null || !space.TryGetUser())
+            return false;
+        MapStatus status = space.SplitHuge(address, head, 1, seq);
+        space.PutUser();
+        if (status != MapStatus.Ok)
+            return false;
+        LruStats.Add(ref Lru.Stats._hugeSplits, 1);
+        LruStats.Add(ref space.Lru.Stats._hugeSplits, 1);
+        return true;
     }
 
     /// <summary>

@@ -18,7 +18,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, address, address + 1);
         w.MoveNext();
         PteSlot s = w.Current;
-        if (s.Level == 1 && s.Value.IsPresent && !s.Value.IsSpecial && s.Value.LeafAddress(1).Pfn == frame)
+        // A 4 KiB page, or a tracked 2 MiB page as one unit (its head is the frame the LRU holds).
+        if (s.Level <= 2 && s.Value.IsPresent && !s.Value.IsSpecial && s.Value.LeafAddress(s.Level).Pfn == frame
+            && s.Address == address)
         {
             mapped = true;
             PageTableEntry old = PteOps.ClearBits(s.Pointer, PageTableEntry.Accessed);
@@ -27,7 +29,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _ptLock.Exit(_platform);
         if (!mapped)
             return false;
-        VirtAddr end = address + PageSizes.Size4K;
+        VirtAddr end = address + s.Size;
         if (young && exact)
             FlushRange(address, end);
         if (Notifiers.HasNotifiers)

@@ -142,10 +142,80 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         // At the resident limit, or no frame: reclaim synchronously (bounded; no lock is held
         // here), then retry once.
         _mm.ReclaimIfOverLimit();
+        if (region.HugePages && TryFaultHuge(region, page, out FaultStatus huge))
+            return huge;
         if (!_mm.Frames.AllocateFrame(out Pfn frame) && !(_mm.DirectReclaim() && _mm.Frames.AllocateFrame(out frame)))
             return FaultStatus.OutOfMemory;
         ZeroFrame(frame);
         return InstallAnonymous(page, frame, region.Prot);
+    }
+
+    /// <summary>
+    /// Demand-zero with a tracked 2 MiB page (<see cref="Region.HugePages"/>): when the span around
+    /// <paramref name="page"/> lies wholly in the region, nothing is mapped in it yet, the resident
+    /// limit leaves room for 512 pages and a free 2 MiB block exists, maps the span with one leaf.
+    /// False (nothing done) when the fault should map 4 KiB instead; true with the status
+    /// otherwise (Exists: another fault mapped the span meanwhile).
+    /// </summary>
+    private bool TryFaultHuge(Region region, VirtAddr page, out FaultStatus status)
+    {
+        status = FaultStatus.Ok;
+        VirtAddr span = page.AlignDown(PageSizes.Size2M);
+        if (span < region.Start || span + PageSizes.Size2M > region.End || !HugeSpanEmpty(span))
+            return false;
+        int limit = _mm.ResidentLimit;
+        if (limit != 0 && _mm.Lru.Listed + FrameDatabase<TPlatform>.HugeFrames > limit)
+            return false;
+        // No direct reclaim for a huge page (compare THP's defrag=defer): a fragmented or short
+        // allocator gives 4 KiB pages.
+        if (!_mm.Frames.AllocateHuge(out Pfn head))
+            return false;
+        for (int i = 0; i < FrameDatabase<TPlatform>.HugeFrames; i++)
+            ZeroFrame(head + (ulong)i);
+        bool fallBack = false;
+        _ptLock.Enter(_platform);
+        ulong* slot = _dead != 0 ? null : WalkLocked(span, 2, true, out MapStatus _);
+        if (_dead != 0)
+            status = FaultStatus.Dead;
+        else if (slot == null)
+            status = FaultStatus.OutOfMemory;
+        else
+        {
+            PageTableEntry there = PteOps.Read(slot);
+            if (there.Raw != 0)
+            {
+                // A table of 4 KiB entries appeared meanwhile (map 4 KiB), or another fault's
+                // 2 MiB leaf (probe again).
+                fallBack = !there.IsLeaf(2);
+                status = FaultStatus.Exists;
+            }
+            else if (!_mm.Rmap.Add(head, this, span))
+                status = FaultStatus.OutOfMemory;
+            else
+            {
+                _mm.Frames.SetFlags(head, FrameFlags.Anonymous);
+                _mm.Lru.Add(head, this, span, huge: true);
+                // Release store: the zeroed block and the head's record are visible before the
+                // entry; pairs with PteOps.Read in walkers and the CPU's page walk.
+                PteOps.Write(slot, PageTableEntry.ForLeaf(head.Address, 2, region.Prot));
+            }
+        }
+        _ptLock.Exit(_platform);
+        if (status != FaultStatus.Ok)
+        {
+            _mm.Frames.PutRef(head);    // frees the whole block (Huge)
+            return !fallBack;
+        }
+        _platform.Checkpoint(MmCheckpoint.PrimaryEntryInstalled);
+        return true;
+    }
+
+    /// <summary>Lockless probe: nothing at all is mapped in the 2 MiB span (no leaf, no table of 4 KiB entries, no swap entry).</summary>
+    private bool HugeSpanEmpty(VirtAddr span)
+    {
+        PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, span, span + 1);
+        w.MoveNext();
+        return w.Current.Level >= 2 && w.Current.Value.Raw == 0;
     }
 
     /// <summary>Installs a fresh frame (count 1, becomes the mapping's reference). Exists if the
@@ -156,11 +226,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         FaultStatus result = FaultStatus.Ok;
         // The dead check is under _ptLock: Destroy sets _dead under it, so either this install
         // comes first (and the teardown's unmap removes it) or nothing is installed.
-        ulong* slot = _dead != 0 ? null : WalkLocked(page, 1, true, out MapStatus _);
+        MapStatus walk = MapStatus.Ok;
+        ulong* slot = _dead != 0 ? null : WalkLocked(page, 1, true, out walk);
         if (_dead != 0)
             result = FaultStatus.Dead;
         else if (slot == null)
-            result = FaultStatus.OutOfMemory;
+            // A 2 MiB leaf in the way was mapped by another fault since the probe: probe again.
+            result = walk == MapStatus.Conflict ? FaultStatus.Exists : FaultStatus.OutOfMemory;
         else if (PteOps.Read(slot).Raw != 0)
             result = FaultStatus.Exists;    // mapped, or swapped out since the probe
         else if (!_mm.Rmap.Add(frame, this, page))

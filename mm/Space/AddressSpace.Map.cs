@@ -129,20 +129,50 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// translation is the same, but a secondary that mapped the range with one huge leaf drops it
     /// and faults the parts back at the primary's new size, so that from now on it ages, dirties
     /// and invalidates them page by page, as the primary does.
+    /// A tracked 2 MiB page (<see cref="Region.HugePages"/>) becomes 512 tracked 4 KiB pages: each
+    /// frame gets its own reference, reverse-map entry and LRU place (the head's generation). A
+    /// transient reference on it (a secondary resolving it, an eviction holding it) makes the split
+    /// wait for its release.
     /// </summary>
     public MapStatus SplitHuge(VirtAddr address)
     {
-        if (address.Value >= UserTop)
-            throw new System.ArgumentException("SplitHuge: address above the user half (2^47)");
-        _ptLock.Enter(_platform);
-        MapStatus status = SplitLocked(address, out VirtAddr start, out ulong size);
-        _ptLock.Exit(_platform);
-        if (status == MapStatus.Ok)
-            FinishTeardown(start, start + size, MmuNotifierEvent.Split);
-        return status;
+        return SplitHuge(address, default, 0, -1);
     }
 
+    /// <summary>
+    /// <see cref="SplitHuge(VirtAddr)"/> for a caller that holds <paramref name="extraRefs"/>
+    /// references on the tracked 2 MiB page whose head is <paramref name="head"/> (NotMapped when
+    /// the address maps another page now), and, if it took the head off the LRU (eviction), the
+    /// generation <paramref name="isolatedSeq"/> it took it from (-1 otherwise). Busy is returned
+    /// only when another holder's reference did not go within a bounded wait.
+    /// </summary>
+    internal MapStatus SplitHuge(VirtAddr address, Pfn head, int extraRefs, int isolatedSeq)
+    {
+        if (address.Value >= UserTop)
+            throw new System.ArgumentException("SplitHuge: address above the user half (2^47)");
+        for (int attempt = 0; ; attempt++)
+        {
+            _ptLock.Enter(_platform);
+            MapStatus status = SplitLocked(address, head, extraRefs, isolatedSeq, out VirtAddr start, out ulong size);
+            _ptLock.Exit(_platform);
+            if (status == MapStatus.Ok)
+                FinishTeardown(start, start + size, MmuNotifierEvent.Split);
+            if (status != MapStatus.Busy || attempt == BusyRetries)
+                return status;
+            // A resolve or an eviction holds the head for a moment: let it finish (no lock held).
+            _platform.SpinPause();
+        }
+    }
+
+    /// <summary>How often a split that found a transient reference tries again before it reports Busy.</summary>
+    private const int BusyRetries = 1 << 16;
+
     private MapStatus SplitLocked(VirtAddr address, out VirtAddr start, out ulong size)
+    {
+        return SplitLocked(address, default, 0, -1, out start, out size);
+    }
+
+    private MapStatus SplitLocked(VirtAddr address, Pfn expectedHead, int extraRefs, int isolatedSeq, out VirtAddr start, out ulong size)
     {
         PageTableWalker<TPlatform> w = new PageTableWalker<TPlatform>(_platform, Root, address, address + 1);
         w.MoveNext();
@@ -153,9 +183,33 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             return MapStatus.NotMapped;
         if (s.Level == 1)
             return MapStatus.Conflict;
+        Pfn head = default;
+        bool tracked = !s.Value.IsSpecial;
+        if (tracked)
+        {
+            // Only 2 MiB pages are tracked huge leaves (a fault never maps 1 GiB anonymous memory).
+            head = s.Value.LeafAddress(2).Pfn;
+            // The caller's references are on its page: another one mapped here since is not it.
+            if (extraRefs > 0 && head != expectedHead)
+                return MapStatus.NotMapped;
+            // Freeze the head's count (the mapping's reference and the caller's): no reference can
+            // be taken meanwhile, and a holder of another one could still act on the 2 MiB page.
+            if (!_mm.Frames.TryFreezeRefs(head, 1 + extraRefs))
+                return MapStatus.Busy;
+        }
         if (!_mm.Frames.AllocateFrame(out Pfn tableFrame))
+        {
+            if (tracked)
+                _mm.Frames.UnfreezeRefs(head, 1 + extraRefs);
             return MapStatus.OutOfMemory;
+        }
         _mm.Frames.SetFlags(tableFrame, FrameFlags.PageTable);
+        if (tracked && !MakeTailsIndependentLocked(head, start, isolatedSeq))
+        {
+            _mm.Frames.PutRef(tableFrame);
+            _mm.Frames.UnfreezeRefs(head, 1 + extraRefs);
+            return MapStatus.OutOfMemory;
+        }
         ulong* child = (ulong*)_platform.PhysToVirt(tableFrame.Address);
         int childLevel = s.Level - 1;
         ulong childSize = PageSizes.ForLevel(childLevel);
@@ -181,8 +235,35 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             // CAS: the CPU may set A/D in the huge leaf while we build the table; then rebuild
             // from the new value. Full barrier: the table contents are visible before the entry.
             if (PteOps.CompareExchange(s.Pointer, old, PageTableEntry.ForTable(tableFrame.Address)))
+            {
+                if (tracked)
+                    _mm.Frames.UnfreezeRefs(head, 1 + extraRefs);
                 return MapStatus.Ok;
+            }
             old = PteOps.Read(s.Pointer);
         }
+    }
+
+    /// <summary>
+    /// The frame side of a split of the tracked 2 MiB page at <paramref name="start"/> (head
+    /// frozen, _ptLock held, before the entry changes): a reverse-map entry, a reference and the
+    /// anonymous flag for each tail, the head's huge mark dropped, and the tails on the LRU beside
+    /// the head. False (nothing changed) when the reverse map has no room.
+    /// </summary>
+    private bool MakeTailsIndependentLocked(Pfn head, VirtAddr start, int isolatedSeq)
+    {
+        for (int i = 1; i < FrameDatabase<TPlatform>.HugeFrames; i++)
+        {
+            if (_mm.Rmap.Add(head + (ulong)i, this, start + (ulong)i * PageSizes.Size4K))
+                continue;
+            for (int j = 1; j < i; j++)
+                _mm.Rmap.Remove(head + (ulong)j, this, start + (ulong)j * PageSizes.Size4K);
+            return false;
+        }
+        for (int i = 1; i < FrameDatabase<TPlatform>.HugeFrames; i++)
+            _mm.Frames.MakeIndependent(head + (ulong)i, FrameFlags.Anonymous);
+        _mm.Frames.ClearFlags(head, FrameFlags.Huge);
+        _mm.Lru.SplitHuge(head, isolatedSeq);
+        return true;
     }
 }

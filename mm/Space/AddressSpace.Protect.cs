@@ -13,6 +13,26 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     public int Protect(VirtAddr start, VirtAddr end, PageProt prot)
     {
         ValidateRange(start, end);
+        int total = 0;
+        while (true)
+        {
+            int changed = ProtectPart(ref start, end, prot, out bool busy);
+            if (changed < 0)
+                return -1;
+            total += changed;
+            if (!busy)
+                return total;
+            _platform.SpinPause();
+        }
+    }
+
+    /// <summary>
+    /// One pass of <see cref="Protect"/> from <paramref name="start"/>; <paramref name="busy"/>: it
+    /// stopped at a tracked 2 MiB page held for a moment (<paramref name="start"/> moves there).
+    /// </summary>
+    private int ProtectPart(ref VirtAddr start, VirtAddr end, PageProt prot, out bool busy)
+    {
+        busy = false;
         int changed = 0;
         bool reduced = false;
         bool outOfMemory = false;
@@ -43,7 +63,16 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             if (s.Level > 1 && (s.Address < start || s.End > end))
             {
                 VirtAddr at = s.Address < start ? start : s.Address;
-                if (SplitLocked(at, out VirtAddr _, out ulong _) != MapStatus.Ok)
+                MapStatus split = SplitLocked(at, out VirtAddr _, out ulong _);
+                if (split == MapStatus.Busy)
+                {
+                    // A tracked 2 MiB page held for a moment: finish this part (flush and notify
+                    // below), then go on from here without the lock held meanwhile.
+                    busy = true;
+                    stop = at;
+                    break;
+                }
+                if (split != MapStatus.Ok)
                 {
                     // Nothing may throw under _ptLock: stop here, notify what changed.
                     outOfMemory = true;
@@ -77,6 +106,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
         _ptLock.Exit(_platform);
         if (reduced && start < stop)
             FinishTeardown(start, stop, MmuNotifierEvent.ProtectionChange);
+        start = stop;
         return outOfMemory ? -1 : changed;
     }
 }

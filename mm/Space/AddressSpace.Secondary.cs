@@ -24,9 +24,10 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             {
                 Pfn frame = new PhysAddr(e.LeafAddress(s.Level).Value + (va.Value & (s.Size - 1))).Pfn;
                 bool tracked = !e.IsSpecial;
-                // Under _ptLock the mapping holds a reference, so the count is > 0.
+                // Under _ptLock the mapping holds a reference, so the count is > 0. A tracked
+                // 2 MiB page counts its references on its head (a split waits for this one).
                 if (tracked)
-                    _mm.Frames.GetRef(frame);
+                    _mm.Frames.GetRef(s.Level == 2 ? e.LeafAddress(2).Pfn : frame);
                 _ptLock.Exit(_platform);
                 page = new ResolvedPage(frame, e.IsWritable, tracked, s.Level);
                 _platform.Checkpoint(MmCheckpoint.SecondaryResolved);
@@ -46,7 +47,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     public void ReleaseResolved(in ResolvedPage page)
     {
         if (page.HoldsReference)
-            _mm.Frames.PutRef(page.Frame);
+            _mm.Frames.PutRef(page.Level == 2 ? new Pfn(page.Frame.Value & ~(ulong)(FrameDatabase<TPlatform>.HugeFrames - 1)) : page.Frame);
     }
 
     /// <inheritdoc/>

@@ -34,6 +34,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             int swapCount = 0;
             bool cleared = false;
             bool outOfMemory = false;
+            bool busy = false;
             bool rmapMismatch = false;
             VirtAddr stop = end;
             _ptLock.Enter(_platform);
@@ -63,10 +64,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 if (s.Level > 1 && (s.Address < start || s.End > end))
                 {
                     VirtAddr at = s.Address < start ? start : s.Address;
-                    if (SplitLocked(at, out VirtAddr _, out ulong _) != MapStatus.Ok)
+                    MapStatus split = SplitLocked(at, out VirtAddr _, out ulong _);
+                    if (split != MapStatus.Ok)
                     {
-                        // Nothing may throw under _ptLock: stop here and finish the round.
-                        outOfMemory = true;
+                        // Nothing may throw under _ptLock: stop here and finish the round. A
+                        // tracked 2 MiB page held for a moment (Busy) is split in the next round.
+                        outOfMemory = split != MapStatus.Busy;
+                        busy = split == MapStatus.Busy;
                         stop = at;
                         break;
                     }
@@ -80,7 +84,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 cleared = true;
                 if (old.IsSpecial || !old.IsPresent)
                     continue;
-                Pfn frame = old.LeafAddress(1).Pfn;
+                // A 4 KiB page, or a whole tracked 2 MiB page (its head holds the reference, the
+                // reverse-map entry and the LRU place for all 512 frames; freed as one block).
+                Pfn frame = old.LeafAddress(s.Level).Pfn;
                 if (old.IsDirty)
                     _mm.Frames.SetFlags(frame, FrameFlags.Dirty);
                 if (!_mm.Rmap.Remove(frame, this, s.Address))
@@ -110,6 +116,8 @@ public sealed unsafe partial class AddressSpace<TPlatform>
                 throw new InvalidOperationException("Unmap: mapping missing from the reverse map");
             if (outOfMemory)
                 return MapStatus.OutOfMemory;
+            if (busy)
+                _platform.SpinPause();
             cursor = stop;
         }
         return MapStatus.Ok;

@@ -17,4 +17,7 @@ public enum MapStatus
     NotMapped,
     /// <summary>The address space is dying: nothing new is mapped.</summary>
     Dead,
+    /// <summary>A split of a tracked 2 MiB page found a transient reference on it (a secondary
+    /// resolving it, an eviction holding it): try again once it is dropped.</summary>
+    Busy,
 }

@@ -18,6 +18,7 @@ public sealed class Region
     /// <summary>Non-null: missing pages go to this handler (userfault region).</summary>
     public readonly IUserfaultHandler? Userfault;
     private int _mergeable;
+    private int _hugePages;
 
     /// <summary>Creates a region.</summary>
     public Region(VirtAddr start, VirtAddr end, RegionKind kind, PageProt prot, PhysAddr fixedBase, IUserfaultHandler? userfault)
@@ -42,6 +43,21 @@ public sealed class Region
         // Acquire/release: a plain flag read by the scanner on every pass.
         get { return System.Threading.Volatile.Read(ref _mergeable) != 0; }
         set { System.Threading.Volatile.Write(ref _mergeable, value && Kind == RegionKind.Anonymous && Userfault == null ? 1 : 0); }
+    }
+
+    /// <summary>
+    /// Anonymous memory that a fault may back with a tracked 2 MiB page (compare Linux's
+    /// transparent huge pages with <c>MADV_HUGEPAGE</c>): a demand fault whose 2 MiB-aligned span
+    /// lies wholly inside the region, where nothing is mapped yet and a free 2 MiB block exists,
+    /// maps the whole span with one leaf; otherwise it maps 4 KiB as before. The page is aged as
+    /// one unit and split into 512 tracked 4 KiB pages (through the notifiers) before any part of
+    /// it is evicted, unmapped or protected alone. Only anonymous regions without a userfault
+    /// handler can have it; off by default.
+    /// </summary>
+    public bool HugePages
+    {
+        get { return System.Threading.Volatile.Read(ref _hugePages) != 0; }
+        set { System.Threading.Volatile.Write(ref _hugePages, value && Kind == RegionKind.Anonymous && Userfault == null ? 1 : 0); }
     }
 
     /// <summary>An anonymous demand-zero region, mergeable (the default for anonymous memory and

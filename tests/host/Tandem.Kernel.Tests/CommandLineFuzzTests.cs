@@ -41,7 +41,7 @@ public sealed class CommandLineFuzzTests
     private static readonly string[] Words =
     {
         "test", "test=mem", "test=vmx,smp", "bench", "vmx=off", "vmx=on", "expect_vmx=yes", "expect_vmx=no", "swap=64M", "swap=off",
-        "swap=1G", "swap=12x", "mem.limit=256M", "mem.limit=0", "ksm=on", "ksm=off", "ksm=maybe", "mmstats=5", "mmstats=0", "watermarks=4M,8M", "watermarks=8M,4M", "watermarks=0,1M", "watermarks=4M",
+        "swap=1G", "swap=12x", "mem.limit=256M", "mem.limit=0", "ksm=on", "ksm=off", "ksm=maybe", "thp=on", "thp=off", "thp=2M", "mmstats=5", "mmstats=0", "watermarks=4M,8M", "watermarks=8M,4M", "watermarks=0,1M", "watermarks=4M",
         "vm=linux", "vm=linux,mem=256M,cpus=2", "vm=x,mem=3G,cpus=16,pin=0+1+63", "vm=x,cmdline=\"console=ttyS0 quiet\"",
         "\"vm=x,cmdline=\\\"a b\\\"\"", "vm=x,initrd=rd,modules=a+b", "vm=x,budget=none", "vm=x,budget=30", "vm=x,defaults=off",
         "vm=x,fwcfg=opt/a:m1+opt/b:m2", "vm=x,reset=restart", "vm=x,reset=stop", "vm=x,mem=5G", "vm=x,cpus=0", "vm=x,pin=64",

@@ -132,4 +132,44 @@ public class LargePageTests
         Assert.Single(leaves);
         Assert.Equal(1, leaves[0].Level);
     }
+
+    /// <summary>
+    /// A tracked 2 MiB page of guest RAM (<see cref="Region.HugePages"/>) written only through
+    /// EPT: the EPT maps it with one 2 MiB leaf; eviction finds it old as a unit, splits it (the
+    /// 2 MiB EPT leaf goes, its dirty bit marking all 512 frames, invariant 3) and swaps every page
+    /// out; the guest then reads every value back through 4 KiB leaves.
+    /// </summary>
+    [Fact]
+    public unsafe void ATrackedHugePageWrittenThroughEptIsSplitEvictedAndReadBackPageByPage()
+    {
+        using EptBed b = new EptBed(pages: 1024, memory: 32UL << 20);
+        b.Ram.HugePages = true;
+        b.Mm.AttachSwap(new Tandem.Testing.DictionarySwapDevice(), 1024);
+        const int span = 512;
+        for (int i = 0; i < span; i++)
+        {
+            Pfn f = b.Touch(i, write: true);
+            *(ulong*)b.Machine.MmPlatform.PhysToVirt(f.Address) = 0xF00D_0000UL + (ulong)i;
+        }
+        EptEntry leaf = b.Leaf(0);
+        Assert.True(leaf.IsLeaf(2), "the EPT did not map the 2 MiB page with one leaf");
+        Assert.True(leaf.IsDirty);
+        Assert.True(b.Space.Translate(b.Hva(0), out PageTableEntry pde, out int level));
+        Assert.Equal(2, level);
+        Assert.False(pde.IsDirty);                     // the host never wrote it: only the EPT knows
+        for (int pass = 0; pass < 3; pass++)
+            Assert.True(b.Mm.AgingPass());
+        Assert.Equal(span, b.Mm.Evict(span));
+        Assert.Equal(1, b.Mm.Lru.Stats.HugeSplits);
+        Assert.Empty(b.Problems(strict: true));
+        for (int i = 0; i < span; i++)
+            Assert.Equal(EptEntry.Empty.Value, b.Leaf(i).Value);
+        for (int i = 0; i < span; i++)
+        {
+            Pfn f = b.Touch(i, write: false);
+            Assert.Equal(0xF00D_0000UL + (ulong)i, *(ulong*)b.Machine.MmPlatform.PhysToVirt(f.Address));
+        }
+        Assert.Equal(1, b.Leaf(7).IsLeaf(1) ? 1 : 0);
+        Assert.Empty(b.Problems(strict: true));
+    }
 }
