@@ -152,6 +152,115 @@ namespace Tandem.Kernel.Tests
             t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
         }
 
+        // tools/StubGen/Guests/NmiInitGuest.cs and SmpGuests.cs: AP 1's NMI count and start count, its parked and done flags.
+        private const uint NmiCountAp1 = 0x6080 + 4, StartsAp1 = 0x6060 + 4, NmiParked = 0x60F0, NmiDone = 0x60F4;
+
+        /// <summary>
+        /// An AP parked in <c>cli; hlt</c> is moved: nmiinit32 with 2 vCPUs, moved in the 200 ms its
+        /// BSP waits after AP 1 says it parks (AP 1's second start, 2 NMIs taken) before it sends
+        /// the NMI. The pause takes AP 1 in the host's park (marked parked, RIP past the HLT) and
+        /// the BSP between its timer ticks; the VM that takes over parks AP 1 again, counted there
+        /// (with the BSP running, that is no reason to stop it). There the BSP's NMI must wake AP 1
+        /// (the guest's step 8) and its INIT-SIPI restart it (step 9): the guest exits 0 in B,
+        /// AP 1 with 3 NMIs and 3 starts, the NMI injected and the park left twice in B.
+        /// </summary>
+        public static void MoveOfAParkedVcpu(TestContext t) => MoveParked(t, viaMonitor: false);
+
+        /// <summary>
+        /// As <see cref="MoveOfAParkedVcpu"/>, through the monitor: <c>pause A</c> while AP 1 is
+        /// parked must complete (both vCPUs out of the guest) without stopping the VM, AP 1 still
+        /// parked; then <c>move A</c> takes AP 1 out of its park, and <c>resume B</c> runs the guest
+        /// on to its exit 0 there.
+        /// </summary>
+        public static void MonitorMovesAParkedVcpu(TestContext t) => MoveParked(t, viaMonitor: true);
+
+        private static void MoveParked(TestContext t, bool viaMonitor)
+        {
+            if (VmxTests.Unavailable(t))
+                return;
+            int freeBefore = FuzzCampaign.MmFreeFrames();
+            Vm? a = VmxTests.Start(t, "nmiinit32", 2);
+            if (a == null)
+                return;
+            VmThreads.Start(a, 0);
+            // AP 1 said it parks (second start, before the NMI), and the host has it in its park.
+            ulong deadline = Native.Rdtsc() + 120 * Timer.TscPerSecond;
+            while (!(Guest(a, NmiParked) == 1 && Guest(a, NmiCountAp1) == 2 && Volatile.Read(ref a.ParkedVcpus) == 1) && !a.Stopped && Native.Rdtsc() < deadline)
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 1000);
+            if (!t.Check(Volatile.Read(ref a.ParkedVcpus) == 1 && !a.Stopped, a.StopReason ?? "nmiinit32's AP 1 did not park in 120 s", (ulong)a.ExitStatus))
+            {
+                GiveUp(a, "the test gave up");
+                return;
+            }
+            PostcopyMove? move = null;
+            Vm? b;
+            bool pauseHeld = true;
+            string? problem = null;
+            byte* script = stackalloc byte[64];
+            if (viaMonitor)
+            {
+                int n = Format(script, "pause ", (ulong)a.Id, null, 0, null, 0);
+                Monitor.MonitorShell.RunScript(script, n);
+                // The plain pause completes with AP 1 left in its park: both vCPUs are out of the
+                // guest, AP 1 still counted parked, and the paused VM is not taken for one that
+                // nothing can wake (no stop).
+                Sched.Scheduler.Block(Native.Rdtsc() + Timer.TscPerSecond / 20);
+                pauseHeld = Volatile.Read(ref a.Vcpus[0].InGuest) == 0 && Volatile.Read(ref a.Vcpus[1].InGuest) == 0
+                    && Volatile.Read(ref a.ParkedVcpus) == 1 && !a.Stopped;
+                n = Format(script, "move ", (ulong)a.Id, null, 0, null, 0);
+                Monitor.MonitorShell.RunScript(script, n);
+                b = Volatile.Read(ref a.MovedTo);
+            }
+            else
+            {
+                move = PostcopyMove.Start(a, out problem);
+                b = move?.Target;
+            }
+            if (b == null)
+            {
+                t.Fail(problem ?? a.StopReason ?? "the VM with a parked vCPU was not moved (the monitor said why)");
+                GiveUp(a, "the move did not start");
+                return;
+            }
+            VcpuState ap = a.Vcpus[1].SavedState!;
+            bool apParked = ap.Parked && !ap.Halted, bspHalted = a.Vcpus[0].SavedState!.Halted;
+            bool complete = true;
+            if (viaMonitor)
+            {
+                int n = Format(script, "resume ", (ulong)b.Id, null, 0, null, 0);
+                Monitor.MonitorShell.RunScript(script, n);
+                b.Waiter = (ulong)Sched.Scheduler.Current;
+            }
+            else
+                complete = move!.Finish();
+            VmThreads.WaitAndReport(b);
+            if (viaMonitor)
+                PostcopyMove.WaitUntilNoneActive();
+            int status = b.ExitStatus;
+            string? reason = b.StopReason;
+            uint nmis = Guest(b, NmiCountAp1), starts = Guest(b, StartsAp1), done = Guest(b, NmiDone);
+            Vcpu bAp = b.Vcpus[1];
+            ulong injected = bAp.NmisInjected, wakes = bAp.ParkWakes, resets = bAp.InitResets;
+            b.Release();
+            IsolationTests.WaitForFrames(freeBefore);
+            Log.Info($"postcopy: nmiinit32 moved with AP 1 {(apParked ? "parked" : "not parked")} at rip {ap.Rip:x}, the BSP {(bspHalted ? "halted" : "running")}; in vm {(ulong)b.Id}: {injected} NMIs injected into AP 1, {wakes} wakes from its park, {resets} INIT resets; AP 1 took {nmis} NMIs and {starts} starts in all");
+            t.Check(pauseHeld, "the monitor's pause did not hold the VM with AP 1 parked (or stopped it)");
+            t.Check(complete, move?.Error ?? "the move did not complete");
+            t.Check(apParked, "the pause did not take AP 1 parked (the move came too late, or the state does not say so)");
+            t.Check(status == 0 && reason == null, reason ?? "nmiinit32 failed after the move (8 no NMI wake from cli;hlt, 9 no INIT restart while parked)", (ulong)status);
+            t.Check(nmis == 3 && starts == 3 && done == 1, "AP 1 did not take 3 NMIs and 3 starts in all", nmis);
+            t.Check(injected == 1 && wakes >= 2 && resets == 1, "AP 1 was not woken from its park by the NMI and the INIT in the VM it moved to", wakes);
+            t.Check(FuzzCampaign.MmFreeFrames() >= freeBefore, "frames of the two VMs did not come back");
+        }
+
+        /// <summary>The guest's dword at <paramref name="gpa"/>.</summary>
+        private static uint Guest(Vm vm, uint gpa)
+        {
+            uint value = 0;
+            vm.Memory.Read(gpa, (byte*)&value, 4);
+            return value;
+        }
+
         /// <summary>Starts <paramref name="vm"/> on its vCPU threads and waits (at most 60 s) until its guest reports phase 1 or stops.</summary>
         private static void StartAndWaitForPhase1(Vm vm)
         {

@@ -97,6 +97,8 @@ namespace Tandem.Kernel.Tests
             new TestCase("postcopy.move_of_a_running_guest", &PostcopyTests.MoveOfARunningGuest),
             new TestCase("postcopy.monitor_moves_a_paused_vm", &PostcopyTests.MonitorMovesAPausedVm),
             new TestCase("postcopy.move_of_a_halted_guest", &PostcopyTests.MoveOfAHaltedGuest),
+            new TestCase("postcopy.move_of_a_parked_vcpu", &PostcopyTests.MoveOfAParkedVcpu),
+            new TestCase("postcopy.monitor_moves_a_parked_vcpu", &PostcopyTests.MonitorMovesAParkedVcpu),
             new TestCase("vmx.shared_memory_between_vms_follows_eviction_and_merging", &MirrorTests.SharedMemoryFollowsEvictionAndMerging),
             new TestCase("linux.boots_to_shell", &LinuxTests.BootsToShell),
             new TestCase("linux.selftest", &LinuxTests.SelfTestPasses),

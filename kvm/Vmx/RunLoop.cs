@@ -29,13 +29,6 @@ namespace Tandem.Kvm.Vmx
                 Startup.WaitForSipi(vcpu);
             if (!System.Threading.Volatile.Read(ref s_handlersFilled))
                 FillHandlers();
-            if (vcpu.HaltedAtPause && vcpu.Started)
-            {
-                // A pause for a move took it halted: it halts again until an interrupt, as the guest
-                // asked (a pause during this halt sets the flag again; a stop ends it).
-                vcpu.HaltedAtPause = false;
-                Events.Halt(vcpu);
-            }
             // The host time of each exit (Vcpu.ExitHostTsc): its reason and the TSC right after it,
             // charged right before the next entry. Two RDTSCs an exit, no lock (the counters are
             // this thread's).
@@ -43,6 +36,15 @@ namespace Tandem.Kvm.Vmx
             ulong exitTsc = 0;
             while (!vm.Stopped && !vm.PauseRequested && !System.Threading.Volatile.Read(ref vm.Paused))
             {
+                if (vcpu.HaltedAtPause || vcpu.ParkedAtPause)
+                {
+                    // A pause for a move took it halted or parked: it waits again as the guest asked
+                    // before any entry (after the move, or when the move was refused and the pause
+                    // ended before this loop looked), so no wake-up is made up. A pause during
+                    // this wait marks it again; a stop ends it (the loop's test).
+                    WaitAgain(vcpu);
+                    continue;
+                }
                 // A host interrupt that came while exits were handled (interrupts off) is taken
                 // here, before every 8th entry: the SDM has such a pending interrupt cause an exit
                 // right after the entry, but Bochs does not (a guest that faults on every page then
@@ -104,6 +106,21 @@ namespace Tandem.Kvm.Vmx
                 vm.FlushSerial();
             KvmHost.SetSwitchInHook(null, 0);
             Vcpu.RestoreInterrupts(flags);
+        }
+
+        /// <summary>Halts (<see cref="Events.Halt"/>) or parks (<see cref="HltExit.Park"/>) again a vCPU that a pause for a move took halted or parked; the flag is cleared first.</summary>
+        private static void WaitAgain(Vcpu vcpu)
+        {
+            if (vcpu.ParkedAtPause)
+            {
+                vcpu.ParkedAtPause = false;
+                HltExit.Park(vcpu);
+            }
+            else
+            {
+                vcpu.HaltedAtPause = false;
+                Events.Halt(vcpu);
+            }
         }
 
         /// <summary>Adds the host time since the last exit (taken at <paramref name="exitTsc"/>) to its reason's counter, once.</summary>

@@ -151,6 +151,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>A pause for a move took the vCPU in a guest HLT (RIP past it): the run loop halts it again before its next entry.</summary>
         public bool HaltedAtPause;
 
+        /// <summary>A pause for a move took the vCPU parked in a guest <c>cli; hlt</c> (RIP past it, <see cref="Exits.HltExit"/>): the run loop parks it again before its next entry.</summary>
+        public bool ParkedAtPause;
+
         /// <summary>Guest time charged to the budget, and the TSC up to which it was charged.</summary>
         public ulong UsedTsc, ChargedUntil;
 

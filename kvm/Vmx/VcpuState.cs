@@ -59,6 +59,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The vCPU was halted in a guest HLT (RIP past it): it halts again where it is restored.</summary>
         public bool Halted;
 
+        /// <summary>The vCPU was parked in a guest HLT with interrupts disabled (RIP past it): it parks again where it is restored, and only an NMI or INIT wakes it.</summary>
+        public bool Parked;
+
         /// <summary>The guest's RIP (for reports).</summary>
         public ulong Rip => _values[0];
 
@@ -83,6 +86,7 @@ namespace Tandem.Kvm.Vmx
             s.TscOffset = v.TscOffset;
             s.Started = v.Started;
             s.Halted = v.HaltedAtPause;
+            s.Parked = v.ParkedAtPause;
             return s;
         }
 
@@ -111,6 +115,7 @@ namespace Tandem.Kvm.Vmx
                 v.DebugRegs = DebugRegs;
                 v.Started = Started;
                 v.HaltedAtPause = Halted;
+                v.ParkedAtPause = Parked;
             }
             Vcpu.RestoreInterrupts(flags);
             return problem;

@@ -23,7 +23,7 @@ namespace Tandem.Kvm.Vmx
         public string? StopReason;
         public bool Stopped => System.Threading.Volatile.Read(ref ExitStatus) >= 0;
 
-        /// <summary>vCPUs parked for good in a HLT with interrupts disabled (Exits.HltExit).</summary>
+        /// <summary>vCPUs parked in a HLT with interrupts disabled, waiting in Exits.HltExit.Park for an NMI or INIT (one that a pause for a move took out of its wait is not counted until it parks again).</summary>
         public int ParkedVcpus;
 
         /// <summary><c>vm=...,reset=restart</c>: a reset of the guest's machine restarts it (the runner makes the VM anew) instead of ending it.</summary>
@@ -60,7 +60,7 @@ namespace Tandem.Kvm.Vmx
         /// </summary>
         public bool SaveStateOnPause;
 
-        /// <summary>Pauses every vCPU (the monitor's <c>pause</c>); a vCPU halted in the guest stays halted and waits there, or in the host once it wakes.</summary>
+        /// <summary>Pauses every vCPU (the monitor's <c>pause</c>); a vCPU halted or parked in the guest stays halted and waits there (a pause for a move takes it out, marked so), or in the host once it wakes.</summary>
         public void Pause()
         {
             System.Threading.Volatile.Write(ref Paused, true);

@@ -30,8 +30,11 @@ public static partial class TestGuests
     /// <summary>NMIs taken per vCPU (<c>u32[SmpMaxCpus]</c> by APIC ID); AP 1's parked flag; AP 1's done flag.</summary>
     public const uint NmiCounts = 0x6080, NmiParked = 0x60F0, NmiDone = 0x60F4;
 
-    /// <summary>The BSP's wait for each step, in its 2 ms timer ticks, and its wait after AP 1 says it parks.</summary>
-    public const uint NmiWaitTicks = 2500, NmiParkTicks = 10;
+    /// <summary>
+    /// The BSP's wait for each step, in its 2 ms timer ticks, and its wait after AP 1 says it parks
+    /// (200 ms: time for a host test to move the VM while AP 1 is parked, postcopy.move_of_a_parked_vcpu).
+    /// </summary>
+    public const uint NmiWaitTicks = 2500, NmiParkTicks = 100;
 
     private const int NmiHandlerIndex = SmpAddressCount, NmiAddressCount = SmpAddressCount + 1;
 
