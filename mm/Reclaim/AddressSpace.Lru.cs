@@ -15,6 +15,9 @@ public sealed unsafe partial class AddressSpace<TPlatform>
     /// <paramref name="present"/> and <paramref name="young"/> count the tracked leaves seen and the
     /// young ones among them, <paramref name="entries"/> the primary entries read.
     /// </summary>
+    // No zeroing of the 4 KiB frame list on every span: an entry is read only where its ask bit,
+    // cleared below, was set with it.
+    [System.Runtime.CompilerServices.SkipLocalsInit]
     private int AgeSpan(VirtAddr start, VirtAddr end, out int present, out int young, out int entries)
     {
         Pfn* frames = stackalloc Pfn[SpanPages];

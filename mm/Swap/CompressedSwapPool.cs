@@ -272,6 +272,8 @@ public sealed unsafe class CompressedSwapPool<TPlatform> : ISwapDevice where TPl
         return false;
     }
 
+    // No zeroing of the block buffer (half a page, on every load): only the copied-out bytes are read.
+    [System.Runtime.CompilerServices.SkipLocalsInit]
     private bool LoadCompressed(ulong handle, byte* page)
     {
         byte* block = stackalloc byte[MaxBlockBytes];

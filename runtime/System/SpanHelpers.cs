@@ -5,33 +5,48 @@ namespace System
     /// <summary>Block memory helpers the compiler calls for struct copies, zeroing and initialisation.</summary>
     internal static unsafe class SpanHelpers
     {
+        // A word (8 bytes) a step, then the bytes left: x86-64 allows unaligned words. These are
+        // what stackalloc's zeroing, struct copies and Span's CopyTo/Clear/Fill compile to, so a
+        // byte loop here costs every caller (a 2 KiB stackalloc in the swap pool's load was 8,000
+        // instructions of zeroing).
+
         internal static void Memmove(ref byte destination, ref byte source, nuint length)
         {
             byte* d = (byte*)Unsafe.AsPointer(ref destination);
             byte* s = (byte*)Unsafe.AsPointer(ref source);
-            if (d < s)
+            if (d <= s || d >= s + length)
             {
-                for (nuint i = 0; i < length; i++)
+                // Forward: each word is read before the write that could reach it (d <= s).
+                nuint i = 0;
+                for (; i + 8 <= length; i += 8)
+                    *(ulong*)(d + i) = *(ulong*)(s + i);
+                for (; i < length; i++)
                     d[i] = s[i];
             }
             else
             {
-                for (nuint i = length; i > 0; i--)
+                // Backward (d inside the source): each word is read before the write that could reach it.
+                nuint i = length;
+                for (; i >= 8; i -= 8)
+                    *(ulong*)(d + i - 8) = *(ulong*)(s + i - 8);
+                for (; i > 0; i--)
                     d[i - 1] = s[i - 1];
             }
         }
 
         internal static void ClearWithoutReferences(ref byte destination, nuint length)
         {
-            byte* d = (byte*)Unsafe.AsPointer(ref destination);
-            for (nuint i = 0; i < length; i++)
-                d[i] = 0;
+            Fill(ref destination, 0, length);
         }
 
         internal static void Fill(ref byte destination, byte value, nuint length)
         {
             byte* d = (byte*)Unsafe.AsPointer(ref destination);
-            for (nuint i = 0; i < length; i++)
+            ulong word = value * 0x0101_0101_0101_0101UL;
+            nuint i = 0;
+            for (; i + 8 <= length; i += 8)
+                *(ulong*)(d + i) = word;
+            for (; i < length; i++)
                 d[i] = value;
         }
     }

@@ -83,7 +83,9 @@ namespace System.Runtime.CompilerServices
     [AttributeUsage(AttributeTargets.Struct | AttributeTargets.Class)]
     public sealed class UnsafeValueTypeAttribute : Attribute { }
 
-    [AttributeUsage(AttributeTargets.Module)]
+    // The targets .NET's has: a module, a type, or one method.
+    [AttributeUsage(AttributeTargets.Module | AttributeTargets.Class | AttributeTargets.Struct | AttributeTargets.Interface
+        | AttributeTargets.Constructor | AttributeTargets.Method | AttributeTargets.Property | AttributeTargets.Event, Inherited = false)]
     public sealed class SkipLocalsInitAttribute : Attribute { }
 
     [AttributeUsage(AttributeTargets.Parameter)]
