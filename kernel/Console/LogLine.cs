@@ -27,6 +27,12 @@ namespace Tandem.Kernel.Console
 
         /// <summary>A line as written, no prefix, dropped unless <c>loglevel=debug</c>.</summary>
         public static void Debug(ref LogLine<LogLevels.Debug> line) => line.End();
+
+        /// <summary>
+        /// A line as written at every <c>loglevel=</c>, no prefix: for what a program reads whatever
+        /// the level (the test runner's PASS/FAIL/SKIP lines and counts, the exit status).
+        /// </summary>
+        public static void Always(ref LogLine<LogLevels.Always> line) => line.End();
     }
 
     /// <summary>A log level as a type, for <see cref="LogLine{TLevel}"/> (one instantiation each, no dispatch).</summary>
@@ -42,6 +48,8 @@ namespace Tandem.Kernel.Console
         public struct Warn : ILogLevel { public LogLevel Level => LogLevel.Warn; }
         public struct Info : ILogLevel { public LogLevel Level => LogLevel.Info; }
         public struct Debug : ILogLevel { public LogLevel Level => LogLevel.Debug; }
+        /// <summary>Above every level: <see cref="Log.IsEnabled"/> is true for it at any <c>loglevel=</c>.</summary>
+        public struct Always : ILogLevel { public LogLevel Level => (LogLevel)(-1); }
     }
 
     /// <summary>

@@ -32,48 +32,27 @@ namespace Tandem.Kernel.Tests
                 // watchdog's own tests make theirs on purpose).
                 if (Watchdog.LockupsReported + Watchdog.SpinsReported != lockups && !StartsWith(test.Name, "watchdog."))
                     context.Fail("the watchdog reported a CPU without timer ticks or a long spin during this test (its report is above)");
-                // PASS/FAIL/SKIP and the count below have no level (Log.Begin, not Log.Info): the
-                // harness reads them, so they show whatever loglevel= says.
-                ulong flags = Log.Begin();
+                // PASS/FAIL/SKIP and the counts below show at any loglevel= (the harness reads them).
                 if (context.FailReason != null)
                 {
                     failed++;
-                    Log.Write("FAIL ");
-                    Log.Write(test.Name);
-                    Log.Write(": ");
-                    Log.Write(context.FailReason);
                     if (context.HasFailValue)
-                    {
-                        Log.Write(" (");
-                        Log.Write(context.FailValue);
-                        Log.Write(")");
-                    }
+                        Log.Always($"FAIL {test.Name}: {context.FailReason} ({context.FailValue})");
+                    else
+                        Log.Always($"FAIL {test.Name}: {context.FailReason}");
                 }
                 else if (context.SkipReason != null)
                 {
                     skipped++;
-                    Log.Write("SKIP ");
-                    Log.Write(test.Name);
-                    Log.Write(": ");
-                    Log.Write(context.SkipReason);
+                    Log.Always($"SKIP {test.Name}: {context.SkipReason}");
                 }
                 else
                 {
                     passed++;
-                    Log.Write("PASS ");
-                    Log.Write(test.Name);
+                    Log.Always($"PASS {test.Name}");
                 }
-                Log.WriteChar('\n');
-                Log.End(flags);
             }
-            ulong f = Log.Begin();
-            Log.Write((ulong)passed);
-            Log.Write(" passed, ");
-            Log.Write((ulong)failed);
-            Log.Write(" failed, ");
-            Log.Write((ulong)skipped);
-            Log.Write(" skipped\n");
-            Log.End(f);
+            Log.Always($"{(ulong)passed} passed, {(ulong)failed} failed, {(ulong)skipped} skipped");
             return failed;
         }
 
