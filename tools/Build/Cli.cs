@@ -107,10 +107,9 @@ internal static class Cli
             HelpName = "auto|qemu|bochs|kvm",
         };
         emulator.AcceptOnlyFromAmong("auto", "qemu", "bochs", "kvm");
-        var cmdline = new Option<string>("--cmdline")
+        var cmdline = new Option<string?>("--cmdline")
         {
-            Description = "The kernel command line, e.g. \"test=timer\" or \"vm=hello32\" (see README.md)",
-            DefaultValueFactory = _ => "",
+            Description = "The kernel command line, e.g. \"test=timer\" or \"vm=hello32\" (see README.md). Not given: the default guest, Debian's Linux to a shell (vm=linux; hello32 without the Linux modules); \"\": Tandem with nothing to run",
             HelpName = "TEXT",
         };
         var cpus = IntOption("--cpus", "Number of CPUs", 1, 64, 2, "N");
@@ -171,8 +170,33 @@ internal static class Cli
             Interactive = r.GetValue(input) == null && SerialConsole.CanBeInteractive,
             InputAfter = r.GetValue(inputAfter),
             GdbPort = r.GetValue(gdb),
-        }, r.GetValue(input)));
+        }, r.GetValue(input), defaultGuest: r.GetValue(cmdline) == null));
         return run;
+    }
+
+    /// <summary>A run without --cmdline: the default guest (<see cref="DefaultGuest"/>), said on stderr.</summary>
+    private static RunOptions WithDefaultGuest(RunOptions o, bool inputGiven)
+    {
+        bool qemuOnly = o.GdbPort != null || o.Uefi || o.Emulator == EmulatorKind.Qemu;
+        string why = o.GdbPort != null ? "--gdb" : o.Uefi ? "--uefi (QEMU, which has no VT-x here)" : "--emulator qemu (no VT-x)";
+        DefaultGuest.Choice c = DefaultGuest.Choose(qemuOnly, why, o.Interactive, inputGiven, qemuOnly ? null : LinuxUnavailable());
+        foreach (string line in c.Lines)
+            Console.Error.WriteLine(line);
+        return c.Input == null ? o with { Cmdline = c.Cmdline } : o with { Cmdline = c.Cmdline, Input = c.Input, InputAfter = c.InputAfter };
+    }
+
+    /// <summary>Makes the Linux modules if it can (LinuxGuest.Ensure); why they are missing, or null.</summary>
+    private static string? LinuxUnavailable()
+    {
+        LinuxGuest.Ensure();
+        if (LinuxGuest.UnavailableReason is string why)
+            return why;
+        foreach (string name in new[] { LinuxGuest.KernelModule, LinuxGuest.InitrdModule })
+        {
+            if (!File.Exists(LinuxGuest.PathOf(name)))
+                return $"out/obj/linux/{name} is missing";
+        }
+        return null;
     }
 
     /// <summary>The options whose value may be left out, as (option, value name): the help shows them as <c>--gdb[=PORT]</c>.</summary>
@@ -186,7 +210,7 @@ internal static class Cli
         Description = "Build with DWARF for gdb (ILC's -g, Roslyn's portable PDBs) into out/tandem-debug.elf, .sym and .iso (objects in out/obj/debug), apart from the byte-identical normal image",
     };
 
-    private static int RunWithModules(string[]? modules, bool debugInfo, RunOptions o, string? input)
+    private static int RunWithModules(string[]? modules, bool debugInfo, RunOptions o, string? input, bool defaultGuest = false)
     {
         // gdb without DWARF sees only the symbol names: --gdb boots the debug image.
         Repo.DebugInfo = debugInfo || o.GdbPort != null;
@@ -197,6 +221,8 @@ internal static class Cli
         if (input != null)
             o = o with { Input = SerialConsole.LoadInput(input) };
         Guests.AddUserModules(modules ?? []);
+        if (defaultGuest)
+            o = WithDefaultGuest(o, input != null);
         return Driver.Run(o);
     }
 
