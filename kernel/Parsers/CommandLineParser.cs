@@ -224,22 +224,12 @@ namespace Tandem.Kernel.Parsers
             }
             if (Matches(name, "ksm") && hasValue)
             {
-                if (Matches(value, "on"))
-                    o.Ksm = true;
-                else if (Matches(value, "off"))
-                    o.Ksm = false;
-                else
-                    Refused("ksm= takes on or off", value, out _, ref log);
+                OnOff("ksm= takes on or off", value, ref o.Ksm, ref log);
                 return;
             }
             if (Matches(name, "thp") && hasValue)
             {
-                if (Matches(value, "on"))
-                    o.Thp = true;
-                else if (Matches(value, "off"))
-                    o.Thp = false;
-                else
-                    Refused("thp= takes on or off", value, out _, ref log);
+                OnOff("thp= takes on or off", value, ref o.Thp, ref log);
                 return;
             }
             if (Matches(name, "watermarks") && hasValue)
@@ -325,6 +315,17 @@ namespace Tandem.Kernel.Parsers
         }
 
         /// <summary>A bad value: says so, and the option keeps its default.</summary>
+        /// <summary><c>on</c> or <c>off</c> into <paramref name="option"/>; anything else is refused with a line and the option keeps its value.</summary>
+        private static void OnOff<TLog>(string what, ReadOnlySpan<byte> value, ref bool option, ref TLog log) where TLog : struct, ICommandLineLog
+        {
+            if (Matches(value, "on"))
+                option = true;
+            else if (Matches(value, "off"))
+                option = false;
+            else
+                Refused(what, value, out _, ref log);
+        }
+
         private static void Refused<TLog>(string what, ReadOnlySpan<byte> value, out ulong option, ref TLog log) where TLog : struct, ICommandLineLog
         {
             option = CommandLineOptions.Unset;

@@ -67,8 +67,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             return 0;
         if (Notifiers.HasNotifiers)
         {
-            LruStats.Add(ref _mm.Lru.Stats._fastCalls, 1);
-            LruStats.Add(ref Lru.Stats._fastCalls, 1);
+            CountFastCall();
             FastAgeResult r = Notifiers.TestClearYoungFastOnlyBitmap(this, start, pages, ask, hot);
             if (!r.Complete)
             {
@@ -121,8 +120,7 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             return 0;
         if (Notifiers.HasNotifiers)
         {
-            LruStats.Add(ref _mm.Lru.Stats._fastCalls, 1);
-            LruStats.Add(ref Lru.Stats._fastCalls, 1);
+            CountFastCall();
             FastAgeResult r = Notifiers.TestClearYoungFastOnly(this, start, start + PageSizes.Size2M, true);
             // A notifier without lockless aging was not asked: unknown counts as young.
             hot |= r.Young || !r.Complete;
@@ -131,6 +129,13 @@ public sealed unsafe partial class AddressSpace<TPlatform>
             return 0;
         young = SpanPages;
         return _mm.Lru.Promote(head) ? 1 : 0;
+    }
+
+    /// <summary>One fast-only notifier call of the walk or look-around, in the global and this space's statistics.</summary>
+    private void CountFastCall()
+    {
+        LruStats.Add(ref _mm.Lru.Stats._fastCalls, 1);
+        LruStats.Add(ref Lru.Stats._fastCalls, 1);
     }
 
     /// <summary>

@@ -22,6 +22,16 @@ public struct ListLog : ICommandLineLog
 
     public void Line(string what, string between, ReadOnlySpan<byte> value, string after) =>
         Lines.Add("cmdline: " + what + between + Encoding.Latin1.GetString(value) + after);
+
+    /// <summary>Parses <paramref name="line"/> from the defaults: the options and the lines the parser said.</summary>
+    public static (CommandLineOptions Options, ListLog Log) Parse(string line)
+    {
+        byte[] text = Encoding.Latin1.GetBytes(line);
+        CommandLineOptions o = CommandLineOptions.Defaults();
+        var log = new ListLog();
+        CommandLineParser.Parse(text, ref o, ref log);
+        return (o, log);
+    }
 }
 
 /// <summary>

@@ -1,4 +1,3 @@
-using System.Text;
 using Tandem.Kernel.Parsers;
 using Xunit;
 
@@ -7,14 +6,7 @@ namespace Tandem.Kernel.Tests;
 /// <summary><c>fuzz=SEED:COUNT[:EXITS]</c> and <c>vm=fuzz,seed=N</c> on the kernel command line (docs/fuzzing.md).</summary>
 public sealed class FuzzOptionTests
 {
-    private static (CommandLineOptions Options, ListLog Log) Parse(string line)
-    {
-        byte[] text = Encoding.Latin1.GetBytes(line);
-        CommandLineOptions o = CommandLineOptions.Defaults();
-        var log = new ListLog();
-        CommandLineParser.Parse(text, ref o, ref log);
-        return (o, log);
-    }
+    private static (CommandLineOptions Options, ListLog Log) Parse(string line) => ListLog.Parse(line);
 
     [Theory]
     [InlineData("fuzz=1:500", 1UL, 500UL, 0UL)]

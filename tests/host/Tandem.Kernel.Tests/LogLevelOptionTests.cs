@@ -1,4 +1,3 @@
-using System.Text;
 using Tandem.Kernel.Console;
 using Tandem.Kernel.Parsers;
 using Xunit;
@@ -8,14 +7,7 @@ namespace Tandem.Kernel.Tests;
 /// <summary><c>loglevel=error|warn|info|debug</c> on the kernel command line.</summary>
 public sealed class LogLevelOptionTests
 {
-    private static (CommandLineOptions Options, ListLog Log) Parse(string line)
-    {
-        byte[] text = Encoding.Latin1.GetBytes(line);
-        CommandLineOptions o = CommandLineOptions.Defaults();
-        var log = new ListLog();
-        CommandLineParser.Parse(text, ref o, ref log);
-        return (o, log);
-    }
+    private static (CommandLineOptions Options, ListLog Log) Parse(string line) => ListLog.Parse(line);
 
     [Fact]
     public void NotGivenMeansInfo()
