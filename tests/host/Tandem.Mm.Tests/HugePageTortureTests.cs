@@ -17,9 +17,10 @@ namespace Tandem.Mm.Tests;
 /// leaf) and through the secondary (D only in its entry), and now and then unmap one of their
 /// pages (which splits a 2 MiB page). Each works on the first span in the first half of a round
 /// and on the second after, so the first goes cold while the second is used. A third thread ages
-/// and evicts all the time (old 2 MiB pages are split first). At the end of a round every page is read back
-/// and the space is destroyed; after all rounds: 0 mismatches, 0 frames in use, 0 swap slots,
-/// and 2 MiB faults, splits by eviction and swap-ins all happened. Seed fixed (TANDEM_SEED
+/// and evicts all the time (old 2 MiB pages are split first). At the end of a round, alone, the
+/// 2 MiB pages still whole are aged and evicted (each must be split), then every page is read
+/// back and the space is destroyed; after all rounds: 0 mismatches, 0 frames in use, 0 swap
+/// slots, and splits by eviction both while the workers ran and at the ends of rounds. Seed fixed (TANDEM_SEED
 /// replays another; the interleaving differs from run to run).
 /// </summary>
 public unsafe class HugePageTortureTests
@@ -58,7 +59,7 @@ public unsafe class HugePageTortureTests
         _out.WriteLine($"seed {seed}; replay: TANDEM_SEED={seed} dotnet test --filter {nameof(RoundsOfHugeFaultsAgingEvictionAndSplitsKeepEveryPage)}");
         int rounds = 48, opsPerWorker = 6000;
         var errors = new ConcurrentQueue<string>();
-        long mismatches = 0, hugeFaults = 0;
+        long mismatches = 0, leftHuge = 0, concurrentSplits = 0;
 
         using HostMachine machine = new HostMachine(32UL << 20, Workers + 2);
         MemoryManager<HostPlatform> mm = machine.CreateManager();
@@ -78,6 +79,7 @@ public unsafe class HugePageTortureTests
 
         for (int round = 0; round < rounds && errors.IsEmpty; round++)
         {
+            long splitsAtStart = mm.Lru.Stats.HugeSplits;
             AddressSpace<HostPlatform> space = mm.CreateAddressSpace()!;
             Region window = Region.Anonymous(Base, Pages * 4096UL, PageProt.Write | PageProt.User);
             window.HugePages = true;
@@ -237,7 +239,20 @@ public unsafe class HugePageTortureTests
             foreach (Thread t in workers)
                 t.Join();
             chaos.Join();
-            hugeFaults += CountHugeLeaves(space);
+            concurrentSplits += mm.Lru.Stats.HugeSplits - splitsAtStart;
+            // Then, alone: the 2 MiB pages left (the span used last) go old as the generations
+            // turn (a pass needs room in the window, which eviction of the oldest makes), and
+            // eviction must split each of them (their contents are checked below, swapped back in).
+            int left = CountHugeLeaves(space);
+            leftHuge += left;
+            long before = mm.Lru.Stats.HugeSplits;
+            for (int turn = 0; turn < 2 * LruGenerations<HostPlatform>.MaxGenerations; turn++)
+            {
+                mm.AgingPass();
+                mm.Evict(Pages);
+            }
+            if (CountHugeLeaves(space) != 0 || mm.Lru.Stats.HugeSplits - before != left)
+                Error($"round {round}: {left} 2 MiB pages were old, {mm.Lru.Stats.HugeSplits - before} split by eviction, {CountHugeLeaves(space)} still mapped whole");
             for (int i = 0; i < Pages && errors.IsEmpty; i++)
                 Primary(i % Workers, i, false, 0);
             int lruCheck = mm.Lru.Validate();
@@ -257,8 +272,11 @@ public unsafe class HugePageTortureTests
         Assert.Equal(0, SwapTests.LiveDataFrames(mm));
         Assert.Equal(0, swap.SlotsInUse);
         LruStats s = mm.Lru.Stats;
-        _out.WriteLine($"{rounds} rounds: 2 MiB leaves left at the ends of rounds {hugeFaults}, splits by eviction {s.HugeSplits}, evictions {s.Evictions}, swap-ins {swap.SwapIns}, swap-outs {swap.SwapOuts}");
-        Assert.True(s.HugeSplits >= rounds / 2, "2 MiB pages were hardly ever split by eviction");
+        _out.WriteLine($"{rounds} rounds: splits by eviction {s.HugeSplits} ({concurrentSplits} while the workers ran, {leftHuge} of the 2 MiB pages left at the ends of rounds), evictions {s.Evictions}, swap-ins {swap.SwapIns}, swap-outs {swap.SwapOuts}");
+        // How many splits happen while the workers run depends on the machine's timing (23 to 53
+        // per run seen); that some do, and that the pages left whole were split, does not.
+        Assert.True(concurrentSplits > 0, "no 2 MiB page was split by eviction while the workers ran");
+        Assert.True(leftHuge > 0, "no 2 MiB page was left whole at the end of a round: the fault path never mapped one");
         Assert.True(swap.SwapIns > 0 && swap.SwapOuts > 0, "nothing was swapped out and back in");
     }
 
