@@ -171,9 +171,11 @@ namespace Tandem.Kernel.Bench
             ulong rt = 0, send = 0, toKick = 0, wake = 0, entry = 0, inject = 0, handler = 0, seen = 0;
             for (int k = IpiWarmup; k < IpiTotalRounds; k++)
             {
-                ulong g0 = stamps[TableIpiSent * MaxRounds + k], g1 = stamps[TableIpiSendDone * MaxRounds + k];
-                ulong g2 = stamps[TableHandlerIn * MaxRounds + k], g3 = stamps[TableEoiDone * MaxRounds + k];
-                ulong g4 = stamps[TableSeen * MaxRounds + k];
+                // The guest's stamps on the host's time line (each vCPU's TSC starts at 0 when the VM is made).
+                Vcpu v0 = vm.Vcpus[0], v1 = vm.Vcpus[1];
+                ulong g0 = v0.HostTscOf(stamps[TableIpiSent * MaxRounds + k]), g1 = v0.HostTscOf(stamps[TableIpiSendDone * MaxRounds + k]);
+                ulong g2 = v1.HostTscOf(stamps[TableHandlerIn * MaxRounds + k]), g3 = v1.HostTscOf(stamps[TableEoiDone * MaxRounds + k]);
+                ulong g4 = v0.HostTscOf(stamps[TableSeen * MaxRounds + k]);
                 ulong hk = bench.KickTsc[k], hs = bench.SwitchInTsc[k], hi = bench.InjectTsc[k];
                 if (hs == 0)
                 {
@@ -197,7 +199,7 @@ namespace Tandem.Kernel.Bench
             }
             if (fig.Valid == 0)
             {
-                Log.Line("bench: ipi_round_trip: no round took the halted path");
+                Log.Info($"bench: ipi_round_trip: no round took the halted path (rounds measured {(ulong)(IpiTotalRounds - IpiWarmup)}: vCPU 1 not switched in after the kick {fig.NotHalted}, stamps out of order {fig.Odd})");
                 return false;
             }
             ulong n = fig.Valid;
@@ -264,7 +266,7 @@ namespace Tandem.Kernel.Bench
             vm.Memory.Read(BenchEnd, (byte*)&end, 8);
             if (end <= start || bench.SwitchCount == 0 || bench.ExitCount == 0 || bench.EntryCount == 0)
             {
-                Log.Line("bench: vcpu_switch: no switch was measured");
+                Log.Info($"bench: vcpu_switch: no switch was measured (guest window {start}..{end}, switches {bench.SwitchCount}, exits {bench.ExitCount}, entries {bench.EntryCount}, yields back unswitched {bench.Unswitched})");
                 return false;
             }
             fig.PerSwitch = (end - start) / (2 * YieldsPerVcpu);

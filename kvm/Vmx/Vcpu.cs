@@ -39,6 +39,9 @@ namespace Tandem.Kvm.Vmx
         /// <summary>The VMCS uses TSC offsetting; <see cref="TscOffset"/> is added to the host TSC for the guest (set by a write to IA32_TSC).</summary>
         public bool TscOffsetting;
         public ulong TscOffset;
+
+        /// <summary>The host TSC at which this vCPU's RDTSC read <paramref name="guestTsc"/> (the guest's TSC is the host's plus <see cref="TscOffset"/> when offsetting is on): for comparing guest stamps with host ones.</summary>
+        public ulong HostTscOf(ulong guestTsc) => TscOffsetting ? guestTsc - TscOffset : guestTsc;
         /// <summary>The VMCS has virtual NMIs and NMI-window exiting (<see cref="VmcsSetup"/>).</summary>
         public bool VirtualNmis;
         /// <summary>NMIs injected; wakes of a vCPU parked in <c>cli; hlt</c> (by an NMI or INIT); INITs that reset a started AP.</summary>

@@ -107,7 +107,8 @@ namespace Tandem.Kvm.Vmx
             if (!Volatile.Read(ref _recording))
                 return;
             GuestRegisters* r = v.Registers;
-            ulong guest = (r->Rsi & 0xFFFF_FFFFUL) | (r->Rdi << 32);
+            // The guest's RDTSC before its VMCALL, on the host's time line.
+            ulong guest = v.HostTscOf((r->Rsi & 0xFFFF_FFFFUL) | (r->Rdi << 32));
             int i = v.Index & 15;
             ulong back = _back[i];
             if (back != 0 && guest > back)
