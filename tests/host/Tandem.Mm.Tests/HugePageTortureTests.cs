@@ -98,78 +98,59 @@ public unsafe class HugePageTortureTests
                 Volatile.Write(ref stop, 1);
             }
 
-            void Primary(int me, int i, bool write, ulong value)
+            // Page i's bytes at p against the model, then the write (as a CPU uses a mapped frame).
+            void Use(string via, int i, byte* p, bool write, ulong value)
+            {
+                if (!Holds(p, model[i]))
+                {
+                    Interlocked.Increment(ref mismatches);
+                    Error($"round {round}: {via} {(write ? "write" : "read")} of page {i}: 0x{((ulong*)p)[0]:x}, model 0x{model[i]:x}");
+                }
+                if (write)
+                {
+                    Fill(p, value);
+                    model[i] = value;
+                }
+            }
+
+            // One access through an MMU: tryOnce uses the frame if it is mapped; else fault, and again.
+            void Access(string via, int i, bool write, Func<bool> tryOnce, Func<FaultStatus> fault)
             {
                 for (int attempt = 0; ; attempt++)
                 {
-                    bool ok;
-                    lock (cpuLock[me])
-                    {
-                        ok = HardwareWalker.TouchPrimary(tableAt, space.Root, Va(i), write, out PhysAddr pa);
-                        if (ok)
-                        {
-                            byte* p = platform.PhysToVirt(pa);
-                            if (!Holds(p, model[i]))
-                            {
-                                Interlocked.Increment(ref mismatches);
-                                Error($"round {round}: primary {(write ? "write" : "read")} of page {i}: 0x{((ulong*)p)[0]:x}, model 0x{model[i]:x}");
-                            }
-                            if (write)
-                            {
-                                Fill(p, value);
-                                model[i] = value;
-                            }
-                        }
-                    }
-                    if (ok)
+                    if (tryOnce())
                         return;
-                    FaultStatus st = space.HandleFault(Va(i), write);
+                    FaultStatus st = fault();
                     if (st != FaultStatus.Ok && st != FaultStatus.OutOfMemory)
                     {
-                        Error($"round {round}: primary fault at page {i}: {st}");
+                        Error($"round {round}: {via} fault at page {i}: {st}");
                         return;
                     }
                     if (attempt > 100_000)
                     {
-                        Error($"round {round}: primary access to page {i} makes no progress");
+                        Error($"round {round}: {via} access to page {i} makes no progress");
                         return;
                     }
                 }
             }
 
-            void Secondary(int i, bool write, ulong value)
+            // The CPU walks (setting A, and D on a write) and uses the frame while its "TLB entry"
+            // is live: its CPU lock held, which every flush waits for.
+            void Primary(int me, int i, bool write, ulong value) => Access("primary", i, write, () =>
             {
-                for (int attempt = 0; ; attempt++)
+                lock (cpuLock[me])
                 {
-                    bool ok = sec.TryAccessLocked(Va(i), write, f =>
-                    {
-                        byte* p = platform.PhysToVirt(f.Address);
-                        if (!Holds(p, model[i]))
-                        {
-                            Interlocked.Increment(ref mismatches);
-                            Error($"round {round}: secondary {(write ? "write" : "read")} of page {i}: 0x{((ulong*)p)[0]:x}, model 0x{model[i]:x}");
-                        }
-                        if (write)
-                        {
-                            Fill(p, value);
-                            model[i] = value;
-                        }
-                    });
-                    if (ok)
-                        return;
-                    FaultStatus st = sec.Fault(Va(i), write);
-                    if (st != FaultStatus.Ok && st != FaultStatus.OutOfMemory)
-                    {
-                        Error($"round {round}: secondary fault at page {i}: {st}");
-                        return;
-                    }
-                    if (attempt > 100_000)
-                    {
-                        Error($"round {round}: secondary access to page {i} makes no progress");
-                        return;
-                    }
+                    if (!HardwareWalker.TouchPrimary(tableAt, space.Root, Va(i), write, out PhysAddr pa))
+                        return false;
+                    Use("primary", i, platform.PhysToVirt(pa), write, value);
+                    return true;
                 }
-            }
+            }, () => space.HandleFault(Va(i), write));
+
+            // The frame is used under the secondary's MMU lock, which its zap waits for.
+            void Secondary(int i, bool write, ulong value) => Access("secondary", i, write,
+                () => sec.TryAccessLocked(Va(i), write, f => Use("secondary", i, platform.PhysToVirt(f.Address), write, value)),
+                () => sec.Fault(Va(i), write));
 
             int done = 0;
             Thread[] workers = new Thread[Workers];
